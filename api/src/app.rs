@@ -1,0 +1,173 @@
+//! The application: shared state, the Router (tests build the very same one), and the
+//! listening server with graceful shutdown.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    extract::Request,
+    http::{HeaderName, Method, header},
+    middleware,
+    routing::get,
+};
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    sensitive_headers::SetSensitiveRequestHeadersLayer,
+    trace::TraceLayer,
+};
+
+use crate::{
+    auth::CallerAuth,
+    config::Settings,
+    db,
+    graphql::{self, AppSchema},
+    http::{self, metrics::Metrics},
+};
+
+/// Everything a request handler may need.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub schema: AppSchema,
+    pub auth: Arc<CallerAuth>,
+    pub metrics: Arc<Metrics>,
+    pub settings: Arc<Settings>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn new(settings: Settings, db: DatabaseConnection, auth: Arc<CallerAuth>) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        Self {
+            schema: graphql::schema(db.clone(), metrics.clone()),
+            db,
+            auth,
+            metrics,
+            settings: Arc::new(settings),
+        }
+    }
+}
+
+/// Every route of DESIGN §2 (those that exist so far).
+pub fn router(state: AppState) -> anyhow::Result<Router> {
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(state.settings.allowed_origins()?))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .max_age(Duration::from_secs(600));
+    let graphql = Router::new()
+        .route(
+            "/graphql",
+            get(http::graphql::get).post(http::graphql::post),
+        )
+        .route("/graphql/ws", get(http::websocket::upgrade))
+        .layer(DefaultBodyLimit::max(http::graphql::MAX_BODY_BYTES))
+        .layer(cors);
+    Ok(Router::new()
+        .merge(graphql)
+        .route("/graphiql", get(http::graphiql::page))
+        .route("/graphiql/app.js", get(http::graphiql::script))
+        .route("/graphiql/app.css", get(http::graphiql::style))
+        .route("/healthz", get(http::health::healthz))
+        .route("/readyz", get(http::health::readyz))
+        .route("/metrics", get(http::metrics::serve).with_state(state.metrics.clone()))
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), http::metrics::track))
+        // Paths only: query strings (OAuth codes and states) never reach the logs.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+        }))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+            HeaderName::from_static("sec-websocket-protocol"),
+        ]))
+        .with_state(state))
+}
+
+/// A built server, bound to its port but not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.local_addr().ok())
+            .finish()
+    }
+}
+
+impl Application {
+    /// Validates settings, connects and migrates the database, prepares caller auth, and binds
+    /// the listener (port 0 picks a free port: see [`Application::local_addr`]).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let db = db::connect(&settings).await?;
+        db::migrate(&db, &settings.database_label()).await?;
+        let auth = CallerAuth::from_settings(&settings)?;
+        auth.warm_up().await;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        let state = AppState::new(settings, db, auth);
+        let router = router(state.clone())?;
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let addr = self.local_addr()?;
+        tracing::info!(%addr, database = %self.state.settings.database_label(), "consentry is listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,344 @@
+//! Who is calling: caller-JWT validation (HS256 shared secret, or RS256/ES256 from a JWKS),
+//! the resulting [`Viewer`], and its roles (DESIGN §2, "Callers' tokens").
+
+mod claims;
+mod jwks;
+mod secret;
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use entity::msp_tenant;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+use sea_orm::{DatabaseConnection, EntityTrait};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+pub use claims::{CallerClaims, OneOrMany, mint_hs256};
+pub use jwks::JwksCache;
+pub use secret::{HS256_SECRET_FILE_SUFFIX, resolve_hs256_secret};
+
+use crate::config::{CallerAuthSettings, Settings};
+
+/// Clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECONDS: u64 = 60;
+
+/// A caller's role. `viewer` and `support` are read-only; `support` reads every MSP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Admin,
+    Technician,
+    Viewer,
+    Support,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Technician, Role::Viewer, Role::Support];
+
+    /// The role's name in tokens.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Technician => "technician",
+            Role::Viewer => "viewer",
+            Role::Support => "support",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+/// An authenticated caller: who they are, which MSP they belong to, what they may do.
+#[derive(Clone, Debug)]
+pub struct Viewer {
+    pub subject: String,
+    pub msp: msp_tenant::Model,
+    /// Sorted, without duplicates, never empty.
+    pub roles: Vec<Role>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Viewer {
+    pub fn msp_id(&self) -> &str {
+        &self.msp.id
+    }
+
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Admins and technicians change things; viewers and support staff only look.
+    pub fn can_write(&self) -> bool {
+        self.has_role(Role::Admin) || self.has_role(Role::Technician)
+    }
+
+    /// Support staff read every MSP's data (each such read is audited).
+    pub fn reads_all_msps(&self) -> bool {
+        self.has_role(Role::Support)
+    }
+
+    /// The roles as they appear in tokens and audit events.
+    pub fn role_names(&self) -> Vec<String> {
+        self.roles.iter().map(|r| r.as_str().to_owned()).collect()
+    }
+}
+
+/// Why a caller was turned away.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No usable token: HTTP 401, `UNAUTHENTICATED`.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A valid token whose roles allow nothing here: HTTP 403, `FORBIDDEN`.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The token cannot be checked right now (signing keys or database unreachable): HTTP 503.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+fn unauthenticated(message: impl Into<String>) -> AuthError {
+    AuthError::Unauthenticated(message.into())
+}
+
+enum Verifier {
+    Hs256(DecodingKey),
+    Jwks(JwksCache),
+}
+
+/// Verifies callers' tokens and turns them into [`Viewer`]s.
+pub struct CallerAuth {
+    verifier: Verifier,
+    issuer: String,
+    audience: String,
+}
+
+impl std::fmt::Debug for CallerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallerAuth")
+            .field(
+                "verifier",
+                &match self.verifier {
+                    Verifier::Hs256(_) => "HS256",
+                    Verifier::Jwks(_) => "JWKS",
+                },
+            )
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+impl CallerAuth {
+    /// Builds the verifier the settings ask for; with neither a secret nor a JWKS URL, uses
+    /// (or creates) the secret kept beside the embedded database.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Arc<Self>> {
+        Ok(Arc::new(match settings.caller_auth()? {
+            CallerAuthSettings::Hs256 {
+                issuer, audience, ..
+            } => {
+                let secret = resolve_hs256_secret(settings)?;
+                Self::hs256(&secret, issuer, audience)
+            }
+            CallerAuthSettings::Jwks {
+                url,
+                issuer,
+                audience,
+                refetch_interval,
+            } => Self::jwks(url, issuer, audience, refetch_interval)?,
+        }))
+    }
+
+    pub fn hs256(secret: &SecretString, issuer: String, audience: String) -> Self {
+        Self {
+            verifier: Verifier::Hs256(DecodingKey::from_secret(secret.expose_secret().as_bytes())),
+            issuer,
+            audience,
+        }
+    }
+
+    pub fn jwks(
+        url: Url,
+        issuer: String,
+        audience: String,
+        refetch_interval: Duration,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            verifier: Verifier::Jwks(JwksCache::new(url, refetch_interval)?),
+            issuer,
+            audience,
+        })
+    }
+
+    /// Fetches signing keys ahead of the first request (JWKS only). Failure is not fatal:
+    /// requests are refused with 503 until the keys can be fetched.
+    pub async fn warm_up(&self) {
+        if let Verifier::Jwks(cache) = &self.verifier
+            && let Err(error) = cache.refresh().await
+        {
+            tracing::warn!(%error, "cannot fetch callers' signing keys yet; will retry on demand");
+        }
+    }
+
+    fn allowed_algorithms(&self) -> &'static [Algorithm] {
+        match self.verifier {
+            Verifier::Hs256(_) => &[Algorithm::HS256],
+            Verifier::Jwks(_) => &[Algorithm::RS256, Algorithm::ES256],
+        }
+    }
+
+    /// Checks signature, algorithm, `exp`, `nbf`, `iss`, `aud` and `sub`; returns the claims.
+    pub async fn verify(&self, token: &str) -> Result<CallerClaims, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            unauthenticated(format!(
+                "the bearer token is not a JWT signed with an accepted algorithm ({})",
+                alg_names(self.allowed_algorithms())
+            ))
+        })?;
+        if !self.allowed_algorithms().contains(&header.alg) {
+            return Err(unauthenticated(format!(
+                "tokens signed with {:?} are not accepted; use {}",
+                header.alg,
+                alg_names(self.allowed_algorithms())
+            )));
+        }
+        let key = match &self.verifier {
+            Verifier::Hs256(key) => key.clone(),
+            Verifier::Jwks(cache) => cache.key_for(header.kid.as_deref(), header.alg).await?,
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.algorithms = vec![header.alg];
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECONDS;
+        let data = jsonwebtoken::decode::<CallerClaims>(token, &key, &validation)
+            .map_err(|e| self.explain(e.kind()))?;
+        Ok(data.claims)
+    }
+
+    fn explain(&self, kind: &ErrorKind) -> AuthError {
+        unauthenticated(match kind {
+            ErrorKind::ExpiredSignature => "the bearer token has expired; get a new one".to_owned(),
+            ErrorKind::ImmatureSignature => "the bearer token is not valid yet (nbf is in the future)".to_owned(),
+            ErrorKind::InvalidIssuer => format!("the bearer token's issuer is not accepted (expected iss {:?})", self.issuer),
+            ErrorKind::InvalidAudience => format!("the bearer token's audience is not accepted (expected aud {:?})", self.audience),
+            ErrorKind::InvalidSignature => "the bearer token's signature does not verify".to_owned(),
+            ErrorKind::MissingRequiredClaim(claim) => format!("the bearer token lacks the required {claim:?} claim"),
+            ErrorKind::InvalidClaimFormat(claim) => format!("the bearer token's {claim:?} claim has the wrong type"),
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
+                format!("the bearer token's algorithm is not accepted; use {}", alg_names(self.allowed_algorithms()))
+            }
+            ErrorKind::Json(_) => "the bearer token's claims are malformed (sub, msp, roles, iss, aud and exp are expected)".to_owned(),
+            _ => "the bearer token is malformed".to_owned(),
+        })
+    }
+
+    /// Turns an `Authorization` header value into a [`Viewer`]: a verified token, a
+    /// registered and enabled MSP, and at least one known role.
+    pub async fn authenticate(
+        &self,
+        db: &DatabaseConnection,
+        authorization: &str,
+    ) -> Result<Viewer, AuthError> {
+        let token = bearer_token(authorization)?;
+        let claims = self.verify(token).await?;
+        if claims.sub.trim().is_empty() {
+            return Err(unauthenticated("the bearer token's sub claim is empty"));
+        }
+        let msp_id = claims
+            .msp
+            .as_deref()
+            .filter(|m| !m.trim().is_empty())
+            .ok_or_else(|| {
+                unauthenticated("the bearer token has no msp claim naming the caller's MSP tenant")
+            })?;
+        let mut roles = Vec::new();
+        for name in claims.roles.iter() {
+            let role = Role::parse(name).ok_or_else(|| {
+                AuthError::Forbidden(format!(
+                    "unknown role {name:?} in the bearer token; roles are admin, technician, viewer and support"
+                ))
+            })?;
+            roles.push(role);
+        }
+        roles.sort();
+        roles.dedup();
+        if roles.is_empty() {
+            return Err(AuthError::Forbidden(
+                "the bearer token grants no role; give it one of admin, technician, viewer or support".to_owned(),
+            ));
+        }
+        let msp = tokio::time::timeout(
+            Duration::from_secs(5),
+            msp_tenant::Entity::find_by_id(msp_id.to_owned()).one(db),
+        )
+        .await
+        .map_err(|_| AuthError::Unavailable("the database is unavailable; retry shortly".to_owned()))?
+        .map_err(|error| {
+            tracing::warn!(%error, "cannot look up the caller's MSP tenant");
+            AuthError::Unavailable("the database is unavailable; retry shortly".to_owned())
+        })?
+        .filter(|m| m.disabled_at.is_none())
+        .ok_or_else(|| {
+            unauthenticated(format!(
+                "MSP tenant {msp_id:?} is not registered or is disabled; register it with `consentry msp add {msp_id}`"
+            ))
+        })?;
+        let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now);
+        Ok(Viewer {
+            subject: claims.sub,
+            msp,
+            roles,
+            expires_at,
+        })
+    }
+}
+
+/// The token from `Bearer <token>`; the scheme is case-insensitive (RFC 7235).
+pub fn bearer_token(authorization: &str) -> Result<&str, AuthError> {
+    let (scheme, token) = authorization
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(unauthenticated(
+            "the Authorization header must be `Bearer <token>`",
+        ));
+    }
+    Ok(token)
+}
+
+fn alg_names(algs: &[Algorithm]) -> String {
+    algs.iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_required() {
+        assert_eq!(bearer_token("Bearer abc").unwrap(), "abc");
+        assert_eq!(bearer_token("bearer  abc ").unwrap(), "abc");
+        assert!(bearer_token("Basic abc").is_err());
+        assert!(bearer_token("abc").is_err());
+        assert!(bearer_token("Bearer ").is_err());
+    }
+
+    #[test]
+    fn roles_parse_by_their_token_names() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("Admin"), None);
+        assert_eq!(Role::parse("owner"), None);
+    }
+}

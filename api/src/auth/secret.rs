@@ -1,0 +1,147 @@
+//! The HS256 secret Consentry generates for itself when none is configured, kept beside the
+//! embedded database so that `consentry token` and `consentry serve` agree on it.
+
+use std::{
+    fs,
+    io::{self, Write},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, bail};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use rand::RngCore;
+use secrecy::SecretString;
+
+use crate::config::{DatabaseKind, Settings};
+
+/// `consentry.db` keeps its secret in `consentry.db.hs256-secret`.
+pub const HS256_SECRET_FILE_SUFFIX: &str = ".hs256-secret";
+
+/// The configured secret; else the one kept beside the SQLite file (created on first use);
+/// else, for an in-memory database, a fresh one that dies with the process.
+pub fn resolve_hs256_secret(settings: &Settings) -> anyhow::Result<SecretString> {
+    if let Some(secret) = &settings.auth_hs256_secret {
+        return Ok(secret.clone());
+    }
+    match settings.database_kind()? {
+        DatabaseKind::SqliteFile(db) => load_or_create(&secret_path(&db)),
+        DatabaseKind::SqliteMemory => {
+            tracing::warn!("in-memory database: using a throw-away HS256 secret");
+            Ok(generate())
+        }
+        DatabaseKind::Postgres => bail!(
+            "no caller-token verification is configured: set CONSENTRY_AUTH_JWKS_URL (with \
+             CONSENTRY_AUTH_ISSUER and CONSENTRY_AUTH_AUDIENCE) or CONSENTRY_AUTH_HS256_SECRET; \
+             a secret is only generated for the embedded SQLite database"
+        ),
+    }
+}
+
+fn secret_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(HS256_SECRET_FILE_SUFFIX);
+    PathBuf::from(name)
+}
+
+fn generate() -> SecretString {
+    let mut bytes = [0u8; 48];
+    rand::rng().fill_bytes(&mut bytes);
+    SecretString::from(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn load_or_create(path: &Path) -> anyhow::Result<SecretString> {
+    match fs::read_to_string(path) {
+        Ok(text) => return parse(path, &text),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let secret = generate();
+    // Written to a private temporary file, then linked into place: two processes starting at
+    // once end up with the same secret, and no reader ever sees a half-written file.
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".consentry-secret-{}", uuid::Uuid::new_v4()));
+    {
+        let mut file =
+            private_file(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        use secrecy::ExposeSecret;
+        file.write_all(secret.expose_secret().as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+    }
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "generated the HS256 secret for callers' tokens");
+            Ok(secret)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            parse(path, &fs::read_to_string(path)?)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+fn parse(path: &Path, text: &str) -> anyhow::Result<SecretString> {
+    let secret = text.trim();
+    if secret.len() < 32 {
+        bail!(
+            "{} holds a secret shorter than 32 bytes; delete it to have a new one generated",
+            path.display()
+        );
+    }
+    Ok(SecretString::from(secret.to_owned()))
+}
+
+#[cfg(unix)]
+fn private_file(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn private_file(path: &Path) -> io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn the_secret_is_created_once_and_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db.hs256-secret");
+        let first = load_or_create(&path).unwrap();
+        let second = load_or_create(&path).unwrap();
+        assert_eq!(first.expose_secret(), second.expose_secret());
+        assert!(first.expose_secret().len() >= 32);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_truncated_secret_file_is_refused_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db.hs256-secret");
+        fs::write(&path, "short\n").unwrap();
+        let err = load_or_create(&path).unwrap_err().to_string();
+        assert!(err.contains("delete it"), "{err}");
+    }
+}

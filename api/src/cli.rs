@@ -1,0 +1,308 @@
+//! The `consentry` command line: `serve` (default), `migrate`, `schema`, `token`, `msp`.
+//! This module is the terminal's presentation layer, so it alone prints.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::{process::ExitCode, time::Duration};
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::{
+    Application,
+    app::shutdown_signal,
+    auth::{self, CallerClaims, OneOrMany},
+    config::{CallerAuthSettings, Settings},
+    db, domain, graphql, telemetry,
+};
+
+/// Consentry: Microsoft Graph authorisation for an MSP's clients, as a GraphQL API.
+#[derive(Debug, Parser)]
+#[command(name = "consentry", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API server (the default).
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate {
+        /// Only list applied and pending migrations.
+        #[arg(long)]
+        status: bool,
+    },
+    /// Print the GraphQL schema (SDL); `schema.graphql` is this output.
+    Schema,
+    /// Print a caller token signed with the HS256 secret (registering the MSP if it is new).
+    Token(TokenArgs),
+    /// Register and list MSP tenants.
+    #[command(subcommand)]
+    Msp(MspCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// The MSP tenant the token acts for (its `msp` claim).
+    #[arg(long)]
+    pub msp: String,
+    /// A role to grant; repeat for several.
+    #[arg(long = "role", required = true, value_enum)]
+    pub roles: Vec<RoleArg>,
+    /// Who the token names (its `sub` claim).
+    #[arg(long, default_value = "consentry-cli")]
+    pub sub: String,
+    /// How long the token lasts: e.g. 30m, 12h, 7d (at most 30d).
+    #[arg(long, default_value = "12h", value_parser = parse_ttl)]
+    pub ttl: Duration,
+    /// Display name for the MSP if the token registers it.
+    #[arg(long)]
+    pub msp_name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MspCommand {
+    /// Register an MSP tenant so tokens naming it are accepted.
+    Add {
+        /// The id callers' tokens carry in their `msp` claim.
+        id: String,
+        /// Display name (default: the id).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the registered MSP tenants.
+    List,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Technician,
+    Viewer,
+    Support,
+}
+
+impl From<RoleArg> for auth::Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Admin => auth::Role::Admin,
+            RoleArg::Technician => auth::Role::Technician,
+            RoleArg::Viewer => auth::Role::Viewer,
+            RoleArg::Support => auth::Role::Support,
+        }
+    }
+}
+
+fn parse_ttl(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{raw:?}: expected a number with s, m, h or d"))?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        "d" => number * 86_400,
+        _ => return Err(format!("{raw:?}: the unit must be s, m, h or d")),
+    };
+    if seconds == 0 || seconds > 30 * 86_400 {
+        return Err(format!("{raw:?}: must be between 1s and 30d"));
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+/// Entry point of the `consentry` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    telemetry::init(
+        cli.settings.log_format,
+        if serving {
+            "info,sqlx=warn,sea_orm_migration=warn"
+        } else {
+            "warn"
+        },
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = cli.settings;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(settings).await?;
+            app.run_until(shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", graphql::sdl());
+            Ok(())
+        }
+        Command::Migrate { status } => {
+            settings.validate()?;
+            let db = db::connect(&settings).await?;
+            if !status {
+                db::migrate(&db, &settings.database_label()).await?;
+            }
+            let (applied, pending) = db::migration_status(&db).await?;
+            for name in &applied {
+                println!("applied  {name}");
+            }
+            for name in &pending {
+                println!("pending  {name}");
+            }
+            eprintln!(
+                "{}: {} applied, {} pending",
+                settings.database_label(),
+                applied.len(),
+                pending.len()
+            );
+            Ok(())
+        }
+        Command::Token(args) => token(settings, args).await,
+        Command::Msp(MspCommand::Add { id, name }) => {
+            settings.validate()?;
+            let db = db::connect(&settings).await?;
+            db::migrate(&db, &settings.database_label()).await?;
+            let (msp, created) = domain::msp::ensure(&db, &id, name.as_deref())
+                .await
+                .map_err(user_error)?;
+            if created {
+                eprintln!("registered MSP tenant {:?} ({})", msp.id, msp.name);
+            } else {
+                eprintln!(
+                    "MSP tenant {:?} ({}) was already registered",
+                    msp.id, msp.name
+                );
+            }
+            Ok(())
+        }
+        Command::Msp(MspCommand::List) => {
+            settings.validate()?;
+            let db = db::connect(&settings).await?;
+            db::migrate(&db, &settings.database_label()).await?;
+            for msp in domain::msp::list(&db).await? {
+                let state = if msp.disabled_at.is_some() {
+                    "disabled"
+                } else {
+                    "active"
+                };
+                println!("{}\t{}\t{}", msp.id, state, msp.name);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn user_error(error: domain::Error) -> anyhow::Error {
+    anyhow::anyhow!("{error}")
+}
+
+/// `consentry token`: registers the MSP if needed and prints a signed token on stdout.
+async fn token(settings: Settings, args: TokenArgs) -> anyhow::Result<()> {
+    settings.validate()?;
+    let CallerAuthSettings::Hs256 {
+        issuer, audience, ..
+    } = settings.caller_auth()?
+    else {
+        bail!(
+            "`consentry token` signs with the HS256 secret, but CONSENTRY_AUTH_JWKS_URL is set: \
+             callers get their tokens from your identity provider"
+        );
+    };
+    let secret = auth::resolve_hs256_secret(&settings)?;
+    let db = db::connect(&settings).await?;
+    db::migrate(&db, &settings.database_label()).await?;
+    let (msp, created) = domain::msp::ensure(&db, &args.msp, args.msp_name.as_deref())
+        .await
+        .map_err(user_error)?;
+    if created {
+        eprintln!("registered MSP tenant {:?}", msp.id);
+    }
+    let now = Utc::now().timestamp();
+    let ttl = i64::try_from(args.ttl.as_secs()).context("ttl too long")?;
+    let mut roles: Vec<auth::Role> = args.roles.into_iter().map(Into::into).collect();
+    roles.sort();
+    roles.dedup();
+    let claims = CallerClaims {
+        sub: args.sub,
+        msp: Some(msp.id),
+        roles: OneOrMany::Many(roles.iter().map(|r| r.as_str().to_owned()).collect()),
+        iss: issuer,
+        aud: OneOrMany::One(audience),
+        exp: now + ttl,
+        iat: Some(now),
+        nbf: None,
+    };
+    println!("{}", auth::mint_hs256(&secret, &claims)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_accepts_units_and_bounds() {
+        assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_ttl("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_ttl("12h").unwrap(), Duration::from_secs(43_200));
+        assert_eq!(parse_ttl("7d").unwrap(), Duration::from_secs(604_800));
+        for bad in ["", "0", "h", "12w", "31d", "-1h"] {
+            assert!(parse_ttl(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn the_command_line_parses_as_documented() {
+        let cli = Cli::try_parse_from([
+            "consentry",
+            "token",
+            "--msp",
+            "acme",
+            "--role",
+            "admin",
+            "--role",
+            "support",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Some(Command::Token(ref t)) if t.roles.len() == 2));
+        assert!(
+            Cli::try_parse_from(["consentry", "token", "--msp", "acme"]).is_err(),
+            "a role is required"
+        );
+        let cli = Cli::try_parse_from(["consentry", "--listen", "0.0.0.0:9000", "serve"]).unwrap();
+        assert_eq!(cli.settings.listen.port(), 9000);
+        let cli =
+            Cli::try_parse_from(["consentry", "migrate", "--database-url", "sqlite::memory:"])
+                .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Migrate { status: false })
+        ));
+    }
+}

@@ -1,0 +1,494 @@
+//! Settings from the environment and command-line flags (DESIGN §2, "Configuration").
+//!
+//! Every option is a flag and an environment variable; secrets are wrapped so that they
+//! cannot be printed by accident.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// The embedded default: one SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://consentry.db?mode=rwc";
+/// Issuer and audience of HS256 caller tokens when none are configured.
+pub const DEFAULT_HS256_ISSUER: &str = "consentry";
+pub const DEFAULT_HS256_AUDIENCE: &str = "consentry";
+
+/// Everything the server needs to start, whichever subcommand runs.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Settings {
+    /// Database: `sqlite://FILE?mode=rwc` (embedded) or `postgres://USER:PASSWORD@HOST/DB`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = secret, hide_env_values = true, hide_default_value = true, global = true)]
+    pub database_url: SecretString,
+
+    /// Maximum open database connections of this instance.
+    #[arg(
+        long,
+        env = "CONSENTRY_DB_MAX_CONNECTIONS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub db_max_connections: u32,
+
+    /// Address and port to listen on (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "CONSENTRY_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Public base URL of this server; the OAuth redirect URI is this + `/oauth/callback`.
+    #[arg(
+        long,
+        env = "CONSENTRY_PUBLIC_URL",
+        default_value = "http://localhost:8080",
+        global = true
+    )]
+    pub public_url: Url,
+
+    /// Where the callback sends the browser afterwards (`{url}/clients/{id}?graphApi=STATUS`).
+    /// Unset: the callback renders its own result page.
+    #[arg(long, env = "CONSENTRY_FRONTEND_URL", global = true)]
+    pub frontend_url: Option<Url>,
+
+    /// Application (client) id of Consentry's app registration in Microsoft Entra ID.
+    #[arg(long, env = "CONSENTRY_MS_CLIENT_ID", global = true)]
+    pub ms_client_id: Option<String>,
+
+    /// Client secret of that app registration.
+    #[arg(long, env = "CONSENTRY_MS_CLIENT_SECRET", value_parser = secret, hide_env_values = true, global = true)]
+    pub ms_client_secret: Option<SecretString>,
+
+    /// Microsoft identity platform base URL.
+    #[arg(
+        long,
+        env = "CONSENTRY_MS_AUTHORITY_URL",
+        default_value = "https://login.microsoftonline.com",
+        global = true
+    )]
+    pub ms_authority_url: Url,
+
+    /// Microsoft Graph base URL.
+    #[arg(
+        long,
+        env = "CONSENTRY_MS_GRAPH_URL",
+        default_value = "https://graph.microsoft.com",
+        global = true
+    )]
+    pub ms_graph_url: Url,
+
+    /// JWKS URL of the identity provider that signs callers' tokens (RS256/ES256).
+    #[arg(long, env = "CONSENTRY_AUTH_JWKS_URL", global = true)]
+    pub auth_jwks_url: Option<Url>,
+
+    /// Least time between two JWKS fetches triggered by unknown key ids (seconds).
+    #[arg(
+        long,
+        env = "CONSENTRY_AUTH_JWKS_REFETCH_SECONDS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub auth_jwks_refetch_seconds: u64,
+
+    /// Required `iss` of callers' tokens (default with HS256: `consentry`).
+    #[arg(long, env = "CONSENTRY_AUTH_ISSUER", global = true)]
+    pub auth_issuer: Option<String>,
+
+    /// Required `aud` of callers' tokens (default with HS256: `consentry`).
+    #[arg(long, env = "CONSENTRY_AUTH_AUDIENCE", global = true)]
+    pub auth_audience: Option<String>,
+
+    /// Shared secret for HS256 caller tokens (at least 32 bytes). Unset, and without a JWKS
+    /// URL, one is generated and kept beside the embedded database.
+    #[arg(long, env = "CONSENTRY_AUTH_HS256_SECRET", value_parser = secret, hide_env_values = true, global = true)]
+    pub auth_hs256_secret: Option<SecretString>,
+
+    /// Browser origins allowed to call the API (comma-separated), e.g. `https://app.example.com`.
+    #[arg(
+        long,
+        env = "CONSENTRY_CORS_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Log format: `text` for people, `json` for log collectors. Levels come from `RUST_LOG`.
+    #[arg(
+        long,
+        env = "CONSENTRY_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A setting that cannot work, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting has a value Consentry cannot use.
+    #[error("{variable}: {problem}")]
+    Invalid {
+        variable: &'static str,
+        problem: String,
+    },
+}
+
+fn invalid(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+/// Where the database lives, as far as Consentry cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// An SQLite file; generated secrets are kept beside it.
+    SqliteFile(PathBuf),
+    /// An in-memory SQLite database (tests, experiments): nothing survives a restart.
+    SqliteMemory,
+    Postgres,
+}
+
+/// How callers' tokens are verified.
+#[derive(Clone, Debug)]
+pub enum CallerAuthSettings {
+    Hs256 {
+        secret: Option<SecretString>,
+        issuer: String,
+        audience: String,
+    },
+    Jwks {
+        url: Url,
+        issuer: String,
+        audience: String,
+        refetch_interval: std::time::Duration,
+    },
+}
+
+impl Settings {
+    /// Settings with every default, as if no flag or variable were given.
+    pub fn defaults() -> Self {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        // Parsing an empty command line cannot fail: every option has a default or is optional.
+        #[allow(clippy::expect_used)]
+        Only::try_parse_from(["consentry"])
+            .expect("defaults parse")
+            .settings
+    }
+
+    /// Checks what can be checked without touching the network or the database.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.database_kind()?;
+        check_base_url("CONSENTRY_PUBLIC_URL", &self.public_url)?;
+        if let Some(url) = &self.frontend_url {
+            check_base_url("CONSENTRY_FRONTEND_URL", url)?;
+        }
+        check_base_url("CONSENTRY_MS_AUTHORITY_URL", &self.ms_authority_url)?;
+        check_base_url("CONSENTRY_MS_GRAPH_URL", &self.ms_graph_url)?;
+        // The redirect URI carries authorization codes: HTTPS unless it stays on this machine.
+        if self.public_url.scheme() != "https" && !is_loopback(&self.public_url) {
+            return Err(invalid(
+                "CONSENTRY_PUBLIC_URL",
+                format!(
+                    "{} must use https (plain http is only allowed for localhost)",
+                    self.public_url
+                ),
+            ));
+        }
+        if self.ms_client_secret.is_some() && self.ms_client_id.is_none() {
+            return Err(invalid(
+                "CONSENTRY_MS_CLIENT_ID",
+                "a client secret is set but no client id: set CONSENTRY_MS_CLIENT_ID to the app registration's Application (client) ID",
+            ));
+        }
+        if self.db_max_connections == 0 {
+            return Err(invalid(
+                "CONSENTRY_DB_MAX_CONNECTIONS",
+                "must be at least 1",
+            ));
+        }
+        for origin in &self.cors_origins {
+            parse_origin(origin)?;
+        }
+        self.caller_auth()?;
+        Ok(())
+    }
+
+    /// What kind of database `DATABASE_URL` names.
+    pub fn database_kind(&self) -> Result<DatabaseKind, ConfigError> {
+        database_kind(self.database_url.expose_secret())
+    }
+
+    /// The database URL without its password, for log lines and error messages.
+    pub fn database_label(&self) -> String {
+        let raw = self.database_url.expose_secret();
+        match Url::parse(raw) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("***"));
+                url.to_string()
+            }
+            Ok(url) => url.to_string(),
+            Err(_) => "(unparseable DATABASE_URL)".to_owned(),
+        }
+    }
+
+    /// The one redirect URI of every flow.
+    pub fn redirect_uri(&self) -> Url {
+        join(&self.public_url, "oauth/callback")
+    }
+
+    /// How callers' tokens are to be verified.
+    pub fn caller_auth(&self) -> Result<CallerAuthSettings, ConfigError> {
+        match (&self.auth_jwks_url, &self.auth_hs256_secret) {
+            (Some(_), Some(_)) => Err(invalid(
+                "CONSENTRY_AUTH_JWKS_URL",
+                "set either CONSENTRY_AUTH_JWKS_URL (production) or CONSENTRY_AUTH_HS256_SECRET, not both",
+            )),
+            (Some(url), None) => {
+                check_base_url("CONSENTRY_AUTH_JWKS_URL", url)?;
+                let issuer = self.auth_issuer.clone().ok_or_else(|| {
+                    invalid(
+                        "CONSENTRY_AUTH_ISSUER",
+                        "required with CONSENTRY_AUTH_JWKS_URL: the exact `iss` your identity provider puts in callers' tokens",
+                    )
+                })?;
+                let audience = self.auth_audience.clone().ok_or_else(|| {
+                    invalid(
+                        "CONSENTRY_AUTH_AUDIENCE",
+                        "required with CONSENTRY_AUTH_JWKS_URL: the `aud` your identity provider issues for Consentry",
+                    )
+                })?;
+                Ok(CallerAuthSettings::Jwks {
+                    url: url.clone(),
+                    issuer,
+                    audience,
+                    refetch_interval: std::time::Duration::from_secs(
+                        self.auth_jwks_refetch_seconds,
+                    ),
+                })
+            }
+            (None, secret) => {
+                if let Some(secret) = secret
+                    && secret.expose_secret().len() < 32
+                {
+                    return Err(invalid(
+                        "CONSENTRY_AUTH_HS256_SECRET",
+                        "must be at least 32 bytes; generate one with `openssl rand -base64 48`",
+                    ));
+                }
+                Ok(CallerAuthSettings::Hs256 {
+                    secret: secret.clone(),
+                    issuer: self
+                        .auth_issuer
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_HS256_ISSUER.to_owned()),
+                    audience: self
+                        .auth_audience
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_HS256_AUDIENCE.to_owned()),
+                })
+            }
+        }
+    }
+
+    /// Browser origins allowed by CORS, parsed.
+    pub fn allowed_origins(&self) -> Result<Vec<axum::http::HeaderValue>, ConfigError> {
+        self.cors_origins.iter().map(|o| parse_origin(o)).collect()
+    }
+}
+
+/// Joins `path` onto a base URL, keeping any path prefix the base has.
+pub fn join(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    {
+        let trimmed = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{trimmed}/{}", path.trim_start_matches('/')));
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    url
+}
+
+fn check_base_url(variable: &'static str, url: &Url) -> Result<(), ConfigError> {
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(
+            variable,
+            format!("{url} is not an http(s) URL with a host"),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(
+            variable,
+            format!("{url} must not have a query or fragment"),
+        ));
+    }
+    Ok(())
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn parse_origin(origin: &str) -> Result<axum::http::HeaderValue, ConfigError> {
+    let origin = origin.trim();
+    let url = Url::parse(origin).map_err(|e| {
+        invalid(
+            "CONSENTRY_CORS_ORIGINS",
+            format!("{origin:?} is not an origin like https://app.example.com ({e})"),
+        )
+    })?;
+    let serialized = url.origin().ascii_serialization();
+    if origin == "*" || serialized == "null" || serialized != origin.trim_end_matches('/') {
+        return Err(invalid(
+            "CONSENTRY_CORS_ORIGINS",
+            format!(
+                "{origin:?} is not an origin: give scheme://host[:port] only, no path and no wildcard"
+            ),
+        ));
+    }
+    axum::http::HeaderValue::from_str(&serialized)
+        .map_err(|e| invalid("CONSENTRY_CORS_ORIGINS", format!("{origin:?}: {e}")))
+}
+
+fn database_kind(url: &str) -> Result<DatabaseKind, ConfigError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(DatabaseKind::Postgres);
+    }
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return Err(invalid(
+            "DATABASE_URL",
+            "must start with sqlite: (embedded) or postgres:// (production)",
+        ));
+    };
+    let path = rest.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+        return Ok(DatabaseKind::SqliteMemory);
+    }
+    Ok(DatabaseKind::SqliteFile(PathBuf::from(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_kind_recognises_every_form() {
+        assert_eq!(
+            database_kind("sqlite://consentry.db?mode=rwc").unwrap(),
+            DatabaseKind::SqliteFile("consentry.db".into())
+        );
+        assert_eq!(
+            database_kind("sqlite:///var/lib/consentry/c.db").unwrap(),
+            DatabaseKind::SqliteFile("/var/lib/consentry/c.db".into())
+        );
+        assert_eq!(
+            database_kind("sqlite::memory:").unwrap(),
+            DatabaseKind::SqliteMemory
+        );
+        assert_eq!(
+            database_kind("postgres://u:p@h/db").unwrap(),
+            DatabaseKind::Postgres
+        );
+        assert!(database_kind("mysql://h/db").is_err());
+    }
+
+    #[test]
+    fn join_keeps_a_path_prefix() {
+        let base = Url::parse("https://example.com/consentry/").unwrap();
+        assert_eq!(
+            join(&base, "oauth/callback").as_str(),
+            "https://example.com/consentry/oauth/callback"
+        );
+        let base = Url::parse("http://localhost:8080").unwrap();
+        assert_eq!(
+            join(&base, "/oauth/callback").as_str(),
+            "http://localhost:8080/oauth/callback"
+        );
+    }
+
+    #[test]
+    fn public_url_must_be_https_off_loopback() {
+        let mut settings = Settings::defaults();
+        settings.public_url = Url::parse("http://consentry.example.com").unwrap();
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("must use https"), "{err}");
+        settings.public_url = Url::parse("https://consentry.example.com").unwrap();
+        settings.validate().unwrap();
+    }
+
+    #[test]
+    fn short_hs256_secret_is_refused() {
+        let mut settings = Settings::defaults();
+        settings.auth_hs256_secret = Some(SecretString::from("short"));
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("at least 32 bytes"), "{err}");
+    }
+
+    #[test]
+    fn jwks_needs_issuer_and_audience() {
+        let mut settings = Settings::defaults();
+        settings.auth_jwks_url = Some(Url::parse("https://idp.example.com/jwks").unwrap());
+        assert!(
+            settings
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("CONSENTRY_AUTH_ISSUER")
+        );
+        settings.auth_issuer = Some("https://idp.example.com/".into());
+        assert!(
+            settings
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("CONSENTRY_AUTH_AUDIENCE")
+        );
+        settings.auth_audience = Some("consentry".into());
+        settings.validate().unwrap();
+    }
+
+    #[test]
+    fn cors_origins_must_be_bare_origins() {
+        let mut settings = Settings::defaults();
+        settings.cors_origins = vec!["https://app.example.com".into()];
+        settings.validate().unwrap();
+        for bad in ["*", "https://app.example.com/path", "app.example.com"] {
+            settings.cors_origins = vec![bad.into()];
+            assert!(settings.validate().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn database_label_hides_the_password() {
+        let mut settings = Settings::defaults();
+        settings.database_url = SecretString::from("postgres://app:hunter2@db.internal/consentry");
+        let label = settings.database_label();
+        assert!(!label.contains("hunter2"), "{label}");
+        assert!(label.contains("db.internal"), "{label}");
+    }
+}

@@ -1,0 +1,14 @@
+//! What Consentry does, independent of how it is asked: clients, tiles, consents, audit.
+//! Nothing here knows about GraphQL or HTTP.
+
+pub mod access;
+pub mod audit;
+pub mod clients;
+pub mod delegated_consents;
+mod error;
+pub mod msp;
+pub mod service_principal_requests;
+pub mod tile;
+pub mod validate;
+
+pub use error::{Error, Result};

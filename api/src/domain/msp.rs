@@ -1,0 +1,67 @@
+//! MSP tenants: the platform's customers. Callers' tokens name one in their `msp` claim.
+
+use chrono::Utc;
+use entity::msp_tenant;
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryOrder, sea_query::OnConflict,
+};
+
+use super::{Error, Result};
+
+/// An MSP id as it appears in tokens: 1–64 of `A–Z a–z 0–9 . _ -`.
+pub fn validate_id(raw: &str) -> Result<String> {
+    let id = raw.trim();
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(id.to_owned())
+    } else {
+        Err(Error::bad_input(
+            "msp",
+            format!("{id:?} is not an MSP id: use 1–64 letters, digits, '.', '_' or '-'"),
+        ))
+    }
+}
+
+/// Registers an MSP tenant unless it exists. Returns it, and whether it was new.
+pub async fn ensure<C: ConnectionTrait>(
+    db: &C,
+    id: &str,
+    name: Option<&str>,
+) -> Result<(msp_tenant::Model, bool)> {
+    let id = validate_id(id)?;
+    let name = name
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&id)
+        .to_owned();
+    let inserted = msp_tenant::Entity::insert(msp_tenant::ActiveModel {
+        id: Set(id.clone()),
+        name: Set(name),
+        created_at: Set(Utc::now()),
+        disabled_at: Set(None),
+    })
+    .on_conflict(
+        OnConflict::column(msp_tenant::Column::Id)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    let model = msp_tenant::Entity::find_by_id(id.clone())
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("MSP tenant {id} vanished after insert")))?;
+    Ok((model, inserted > 0))
+}
+
+/// Every MSP tenant, by id.
+pub async fn list<C: ConnectionTrait>(db: &C) -> Result<Vec<msp_tenant::Model>, DbErr> {
+    msp_tenant::Entity::find()
+        .order_by_asc(msp_tenant::Column::Id)
+        .all(db)
+        .await
+}

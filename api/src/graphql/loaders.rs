@@ -1,0 +1,91 @@
+//! Per-request DataLoaders: each per-client list field is one query for the whole page.
+
+use std::{collections::HashMap, sync::Arc};
+
+use async_graphql::dataloader::{DataLoader, Loader};
+use entity::{delegated_consent, service_principal_request};
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use crate::domain::{self, delegated_consents, service_principal_requests};
+
+/// The loaders of one request (their caches live as long as the request).
+pub struct Loaders {
+    pub(crate) delegated_consents: DataLoader<DelegatedConsentsByClient>,
+    pub(crate) service_principal_requests: DataLoader<ServicePrincipalRequestsByClient>,
+}
+
+impl std::fmt::Debug for Loaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Loaders")
+    }
+}
+
+impl Loaders {
+    pub fn new(db: &DatabaseConnection) -> Self {
+        Self {
+            delegated_consents: DataLoader::new(
+                DelegatedConsentsByClient(db.clone()),
+                tokio::spawn,
+            ),
+            service_principal_requests: DataLoader::new(
+                ServicePrincipalRequestsByClient(db.clone()),
+                tokio::spawn,
+            ),
+        }
+    }
+}
+
+/// Loader errors must be cloneable; the domain error is shared.
+pub(crate) type LoadError = Arc<domain::Error>;
+
+pub(crate) struct DelegatedConsentsByClient(DatabaseConnection);
+
+impl Loader<Uuid> for DelegatedConsentsByClient {
+    type Value = Vec<delegated_consent::Model>;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        delegated_consents::for_clients(&self.0, keys)
+            .await
+            .map_err(|e| Arc::new(e.into()))
+    }
+}
+
+pub(crate) struct ServicePrincipalRequestsByClient(DatabaseConnection);
+
+impl Loader<Uuid> for ServicePrincipalRequestsByClient {
+    type Value = Vec<service_principal_request::Model>;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        service_principal_requests::for_clients(&self.0, keys)
+            .await
+            .map_err(|e| Arc::new(e.into()))
+    }
+}
+
+/// A loader failure as a GraphQL error (the shared domain error, re-mapped).
+pub(crate) fn load_error(error: LoadError) -> async_graphql::Error {
+    match Arc::try_unwrap(error) {
+        Ok(error) => error.into(),
+        Err(shared) => match &*shared {
+            domain::Error::Internal(source) => {
+                domain::Error::Internal(anyhow::anyhow!("{source:#}")).into()
+            }
+            domain::Error::Unavailable => domain::Error::Unavailable.into(),
+            other => async_graphql::Error::new(other.to_string()).extend_with_code(other.code()),
+        },
+    }
+}
+
+trait ExtendWithCode {
+    fn extend_with_code(self, code: &'static str) -> Self;
+}
+
+impl ExtendWithCode for async_graphql::Error {
+    fn extend_with_code(self, code: &'static str) -> Self {
+        use async_graphql::ErrorExtensions;
+        self.extend_with(|_, e| e.set("code", code))
+    }
+}

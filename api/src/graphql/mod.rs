@@ -1,0 +1,53 @@
+//! The GraphQL API: schema, roots, types (views built from domain values), DataLoaders.
+
+mod error;
+mod extensions;
+mod ids;
+mod loaders;
+pub mod mutation;
+pub mod query;
+pub mod types;
+
+use std::sync::Arc;
+
+use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
+use sea_orm::DatabaseConnection;
+
+pub use error::{code_of, gql_error};
+pub use ids::{GlobalId, IdKind};
+pub use loaders::Loaders;
+
+use crate::http::metrics::Metrics;
+
+pub type AppSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
+
+/// Deepest selection a query may nest (checklist 52).
+pub const MAX_DEPTH: usize = 12;
+/// Deepest nesting of input values and fragments (checklist 56).
+pub const MAX_RECURSIVE_DEPTH: usize = 32;
+
+fn builder() -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySubscription> {
+    Schema::build(
+        query::QueryRoot::default(),
+        mutation::MutationRoot::default(),
+        EmptySubscription,
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
+    .disable_suggestions()
+    .extension(extensions::ErrorCodes)
+    .extension(extensions::IntrospectionNeedsToken)
+}
+
+/// The schema the server runs, with its shared data.
+pub fn schema(db: DatabaseConnection, metrics: Arc<Metrics>) -> AppSchema {
+    builder()
+        .extension(extensions::OperationMetrics::new(metrics))
+        .data(db)
+        .finish()
+}
+
+/// The schema in SDL, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    builder().finish().sdl()
+}

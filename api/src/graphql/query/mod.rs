@@ -1,0 +1,37 @@
+//! The Query root.
+
+mod clients;
+mod viewer;
+
+use async_graphql::{Context, MergedObject};
+use sea_orm::DatabaseConnection;
+
+use crate::{auth, domain::Error};
+
+#[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(viewer::ViewerQuery, clients::ClientQuery);
+
+/// The caller, or `UNAUTHENTICATED`.
+pub(crate) fn viewer<'a>(ctx: &Context<'a>) -> Result<&'a auth::Viewer, Error> {
+    ctx.data_opt::<auth::Viewer>().ok_or(Error::Unauthenticated)
+}
+
+pub(crate) fn database<'a>(ctx: &Context<'a>) -> Result<&'a DatabaseConnection, Error> {
+    ctx.data::<DatabaseConnection>()
+        .map_err(|e| Error::Internal(anyhow::anyhow!("schema without a database: {}", e.message)))
+}
+
+/// A page size argument: 1 to 100.
+pub(crate) fn page_size(first: i32) -> Result<u64, Error> {
+    let max = crate::domain::clients::MAX_PAGE_SIZE;
+    u64::try_from(first)
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            Error::bad_input(
+                "first",
+                format!("first must be between 1 and {max} (got {first})"),
+            )
+        })
+}

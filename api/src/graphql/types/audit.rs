@@ -1,0 +1,57 @@
+//! Audit events.
+
+use async_graphql::{ID, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::audit_event;
+
+use super::{PageInfo, enums::AuditAction};
+
+/// One entry of a client's audit trail.
+pub struct AuditEvent(pub audit_event::Model);
+
+#[Object]
+impl AuditEvent {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn action(&self) -> AuditAction {
+        self.0.action.into()
+    }
+
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    /// The `sub` of whoever did it.
+    async fn actor_subject(&self) -> &str {
+        &self.0.actor_subject
+    }
+
+    /// The actor's MSP (differs from the client's for support staff).
+    async fn actor_msp_id(&self) -> &str {
+        &self.0.actor_msp_id
+    }
+
+    async fn actor_roles(&self) -> &[String] {
+        &self.0.actor_roles.0
+    }
+
+    /// What changed, as recorded.
+    async fn details(&self) -> Json<serde_json::Value> {
+        Json(self.0.details.clone())
+    }
+}
+
+/// A page of audit events, newest first.
+#[derive(SimpleObject)]
+pub struct AuditEventConnection {
+    pub edges: Vec<AuditEventEdge>,
+    pub page_info: PageInfo,
+}
+
+#[derive(SimpleObject)]
+pub struct AuditEventEdge {
+    pub cursor: String,
+    pub node: AuditEvent,
+}

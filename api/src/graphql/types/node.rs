@@ -1,0 +1,15 @@
+//! The Relay `Node` interface.
+
+use async_graphql::{ID, Interface};
+
+use super::{Client, DelegatedConsent, GraphApiTile, ServicePrincipalRequest};
+
+/// An object with a global id, fetchable with `node(id:)`.
+#[derive(Interface)]
+#[graphql(field(name = "id", ty = "ID"))]
+pub enum Node {
+    Client(Client),
+    GraphApiTile(GraphApiTile),
+    DelegatedConsent(DelegatedConsent),
+    ServicePrincipalRequest(ServicePrincipalRequest),
+}

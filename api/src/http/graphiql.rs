@@ -1,0 +1,157 @@
+//! GraphiQL at `/graphiql`: a static page (pinned CDN assets with Subresource Integrity) wired
+//! to `/graphql` and `/graphql/ws`, with the header editor open for a caller token. The page
+//! itself can do nothing without a token (checklist 58).
+
+use axum::{
+    http::{HeaderValue, header},
+    response::{Html, IntoResponse, Response},
+};
+
+/// Scripts and styles come only from this server and the pinned CDN files below.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; \
+    script-src 'self' https://unpkg.com; \
+    style-src 'self' 'unsafe-inline' https://unpkg.com; \
+    img-src 'self' data: https://unpkg.com; \
+    font-src 'self' data: https://unpkg.com; \
+    connect-src 'self'; \
+    frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+const PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <meta name="referrer" content="no-referrer">
+  <title>Consentry GraphiQL</title>
+  <link rel="stylesheet" href="https://unpkg.com/graphiql@3.8.3/graphiql.min.css"
+        integrity="sha384-Mq3vbRBY71jfjQAt/DcjxUIYY33ksal4cgdRt9U/hNPvHBCaT2JfJ/PTRiPKf0aM" crossorigin="anonymous">
+  <link rel="stylesheet" href="graphiql/app.css">
+</head>
+<body>
+  <div id="graphiql">Loading GraphiQL… (it needs https://unpkg.com; without it, use any GraphQL client against /graphql)</div>
+  <script src="https://unpkg.com/react@18.3.1/umd/react.production.min.js"
+          integrity="sha384-DGyLxAyjq0f9SPpVevD6IgztCFlnMF6oW/XQGmfe+IsZ8TqEiDrcHkMLKI6fiB/Z" crossorigin="anonymous"></script>
+  <script src="https://unpkg.com/react-dom@18.3.1/umd/react-dom.production.min.js"
+          integrity="sha384-gTGxhz21lVGYNMcdJOyq01Edg0jhn/c22nsx0kyqP0TxaV5WVdsSH1fSDUf5YJj1" crossorigin="anonymous"></script>
+  <script src="https://unpkg.com/graphql-ws@5.16.2/umd/graphql-ws.min.js"
+          integrity="sha384-+EVxFEOpy8LWPRQcpntm0FKN2O+BzrMNSL0G3HIgVWFmeb6xqZqjuLivrQUTXZKi" crossorigin="anonymous"></script>
+  <script src="https://unpkg.com/graphiql@3.8.3/graphiql.min.js"
+          integrity="sha384-HbRVEFG0JGJZeAHCJ9Xm2+tpknBQ7QZmNlO/DgZtkZ0aJSypT96YYGRNod99l9Ie" crossorigin="anonymous"></script>
+  <script src="graphiql/app.js"></script>
+</body>
+</html>
+"#;
+
+const STYLE: &str = "html, body, #graphiql { height: 100%; margin: 0; }\n";
+
+const SCRIPT: &str = r#"// Consentry's GraphiQL wiring: HTTP for queries and mutations, graphql-ws for subscriptions,
+// both carrying the Authorization header from the Headers tab.
+(function () {
+  var httpUrl = new URL('../graphql', document.baseURI.replace(/graphiql.*$/, 'graphiql/')).toString();
+  var wsUrl = httpUrl.replace(/^http/, 'ws') + '/ws';
+  var wsClient = null;
+  var wsAuthorization = null;
+
+  function subscriptionClient(authorization) {
+    if (!wsClient || authorization !== wsAuthorization) {
+      if (wsClient) wsClient.dispose();
+      wsAuthorization = authorization;
+      wsClient = graphqlWs.createClient({
+        url: wsUrl,
+        lazy: true,
+        connectionParams: authorization ? { Authorization: authorization } : {},
+      });
+    }
+    return wsClient;
+  }
+
+  function isSubscription(params, opts) {
+    var doc = opts && opts.documentAST;
+    if (!doc) return /^\s*subscription\b/.test(params.query || '');
+    var ops = doc.definitions.filter(function (d) { return d.kind === 'OperationDefinition'; });
+    var op = ops.find(function (d) { return d.name && d.name.value === params.operationName; }) || ops[0];
+    return !!op && op.operation === 'subscription';
+  }
+
+  function fetcher(params, opts) {
+    var headers = Object.assign({}, (opts && opts.headers) || {});
+    var authorization = headers.Authorization || headers.authorization || null;
+    if (authorization && /<paste/.test(authorization)) authorization = null;
+    if (isSubscription(params, opts)) {
+      var client = subscriptionClient(authorization);
+      return client.iterate({ query: params.query, variables: params.variables, operationName: params.operationName });
+    }
+    var sent = { 'Content-Type': 'application/json', Accept: 'application/graphql-response+json, application/json' };
+    if (authorization) sent.Authorization = authorization;
+    Object.keys(headers).forEach(function (k) { if (k.toLowerCase() !== 'authorization') sent[k] = headers[k]; });
+    return fetch(httpUrl, { method: 'POST', headers: sent, body: JSON.stringify(params), credentials: 'omit' })
+      .then(function (r) { return r.json(); });
+  }
+
+  var defaultQuery = [
+    '# Consentry. 1) Put a caller token in the Headers tab below:',
+    '#      consentry token --msp demo --role admin',
+    '#    2) Press the re-fetch-schema button (↻) to load the docs, then run this query.',
+    '',
+    'query Dashboard {',
+    '  viewer { subject roles msp { id name } }',
+    '  clients(first: 20) {',
+    '    edges { node { id name domain graphApiTile { status availableActions problem { code remediation } } } }',
+    '    pageInfo { hasNextPage endCursor }',
+    '  }',
+    '}',
+    '',
+    '# mutation Add { createClient(input: { name: "Contoso", domain: "contoso.com" }) { id name graphApiTile { status } } }',
+    '',
+  ].join('\n');
+
+  var root = ReactDOM.createRoot(document.getElementById('graphiql'));
+  root.render(React.createElement(GraphiQL, {
+    fetcher: fetcher,
+    defaultQuery: defaultQuery,
+    defaultHeaders: JSON.stringify({ Authorization: 'Bearer <paste a token from: consentry token --msp demo --role admin>' }, null, 2),
+    defaultEditorToolsVisibility: 'headers',
+    headerEditorEnabled: true,
+    shouldPersistHeaders: true,
+  }));
+})();
+"#;
+
+fn with_policy(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+/// `GET /graphiql`.
+pub async fn page() -> Response {
+    with_policy(Html(PAGE).into_response())
+}
+
+/// `GET /graphiql/app.js`.
+pub async fn script() -> Response {
+    with_policy(
+        (
+            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+            SCRIPT,
+        )
+            .into_response(),
+    )
+}
+
+/// `GET /graphiql/app.css`.
+pub async fn style() -> Response {
+    with_policy(([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response())
+}

@@ -1,0 +1,261 @@
+//! GraphQL over HTTP (`POST /graphql`, `GET /graphql` for queries) and over WebSocket
+//! (`/graphql/ws`). Transport rules live here; the schema does the rest.
+
+use async_graphql::{
+    http::parse_query_string,
+    parser::{
+        parse_query,
+        types::{DocumentOperations, OperationType},
+    },
+};
+use axum::{
+    body::Bytes,
+    extract::{State, rejection::BytesRejection},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+};
+
+use super::error_response;
+use crate::{app::AppState, auth::AuthError, graphql::Loaders};
+
+/// Largest accepted request body (checklist 57).
+pub const MAX_BODY_BYTES: usize = 100 * 1024;
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+
+/// The media type the response is written in (GraphQL over HTTP, "Accept").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// `application/json`: always 200 for a well-formed request.
+    Json,
+    /// `application/graphql-response+json`: request errors get 4xx.
+    GraphqlResponseJson,
+}
+
+fn negotiate(headers: &HeaderMap) -> Result<Format, Response> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Ok(Format::Json);
+    };
+    if accept.trim().is_empty() {
+        return Ok(Format::Json);
+    }
+    let ranges: Vec<String> = accept
+        .split(',')
+        .map(|r| {
+            r.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .collect();
+    if ranges.iter().any(|r| r == GRAPHQL_RESPONSE_JSON) {
+        Ok(Format::GraphqlResponseJson)
+    } else if ranges
+        .iter()
+        .any(|r| r == "application/json" || r == "application/*" || r == "*/*")
+    {
+        Ok(Format::Json)
+    } else {
+        Err(error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            "NOT_ACCEPTABLE",
+            "responses are application/graphql-response+json or application/json; accept one of them",
+        ))
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|media| media == "application/json")
+}
+
+/// `POST /graphql`: one operation as a JSON object. No batching, no forms, no multipart.
+pub async fn post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let format = match negotiate(&headers) {
+        Ok(format) => format,
+        Err(response) => return response,
+    };
+    // Browsers send forms and text/plain without a CORS preflight: refusing every other type
+    // is what keeps cross-site requests out (checklist 62–63).
+    if !is_json(&headers) {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "send the operation as JSON with `Content-Type: application/json`",
+        );
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!(
+                    "the request body is larger than {} KiB",
+                    MAX_BODY_BYTES / 1024
+                ),
+            );
+        }
+        Err(rejection) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                rejection.body_text(),
+            );
+        }
+    };
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "the request body is not valid JSON",
+            );
+        }
+    };
+    if value.is_array() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "batched operations are not supported; send one operation per request",
+        );
+    }
+    let request: async_graphql::Request = match serde_json::from_value(value) {
+        Ok(request) => request,
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "the body must be an object with `query` (string) and optional `variables` (object) and `operationName` (string)",
+            );
+        }
+    };
+    execute(&state, &headers, request, format).await
+}
+
+/// `GET /graphql?query=…`: queries only; a mutation is refused with 405 and runs nothing
+/// (checklist 61).
+pub async fn get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let format = match negotiate(&headers) {
+        Ok(format) => format,
+        Err(response) => return response,
+    };
+    let request = match parse_query_string(uri.query().unwrap_or_default()) {
+        Ok(request) => request,
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "pass the operation as ?query=…[&variables=JSON][&operationName=…]",
+            );
+        }
+    };
+    if let Ok(document) = parse_query(&request.query) {
+        let ty = match (&document.operations, request.operation_name.as_deref()) {
+            (DocumentOperations::Single(op), _) => Some(op.node.ty),
+            (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+            (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+                ops.values().next().map(|op| op.node.ty)
+            }
+            (DocumentOperations::Multiple(_), None) => None,
+        };
+        if matches!(
+            ty,
+            Some(OperationType::Mutation | OperationType::Subscription)
+        ) {
+            let mut response = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "GET runs queries only; send mutations with POST (and subscriptions over /graphql/ws)",
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return response;
+        }
+    }
+    execute(&state, &headers, request, format).await
+}
+
+/// Authenticates the caller (a presented token must be valid) and runs the operation.
+async fn execute(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+    format: Format,
+) -> Response {
+    let viewer = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let value = value.to_str().unwrap_or_default();
+            match state.auth.authenticate(&state.db, value).await {
+                Ok(viewer) => Some(viewer),
+                Err(error) => return auth_error_response(&error),
+            }
+        }
+    };
+    let mut request = request.data(Loaders::new(&state.db));
+    if let Some(viewer) = viewer {
+        request = request.data(viewer);
+    }
+    let response = state.schema.execute(request).await;
+    let request_error = response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    let status = if format == Format::GraphqlResponseJson && request_error {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let body = match serde_json::to_vec(&response) {
+        Ok(body) => body,
+        Err(_) => {
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "cannot encode the response",
+            );
+        }
+    };
+    let content_type = match format {
+        Format::Json => "application/json",
+        Format::GraphqlResponseJson => GRAPHQL_RESPONSE_JSON,
+    };
+    let mut http = (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
+    // Answers depend on the caller's token: never cache them in shared caches.
+    http.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    http
+}
+
+/// The HTTP answer to a refused token.
+pub fn auth_error_response(error: &AuthError) -> Response {
+    match error {
+        AuthError::Unauthenticated(message) => {
+            error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message.clone())
+        }
+        AuthError::Forbidden(message) => {
+            error_response(StatusCode::FORBIDDEN, "FORBIDDEN", message.clone())
+        }
+        AuthError::Unavailable(message) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            message.clone(),
+        ),
+    }
+}

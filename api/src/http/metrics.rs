@@ -1,0 +1,213 @@
+//! Prometheus metrics: HTTP requests per route and GraphQL operations per name, each counted
+//! and timed. Served as text at `/metrics`.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::{StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+
+/// Distinct operation names tracked before further names are counted as `(other)`: names
+/// come from callers, so they must not grow the metric set without bound.
+const MAX_OPERATION_NAMES: usize = 200;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationOutcomeLabels {
+    operation: String,
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteStatusLabels {
+    method: String,
+    route: String,
+    status: String,
+}
+
+fn latency_buckets() -> Histogram {
+    // 1 ms .. ~16 s
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 15,
+    ))
+}
+
+/// The server's metrics registry.
+pub struct Metrics {
+    registry: Registry,
+    operations: Family<OperationOutcomeLabels, Counter>,
+    operation_seconds: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    requests: Family<RouteStatusLabels, Counter>,
+    request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    known_operations: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("consentry");
+        let operations = Family::<OperationOutcomeLabels, Counter>::default();
+        let operation_seconds =
+            Family::<OperationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_buckets,
+            );
+        let requests = Family::<RouteStatusLabels, Counter>::default();
+        let request_seconds =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_buckets,
+            );
+        registry.register(
+            "graphql_operations",
+            "GraphQL operations by name, type and outcome (ok: no errors)",
+            operations.clone(),
+        );
+        registry.register(
+            "graphql_operation_duration_seconds",
+            "Time to answer a GraphQL operation, by name and type",
+            operation_seconds.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, by method and route",
+            request_seconds.clone(),
+        );
+        Self {
+            registry,
+            operations,
+            operation_seconds,
+            requests,
+            request_seconds,
+            known_operations: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Records one GraphQL operation.
+    pub fn observe_operation(&self, name: &str, kind: &str, ok: bool, elapsed: Duration) {
+        let operation = self.operation_label(name);
+        self.operations
+            .get_or_create(&OperationOutcomeLabels {
+                operation: operation.clone(),
+                kind: kind.to_owned(),
+                outcome: if ok { "ok" } else { "error" }.to_owned(),
+            })
+            .inc();
+        self.operation_seconds
+            .get_or_create(&OperationLabels {
+                operation,
+                kind: kind.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn operation_label(&self, name: &str) -> String {
+        let sane = name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'(' || b == b')');
+        if !sane {
+            return "(other)".to_owned();
+        }
+        let Ok(mut known) = self.known_operations.lock() else {
+            return "(other)".to_owned();
+        };
+        if known.contains(name) {
+            return name.to_owned();
+        }
+        if known.len() >= MAX_OPERATION_NAMES {
+            return "(other)".to_owned();
+        }
+        known.insert(name.to_owned());
+        name.to_owned()
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// Middleware: counts and times each request by its route template (never the raw path, so
+/// ids and query strings stay out of metrics).
+pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "(unmatched)".to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics
+        .request_seconds
+        .get_or_create(&RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&RouteStatusLabels {
+            method,
+            route,
+            status: response.status().as_u16().to_string(),
+        })
+        .inc();
+    response
+}
+
+/// `GET /metrics`.
+pub async fn serve(State(metrics): State<Arc<Metrics>>) -> Response {
+    match metrics.render() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}

@@ -1,0 +1,132 @@
+//! GraphQL over WebSocket at `/graphql/ws` (`graphql-transport-ws`, and legacy `graphql-ws`).
+//!
+//! Consentry reads `connection_init` itself before handing the socket to async-graphql, whose
+//! default accepts anything: the caller's token must come in its payload as
+//! `{"Authorization": "Bearer …"}` (never in the URL), within 10 seconds.
+
+use std::time::Duration;
+
+use async_graphql::{Data, http::ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::{
+    extract::{
+        State, WebSocketUpgrade,
+        ws::{CloseFrame, Message, WebSocket},
+    },
+    response::Response,
+};
+use futures_util::{SinkExt, StreamExt, stream};
+
+use crate::app::AppState;
+
+/// How long a client may take to send `connection_init`.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest accepted message (checklist 73).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Close codes of the `graphql-transport-ws` protocol.
+mod close {
+    pub(super) const BAD_REQUEST: u16 = 4400;
+    pub(super) const UNAUTHORIZED: u16 = 4401;
+    pub(super) const FORBIDDEN: u16 = 4403;
+    pub(super) const INIT_TIMEOUT: u16 = 4408;
+}
+
+/// `GET /graphql/ws`.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| serve(state, protocol, socket))
+}
+
+async fn serve(state: AppState, protocol: GraphQLProtocol, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let init = match tokio::time::timeout(INIT_TIMEOUT, first_text(&mut stream)).await {
+        Err(_) => {
+            return close_with(
+                &mut sink,
+                close::INIT_TIMEOUT,
+                "Connection initialisation timeout",
+            )
+            .await;
+        }
+        Ok(None) => return,
+        Ok(Some(text)) => text,
+    };
+    let message: serde_json::Value = match serde_json::from_str(&init) {
+        Ok(message) => message,
+        Err(_) => {
+            return close_with(&mut sink, close::BAD_REQUEST, "Invalid message received").await;
+        }
+    };
+    match message.get("type").and_then(|t| t.as_str()) {
+        Some("connection_init") => {}
+        Some("subscribe" | "start") => {
+            return close_with(&mut sink, close::UNAUTHORIZED, "Unauthorized").await;
+        }
+        _ => return close_with(&mut sink, close::BAD_REQUEST, "Invalid message received").await,
+    }
+    let payload = message.get("payload").cloned().unwrap_or_default();
+    let authorization = payload
+        .get("Authorization")
+        .or_else(|| payload.get("authorization"))
+        .and_then(|v| v.as_str());
+    let Some(authorization) = authorization else {
+        return close_with(
+            &mut sink,
+            close::FORBIDDEN,
+            "Forbidden: connection_init must carry {\"Authorization\": \"Bearer <token>\"}",
+        )
+        .await;
+    };
+    let viewer = match state.auth.authenticate(&state.db, authorization).await {
+        Ok(viewer) => viewer,
+        Err(error) => {
+            return close_with(&mut sink, close::FORBIDDEN, &format!("Forbidden: {error}")).await;
+        }
+    };
+    let mut data = Data::default();
+    data.insert(viewer);
+    // async-graphql sees the same connection_init again and acknowledges it.
+    let replayed = stream::once(async move { Ok(Message::Text(init.into())) }).chain(stream);
+    GraphQLWebSocket::new_with_pair(sink, replayed, state.schema.clone(), protocol)
+        .with_data(data)
+        .serve()
+        .await;
+}
+
+/// The first text message, skipping pings and pongs; `None` when the client goes away.
+async fn first_text(stream: &mut futures_util::stream::SplitStream<WebSocket>) -> Option<String> {
+    while let Some(message) = stream.next().await {
+        match message.ok()? {
+            Message::Text(text) => return Some(text.to_string()),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Binary(_) | Message::Close(_) => return None,
+        }
+    }
+    None
+}
+
+async fn close_with(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    code: u16,
+    reason: &str,
+) {
+    // A close reason may be at most 123 bytes.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let frame = CloseFrame {
+        code,
+        reason: reason[..end].to_owned().into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+    let _ = sink.close().await;
+}

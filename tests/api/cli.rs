@@ -1,0 +1,227 @@
+//! The `consentry` command line, run as a real process.
+
+use std::process::{Command, Output};
+
+use consentry_tests::{Backend, TestDatabase, start};
+use serde_json::json;
+
+fn consentry(database_url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_consentry-under-test"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env_remove("CONSENTRY_AUTH_HS256_SECRET")
+        .env_remove("CONSENTRY_AUTH_JWKS_URL")
+        .env_remove("CONSENTRY_AUTH_ISSUER")
+        .env_remove("CONSENTRY_AUTH_AUDIENCE")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the consentry binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn a_printed_token_works_against_a_server_on_the_same_embedded_database() {
+    // With no secret configured, `token` and `serve` share the one generated beside the database.
+    let database = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let output = consentry(
+        &database.url,
+        &[
+            "token",
+            "--msp",
+            "acme",
+            "--role",
+            "admin",
+            "--sub",
+            "pia@acme.example",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("registered MSP tenant \"acme\""),
+        "{}",
+        stderr(&output)
+    );
+    let token = stdout(&output).trim().to_owned();
+    assert_eq!(
+        token.split('.').count(),
+        3,
+        "a JWT on stdout, nothing else: {token}"
+    );
+    let secret_file = database
+        .directory()
+        .unwrap()
+        .join("consentry.db.hs256-secret");
+    assert!(
+        secret_file.exists(),
+        "the secret is kept beside the database"
+    );
+
+    let app = start(database, |s| {
+        s.auth_hs256_secret = None;
+        s.auth_issuer = None;
+        s.auth_audience = None;
+    })
+    .await;
+    let viewer = app
+        .graphql(
+            Some(&token),
+            "{ viewer { subject roles msp { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(viewer.data()["viewer"]["msp"]["id"], "acme");
+    assert_eq!(viewer.data()["viewer"]["roles"], json!(["ADMIN"]));
+    assert_eq!(viewer.data()["viewer"]["subject"], "pia@acme.example");
+    app.with_token(token).create_client("Contoso").await;
+}
+
+#[tokio::test]
+async fn token_refuses_bad_arguments_with_advice() {
+    let database = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let output = consentry(&database.url, &["token", "--msp", "acme"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--role"), "{}", stderr(&output));
+    let output = consentry(
+        &database.url,
+        &["token", "--msp", "acme", "--role", "owner"],
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("possible values"),
+        "{}",
+        stderr(&output)
+    );
+    let output = consentry(
+        &database.url,
+        &["token", "--msp", "has spaces", "--role", "admin"],
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("not an MSP id"),
+        "{}",
+        stderr(&output)
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_consentry-under-test"))
+        .args(["token", "--msp", "acme", "--role", "admin"])
+        .env("DATABASE_URL", &database.url)
+        .env("CONSENTRY_AUTH_JWKS_URL", "https://idp.example.com/jwks")
+        .env("CONSENTRY_AUTH_ISSUER", "https://idp.example.com/")
+        .env("CONSENTRY_AUTH_AUDIENCE", "consentry")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("identity provider"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn schema_prints_the_committed_sdl() {
+    let output = consentry("sqlite::memory:", &["schema"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schema.graphql"))
+            .unwrap_or_default();
+    assert_eq!(
+        stdout(&output),
+        committed,
+        "regenerate with: cargo run -p api -- schema > schema.graphql"
+    );
+}
+
+#[tokio::test]
+async fn configuration_mistakes_are_explained() {
+    let output = consentry("mysql://localhost/consentry", &["migrate"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("sqlite: (embedded) or postgres://"),
+        "{}",
+        stderr(&output)
+    );
+    let output = consentry(
+        "sqlite:///no/such/directory/consentry.db?mode=rwc",
+        &["migrate"],
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("directory does not exist"),
+        "{}",
+        stderr(&output)
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_consentry-under-test"))
+        .args([
+            "migrate",
+            "--database-url",
+            "sqlite::memory:",
+            "--public-url",
+            "http://consentry.example.com",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("must use https"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+async fn migrate_is_idempotent(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let first = consentry(&database.url, &["migrate"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(
+        stdout(&first)
+            .lines()
+            .filter(|l| l.starts_with("applied"))
+            .count(),
+        7,
+        "{}",
+        stdout(&first)
+    );
+    let second = consentry(&database.url, &["migrate"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("7 applied, 0 pending"),
+        "{}",
+        stderr(&second)
+    );
+    let status = consentry(&database.url, &["migrate", "--status"]);
+    assert!(
+        stdout(&status).contains("applied  m20261126_000007_create_audit_event"),
+        "{}",
+        stdout(&status)
+    );
+    let msp = consentry(
+        &database.url,
+        &["msp", "add", "northwind-msp", "--name", "Northwind IT"],
+    );
+    assert!(msp.status.success(), "{}", stderr(&msp));
+    let list = consentry(&database.url, &["msp", "list"]);
+    assert!(
+        stdout(&list).contains("northwind-msp\tactive\tNorthwind IT"),
+        "{}",
+        stdout(&list)
+    );
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_on_sqlite() {
+    migrate_is_idempotent(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_on_postgres() {
+    migrate_is_idempotent(Backend::Postgres).await;
+}
