@@ -142,7 +142,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let addr = self.local_addr()?;
-        tracing::info!(%addr, database = %self.state.settings.database_label(), "consentry is listening");
+        let settings = &self.state.settings;
+        tracing::info!(%addr, database = %settings.database_label(), "consentry is listening");
+        tracing::info!(
+            "GraphiQL: {} (a token for it: `consentry token --msp demo --role admin`)",
+            crate::config::join(&settings.public_url, "graphiql")
+        );
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await

@@ -68,6 +68,15 @@ backend_tests! {
         assert_eq!(response.headers()["www-authenticate"], "Bearer");
     }
 
+    async fn a_token_without_the_bearer_scheme_gets_a_hint(app: TestApp) {
+        let caller = app.caller("msp-a", &["admin"]).await;
+        let response = app.http.post(app.url("/graphql")).header("content-type", "application/json")
+            .header("authorization", caller.token.clone().unwrap()).body(r#"{"query":"{ viewer { subject } }"}"#).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = response.json().await.unwrap();
+        assert!(body["errors"][0]["message"].as_str().unwrap().contains("write `Bearer `"), "{body}");
+    }
+
     async fn an_expired_token_is_refused(app: TestApp) {
         app.register_msp("msp-a").await;
         let token = app.token_with(|c| c.exp = chrono::Utc::now().timestamp() - 3600);
@@ -86,7 +95,7 @@ backend_tests! {
     async fn a_token_signed_with_another_secret_is_refused(app: TestApp) {
         app.register_msp("msp-a").await;
         let token = sign_raw("an-entirely-different-secret-of-enough-length", &claims("msp-a"));
-        rejected(&app, &token, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "signature").await;
+        rejected(&app, &token, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "printed by `consentry token`").await;
     }
 
     async fn alg_none_and_algorithms_outside_the_allow_list_are_refused(app: TestApp) {

@@ -32,8 +32,12 @@ backend_tests! {
     }
 
     async fn readiness_fails_when_the_database_is_unreachable(app: TestApp) {
+        let caller = app.caller("msp-a", &["admin"]).await;
         // Closing the server's own pool leaves it exactly as a vanished database would.
         app.server_db.clone().close().await.unwrap();
+        let response = caller.run("{ clients { edges { node { name } } } }", json!({})).await;
+        assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.error_code(), "UNAVAILABLE");
         let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
         assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(json_of(ready).await["checks"]["database"], "unreachable");

@@ -108,6 +108,10 @@ enum Verifier {
     Jwks(JwksCache),
 }
 
+/// Where HS256 tokens come from, for messages that say what to do.
+const HS256_ORIGIN: &str = "HS256 tokens must be printed by `consentry token` against the server's \
+     DATABASE_URL, or signed with its CONSENTRY_AUTH_HS256_SECRET";
+
 /// Verifies callers' tokens and turns them into [`Viewer`]s.
 pub struct CallerAuth {
     verifier: Verifier,
@@ -221,8 +225,15 @@ impl CallerAuth {
     }
 
     fn explain(&self, kind: &ErrorKind) -> AuthError {
+        let hs256 = matches!(self.verifier, Verifier::Hs256(_));
         unauthenticated(match kind {
+            ErrorKind::ExpiredSignature if hs256 => {
+                "the bearer token has expired; print a new one with `consentry token`".to_owned()
+            }
             ErrorKind::ExpiredSignature => "the bearer token has expired; get a new one".to_owned(),
+            ErrorKind::InvalidSignature if hs256 => {
+                format!("the bearer token's signature does not verify: {HS256_ORIGIN}")
+            }
             ErrorKind::ImmatureSignature => "the bearer token is not valid yet (nbf is in the future)".to_owned(),
             ErrorKind::InvalidIssuer => format!("the bearer token's issuer is not accepted (expected iss {:?})", self.issuer),
             ErrorKind::InvalidAudience => format!("the bearer token's audience is not accepted (expected aud {:?})", self.audience),
@@ -300,6 +311,12 @@ impl CallerAuth {
 
 /// The token from `Bearer <token>`; the scheme is case-insensitive (RFC 7235).
 pub fn bearer_token(authorization: &str) -> Result<&str, AuthError> {
+    let trimmed = authorization.trim();
+    if !trimmed.contains(' ') && trimmed.split('.').count() == 3 {
+        return Err(unauthenticated(
+            "the Authorization header holds a bare token: write `Bearer ` before it",
+        ));
+    }
     let (scheme, token) = authorization
         .trim()
         .split_once(' ')

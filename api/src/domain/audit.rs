@@ -1,6 +1,5 @@
 //! The append-only audit trail: who did what to which client, and every support-staff look.
 
-use chrono::Utc;
 use entity::{StringList, audit_event, enums::AuditAction};
 use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -44,7 +43,7 @@ fn event(
         actor_msp_id: Set(actor.msp_id.clone()),
         action: Set(action),
         details: Set(details),
-        created_at: Set(Utc::now()),
+        created_at: Set(super::now()),
         ..Default::default()
     }
 }

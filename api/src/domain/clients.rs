@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
 use entity::{
     client, delegated_consent,
     enums::{AuditAction, GraphApiStatus, OAuthFlowStatus},
@@ -119,7 +118,7 @@ pub async fn create(
         validate::tenant_id("input.azureTenantId", t)
     })?;
     let msp_id = viewer.msp_id().to_owned();
-    let now = Utc::now();
+    let now = super::now();
     let model = client::Model {
         id: Uuid::now_v7(),
         msp_id: msp_id.clone(),
@@ -141,7 +140,7 @@ pub async fn create(
         drop(txn);
         return Err(conflict_or(db, &msp_id, &model, None, error).await);
     }
-    tile::initial(model.id, now).insert(&txn).await?;
+    let tile = tile::initial(model.id, now).insert(&txn).await?;
     audit::record(
         &txn,
         &Actor::from(viewer),
@@ -153,9 +152,10 @@ pub async fn create(
     .await?;
     txn.commit().await?;
     tracing::info!(client = %model.id, "client created");
-    load(db, model.id)
-        .await?
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("client vanished after insert")))
+    Ok(ClientView {
+        client: model,
+        tile,
+    })
 }
 
 /// Changes a client's name, domain or tenant id. A new tenant id sends an authorised (or
@@ -204,7 +204,7 @@ pub async fn update(
     if changes.is_empty() {
         return Ok(current);
     }
-    let now = Utc::now();
+    let now = super::now();
     after.updated_at = now;
     let updated = client::ActiveModel {
         id: Set(after.id),
@@ -222,9 +222,11 @@ pub async fn update(
         return Err(conflict_or(db, &before.msp_id, &after, Some(id), error).await);
     }
 
-    let tenant_changed = before.azure_tenant_id != after.azure_tenant_id;
-    if tenant_changed && current.tile.status != GraphApiStatus::NotAuthorised {
-        tile::reset(&current.tile, now).update(&txn).await?;
+    let tile_reset = before.azure_tenant_id != after.azure_tenant_id
+        && current.tile.status != GraphApiStatus::NotAuthorised;
+    let mut tile = current.tile.clone();
+    if tile_reset {
+        tile = tile::reset(&current.tile, now).update(&txn).await?;
         // Links already sent out were for the old tenant: they must not complete.
         oauth_flow::Entity::update_many()
             .col_expr(
@@ -247,14 +249,15 @@ pub async fn update(
         &before.msp_id,
         Some(id),
         AuditAction::ClientUpdated,
-        json!({ "changes": changes, "tileReset": tenant_changed && current.tile.status != GraphApiStatus::NotAuthorised }),
+        json!({ "changes": changes, "tileReset": tile_reset }),
     )
     .await?;
     txn.commit().await?;
     tracing::info!("client updated");
-    load(db, id)
-        .await?
-        .ok_or_else(|| Error::not_found("client", id.to_string()))
+    Ok(ClientView {
+        client: after,
+        tile,
+    })
 }
 
 /// Removes a client with its tile, flows, delegated consents and their stored tokens. Its

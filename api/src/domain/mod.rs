@@ -12,3 +12,11 @@ pub mod tile;
 pub mod validate;
 
 pub use error::{Error, Result};
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+/// The current time at the database's precision (microseconds), so that what a mutation
+/// returns equals what a later read returns.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}

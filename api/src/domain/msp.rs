@@ -1,6 +1,5 @@
 //! MSP tenants: the platform's customers. Callers' tokens name one in their `msp` claim.
 
-use chrono::Utc;
 use entity::msp_tenant;
 use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryOrder, sea_query::OnConflict,
@@ -41,7 +40,7 @@ pub async fn ensure<C: ConnectionTrait>(
     let inserted = msp_tenant::Entity::insert(msp_tenant::ActiveModel {
         id: Set(id.clone()),
         name: Set(name),
-        created_at: Set(Utc::now()),
+        created_at: Set(super::now()),
         disabled_at: Set(None),
     })
     .on_conflict(

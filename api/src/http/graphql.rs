@@ -32,7 +32,21 @@ enum Format {
     GraphqlResponseJson,
 }
 
-fn negotiate(headers: &HeaderMap) -> Result<Format, Response> {
+/// The client accepts none of the media types Consentry writes.
+#[derive(Debug)]
+struct NotAcceptable;
+
+impl IntoResponse for NotAcceptable {
+    fn into_response(self) -> Response {
+        error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            "NOT_ACCEPTABLE",
+            "responses are application/graphql-response+json or application/json; accept one of them",
+        )
+    }
+}
+
+fn negotiate(headers: &HeaderMap) -> Result<Format, NotAcceptable> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return Ok(Format::Json);
     };
@@ -57,11 +71,7 @@ fn negotiate(headers: &HeaderMap) -> Result<Format, Response> {
     {
         Ok(Format::Json)
     } else {
-        Err(error_response(
-            StatusCode::NOT_ACCEPTABLE,
-            "NOT_ACCEPTABLE",
-            "responses are application/graphql-response+json or application/json; accept one of them",
-        ))
+        Err(NotAcceptable)
     }
 }
 
@@ -87,7 +97,7 @@ pub async fn post(
 ) -> Response {
     let format = match negotiate(&headers) {
         Ok(format) => format,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     // Browsers send forms and text/plain without a CORS preflight: refusing every other type
     // is what keeps cross-site requests out (checklist 62–63).
@@ -153,7 +163,7 @@ pub async fn post(
 pub async fn get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let format = match negotiate(&headers) {
         Ok(format) => format,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let request = match parse_query_string(uri.query().unwrap_or_default()) {
         Ok(request) => request,
