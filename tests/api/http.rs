@@ -112,13 +112,33 @@ backend_tests! {
     }
 
     async fn deep_queries_are_refused_before_any_resolver_runs(app: TestApp) {
-        // Checklist 52.
+        // Checklist 52: the depth is checked right after parsing, before validation and before
+        // any resolver, so even a query of made-up fields is refused for its depth alone.
         let caller = app.caller("msp-a", &["admin"]).await;
-        let deep = "{ clients { edges { node { graphApiTile { problem { code } } } } } }";
-        caller.run(deep, json!({})).await.data();
-        let too_deep = format!("{{ __schema {{ types {{ fields {{ type {{ {} name {} }} }} }} }} }}", "ofType { ".repeat(12), "} ".repeat(12));
-        let response = caller.run(&too_deep, json!({})).await;
+        let twelve = format!("{{ clients {{ edges {{ node {{ {} name {} }} }} }} }}", "a { ".repeat(8), "} ".repeat(8));
+        let response = caller.run(&twelve, json!({})).await;
+        assert!(!response.error_message().contains("nested too deep"), "{}", response.body);
+        let thirteen = format!("{{ clients {{ edges {{ node {{ {} name {} }} }} }} }}", "a { ".repeat(9), "} ".repeat(9));
+        let response = caller.run(&thirteen, json!({})).await;
         assert!(response.error_message().contains("nested too deep"), "{}", response.body);
+        assert_eq!(response.error_code(), "GRAPHQL_VALIDATION_FAILED");
+        // Fragments count where they are spread.
+        let spread = format!(
+            "query {{ ...Deep }} fragment Deep on Query {{ clients {{ edges {{ node {{ {} name {} }} }} }} }}",
+            "a { ".repeat(9), "} ".repeat(9)
+        );
+        assert!(caller.run(&spread, json!({})).await.error_message().contains("nested too deep"));
+    }
+
+    async fn graphiqls_introspection_query_works_with_a_token(app: TestApp) {
+        // GraphiQL's standard introspection is deeper than the depth limit; it is exempt.
+        let caller = app.caller("msp-a", &["viewer"]).await;
+        let query = include_str!("fixtures/graphiql-introspection.graphql");
+        let response = caller.run(query, json!({})).await;
+        let types = response.data()["__schema"]["types"].as_array().unwrap();
+        assert!(types.iter().any(|t| t["name"] == "Client"));
+        let anonymous = app.anonymous().run(query, json!({})).await;
+        assert_eq!(anonymous.error_code(), "UNAUTHENTICATED");
     }
 
     async fn introspection_needs_a_token(app: TestApp) {

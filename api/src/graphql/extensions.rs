@@ -11,7 +11,9 @@ use async_graphql::{
         Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
         NextPrepareRequest, NextRequest, NextResolve, NextValidation, ResolveInfo,
     },
-    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
+    parser::types::{
+        DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+    },
 };
 
 use crate::http::metrics::Metrics;
@@ -66,6 +68,88 @@ impl Extension for ErrorCodes {
                 .collect()
         })
     }
+}
+
+/// Refuses queries nested deeper than `max` (checklist 52), before validation and before any
+/// resolver runs. Unlike async-graphql's `limit_depth`, introspection (`__schema`, `__type`)
+/// is not counted: its depth is bounded by the schema, and GraphiQL's standard introspection
+/// query is deeper than any query of Consentry's own types needs to be.
+pub(crate) struct DepthLimit {
+    pub(crate) max: usize,
+}
+
+impl ExtensionFactory for DepthLimit {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(DepthLimit { max: self.max })
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for DepthLimit {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        let deepest = document
+            .operations
+            .iter()
+            .map(|(_, op)| depth(&document, &op.node.selection_set.node, &mut Vec::new()))
+            .max()
+            .unwrap_or(0);
+        if deepest > self.max {
+            return Err(with_code(
+                ServerError::new(
+                    format!("Query is nested too deep (the limit is {}).", self.max),
+                    None,
+                ),
+                "GRAPHQL_VALIDATION_FAILED",
+            ));
+        }
+        Ok(document)
+    }
+}
+
+/// Depth of a selection set; fragments count where they are spread, each at most once per
+/// path (cycles are invalid and reported by validation later).
+fn depth<'d>(
+    document: &'d ExecutableDocument,
+    set: &'d SelectionSet,
+    spreading: &mut Vec<&'d str>,
+) -> usize {
+    set.items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(field) => {
+                let field = &field.node;
+                if field.name.node.starts_with("__") {
+                    0
+                } else {
+                    1 + depth(document, &field.selection_set.node, spreading)
+                }
+            }
+            Selection::InlineFragment(fragment) => {
+                depth(document, &fragment.node.selection_set.node, spreading)
+            }
+            Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
+                if spreading.contains(&name) {
+                    return 0;
+                }
+                let Some(fragment) = document.fragments.get(&spread.node.fragment_name.node) else {
+                    return 0;
+                };
+                spreading.push(name);
+                let inner = depth(document, &fragment.node.selection_set.node, spreading);
+                spreading.pop();
+                inner
+            }
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Refuses introspection to callers without a token (checklist 58). The SDL is published in

@@ -32,10 +32,10 @@ fn builder() -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySub
         mutation::MutationRoot::default(),
         EmptySubscription,
     )
-    .limit_depth(MAX_DEPTH)
     .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
     .disable_suggestions()
     .extension(extensions::ErrorCodes)
+    .extension(extensions::DepthLimit { max: MAX_DEPTH })
     .extension(extensions::IntrospectionNeedsToken)
 }
 
