@@ -25,6 +25,7 @@ use crate::{
     db,
     graphql::{self, AppSchema},
     http::{self, metrics::Metrics},
+    microsoft::{Microsoft, MicrosoftConfig},
 };
 
 /// Everything a request handler may need.
@@ -35,6 +36,10 @@ pub struct AppState {
     pub auth: Arc<CallerAuth>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
+    /// Microsoft's identity platform and Graph; `None` when no app registration is set.
+    pub microsoft: Option<Arc<Microsoft>>,
+    /// A token GraphiQL starts with (`consentry demo` only).
+    pub graphiql_token: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -44,7 +49,12 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, db: DatabaseConnection, auth: Arc<CallerAuth>) -> Self {
+    pub fn new(
+        settings: Settings,
+        db: DatabaseConnection,
+        auth: Arc<CallerAuth>,
+        microsoft: Option<Arc<Microsoft>>,
+    ) -> Self {
         let metrics = Arc::new(Metrics::new());
         Self {
             schema: graphql::schema(db.clone(), metrics.clone()),
@@ -52,6 +62,8 @@ impl AppState {
             auth,
             metrics,
             settings: Arc::new(settings),
+            microsoft,
+            graphiql_token: None,
         }
     }
 }
@@ -95,7 +107,6 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
 /// A built server, bound to its port but not yet serving.
 pub struct Application {
     listener: TcpListener,
-    router: Router,
     state: AppState,
 }
 
@@ -112,20 +123,39 @@ impl Application {
     /// the listener (port 0 picks a free port: see [`Application::local_addr`]).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        Self::build_on(settings, listener).await
+    }
+
+    /// Like [`Application::build`], on a listener bound by the caller.
+    pub async fn build_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        settings.validate()?;
         let db = db::connect(&settings).await?;
         db::migrate(&db, &settings.database_label()).await?;
         let auth = CallerAuth::from_settings(&settings)?;
         auth.warm_up().await;
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
-        let state = AppState::new(settings, db, auth);
-        let router = router(state.clone())?;
-        Ok(Self {
-            listener,
-            router,
-            state,
-        })
+        let microsoft = match MicrosoftConfig::from_settings(&settings) {
+            Some(config) => Some(Arc::new(Microsoft::new(config)?)),
+            None => {
+                tracing::warn!(
+                    "no Microsoft app registration (CONSENTRY_MS_CLIENT_ID, CONSENTRY_MS_CLIENT_SECRET): \
+                     consent flows are unavailable until both are set"
+                );
+                None
+            }
+        };
+        let state = AppState::new(settings, db, auth, microsoft);
+        // The router's only fallible part: fail at start, not when serving begins.
+        state.settings.allowed_origins()?;
+        Ok(Self { listener, state })
+    }
+
+    /// Starts GraphiQL with this token in its headers (`consentry demo`).
+    pub fn with_graphiql_token(mut self, token: String) -> Self {
+        self.state.graphiql_token = Some(token.into());
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -140,17 +170,21 @@ impl Application {
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
         let settings = &self.state.settings;
         tracing::info!(%addr, database = %settings.database_label(), "consentry is listening");
-        tracing::info!(
-            "GraphiQL: {} (a token for it: `consentry token --msp demo --role admin`)",
-            crate::config::join(&settings.public_url, "graphiql")
-        );
-        axum::serve(self.listener, self.router)
+        if self.state.graphiql_token.is_none() {
+            tracing::info!(
+                "GraphiQL: {} (a token for it: `consentry token --msp demo --role admin`)",
+                crate::config::join(&settings.public_url, "graphiql")
+            );
+        }
+        let router = router(self.state.clone())?;
+        axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await?;
+        Ok(())
     }
 }
 

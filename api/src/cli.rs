@@ -44,6 +44,8 @@ pub enum Command {
     /// Register and list MSP tenants.
     #[command(subcommand)]
     Msp(MspCommand),
+    /// Serve with the built-in Microsoft simulator and sample clients (SQLite, nothing to install).
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -121,7 +123,7 @@ fn parse_ttl(raw: &str) -> Result<Duration, String> {
 /// Entry point of the `consentry` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let serving = matches!(cli.command, None | Some(Command::Serve));
+    let serving = matches!(cli.command, None | Some(Command::Serve | Command::Demo(_)));
     telemetry::init(
         cli.settings.log_format,
         if serving {
@@ -184,6 +186,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(args) => token(settings, args).await,
+        Command::Demo(args) => crate::demo::run(settings, args).await,
         Command::Msp(MspCommand::Add { id, name }) => {
             settings.validate()?;
             let db = db::connect(&settings).await?;

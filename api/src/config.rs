@@ -79,6 +79,24 @@ pub struct Settings {
     )]
     pub ms_graph_url: Url,
 
+    /// Seconds before a call to Microsoft gives up.
+    #[arg(
+        long,
+        env = "CONSENTRY_MS_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub ms_timeout_seconds: u64,
+
+    /// Longest `Retry-After` (seconds) Consentry waits out when Microsoft throttles.
+    #[arg(
+        long,
+        env = "CONSENTRY_MS_MAX_RETRY_WAIT_SECONDS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub ms_max_retry_wait_seconds: u64,
+
     /// JWKS URL of the identity provider that signs callers' tokens (RS256/ES256).
     #[arg(long, env = "CONSENTRY_AUTH_JWKS_URL", global = true)]
     pub auth_jwks_url: Option<Url>,
@@ -218,6 +236,12 @@ impl Settings {
             return Err(invalid(
                 "CONSENTRY_MS_CLIENT_ID",
                 "a client secret is set but no client id: set CONSENTRY_MS_CLIENT_ID to the app registration's Application (client) ID",
+            ));
+        }
+        if self.ms_timeout_seconds == 0 {
+            return Err(invalid(
+                "CONSENTRY_MS_TIMEOUT_SECONDS",
+                "must be at least 1",
             ));
         }
         if self.db_max_connections == 0 {

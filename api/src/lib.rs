@@ -10,9 +10,12 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod domain;
 pub mod graphql;
 pub mod http;
+pub mod jwks;
+pub mod microsoft;
 pub mod telemetry;
 
 pub use app::Application;

@@ -10,8 +10,11 @@
 mod auth;
 mod cli;
 mod clients;
+mod demo;
 mod http;
+mod id_token;
 mod isolation;
 mod jwks;
+mod microsoft;
 mod schema;
 mod storage;

@@ -272,6 +272,37 @@ pub async fn start(database: TestDatabase, configure: impl FnOnce(&mut Settings)
     }
 }
 
+/// Starts the Microsoft simulator on a free loopback port with these tenants.
+pub async fn start_simulator(
+    tenants: Vec<api::microsoft::simulator::SimTenant>,
+) -> api::microsoft::simulator::Simulator {
+    let config = api::microsoft::simulator::SimulatorConfig {
+        tenants,
+        ..Default::default()
+    };
+    api::microsoft::simulator::Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("the simulator starts")
+}
+
+/// Consentry's Microsoft client, pointed at `simulator`, with short timeouts for tests.
+pub fn microsoft_client(
+    simulator: &api::microsoft::simulator::Simulator,
+) -> api::microsoft::Microsoft {
+    let config = api::microsoft::MicrosoftConfig {
+        client_id: simulator.client_id(),
+        client_secret: SecretString::from(simulator.client_secret()),
+        authority: simulator.base_url().clone(),
+        graph: simulator.base_url().clone(),
+        redirect_uri: "http://127.0.0.1:9/oauth/callback".parse().unwrap(),
+        timeout: Duration::from_secs(2),
+        max_retry_wait: Duration::from_secs(3),
+    };
+    api::microsoft::Microsoft::new(config)
+        .unwrap()
+        .with_key_refetch_interval(Duration::from_millis(500))
+}
+
 /// A GraphQL answer: HTTP status, headers and JSON body.
 #[derive(Debug)]
 pub struct GraphQLResponse {

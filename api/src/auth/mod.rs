@@ -2,7 +2,6 @@
 //! the resulting [`Viewer`], and its roles (DESIGN §2, "Callers' tokens").
 
 mod claims;
-mod jwks;
 mod secret;
 
 use std::{sync::Arc, time::Duration};
@@ -15,10 +14,12 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 pub use claims::{CallerClaims, OneOrMany, mint_hs256};
-pub use jwks::JwksCache;
 pub use secret::{HS256_SECRET_FILE_SUFFIX, resolve_hs256_secret};
 
-use crate::config::{CallerAuthSettings, Settings};
+use crate::{
+    config::{CallerAuthSettings, Settings},
+    jwks::{JwksCache, KeyError},
+};
 
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 60;
@@ -210,7 +211,16 @@ impl CallerAuth {
         }
         let key = match &self.verifier {
             Verifier::Hs256(key) => key.clone(),
-            Verifier::Jwks(cache) => cache.key_for(header.kid.as_deref(), header.alg).await?,
+            Verifier::Jwks(cache) => cache
+                .key_for(header.kid.as_deref(), header.alg)
+                .await
+                .map_err(|e| match e {
+                    KeyError::Unavailable => AuthError::Unavailable(
+                        "callers' signing keys cannot be fetched right now; retry shortly"
+                            .to_owned(),
+                    ),
+                    other => AuthError::Unauthenticated(format!("the bearer token {other}")),
+                })?,
         };
         let mut validation = Validation::new(header.alg);
         validation.algorithms = vec![header.alg];

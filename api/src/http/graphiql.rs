@@ -3,9 +3,12 @@
 //! itself can do nothing without a token (checklist 58).
 
 use axum::{
+    extract::State,
     http::{HeaderValue, header},
     response::{Html, IntoResponse, Response},
 };
+
+use crate::app::AppState;
 
 /// Scripts and styles come only from this server and the pinned CDN files below.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; \
@@ -23,6 +26,7 @@ const PAGE: &str = r#"<!doctype html>
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <meta name="referrer" content="no-referrer">
   <title>Consentry GraphiQL</title>
+  <!--token-->
   <link rel="stylesheet" href="https://unpkg.com/graphiql@3.8.3/graphiql.min.css"
         integrity="sha384-Mq3vbRBY71jfjQAt/DcjxUIYY33ksal4cgdRt9U/hNPvHBCaT2JfJ/PTRiPKf0aM" crossorigin="anonymous">
   <link rel="stylesheet" href="graphiql/app.css">
@@ -105,6 +109,12 @@ const SCRIPT: &str = r#"// Consentry's GraphiQL wiring: HTTP for queries and mut
     '',
   ].join('\n');
 
+  // `consentry demo` hands GraphiQL a ready token.
+  var demoToken = document.querySelector('meta[name="consentry-token"]');
+  if (demoToken) {
+    localStorage.setItem('graphiql:headers', JSON.stringify({ Authorization: 'Bearer ' + demoToken.content }, null, 2));
+  }
+
   var root = ReactDOM.createRoot(document.getElementById('graphiql'));
   root.render(React.createElement(GraphiQL, {
     fetcher: fetcher,
@@ -135,9 +145,16 @@ fn with_policy(mut response: Response) -> Response {
     response
 }
 
-/// `GET /graphiql`.
-pub async fn page() -> Response {
-    with_policy(Html(PAGE).into_response())
+/// `GET /graphiql`. In `consentry demo` the page carries the demo admin token.
+pub async fn page(State(state): State<AppState>) -> Response {
+    let token = match &state.graphiql_token {
+        Some(token) => format!(
+            "<meta name=\"consentry-token\" content=\"{}\">",
+            crate::microsoft::simulator::escape_html(token)
+        ),
+        None => String::new(),
+    };
+    with_policy(Html(PAGE.replace("<!--token-->", &token)).into_response())
 }
 
 /// `GET /graphiql/app.js`.

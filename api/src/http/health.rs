@@ -24,7 +24,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         status,
         Json(json!({
             "status": if database { "ready" } else { "unavailable" },
-            "checks": { "database": if database { "ok" } else { "unreachable" } },
+            "checks": {
+                "database": if database { "ok" } else { "unreachable" },
+                // Informational: without an app registration the API serves, but no consent flow can start.
+                "microsoft": if state.microsoft.is_some() { "configured" } else { "not configured" },
+            },
         })),
     )
 }

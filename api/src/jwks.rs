@@ -1,5 +1,7 @@
 //! A cached JSON Web Key Set: fetched on demand, refetched for an unknown `kid` at most once
-//! per interval (single flight), and kept when a refetch fails (checklist 89–90).
+//! per interval (single flight), and kept when a refetch fails (checklist 89–90). Used for
+//! callers' tokens and for Microsoft's id_tokens. Keys come only from the configured URL:
+//! a token's `jku`, `x5u` or `x5c` is never followed (checklist 27).
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,21 @@ use jsonwebtoken::{
 use tokio::sync::{Mutex, RwLock};
 use url::Url;
 
-use super::AuthError;
+/// Why no key verifies a token.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The key set cannot be fetched and none is cached: fail closed, retryable.
+    #[error("cannot be verified: the signing keys cannot be fetched right now")]
+    Unavailable,
+    #[error("is signed with a key the issuer does not publish")]
+    UnknownKey,
+    #[error("has no kid and no single published key matches its algorithm")]
+    Ambiguous,
+    #[error("names a key that does not match its algorithm")]
+    AlgorithmMismatch,
+    #[error("names a signing key that is unusable")]
+    Unusable,
+}
 
 /// Refetch proactively once the cached set is this old (keys rotate).
 const MAX_AGE: Duration = Duration::from_secs(3600);
@@ -68,7 +84,7 @@ impl JwksCache {
         &self,
         kid: Option<&str>,
         alg: Algorithm,
-    ) -> Result<DecodingKey, AuthError> {
+    ) -> Result<DecodingKey, KeyError> {
         let observed = {
             let cached = self.cached.read().await;
             let fresh = cached.fetched_at.is_some_and(|t| t.elapsed() < MAX_AGE);
@@ -82,25 +98,16 @@ impl JwksCache {
         };
         // Unknown kid, stale set, or nothing yet: one refetch for everyone waiting.
         if let Err(error) = self.refetch(observed).await {
-            tracing::warn!(%error, url = %self.url, "cannot refresh callers' signing keys; using the last good set");
+            tracing::warn!(%error, url = %self.url, "cannot refresh signing keys; using the last good set");
         }
         let cached = self.cached.read().await;
         let Some(keys) = &cached.keys else {
-            return Err(AuthError::Unavailable(
-                "callers' signing keys cannot be fetched right now; retry shortly".to_owned(),
-            ));
+            return Err(KeyError::Unavailable);
         };
         match select(keys, kid, alg)? {
             Some(found) => decoding_key(found),
-            None => Err(AuthError::Unauthenticated(match kid {
-                Some(_) => {
-                    "the bearer token is signed with a key the identity provider does not publish"
-                        .to_owned()
-                }
-                None => {
-                    "the bearer token has no kid and no single key matches its algorithm".to_owned()
-                }
-            })),
+            None if kid.is_some() => Err(KeyError::UnknownKey),
+            None => Err(KeyError::Ambiguous),
         }
     }
 
@@ -138,16 +145,14 @@ fn select<'a>(
     keys: &'a JwkSet,
     kid: Option<&str>,
     alg: Algorithm,
-) -> Result<Option<&'a Jwk>, AuthError> {
+) -> Result<Option<&'a Jwk>, KeyError> {
     match kid {
         Some(kid) => {
             let Some(key) = keys.find(kid) else {
                 return Ok(None);
             };
             if !fits(key, alg) {
-                return Err(AuthError::Unauthenticated(format!(
-                    "the bearer token's algorithm {alg:?} does not match its signing key"
-                )));
+                return Err(KeyError::AlgorithmMismatch);
             }
             Ok(Some(key))
         }
@@ -179,8 +184,6 @@ fn fits(key: &Jwk, alg: Algorithm) -> bool {
     declared_ok && type_ok
 }
 
-fn decoding_key(key: &Jwk) -> Result<DecodingKey, AuthError> {
-    DecodingKey::from_jwk(key).map_err(|_| {
-        AuthError::Unauthenticated("the identity provider's signing key is unusable".to_owned())
-    })
+fn decoding_key(key: &Jwk) -> Result<DecodingKey, KeyError> {
+    DecodingKey::from_jwk(key).map_err(|_| KeyError::Unusable)
 }

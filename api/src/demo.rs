@@ -1,0 +1,164 @@
+//! `consentry demo`: Consentry on its embedded database with the built-in Microsoft simulator
+//! in-process, one MSP with a sample client per simulated scenario, and GraphiQL with a ready
+//! admin token — so a newcomer can click through every flow with nothing installed.
+
+#![allow(clippy::print_stdout)]
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use chrono::Utc;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+
+use crate::{
+    Application,
+    app::shutdown_signal,
+    auth::{self, CallerClaims, OneOrMany, Role, Viewer},
+    config::{CallerAuthSettings, Settings},
+    domain::{self, clients::NewClient},
+    microsoft::simulator::{Simulator, SimulatorConfig, demo_tenants},
+};
+
+/// The MSP the demo creates.
+pub const DEMO_MSP: &str = "demo";
+
+/// Options of `consentry demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// The demo's own database, kept apart from `DATABASE_URL`.
+    #[arg(
+        long,
+        env = "CONSENTRY_DEMO_DATABASE_URL",
+        default_value = "sqlite://consentry-demo.db?mode=rwc"
+    )]
+    pub demo_database_url: String,
+    /// Simulated tenants (or a whole simulator configuration) from a JSON file, instead of
+    /// the built-in scenarios.
+    #[arg(long, env = "CONSENTRY_DEMO_TENANTS")]
+    pub simulator_tenants: Option<PathBuf>,
+    /// Where the Microsoft simulator listens.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub simulator_listen: SocketAddr,
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
+    settings.database_url = SecretString::from(args.demo_database_url.clone());
+    let CallerAuthSettings::Hs256 {
+        issuer, audience, ..
+    } = settings.caller_auth()?
+    else {
+        anyhow::bail!("the demo signs its own admin token: unset CONSENTRY_AUTH_JWKS_URL for it");
+    };
+
+    let (mut config, descriptions) = match &args.simulator_tenants {
+        Some(path) => (SimulatorConfig::from_file(path)?, Vec::new()),
+        None => {
+            let presets = demo_tenants();
+            let descriptions = presets
+                .iter()
+                .map(|(t, d)| (t.domain.clone(), (*d).to_owned()))
+                .collect();
+            let config = SimulatorConfig {
+                tenants: presets.into_iter().map(|(t, _)| t).collect(),
+                ..SimulatorConfig::default()
+            };
+            (config, descriptions)
+        }
+    };
+    // The demo's client secret is fixed so that restarts keep working with one database.
+    config.client_secret = "consentry-demo-simulator-secret".to_owned();
+    let tenants = config.tenants.clone();
+    let simulator = Simulator::start(config, args.simulator_listen).await?;
+    simulator.configure(&mut settings);
+
+    // Bind first, so that the public URL (the OAuth redirect URI) is this very server.
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let default_public = Settings::defaults().public_url;
+    if settings.public_url == default_public || settings.listen.port() == 0 {
+        settings.public_url = url::Url::parse(&format!("http://{}", local_host(addr)))?;
+    }
+    let secret = auth::resolve_hs256_secret(&settings)?;
+    let now = Utc::now().timestamp();
+    let token = auth::mint_hs256(
+        &secret,
+        &CallerClaims {
+            sub: "demo-admin".to_owned(),
+            msp: Some(DEMO_MSP.to_owned()),
+            roles: OneOrMany::Many(vec![Role::Admin.as_str().to_owned()]),
+            iss: issuer,
+            aud: OneOrMany::One(audience),
+            exp: now + 7 * 24 * 3600,
+            iat: Some(now),
+            nbf: None,
+        },
+    )?;
+    let graphiql = crate::config::join(&settings.public_url, "graphiql");
+    let app = Application::build_on(settings, listener)
+        .await?
+        .with_graphiql_token(token.clone());
+
+    let db = &app.state().db;
+    let (msp, _) = domain::msp::ensure(db, DEMO_MSP, Some("Demo MSP"))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let admin = Viewer {
+        subject: "consentry-demo".to_owned(),
+        msp,
+        roles: vec![Role::Admin],
+        expires_at: Utc::now(),
+    };
+    for tenant in &tenants {
+        let input = NewClient {
+            name: tenant.display_name.clone(),
+            domain: Some(tenant.domain.clone()),
+            azure_tenant_id: None,
+        };
+        match domain::clients::create(db, &admin, input).await {
+            Ok(_) | Err(domain::Error::Conflict { .. }) => {}
+            Err(e) => anyhow::bail!("cannot create the demo client {}: {e}", tenant.display_name),
+        }
+    }
+
+    println!();
+    println!("Consentry demo is running.");
+    println!();
+    println!("  GraphiQL:   {graphiql}");
+    println!("  Token:      {token}");
+    println!(
+        "  Simulator:  {} (Microsoft's sign-in pages and Graph, simulated)",
+        simulator.base_url()
+    );
+    println!();
+    println!(
+        "GraphiQL already sends the token. Demo MSP {DEMO_MSP:?} has one client per scenario:"
+    );
+    for tenant in &tenants {
+        let description = descriptions
+            .iter()
+            .find(|(domain, _)| *domain == tenant.domain)
+            .map(|(_, d)| d.as_str())
+            .unwrap_or("from your tenants file");
+        println!(
+            "  - {:<20} {:<28} {description}",
+            tenant.display_name, tenant.domain
+        );
+    }
+    println!();
+    println!("Press Ctrl-C to stop. Data stays in the demo database; delete it to start over.");
+    app.run_until(shutdown_signal()).await?;
+    simulator.stop().await;
+    Ok(())
+}
+
+/// `127.0.0.1:PORT` becomes `localhost:PORT` (what people type); other addresses stay.
+fn local_host(addr: SocketAddr) -> String {
+    if addr.ip().is_loopback() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}

@@ -1,0 +1,250 @@
+//! Microsoft's identity platform and Graph, as Consentry uses them (reference
+//! `microsoft-identity.md`): consent and sign-in URLs, token requests, id_token validation,
+//! the few Graph calls, and the one table that maps Microsoft's errors to problems. The
+//! [`simulator`] is a faithful local stand-in for tests and `consentry demo`.
+
+pub mod errors;
+pub mod graph;
+pub mod id_token;
+pub mod identity;
+pub mod simulator;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use secrecy::SecretString;
+use url::Url;
+
+pub use errors::Problem;
+pub use identity::{AppToken, TenantHint, TokenSet};
+
+use crate::{config::Settings, jwks::JwksCache};
+
+/// Consentry's app registration, and where Microsoft is.
+#[derive(Clone, Debug)]
+pub struct MicrosoftConfig {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    /// e.g. `https://login.microsoftonline.com`
+    pub authority: Url,
+    /// e.g. `https://graph.microsoft.com`
+    pub graph: Url,
+    /// The one redirect URI of every flow.
+    pub redirect_uri: Url,
+    /// Every call to Microsoft gives up after this long (reqwest has no default timeout).
+    pub timeout: Duration,
+    /// The longest `Retry-After` Consentry waits out; longer throttling fails the call.
+    pub max_retry_wait: Duration,
+}
+
+impl MicrosoftConfig {
+    /// The app registration from the settings, or `None` when it is not configured.
+    pub fn from_settings(settings: &Settings) -> Option<Self> {
+        Some(Self {
+            client_id: settings.ms_client_id.clone()?,
+            client_secret: settings.ms_client_secret.clone()?,
+            authority: settings.ms_authority_url.clone(),
+            graph: settings.ms_graph_url.clone(),
+            redirect_uri: settings.redirect_uri(),
+            timeout: Duration::from_secs(settings.ms_timeout_seconds),
+            max_retry_wait: Duration::from_secs(settings.ms_max_retry_wait_seconds),
+        })
+    }
+
+    /// `{graph}/.default`: every application permission of the app registration.
+    pub fn graph_default_scope(&self) -> String {
+        format!("{}/.default", self.graph.as_str().trim_end_matches('/'))
+    }
+
+    /// `{authority}/{tid}/v2.0`, the issuer of a tenant's v2 id_tokens.
+    pub fn issuer(&self, tenant_id: &str) -> String {
+        format!(
+            "{}/{tenant_id}/v2.0",
+            self.authority.as_str().trim_end_matches('/')
+        )
+    }
+
+    fn endpoint(&self, tenant: &str, path: &str) -> Url {
+        crate::config::join(&self.authority, &format!("{tenant}/{path}"))
+    }
+}
+
+/// Why a call to Microsoft failed. Never carries a token.
+#[derive(Debug, thiserror::Error)]
+pub enum MicrosoftError {
+    /// The identity platform refused (`{"error", "error_description", "error_codes"}`).
+    #[error("Microsoft refused ({status}): {error} {codes:?}")]
+    Identity {
+        status: u16,
+        error: String,
+        description: String,
+        codes: Vec<u64>,
+        suberror: Option<String>,
+    },
+    /// Graph refused (`{"error": {"code", "message"}}`).
+    #[error("Microsoft Graph refused ({status}): {code}")]
+    Graph {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// No answer within the timeout.
+    #[error("Microsoft did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The connection failed.
+    #[error("Microsoft could not be reached: {0}")]
+    Unreachable(String),
+    /// 5xx, or throttling longer than Consentry waits.
+    #[error("Microsoft is unavailable ({status})")]
+    Unavailable {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    /// Not Microsoft's documented shape: unexpected status, content type, JSON or a redirect.
+    #[error("Microsoft answered in an unexpected shape: {0}")]
+    Malformed(String),
+}
+
+impl MicrosoftError {
+    /// The problem to show for this failure.
+    pub fn problem(&self) -> Problem {
+        match self {
+            Self::Identity {
+                error,
+                description,
+                codes,
+                ..
+            } => errors::from_identity(error, description, codes),
+            Self::Graph {
+                status,
+                code,
+                message,
+            } => errors::from_graph(*status, code, message),
+            Self::Unavailable { status: 429, .. } => errors::from_graph(429, "TooManyRequests", ""),
+            other => errors::unavailable(&other.to_string()),
+        }
+    }
+
+    /// True for failures worth retrying later (Microsoft down, slow or throttling).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Timeout(_) | Self::Unreachable(_) | Self::Unavailable { .. }
+        )
+    }
+}
+
+/// The client for Microsoft's identity platform and Graph.
+pub struct Microsoft {
+    config: MicrosoftConfig,
+    http: reqwest::Client,
+    /// id_token signing keys, per tenant key-set URL.
+    keys: std::sync::Mutex<HashMap<String, Arc<JwksCache>>>,
+    key_refetch_interval: Duration,
+}
+
+impl std::fmt::Debug for Microsoft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Microsoft")
+            .field("client_id", &self.config.client_id)
+            .field("authority", &self.config.authority.as_str())
+            .field("graph", &self.config.graph.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Microsoft {
+    pub fn new(config: MicrosoftConfig) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            // Checklist 19: a redirect from a token, key or Graph endpoint is never followed.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("consentry/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            config,
+            http,
+            keys: std::sync::Mutex::new(HashMap::new()),
+            key_refetch_interval: Duration::from_secs(30),
+        })
+    }
+
+    /// Shortens the least time between key-set fetches for unknown `kid`s (tests).
+    pub fn with_key_refetch_interval(mut self, interval: Duration) -> Self {
+        self.key_refetch_interval = interval;
+        self
+    }
+
+    pub fn config(&self) -> &MicrosoftConfig {
+        &self.config
+    }
+
+    /// The key-set cache of one tenant path (`{tid}` or `organizations`).
+    fn key_set(&self, tenant: &str) -> anyhow::Result<Arc<JwksCache>> {
+        let url = self.config.endpoint(tenant, "discovery/v2.0/keys");
+        let mut keys = self
+            .keys
+            .lock()
+            .map_err(|_| anyhow::anyhow!("key cache poisoned"))?;
+        if let Some(cache) = keys.get(url.as_str()) {
+            return Ok(cache.clone());
+        }
+        // Bounded: a flood of made-up tenants cannot grow the cache without limit.
+        if keys.len() >= 10_000 {
+            keys.clear();
+        }
+        let cache = Arc::new(JwksCache::new(url.clone(), self.key_refetch_interval)?);
+        keys.insert(url.to_string(), cache.clone());
+        Ok(cache)
+    }
+
+    /// Waits out a `Retry-After`, if it is within the bound.
+    fn retry_wait(&self, retry_after: Option<Duration>, attempt: u32) -> Option<Duration> {
+        // Without Retry-After: capped exponential backoff with jitter (checklist 87).
+        let wait = retry_after.unwrap_or_else(|| {
+            let base = Duration::from_millis(250 * 2u64.pow(attempt.min(5)));
+            let jitter = Duration::from_millis(rand::random::<u64>() % 250);
+            base + jitter
+        });
+        (wait <= self.config.max_retry_wait).then_some(wait)
+    }
+}
+
+/// Reads `Retry-After` (seconds) from a response.
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// A transport failure as a [`MicrosoftError`].
+fn transport(error: reqwest::Error, timeout: Duration) -> MicrosoftError {
+    if error.is_timeout() {
+        MicrosoftError::Timeout(timeout)
+    } else {
+        // The URL may carry a query (never a secret), but keep messages short.
+        MicrosoftError::Unreachable(error.without_url().to_string())
+    }
+}
+
+/// Checks a response is JSON before parsing it.
+fn is_json(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|media| media == "application/json" || media.ends_with("+json"))
+}

@@ -1,0 +1,151 @@
+//! The simulator's sign-in and consent pages: plain HTML a person can click through, and
+//! forms tests can post to directly.
+
+use std::collections::BTreeMap;
+
+use super::scenario::{SimTenant, SimUser};
+
+/// HTML-escapes text for element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:Segoe UI,system-ui,sans-serif;background:#f2f2f2;margin:0}\
+main{max-width:440px;margin:48px auto;background:#fff;padding:32px 40px;box-shadow:0 2px 6px rgba(0,0,0,.2)}\
+h1{font-size:22px;font-weight:600}.muted{color:#666;font-size:13px}ul{padding-left:20px}\
+label{display:block;margin:6px 0}button{padding:8px 24px;margin-right:8px;font-size:15px}\
+button.primary{background:#0067b8;color:#fff;border:0}.banner{background:#fff4ce;padding:8px;font-size:13px}";
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{title}</title><style>{STYLE}</style></head><body><main>\
+         <p class=\"banner\">Microsoft sign-in <b>simulator</b> (Consentry demo). No real account is used.</p>{body}</main></body></html>",
+        title = escape(title)
+    )
+}
+
+/// The request parameters, carried through the form as hidden fields.
+fn hidden(params: &BTreeMap<String, String>) -> String {
+    params
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "user" | "decision"))
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape(k),
+                escape(v)
+            )
+        })
+        .collect()
+}
+
+fn user_choices(tenants: &[SimTenant]) -> String {
+    let mut html = String::new();
+    let mut first = true;
+    for tenant in tenants {
+        for user in &tenant.users {
+            html.push_str(&user_choice(tenant, user, first));
+            first = false;
+        }
+    }
+    if html.is_empty() {
+        html.push_str("<p>No users in this tenant.</p>");
+    }
+    html
+}
+
+fn user_choice(tenant: &SimTenant, user: &SimUser, checked: bool) -> String {
+    format!(
+        "<label><input type=\"radio\" name=\"user\" value=\"{id}\"{checked}> {name} &lt;{upn}&gt; <span class=\"muted\">{role} · {tenant}</span></label>",
+        id = user.id,
+        checked = if checked { " checked" } else { "" },
+        name = escape(&user.display_name),
+        upn = escape(&user.user_principal_name),
+        role = if user.is_admin {
+            "Global Administrator"
+        } else {
+            "user"
+        },
+        tenant = escape(&tenant.display_name),
+    )
+}
+
+/// The consent page of `adminconsent` and `authorize`.
+pub(crate) fn consent(
+    action: &str,
+    heading: &str,
+    app_name: &str,
+    permissions: &[String],
+    tenants: &[SimTenant],
+    params: &BTreeMap<String, String>,
+) -> String {
+    let permissions: String = permissions
+        .iter()
+        .map(|p| format!("<li>{}</li>", escape(p)))
+        .collect();
+    page(
+        heading,
+        &format!(
+            "<h1>{heading}</h1><p><b>{app}</b> wants permission to:</p><ul>{permissions}</ul>\
+             <form method=\"post\" action=\"{action}\"><p>Sign in as:</p>{users}{hidden}\
+             <p class=\"muted\">Accepting lets the app use this data as described.</p>\
+             <button class=\"primary\" type=\"submit\" name=\"decision\" value=\"accept\">Accept</button>\
+             <button type=\"submit\" name=\"decision\" value=\"cancel\">Cancel</button></form>",
+            heading = escape(heading),
+            app = escape(app_name),
+            action = escape(action),
+            users = user_choices(tenants),
+            hidden = hidden(params),
+        ),
+    )
+}
+
+/// An error shown on the sign-in page itself (no redirect), like Microsoft's for an unknown
+/// app or an unregistered redirect URI.
+pub(crate) fn error(code: u64, message: &str) -> String {
+    page(
+        "Sign in to your account",
+        &format!(
+            "<h1>Sorry, but we’re having trouble signing you in.</h1><p>AADSTS{code}: {}</p>",
+            escape(message)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_escaped_in_the_page() {
+        let mut params = BTreeMap::new();
+        params.insert(
+            "state".to_owned(),
+            "\"><script>alert(1)</script>".to_owned(),
+        );
+        let html = consent(
+            "/t/v2.0/adminconsent",
+            "Permissions requested",
+            "<App>",
+            &["x".into()],
+            &[],
+            &params,
+        );
+        assert!(!html.contains("<script>alert"));
+        assert!(html.contains("&lt;App&gt;"));
+        let page = error(1, "<i>marker</i>");
+        assert!(!page.contains("<i>marker") && page.contains("&lt;i&gt;marker"));
+    }
+}
