@@ -489,3 +489,114 @@ async fn with_cached_keys_validation_survives_the_key_endpoint_going_away() {
         .await;
     assert!(result.is_ok(), "{result:?}");
 }
+
+#[tokio::test]
+async fn a_refreshed_id_token_must_name_the_same_issuer_and_user() {
+    // Checklist 28, 44: refresh-token succeeds; -invalid-issuer and -invalid-sub are refused.
+    let f = fixture().await;
+    let original = f.validate(&f.signed(&f.claims())).await.unwrap();
+    let refreshed = without(f.claims(), "nonce");
+    let same = f
+        .microsoft
+        .validate_refreshed_id_token(&f.signed(&refreshed), &original)
+        .await
+        .unwrap();
+    assert_eq!(same.subject, original.subject);
+    let other_user = with(refreshed.clone(), "sub", json!("someone-else"));
+    assert_eq!(
+        f.microsoft
+            .validate_refreshed_id_token(&f.signed(&other_user), &original)
+            .await,
+        Err(IdTokenError::Subject)
+    );
+    let other_issuer = with(refreshed, "iss", json!("https://login.example.com/x/v2.0"));
+    assert_eq!(
+        f.microsoft
+            .validate_refreshed_id_token(&f.signed(&other_issuer), &original)
+            .await,
+        Err(IdTokenError::Issuer)
+    );
+}
+
+#[tokio::test]
+async fn the_simulators_refreshed_id_token_passes_the_refresh_rules() {
+    let f = fixture().await;
+    let secrets = api::microsoft::identity::FlowSecrets::new();
+    let scopes: Vec<String> = [
+        "openid",
+        "offline_access",
+        "https://graph.microsoft.com/User.Read",
+    ]
+    .map(String::from)
+    .to_vec();
+    let url = f.microsoft.authorize_url(
+        &api::microsoft::TenantHint::Id(f.tenant.id),
+        &scopes,
+        &secrets,
+        None,
+    );
+    let mut form: std::collections::BTreeMap<String, String> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    form.insert("user".into(), f.tenant.admin().unwrap().id.to_string());
+    form.insert("decision".into(), "accept".into());
+    let mut action = url.clone();
+    action.set_query(None);
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let location = browser
+        .post(action)
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let code = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let graph = vec!["https://graph.microsoft.com/User.Read".to_owned()];
+    let tokens = f
+        .microsoft
+        .redeem_code(
+            &f.tenant.id.to_string(),
+            &code,
+            &secrets.pkce_verifier,
+            &graph,
+        )
+        .await
+        .unwrap();
+    let original = f
+        .microsoft
+        .validate_id_token(
+            tokens.id_token.as_ref().unwrap(),
+            &ExpectedTenant::Exactly(f.tenant.id),
+            secrets.nonce.secret(),
+        )
+        .await
+        .unwrap();
+    let refreshed = f
+        .microsoft
+        .refresh(
+            &f.tenant.id.to_string(),
+            tokens.refresh_token.as_ref().unwrap(),
+            &graph,
+        )
+        .await
+        .unwrap();
+    let again = f
+        .microsoft
+        .validate_refreshed_id_token(refreshed.id_token.as_ref().unwrap(), &original)
+        .await
+        .unwrap();
+    assert_eq!(again.object_id, original.object_id);
+}

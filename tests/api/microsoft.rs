@@ -889,3 +889,40 @@ async fn unknown_apps_and_unregistered_redirect_uris_get_an_error_page_not_a_red
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(response.text().await.unwrap().contains("AADSTS700016"));
 }
+
+#[tokio::test]
+async fn tenants_can_come_from_a_json_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenants.json");
+    let tenants = vec![
+        SimTenant::healthy("first.onmicrosoft.com", "First"),
+        SimTenant::missing_teams("second.onmicrosoft.com", "Second").with_faults(Faults {
+            propagation_lookups: 3,
+            ..Faults::default()
+        }),
+    ];
+    std::fs::write(&path, serde_json::to_string_pretty(&tenants).unwrap()).unwrap();
+    let config = api::microsoft::simulator::SimulatorConfig::from_file(&path).unwrap();
+    assert_eq!(config.tenants, tenants);
+    let simulator = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let listed: serde_json::Value =
+        reqwest::get(format!("{}_simulator/tenants", simulator.base_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(listed[1]["missingServicePrincipals"][0], TEAMS);
+    assert_eq!(listed[1]["faults"]["propagationLookups"], 3);
+
+    std::fs::write(&path, "{ not json").unwrap();
+    let error = api::microsoft::simulator::SimulatorConfig::from_file(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("neither a list of tenants nor a simulator configuration"),
+        "{error}"
+    );
+}

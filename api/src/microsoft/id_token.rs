@@ -64,6 +64,8 @@ pub enum IdTokenError {
     Nonce,
     #[error("the id_token is from another tenant")]
     Tenant,
+    #[error("the refreshed id_token names another user than the original")]
+    Subject,
 }
 
 /// Optional fields, so that a missing required claim is reported by name (jsonwebtoken checks
@@ -99,6 +101,35 @@ impl Microsoft {
         id_token: &SecretString,
         tenant: &ExpectedTenant,
         nonce: &str,
+    ) -> Result<IdTokenClaims, IdTokenError> {
+        self.validate(id_token, tenant, Some(nonce)).await
+    }
+
+    /// Validates an id_token that came with a refreshed token: the same checks, no nonce
+    /// (none is sent on a refresh), and `iss`, `sub` and `tid` must equal the original's
+    /// (checklist 28, 44).
+    pub async fn validate_refreshed_id_token(
+        &self,
+        id_token: &SecretString,
+        original: &IdTokenClaims,
+    ) -> Result<IdTokenClaims, IdTokenError> {
+        let refreshed = self
+            .validate(id_token, &ExpectedTenant::Exactly(original.tenant_id), None)
+            .await?;
+        if refreshed.issuer != original.issuer {
+            return Err(IdTokenError::Issuer);
+        }
+        if refreshed.subject != original.subject {
+            return Err(IdTokenError::Subject);
+        }
+        Ok(refreshed)
+    }
+
+    async fn validate(
+        &self,
+        id_token: &SecretString,
+        tenant: &ExpectedTenant,
+        nonce: Option<&str>,
     ) -> Result<IdTokenClaims, IdTokenError> {
         let token = id_token.expose_secret();
         let header = jsonwebtoken::decode_header(token).map_err(|_| match header_alg(token) {
@@ -190,9 +221,11 @@ impl Microsoft {
                 }
             }
         }
-        let sent = claims.nonce.as_deref().ok_or(IdTokenError::Nonce)?;
-        if !bool::from(sent.as_bytes().ct_eq(nonce.as_bytes())) {
-            return Err(IdTokenError::Nonce);
+        if let Some(nonce) = nonce {
+            let sent = claims.nonce.as_deref().ok_or(IdTokenError::Nonce)?;
+            if !bool::from(sent.as_bytes().ct_eq(nonce.as_bytes())) {
+                return Err(IdTokenError::Nonce);
+            }
         }
         Ok(IdTokenClaims {
             tenant_id,
