@@ -23,6 +23,7 @@ use crate::{
     auth::CallerAuth,
     config::Settings,
     db,
+    domain::graph_api::Consents,
     graphql::{self, AppSchema},
     http::{self, metrics::Metrics},
     microsoft::{Microsoft, MicrosoftConfig},
@@ -38,6 +39,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Microsoft's identity platform and Graph; `None` when no app registration is set.
     pub microsoft: Option<Arc<Microsoft>>,
+    /// What the consent flows need besides the database.
+    pub consents: Consents,
     /// A token GraphiQL starts with (`consentry demo` only).
     pub graphiql_token: Option<Arc<str>>,
 }
@@ -56,8 +59,13 @@ impl AppState {
         microsoft: Option<Arc<Microsoft>>,
     ) -> Self {
         let metrics = Arc::new(Metrics::new());
+        let consents = Consents {
+            microsoft: microsoft.clone(),
+            reverify_interval: settings.reverify_interval,
+        };
         Self {
-            schema: graphql::schema(db.clone(), metrics.clone()),
+            schema: graphql::schema(db.clone(), metrics.clone(), consents.clone()),
+            consents,
             db,
             auth,
             metrics,
@@ -88,6 +96,8 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .route("/graphiql", get(http::graphiql::page))
         .route("/graphiql/app.js", get(http::graphiql::script))
         .route("/graphiql/app.css", get(http::graphiql::style))
+        .route("/oauth/callback", get(http::oauth::callback))
+        .route("/oauth/result/{flow}", get(http::oauth::result))
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
         .route("/metrics", get(http::metrics::serve).with_state(state.metrics.clone()))
@@ -181,9 +191,19 @@ impl Application {
             );
         }
         let router = router(self.state.clone())?;
-        axum::serve(self.listener, router)
+        let interval = settings.sweep_interval;
+        let sweeps = [
+            tokio::spawn(crate::sweeps::flows(self.state.clone(), interval)),
+            tokio::spawn(crate::sweeps::reverification(self.state.clone(), interval)),
+        ];
+        let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
-            .await?;
+            .await;
+        // Every sweep step is its own transaction: stopping between two is safe.
+        for sweep in sweeps {
+            sweep.abort();
+        }
+        served?;
         Ok(())
     }
 }

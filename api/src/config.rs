@@ -3,7 +3,7 @@
 //! Every option is a flag and an environment variable; secrets are wrapped so that they
 //! cannot be printed by accident.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -96,6 +96,38 @@ pub struct Settings {
         global = true
     )]
     pub ms_max_retry_wait_seconds: u64,
+
+    /// Application permissions (Graph `roles`) a client tenant must grant for its tile to be
+    /// `AUTHORISED`, comma-separated. Match the app registration's `requiredResourceAccess`.
+    #[arg(
+        long,
+        env = "CONSENTRY_MS_REQUIRED_ROLES",
+        value_delimiter = ',',
+        default_value = "Organization.Read.All,Directory.Read.All,Application.Read.All",
+        global = true
+    )]
+    pub ms_required_roles: Vec<String>,
+
+    /// How often every authorised tile is re-verified, e.g. `6h`, `30m`.
+    #[arg(
+        long,
+        env = "CONSENTRY_REVERIFY_INTERVAL",
+        default_value = "6h",
+        value_parser = humantime::parse_duration,
+        global = true
+    )]
+    pub reverify_interval: Duration,
+
+    /// How often background sweeps run: expired consent links, interrupted callbacks, due
+    /// re-verifications, old flows, e.g. `30s`.
+    #[arg(
+        long,
+        env = "CONSENTRY_SWEEP_INTERVAL",
+        default_value = "30s",
+        value_parser = humantime::parse_duration,
+        global = true
+    )]
+    pub sweep_interval: Duration,
 
     /// JWKS URL of the identity provider that signs callers' tokens (RS256/ES256).
     #[arg(long, env = "CONSENTRY_AUTH_JWKS_URL", global = true)]
@@ -244,6 +276,31 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        let roles = self.required_roles();
+        if roles.is_empty() {
+            return Err(invalid(
+                "CONSENTRY_MS_REQUIRED_ROLES",
+                "name at least one application permission, e.g. Organization.Read.All",
+            ));
+        }
+        if let Some(bad) = roles.iter().find(|r| {
+            !r.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+        }) {
+            return Err(invalid(
+                "CONSENTRY_MS_REQUIRED_ROLES",
+                format!("{bad:?} is not a permission name such as Organization.Read.All"),
+            ));
+        }
+        if self.reverify_interval < Duration::from_secs(1) {
+            return Err(invalid(
+                "CONSENTRY_REVERIFY_INTERVAL",
+                "must be at least 1s",
+            ));
+        }
+        if self.sweep_interval < Duration::from_millis(10) {
+            return Err(invalid("CONSENTRY_SWEEP_INTERVAL", "must be at least 10ms"));
+        }
         if self.db_max_connections == 0 {
             return Err(invalid(
                 "CONSENTRY_DB_MAX_CONNECTIONS",
@@ -273,6 +330,17 @@ impl Settings {
             Ok(url) => url.to_string(),
             Err(_) => "(unparseable DATABASE_URL)".to_owned(),
         }
+    }
+
+    /// The required application permissions, trimmed, without blanks or repeats.
+    pub fn required_roles(&self) -> Vec<String> {
+        let mut roles: Vec<String> = Vec::new();
+        for role in self.ms_required_roles.iter().map(|r| r.trim()) {
+            if !role.is_empty() && !roles.iter().any(|r| r.eq_ignore_ascii_case(role)) {
+                roles.push(role.to_owned());
+            }
+        }
+        roles
     }
 
     /// The one redirect URI of every flow.

@@ -68,6 +68,8 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     };
     // The demo's client secret is fixed so that restarts keep working with one database.
     config.client_secret = "consentry-demo-simulator-secret".to_owned();
+    // The simulated app registration requires what Consentry checks for.
+    config.required_roles = settings.required_roles();
     let tenants = config.tenants.clone();
     let simulator = Simulator::start(config, args.simulator_listen).await?;
     simulator.configure(&mut settings);
@@ -147,6 +149,13 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
             tenant.display_name, tenant.domain
         );
     }
+    println!();
+    println!(
+        "Authorise a client: in GraphiQL, take an id from `{{ clients {{ nodes {{ id name }} }} }}`,"
+    );
+    println!(
+        "run `mutation {{ authoriseGraphApi(clientId: \"ID\") {{ url }} }}`, open the url and press Accept."
+    );
     println!();
     println!("Press Ctrl-C to stop. Data stays in the demo database; delete it to start over.");
     app.run_until(shutdown_signal()).await?;

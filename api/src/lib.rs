@@ -16,6 +16,7 @@ pub mod graphql;
 pub mod http;
 pub mod jwks;
 pub mod microsoft;
+pub mod sweeps;
 pub mod telemetry;
 
 pub use app::Application;

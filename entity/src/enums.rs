@@ -139,4 +139,16 @@ pub enum AuditAction {
     /// Support staff read an MSP's data from outside that MSP.
     #[sea_orm(string_value = "SUPPORT_READ")]
     SupportRead,
+    /// Someone created a consent link for the Graph API tile.
+    #[sea_orm(string_value = "GRAPH_API_AUTHORISATION_STARTED")]
+    GraphApiAuthorisationStarted,
+    /// Microsoft sent the browser back to the consent callback.
+    #[sea_orm(string_value = "CONSENT_CALLBACK_RECEIVED")]
+    ConsentCallbackReceived,
+    /// The Graph API tile changed status (or, when re-verified, what it was granted).
+    #[sea_orm(string_value = "GRAPH_API_STATUS_CHANGED")]
+    GraphApiStatusChanged,
+    /// Someone asked for the Graph API authorisation to be re-checked and it was unchanged.
+    #[sea_orm(string_value = "GRAPH_API_VERIFIED")]
+    GraphApiVerified,
 }

@@ -23,6 +23,8 @@ pub struct Model {
     pub missing_permissions: StringList,
     pub authorised_at: Option<DateTimeUtc>,
     pub last_verified_at: Option<DateTimeUtc>,
+    /// When an authorised tile is next re-verified (also the claim of the instance doing it).
+    pub next_verification_at: Option<DateTimeUtc>,
     pub version: i64,
     pub status_changed_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

@@ -27,6 +27,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub expires_at: DateTimeUtc,
     pub completed_at: Option<DateTimeUtc>,
+    /// When a callback claimed the flow (status `EXCHANGING`).
+    pub claimed_at: Option<DateTimeUtc>,
 }
 
 // Hand-written so that the PKCE verifier and nonce can never reach a log line.

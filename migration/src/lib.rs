@@ -15,6 +15,7 @@ mod m20261126_000004_create_service_principal_request;
 mod m20261126_000005_create_oauth_flow;
 mod m20261126_000006_create_delegated_consent;
 mod m20261126_000007_create_audit_event;
+mod m20261202_000008_consent_flow_leases;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_create_oauth_flow::Migration),
             Box::new(m20261126_000006_create_delegated_consent::Migration),
             Box::new(m20261126_000007_create_audit_event::Migration),
+            Box::new(m20261202_000008_consent_flow_leases::Migration),
         ]
     }
 }

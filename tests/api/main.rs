@@ -10,6 +10,7 @@
 mod auth;
 mod cli;
 mod clients;
+mod consent;
 mod demo;
 mod http;
 mod id_token;

@@ -241,10 +241,18 @@ pub async fn spawn_app_with(
 pub async fn start(database: TestDatabase, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let secret = format!("test-secret-{}", uuid::Uuid::new_v4());
     let mut settings = test_settings(&database, &secret);
+    // Bound first so that the public URL (the OAuth redirect URI) is this very server.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    settings.public_url =
+        url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
     configure(&mut settings);
-    let app = Application::build(settings)
-        .await
-        .expect("the server starts");
+    let app = if settings.listen.port() == 0 {
+        Application::build_on(settings, listener).await
+    } else {
+        drop(listener);
+        Application::build(settings).await
+    }
+    .expect("the server starts");
     let port = app.local_addr().unwrap().port();
     let server_db = app.state().db.clone();
     let (shutdown, stopped) = oneshot::channel::<()>();
@@ -297,6 +305,10 @@ pub fn microsoft_client(
         redirect_uri: "http://127.0.0.1:9/oauth/callback".parse().unwrap(),
         timeout: Duration::from_secs(2),
         max_retry_wait: Duration::from_secs(3),
+        required_roles: api::microsoft::simulator::DEFAULT_REQUIRED_ROLES
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect(),
     };
     api::microsoft::Microsoft::new(config)
         .unwrap()

@@ -28,6 +28,27 @@ impl From<&Viewer> for Actor {
     }
 }
 
+impl Actor {
+    /// Consentry itself (sweeps and scheduled re-verification).
+    pub fn system(msp_id: &str) -> Self {
+        Self {
+            subject: "consentry".to_owned(),
+            roles: Vec::new(),
+            msp_id: msp_id.to_owned(),
+        }
+    }
+
+    /// Whoever Microsoft sent back to the consent callback: anonymous, and only trusted as
+    /// far as the flow's `state` binds it to an MSP and client.
+    pub fn callback(msp_id: &str) -> Self {
+        Self {
+            subject: "oauth-callback".to_owned(),
+            roles: Vec::new(),
+            msp_id: msp_id.to_owned(),
+        }
+    }
+}
+
 fn event(
     actor: &Actor,
     msp_id: &str,

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use entity::{
     client, delegated_consent,
-    enums::{AuditAction, GraphApiStatus, OAuthFlowStatus},
-    graph_api_tile, oauth_flow,
+    enums::{AuditAction, GraphApiStatus, OAuthFlowKind},
+    graph_api_tile,
 };
 use sea_orm::{
     ActiveModelTrait,
@@ -22,7 +22,7 @@ use super::{
     Error, Result,
     access::{self, Sight},
     audit::{self, Actor},
-    tile, validate,
+    oauth_flows, tile, validate,
 };
 use crate::{auth::Viewer, db::begin_write};
 
@@ -228,20 +228,19 @@ pub async fn update(
     if tile_reset {
         tile = tile::reset(&current.tile, now).update(&txn).await?;
         // Links already sent out were for the old tenant: they must not complete.
-        oauth_flow::Entity::update_many()
-            .col_expr(
-                oauth_flow::Column::Status,
-                Expr::value(OAuthFlowStatus::Failed),
-            )
-            .col_expr(
-                oauth_flow::Column::Outcome,
-                Expr::value(json!({ "reason": "the client's tenant changed" })),
-            )
-            .col_expr(oauth_flow::Column::CompletedAt, Expr::value(now))
-            .filter(oauth_flow::Column::ClientId.eq(id))
-            .filter(oauth_flow::Column::Status.eq(OAuthFlowStatus::Pending))
-            .exec(&txn)
-            .await?;
+        oauth_flows::cancel_open(
+            &txn,
+            id,
+            &after.name,
+            &[
+                OAuthFlowKind::AdminConsent,
+                OAuthFlowKind::DelegatedConsent,
+                OAuthFlowKind::ServicePrincipalSignIn,
+            ],
+            "the client's Microsoft tenant was changed",
+            now,
+        )
+        .await?;
     }
     audit::record(
         &txn,

@@ -27,6 +27,13 @@ pub enum Error {
     /// `UNAVAILABLE`: the database cannot be reached; nothing was changed, retry shortly.
     #[error("the database is unavailable; nothing was changed, retry shortly")]
     Unavailable,
+    /// `NOT_CONFIGURED`: this needs a server setting that is not set; the message names it.
+    #[error("{0}")]
+    NotConfigured(String),
+    /// `MICROSOFT_UNAVAILABLE`: Microsoft could not be asked, or refused Consentry's own
+    /// credentials; nothing was changed.
+    #[error("{0}")]
+    MicrosoftUnavailable(String),
     /// `INTERNAL`: anything unexpected. The details go to the log, never to the caller.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -56,6 +63,8 @@ impl Error {
             Self::BadUserInput { .. } => "BAD_USER_INPUT",
             Self::Conflict { .. } => "CONFLICT",
             Self::Unavailable => "UNAVAILABLE",
+            Self::NotConfigured(_) => "NOT_CONFIGURED",
+            Self::MicrosoftUnavailable(_) => "MICROSOFT_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }
     }

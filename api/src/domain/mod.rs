@@ -3,10 +3,13 @@
 
 pub mod access;
 pub mod audit;
+pub mod callback;
 pub mod clients;
 pub mod delegated_consents;
 mod error;
+pub mod graph_api;
 pub mod msp;
+pub mod oauth_flows;
 pub mod service_principal_requests;
 pub mod tile;
 pub mod validate;

@@ -8,6 +8,8 @@ use uuid::Uuid;
 
 /// The Skype and Teams Tenant Admin API, the principal most often missing.
 pub const TEAMS_ADMIN_API_APP_ID: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239";
+/// Its display name, as Microsoft names it (reference §7).
+pub const TEAMS_ADMIN_API_DISPLAY_NAME: &str = "Skype and Teams Tenant Admin API";
 
 /// The requests of several clients at once, each client's newest first.
 pub async fn for_clients<C: ConnectionTrait>(

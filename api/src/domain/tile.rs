@@ -30,7 +30,11 @@ pub fn available_actions(tile: &graph_api_tile::Model) -> Vec<GraphApiAction> {
         GraphApiStatus::Verifying => vec![],
         GraphApiStatus::Authorised => vec![Verify, Authorise, Delegate],
         GraphApiStatus::Failed => match tile.problem_code {
-            Some(GraphApiProblemCode::MissingServicePrincipal) => {
+            // An expired link usually means the Accept window never appeared: the same
+            // missing principal.
+            Some(
+                GraphApiProblemCode::MissingServicePrincipal | GraphApiProblemCode::LinkExpired,
+            ) => {
                 vec![CreateServicePrincipal, Authorise]
             }
             _ => vec![Authorise],
@@ -53,6 +57,7 @@ pub fn initial(client_id: Uuid, now: DateTime<Utc>) -> graph_api_tile::ActiveMod
         missing_permissions: Set(StringList::default()),
         authorised_at: Set(None),
         last_verified_at: Set(None),
+        next_verification_at: Set(None),
         version: Set(0),
         status_changed_at: Set(now),
         updated_at: Set(now),

@@ -17,7 +17,7 @@ pub use error::{code_of, gql_error};
 pub use ids::{GlobalId, IdKind};
 pub use loaders::Loaders;
 
-use crate::http::metrics::Metrics;
+use crate::{domain::graph_api::Consents, http::metrics::Metrics};
 
 pub type AppSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
 
@@ -40,10 +40,11 @@ fn builder() -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySub
 }
 
 /// The schema the server runs, with its shared data.
-pub fn schema(db: DatabaseConnection, metrics: Arc<Metrics>) -> AppSchema {
+pub fn schema(db: DatabaseConnection, metrics: Arc<Metrics>, consents: Consents) -> AppSchema {
     builder()
         .extension(extensions::OperationMetrics::new(metrics))
         .data(db)
+        .data(consents)
         .finish()
 }
 

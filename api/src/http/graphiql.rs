@@ -150,7 +150,7 @@ pub async fn page(State(state): State<AppState>) -> Response {
     let token = match &state.graphiql_token {
         Some(token) => format!(
             "<meta name=\"consentry-token\" content=\"{}\">",
-            crate::microsoft::simulator::escape_html(token)
+            super::html::escape(token)
         ),
         None => String::new(),
     };

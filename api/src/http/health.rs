@@ -12,22 +12,44 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the process can serve, i.e. the database answers.
+/// `GET /readyz`: the process can serve, i.e. the database answers (503 otherwise). Also
+/// reports, without failing readiness, whether Microsoft accepts Consentry's own app
+/// credentials: a bad or expired client secret is an operator's problem that every instance
+/// shares, and taking them all out of the load balancer would not fix it.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = crate::db::ping(&state.db, Duration::from_secs(2)).await;
+    let credentials = state
+        .microsoft
+        .as_ref()
+        .and_then(|microsoft| microsoft.credential_problem());
     let status = if database {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let microsoft = match (&state.microsoft, &credentials) {
+        (None, _) => json!("not configured"),
+        (Some(_), None) => json!("configured"),
+        (Some(_), Some(problem)) => json!({
+            "status": "credentials rejected",
+            "aadsts": problem.aadsts,
+            "since": problem.since,
+            "remediation": problem.remediation,
+        }),
+    };
+    let overall = match (database, credentials.is_some()) {
+        (false, _) => "unavailable",
+        (true, true) => "degraded",
+        (true, false) => "ready",
+    };
     (
         status,
         Json(json!({
-            "status": if database { "ready" } else { "unavailable" },
+            "status": overall,
             "checks": {
                 "database": if database { "ok" } else { "unreachable" },
-                // Informational: without an app registration the API serves, but no consent flow can start.
-                "microsoft": if state.microsoft.is_some() { "configured" } else { "not configured" },
+                // Without an app registration the API serves, but no consent flow can start.
+                "microsoft": microsoft,
             },
         })),
     )

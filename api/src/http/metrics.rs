@@ -37,6 +37,11 @@ struct OperationOutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     method: String,
     route: String,
@@ -63,6 +68,8 @@ pub struct Metrics {
     operation_seconds: Family<OperationLabels, Histogram, fn() -> Histogram>,
     requests: Family<RouteStatusLabels, Counter>,
     request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    callbacks: Family<OutcomeLabels, Counter>,
+    sweeps: Family<OutcomeLabels, Counter>,
     known_operations: Mutex<HashSet<String>>,
 }
 
@@ -101,6 +108,18 @@ impl Metrics {
             "Time to answer a GraphQL operation, by name and type",
             operation_seconds.clone(),
         );
+        let callbacks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "oauth_callbacks",
+            "Consent callbacks by outcome (succeeded, failed, rejected, in_progress, unavailable, error)",
+            callbacks.clone(),
+        );
+        let sweeps = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "sweep_actions",
+            "Background sweep actions (link_expired, callback_interrupted, tile_reverified, flow_deleted, sweep_failed)",
+            sweeps.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
@@ -117,6 +136,8 @@ impl Metrics {
             operation_seconds,
             requests,
             request_seconds,
+            callbacks,
+            sweeps,
             known_operations: Mutex::new(HashSet::new()),
         }
     }
@@ -209,5 +230,25 @@ pub async fn serve(State(metrics): State<Arc<Metrics>>) -> Response {
         )
             .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+impl Metrics {
+    /// Counts one consent callback by outcome.
+    pub fn callback(&self, outcome: &str) {
+        self.callbacks
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts what a background sweep did.
+    pub fn sweep(&self, action: &str, count: u64) {
+        self.sweeps
+            .get_or_create(&OutcomeLabels {
+                outcome: action.to_owned(),
+            })
+            .inc_by(count);
     }
 }

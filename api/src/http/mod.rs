@@ -4,7 +4,9 @@
 pub mod graphiql;
 pub mod graphql;
 pub mod health;
+pub mod html;
 pub mod metrics;
+pub mod oauth;
 pub mod websocket;
 
 use axum::{

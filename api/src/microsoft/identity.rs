@@ -318,7 +318,45 @@ impl Microsoft {
                     retry_after: after,
                 });
             }
-            return read_token_response(response).await;
+            let result = read_token_response(response).await;
+            self.note_credentials(&result);
+            return result;
+        }
+    }
+
+    /// Keeps [`Microsoft::credential_problem`] current: an answer that blames our own
+    /// credentials sets it (and is logged once), any accepted token request clears it.
+    fn note_credentials(&self, result: &Result<TokenResponse, MicrosoftError>) {
+        let mut health = match self.credentials.lock() {
+            Ok(health) => health,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match result {
+            Ok(_) => {
+                if health.take().is_some() {
+                    tracing::info!("Microsoft accepts Consentry's client credentials again");
+                }
+            }
+            Err(error @ MicrosoftError::Identity { .. }) => {
+                let problem = error.problem();
+                if problem.ours {
+                    if health.is_none() {
+                        tracing::error!(
+                            aadsts = ?problem.aadsts,
+                            "Microsoft refused Consentry's own app credentials: {}",
+                            problem.remediation
+                        );
+                    }
+                    *health = Some(super::CredentialProblem {
+                        since: health
+                            .as_ref()
+                            .map_or_else(chrono::Utc::now, |current| current.since),
+                        aadsts: problem.aadsts,
+                        remediation: problem.remediation,
+                    });
+                }
+            }
+            Err(_) => {}
         }
     }
 }

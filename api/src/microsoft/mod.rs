@@ -34,6 +34,8 @@ pub struct MicrosoftConfig {
     pub timeout: Duration,
     /// The longest `Retry-After` Consentry waits out; longer throttling fails the call.
     pub max_retry_wait: Duration,
+    /// Application permissions a tenant must grant (`CONSENTRY_MS_REQUIRED_ROLES`).
+    pub required_roles: Vec<String>,
 }
 
 impl MicrosoftConfig {
@@ -47,6 +49,7 @@ impl MicrosoftConfig {
             redirect_uri: settings.redirect_uri(),
             timeout: Duration::from_secs(settings.ms_timeout_seconds),
             max_retry_wait: Duration::from_secs(settings.ms_max_retry_wait_seconds),
+            required_roles: settings.required_roles(),
         })
     }
 
@@ -133,9 +136,21 @@ impl MicrosoftError {
     }
 }
 
+/// Microsoft refused Consentry's own app credentials (bad or expired client secret): an
+/// operator's problem, shown by `/readyz`, never a client tile's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialProblem {
+    /// Since when every token request has been refused this way.
+    pub since: chrono::DateTime<chrono::Utc>,
+    pub aadsts: Option<u64>,
+    pub remediation: String,
+}
+
 /// The client for Microsoft's identity platform and Graph.
 pub struct Microsoft {
     config: MicrosoftConfig,
+    /// Set while Microsoft refuses our own credentials.
+    credentials: std::sync::Mutex<Option<CredentialProblem>>,
     http: reqwest::Client,
     /// id_token signing keys, per tenant key-set URL.
     keys: std::sync::Mutex<HashMap<String, Arc<JwksCache>>>,
@@ -163,6 +178,7 @@ impl Microsoft {
             .build()?;
         Ok(Self {
             config,
+            credentials: std::sync::Mutex::new(None),
             http,
             keys: std::sync::Mutex::new(HashMap::new()),
             key_refetch_interval: Duration::from_secs(30),
@@ -177,6 +193,14 @@ impl Microsoft {
 
     pub fn config(&self) -> &MicrosoftConfig {
         &self.config
+    }
+
+    /// Whether Microsoft currently refuses Consentry's own client credentials.
+    pub fn credential_problem(&self) -> Option<CredentialProblem> {
+        match self.credentials.lock() {
+            Ok(health) => health.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// The key-set cache of one tenant path (`{tid}` or `organizations`).

@@ -131,4 +131,12 @@ pub enum AuditAction {
     ClientDeleted,
     /// Support staff of another MSP read this client.
     SupportRead,
+    /// A consent link for the Graph API tile was created (`authoriseGraphApi`).
+    GraphApiAuthorisationStarted,
+    /// Microsoft sent the client's admin back with the result of a consent link.
+    ConsentCallbackReceived,
+    /// The Graph API tile changed status, or what it was granted changed.
+    GraphApiStatusChanged,
+    /// A requested re-check found the authorisation unchanged.
+    GraphApiVerified,
 }

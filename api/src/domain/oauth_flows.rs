@@ -1,0 +1,281 @@
+//! OAuth flows (DESIGN §1): one started sign-in or consent, bound server-side to its MSP,
+//! client and kind (checklist 5); found again only through the SHA-256 of its `state`;
+//! claimed by exactly one callback (checklist 84); finished with an outcome that a replayed
+//! callback shows again instead of running anything twice (checklist 3, 83).
+
+use chrono::{DateTime, Duration, Utc};
+use entity::{
+    enums::{OAuthFlowKind, OAuthFlowStatus},
+    oauth_flow,
+};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::Result;
+
+/// Longest a `state` Consentry issues can be; anything longer is not ours and is not hashed.
+const MAX_STATE_CHARS: usize = 512;
+
+/// How long a callback that claimed a flow may take to finish it. A flow still `EXCHANGING`
+/// after this (its instance died mid-exchange) is failed by a sweep so the user can restart
+/// (checklist 92).
+pub const EXCHANGE_LEASE: Duration = Duration::minutes(5);
+
+/// How long a finished flow is kept, so that a replayed callback shows its first outcome;
+/// after that its row is deleted and the `state` is simply unknown.
+pub const RETENTION: Duration = Duration::days(7);
+
+/// The stored form of a `state`: its SHA-256, hex. Looking a flow up by this hash compares
+/// hashes in the database, never the secret itself (checklist 7).
+pub fn state_hash(state: &str) -> String {
+    format!("{:x}", Sha256::digest(state.as_bytes()))
+}
+
+/// What a finished flow showed the person who came back from Microsoft. Stored with the
+/// flow, so a replay shows the same thing. Holds no token, code or state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowOutcome {
+    pub client_id: Uuid,
+    pub client_name: String,
+    /// Whether the flow achieved what it was for.
+    pub succeeded: bool,
+    /// What the outcome is about, as the frontend's query parameter name (`graphApi`).
+    pub topic: String,
+    /// The resulting status of that object, e.g. `AUTHORISED`.
+    pub status: String,
+    /// One sentence: what happened.
+    pub headline: String,
+    /// What to do next.
+    pub next_step: String,
+    /// Microsoft's own words, when it reported an error.
+    #[serde(default)]
+    pub microsoft_message: Option<String>,
+}
+
+impl FlowOutcome {
+    /// The outcome of a flow that was stopped before anyone came back with it.
+    pub fn cancelled(flow: &oauth_flow::Model, client_name: &str, why: &str) -> Self {
+        Self {
+            client_id: flow.client_id,
+            client_name: client_name.to_owned(),
+            succeeded: false,
+            topic: topic(flow.kind).to_owned(),
+            status: "CANCELLED".to_owned(),
+            headline: format!("This link is no longer valid: {why}."),
+            next_step: "Ask your IT provider for a new link.".to_owned(),
+            microsoft_message: None,
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// The frontend query parameter a flow kind reports on.
+pub fn topic(kind: OAuthFlowKind) -> &'static str {
+    match kind {
+        OAuthFlowKind::AdminConsent => "graphApi",
+        OAuthFlowKind::DelegatedConsent => "delegatedConsent",
+        OAuthFlowKind::ServicePrincipalSignIn => "servicePrincipal",
+    }
+}
+
+/// The outcome stored with a finished flow. Flows finished without a stored outcome (none
+/// are, but rows outlive code) read as "no longer valid".
+pub fn outcome_of(flow: &oauth_flow::Model) -> FlowOutcome {
+    flow.outcome
+        .clone()
+        .and_then(|json| serde_json::from_value(json).ok())
+        .unwrap_or_else(|| FlowOutcome::cancelled(flow, "", "it was already used"))
+}
+
+/// The flow a `state` belongs to, if any.
+pub async fn find_by_state<C: ConnectionTrait>(
+    db: &C,
+    state: &str,
+) -> Result<Option<oauth_flow::Model>> {
+    if state.is_empty() || state.chars().count() > MAX_STATE_CHARS {
+        return Ok(None);
+    }
+    Ok(oauth_flow::Entity::find()
+        .filter(oauth_flow::Column::StateHash.eq(state_hash(state)))
+        .one(db)
+        .await?)
+}
+
+pub async fn find<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<Option<oauth_flow::Model>> {
+    Ok(oauth_flow::Entity::find_by_id(id).one(db).await?)
+}
+
+/// Claims a pending, unexpired flow for the one callback that will act on it: a single
+/// conditional UPDATE, so of any number of concurrent callbacks exactly one wins.
+pub async fn claim<C: ConnectionTrait>(
+    db: &C,
+    flow: &oauth_flow::Model,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let claimed = oauth_flow::Entity::update_many()
+        .col_expr(
+            oauth_flow::Column::Status,
+            Expr::value(OAuthFlowStatus::Exchanging),
+        )
+        .col_expr(oauth_flow::Column::ClaimedAt, Expr::value(now))
+        .filter(oauth_flow::Column::Id.eq(flow.id))
+        .filter(oauth_flow::Column::Status.eq(OAuthFlowStatus::Pending))
+        .filter(oauth_flow::Column::ExpiresAt.gt(now))
+        .exec(db)
+        .await?;
+    Ok(claimed.rows_affected == 1)
+}
+
+/// Finishes a flow that is still in one of `from`, with its outcome, and erases its PKCE
+/// verifier and nonce. False when the flow had already moved on (someone else finished it).
+pub async fn finish<C: ConnectionTrait>(
+    db: &C,
+    flow_id: Uuid,
+    from: &[OAuthFlowStatus],
+    to: OAuthFlowStatus,
+    outcome: &FlowOutcome,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let finished = oauth_flow::Entity::update_many()
+        .col_expr(oauth_flow::Column::Status, Expr::value(to))
+        .col_expr(oauth_flow::Column::Outcome, Expr::value(outcome.to_json()))
+        .col_expr(oauth_flow::Column::CompletedAt, Expr::value(now))
+        .col_expr(
+            oauth_flow::Column::PkceVerifier,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            oauth_flow::Column::Nonce,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(oauth_flow::Column::Id.eq(flow_id))
+        .filter(oauth_flow::Column::Status.is_in(from.iter().copied()))
+        .exec(db)
+        .await?;
+    Ok(finished.rows_affected == 1)
+}
+
+/// Cancels every open flow of `kind` for a client (a newer link replaces them, or the
+/// client's tenant changed). Returns how many were cancelled.
+pub async fn cancel_open<C: ConnectionTrait>(
+    db: &C,
+    client_id: Uuid,
+    client_name: &str,
+    kinds: &[OAuthFlowKind],
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let open = oauth_flow::Entity::find()
+        .filter(oauth_flow::Column::ClientId.eq(client_id))
+        .filter(oauth_flow::Column::Kind.is_in(kinds.iter().copied()))
+        .filter(
+            oauth_flow::Column::Status
+                .is_in([OAuthFlowStatus::Pending, OAuthFlowStatus::Exchanging]),
+        )
+        .all(db)
+        .await?;
+    let mut cancelled = 0;
+    for flow in &open {
+        let outcome = FlowOutcome::cancelled(flow, client_name, why);
+        if finish(
+            db,
+            flow.id,
+            &[OAuthFlowStatus::Pending, OAuthFlowStatus::Exchanging],
+            OAuthFlowStatus::Failed,
+            &outcome,
+            now,
+        )
+        .await?
+        {
+            cancelled += 1;
+        }
+    }
+    Ok(cancelled)
+}
+
+/// Pending flows whose link has expired, oldest first.
+pub async fn expired<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<oauth_flow::Model>> {
+    Ok(oauth_flow::Entity::find()
+        .filter(oauth_flow::Column::Status.eq(OAuthFlowStatus::Pending))
+        .filter(oauth_flow::Column::ExpiresAt.lte(now))
+        .order_by_asc(oauth_flow::Column::ExpiresAt)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Flows claimed by a callback that never finished them (checklist 92).
+pub async fn stuck<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<oauth_flow::Model>> {
+    Ok(oauth_flow::Entity::find()
+        .filter(oauth_flow::Column::Status.eq(OAuthFlowStatus::Exchanging))
+        .filter(oauth_flow::Column::ClaimedAt.lte(now - EXCHANGE_LEASE))
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Deletes flows finished longer than [`RETENTION`] ago (checklist 4).
+pub async fn collect_garbage<C: ConnectionTrait>(db: &C, now: DateTime<Utc>) -> Result<u64> {
+    let deleted = oauth_flow::Entity::delete_many()
+        .filter(oauth_flow::Column::Status.is_in([
+            OAuthFlowStatus::Succeeded,
+            OAuthFlowStatus::Failed,
+            OAuthFlowStatus::Expired,
+        ]))
+        .filter(oauth_flow::Column::CompletedAt.lte(now - RETENTION))
+        .exec(db)
+        .await?;
+    Ok(deleted.rows_affected)
+}
+
+/// Whether another flow of `kind` is still open for the client.
+pub async fn has_other_open<C: ConnectionTrait>(
+    db: &C,
+    client_id: Uuid,
+    kind: OAuthFlowKind,
+    except: Uuid,
+) -> Result<bool> {
+    Ok(oauth_flow::Entity::find()
+        .filter(oauth_flow::Column::ClientId.eq(client_id))
+        .filter(oauth_flow::Column::Kind.eq(kind))
+        .filter(oauth_flow::Column::Id.ne(except))
+        .filter(
+            oauth_flow::Column::Status
+                .is_in([OAuthFlowStatus::Pending, OAuthFlowStatus::Exchanging]),
+        )
+        .one(db)
+        .await?
+        .is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_is_stored_as_a_sha256_hex_digest() {
+        let hash = state_hash("abc");
+        assert_eq!(
+            hash,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_ne!(state_hash("abd"), hash);
+    }
+}

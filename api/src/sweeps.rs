@@ -1,0 +1,70 @@
+//! Background sweeps, on every instance: expire consent links nobody used, fail callbacks
+//! that were interrupted, re-verify authorised tiles that are due, and delete old flows.
+//! Each step claims its rows with a conditional UPDATE, so any number of instances can sweep
+//! the same database without doing one job twice.
+
+use std::time::Duration;
+
+use crate::{
+    app::AppState,
+    domain::{self, graph_api, oauth_flows},
+};
+
+/// Runs the flow sweeps (expiry, interrupted callbacks, garbage) every `interval`.
+pub async fn flows(state: AppState, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let metrics = &state.metrics;
+        count(
+            metrics,
+            "link_expired",
+            graph_api::expire_links(&state.db).await,
+        );
+        count(
+            metrics,
+            "callback_interrupted",
+            graph_api::fail_interrupted(&state.db).await,
+        );
+        count(
+            metrics,
+            "flow_deleted",
+            oauth_flows::collect_garbage(&state.db, domain::now()).await,
+        );
+    }
+}
+
+/// Re-verifies due tiles every `interval` (in its own task: it waits on Microsoft).
+pub async fn reverification(state: AppState, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        count(
+            &state.metrics,
+            "tile_reverified",
+            graph_api::reverify_due(&state.db, &state.consents).await,
+        );
+    }
+}
+
+fn count<N: TryInto<u64>>(
+    metrics: &crate::http::metrics::Metrics,
+    action: &str,
+    result: domain::Result<N>,
+) {
+    match result {
+        Ok(n) => {
+            let n = n.try_into().unwrap_or(0);
+            if n > 0 {
+                tracing::debug!(action, n, "sweep");
+                metrics.sweep(action, n);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(action, %error, "sweep failed; retrying at the next interval");
+            metrics.sweep("sweep_failed", 1);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+use sea_orm_migration::prelude::*;
+
+use crate::at_null;
+
+#[derive(DeriveMigrationName)]
+pub(crate) struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // When a callback claimed the flow: a flow stuck in EXCHANGING past its lease (the
+        // instance died mid-exchange) is failed by a sweep, so the user can start again.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("oauth_flow")
+                    .add_column(at_null("claimed_at"))
+                    .take(),
+            )
+            .await?;
+        // When an authorised tile is next re-verified. Instances claim a due tile by moving
+        // this forward with a compare-and-set, so no two verify the same tile at once.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("graph_api_tile")
+                    .add_column(at_null("next_verification_at"))
+                    .take(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_graph_api_tile_next_verification")
+                    .table("graph_api_tile")
+                    .col("status")
+                    .col("next_verification_at")
+                    .take(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("ix_graph_api_tile_next_verification")
+                    .table("graph_api_tile")
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("graph_api_tile")
+                    .drop_column("next_verification_at")
+                    .take(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("oauth_flow")
+                    .drop_column("claimed_at")
+                    .take(),
+            )
+            .await
+    }
+}

@@ -1,0 +1,1352 @@
+//! "Authorise" end to end: consent links, the simulator's consent page driven as a browser
+//! would, the callback (checklist 1–4, 12–15, 83, 84, 91, 92), verification and
+//! re-verification, link expiry, and the audit trail — on SQLite and PostgreSQL.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use api::microsoft::simulator::{Faults, SimTenant, Simulator};
+use consentry_tests::{
+    Backend, Caller, TestApp, eventually, serde_json::Value, spawn_app_with, start, start_simulator,
+};
+use entity::{
+    enums::{GraphApiStatus, OAuthFlowStatus},
+    graph_api_tile, oauth_flow,
+};
+use reqwest::StatusCode;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::json;
+use url::Url;
+use uuid::Uuid;
+
+const TEAMS: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239";
+const REQUIRED: [&str; 3] = [
+    "Organization.Read.All",
+    "Directory.Read.All",
+    "Application.Read.All",
+];
+
+const TILE: &str = "query($id: ID!) { client(id: $id) { azureTenantId graphApiTile {
+    status availableActions grantedPermissions missingPermissions authorisedAt lastVerifiedAt
+    problem { code aadstsCode message remediation appId appDisplayName } } } }";
+
+const AUTHORISE: &str = "mutation($id: ID!, $minutes: Int) {
+    authoriseGraphApi(clientId: $id, linkLifetimeMinutes: $minutes) {
+        url expiresAt graphApiTile { status availableActions } client { id } } }";
+
+/// A server wired to its own Microsoft simulator.
+struct World {
+    sim: Simulator,
+    app: TestApp,
+}
+
+async fn world(
+    backend: Backend,
+    tenants: Vec<SimTenant>,
+    configure: impl FnOnce(&mut api::Settings),
+) -> Option<World> {
+    let sim = start_simulator(tenants).await;
+    let app = spawn_app_with(backend, |settings| {
+        sim.configure(settings);
+        settings.ms_timeout_seconds = 5;
+        settings.ms_max_retry_wait_seconds = 2;
+        configure(settings);
+    })
+    .await?;
+    Some(World { sim, app })
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The value of `name="…"` in one tag.
+fn attribute(tag: &str, name: &str) -> Option<String> {
+    let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
+    let end = start + tag[start..].find('"')?;
+    Some(unescape(&tag[start..end]))
+}
+
+/// Opens the consent link like a browser, picks `user` on Microsoft's (simulated) page and
+/// presses `decision`'s button, as the page's own form would post it. Returns the URL
+/// Microsoft sends the browser back to: Consentry's callback.
+async fn consent_page(link: &str, user: Uuid, decision: &str) -> Url {
+    let link = Url::parse(link).unwrap();
+    let page = browser().get(link.clone()).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "the consent page opens");
+    let html = page.text().await.unwrap();
+    let form_start = html.find("<form").expect("the page has a form");
+    let form_tag = &html[form_start..form_start + html[form_start..].find('>').unwrap()];
+    let action = link.join(&attribute(form_tag, "action").unwrap()).unwrap();
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let mut offered = false;
+    for tag in html.split("<input").skip(1) {
+        let tag = &tag[..tag.find('>').unwrap()];
+        let (Some(name), Some(value)) = (attribute(tag, "name"), attribute(tag, "value")) else {
+            continue;
+        };
+        match attribute(tag, "type").as_deref() {
+            Some("radio") => offered |= value == user.to_string(),
+            _ => fields.push((name, value)),
+        }
+    }
+    assert!(offered, "the page offers the user");
+    assert!(
+        html.contains(&format!("value=\"{decision}\"")),
+        "a {decision} button"
+    );
+    fields.push(("user".into(), user.to_string()));
+    fields.push(("decision".into(), decision.into()));
+    let response = browser().post(action).form(&fields).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::FOUND,
+        "Microsoft redirects back"
+    );
+    Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
+}
+
+/// Follows Microsoft's redirect to Consentry's callback; returns the response (not followed).
+async fn callback(app: &TestApp, url: &Url) -> reqwest::Response {
+    assert!(
+        url.as_str().starts_with(&app.url("/oauth/callback")),
+        "the redirect URI is Consentry's callback: {url}"
+    );
+    browser().get(url.clone()).send().await.unwrap()
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+async fn new_client(
+    caller: &Caller<'_>,
+    name: &str,
+    domain: Option<&str>,
+    tenant: Option<Uuid>,
+) -> String {
+    let response = caller
+        .run(
+            "mutation($input: CreateClientInput!) { createClient(input: $input) { id } }",
+            json!({ "input": { "name": name, "domain": domain, "azureTenantId": tenant.map(|t| t.to_string()) } }),
+        )
+        .await;
+    response.data()["createClient"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn authorise(caller: &Caller<'_>, client: &str) -> Value {
+    let response = caller.run(AUTHORISE, json!({ "id": client })).await;
+    response.data()["authoriseGraphApi"].clone()
+}
+
+async fn client_view(caller: &Caller<'_>, client: &str) -> Value {
+    caller.run(TILE, json!({ "id": client })).await.data()["client"].clone()
+}
+
+async fn tile(caller: &Caller<'_>, client: &str) -> Value {
+    client_view(caller, client).await["graphApiTile"].clone()
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Requests the simulator received at its token endpoint for `tenant`, by grant type.
+fn token_requests(sim: &Simulator, tenant: &str, grant: &str) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| {
+            r.path == format!("/{tenant}/oauth2/v2.0/token") && r.param("grant_type") == Some(grant)
+        })
+        .count()
+}
+
+fn all_token_requests(sim: &Simulator) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/oauth2/v2.0/token"))
+        .count()
+}
+
+async fn audit_actions(caller: &Caller<'_>, client: &str) -> Vec<String> {
+    let response = caller
+        .run(
+            "query($id: ID!) { client(id: $id) { auditLog(first: 100) { edges { node { action } } } } }",
+            json!({ "id": client }),
+        )
+        .await;
+    response.data()["client"]["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn flows(app: &TestApp) -> Vec<oauth_flow::Model> {
+    oauth_flow::Entity::find().all(&app.db).await.unwrap()
+}
+
+fn healthy(domain: &str) -> SimTenant {
+    SimTenant::healthy(domain, domain.split('.').next().unwrap())
+}
+
+async fn consent_through_the_page_is_verified_and_authorises_the_tile(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["technician"]).await;
+    let client = new_client(&caller, "Contoso", Some("contoso.onmicrosoft.com"), None).await;
+
+    let before = chrono::Utc::now();
+    let link = authorise(&caller, &client).await;
+    assert_eq!(link["graphApiTile"]["status"], "AWAITING_CONSENT");
+    assert_eq!(link["client"]["id"], client.as_str());
+    let expires: chrono::DateTime<chrono::Utc> =
+        link["expiresAt"].as_str().unwrap().parse().unwrap();
+    let lifetime = expires - before;
+    assert!(
+        lifetime > chrono::Duration::minutes(14)
+            && lifetime <= chrono::Duration::minutes(15) + chrono::Duration::seconds(5),
+        "links live 15 minutes by default: {lifetime}"
+    );
+    let url = Url::parse(link["url"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        url.origin(),
+        sim.base_url().origin(),
+        "the link is Microsoft's page"
+    );
+    assert_eq!(
+        url.path(),
+        "/contoso.onmicrosoft.com/v2.0/adminconsent",
+        "tenant hint: the domain"
+    );
+    let state: BTreeMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(state["redirect_uri"], app.url("/oauth/callback"));
+
+    // The state is stored only as its hash (checklist 7).
+    let stored = flows(&app).await;
+    assert_eq!(stored.len(), 1);
+    assert_ne!(stored[0].state_hash, state["state"]);
+    assert_eq!(stored[0].state_hash.len(), 64);
+    assert_eq!(stored[0].status, OAuthFlowStatus::Pending);
+
+    let admin = contoso.admin().unwrap().id;
+    let back = consent_page(link["url"].as_str().unwrap(), admin, "accept").await;
+    let response = callback(&app, &back).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+    let result = location(&response);
+    assert!(result.starts_with(&app.url("/oauth/result/")), "{result}");
+
+    let page = browser().get(&result).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Contoso") && html.contains("authorised"),
+        "{html}"
+    );
+    assert!(
+        !html.contains(&state["state"]) && !html.contains("<script"),
+        "no state, no script"
+    );
+
+    let view = client_view(&caller, &client).await;
+    let tile = &view["graphApiTile"];
+    assert_eq!(tile["status"], "AUTHORISED");
+    assert_eq!(strings(&tile["grantedPermissions"]), REQUIRED);
+    assert_eq!(strings(&tile["missingPermissions"]), Vec::<String>::new());
+    assert!(tile["authorisedAt"].is_string() && tile["lastVerifiedAt"].is_string());
+    assert!(tile["problem"].is_null());
+    assert_eq!(
+        strings(&tile["availableActions"]),
+        ["VERIFY", "AUTHORISE", "DELEGATE"]
+    );
+    assert_eq!(
+        view["azureTenantId"],
+        contoso.id.to_string(),
+        "the tenant is recorded"
+    );
+
+    // Verified with exactly one app-only token and one organization read.
+    assert_eq!(
+        token_requests(&sim, &contoso.id.to_string(), "client_credentials"),
+        1
+    );
+    assert_eq!(
+        sim.requests()
+            .iter()
+            .filter(|r| r.path == "/v1.0/organization")
+            .count(),
+        1
+    );
+    assert!(
+        sim.requests()
+            .iter()
+            .all(|r| !r.query.contains_key("client_secret")),
+        "the secret never travels in a URL"
+    );
+
+    // Every transition is in the audit log, newest first.
+    assert_eq!(
+        audit_actions(&caller, &client).await,
+        [
+            "CONSENT_CALLBACK_RECEIVED",
+            "GRAPH_API_STATUS_CHANGED",
+            "GRAPH_API_STATUS_CHANGED",
+            "GRAPH_API_AUTHORISATION_STARTED",
+            "GRAPH_API_STATUS_CHANGED",
+            "CLIENT_CREATED",
+        ]
+    );
+    let page = caller
+        .run(
+            "query($id: ID!, $after: String) { client(id: $id) { auditLog(first: 2, after: $after) {
+                pageInfo { hasNextPage endCursor } edges { node { action actorSubject details } } } } }",
+            json!({ "id": client }),
+        )
+        .await;
+    let log = &page.data()["client"]["auditLog"];
+    assert_eq!(log["pageInfo"]["hasNextPage"], true);
+    assert_eq!(log["edges"][1]["node"]["details"]["to"], "AUTHORISED");
+    let next = caller
+        .run(
+            "query($id: ID!, $after: String) { client(id: $id) { auditLog(first: 2, after: $after) {
+                edges { node { action actorSubject details } } } } }",
+            json!({ "id": client, "after": log["pageInfo"]["endCursor"] }),
+        )
+        .await;
+    let edges = &next.data()["client"]["auditLog"]["edges"];
+    assert_eq!(edges[0]["node"]["details"]["to"], "VERIFYING");
+    assert_eq!(
+        edges[1]["node"]["action"],
+        "GRAPH_API_AUTHORISATION_STARTED"
+    );
+    assert_eq!(
+        edges[1]["node"]["actorSubject"], "user@msp.example",
+        "who started it"
+    );
+
+    // The finished flow keeps no secret material.
+    let stored = flows(&app).await;
+    assert_eq!(stored[0].status, OAuthFlowStatus::Succeeded);
+    assert!(stored[0].pkce_verifier.is_none() && stored[0].nonce.is_none());
+}
+
+/// One client per failure scenario, each consented through the page.
+async fn each_failure_scenario_ends_in_its_status_problem_and_actions(backend: Backend) {
+    let missing = SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam");
+    let declines = healthy("northwind.onmicrosoft.com").with_faults(Faults {
+        consent_declined: true,
+        ..Faults::default()
+    });
+    let cancels = healthy("cancel.onmicrosoft.com");
+    let not_admin = SimTenant::without_admins("tailspin.onmicrosoft.com", "Tailspin");
+    let mfa = healthy("woodgrove.onmicrosoft.com").with_faults(Faults {
+        mfa_required: true,
+        ..Faults::default()
+    });
+    let blocked = healthy("adatum.onmicrosoft.com").with_faults(Faults {
+        conditional_access_blocked: true,
+        ..Faults::default()
+    });
+    let partial = healthy("litware.onmicrosoft.com").with_faults(Faults {
+        granted_roles: Some(vec!["Organization.Read.All".to_owned()]),
+        ..Faults::default()
+    });
+    let failing = healthy("wingtip.onmicrosoft.com").with_faults(Faults {
+        token_failure_status: Some(503),
+        ..Faults::default()
+    });
+    let tenants = vec![
+        missing.clone(),
+        declines.clone(),
+        cancels.clone(),
+        not_admin.clone(),
+        mfa.clone(),
+        blocked.clone(),
+        partial.clone(),
+        failing.clone(),
+    ];
+    let Some(World { sim, app }) = world(backend, tenants, |_| {}).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+
+    // (tenant, decision, status, code, aadsts, whether Microsoft's token endpoint is asked)
+    type Case<'a> = (&'a SimTenant, &'a str, &'a str, &'a str, Option<i64>, bool);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            &missing,
+            "accept",
+            "FAILED",
+            "MISSING_SERVICE_PRINCIPAL",
+            Some(650052),
+            false,
+        ),
+        (
+            &declines,
+            "accept",
+            "FAILED",
+            "CONSENT_DECLINED",
+            Some(65004),
+            false,
+        ),
+        (
+            &cancels,
+            "cancel",
+            "FAILED",
+            "CONSENT_DECLINED",
+            Some(65004),
+            false,
+        ),
+        (
+            &not_admin,
+            "accept",
+            "FAILED",
+            "ADMIN_CONSENT_REQUIRED",
+            Some(90094),
+            false,
+        ),
+        (
+            &mfa,
+            "accept",
+            "FAILED",
+            "CONDITIONAL_ACCESS",
+            Some(50076),
+            false,
+        ),
+        (
+            &blocked,
+            "accept",
+            "FAILED",
+            "CONDITIONAL_ACCESS",
+            Some(53003),
+            false,
+        ),
+        (
+            &partial,
+            "accept",
+            "FAILED",
+            "PERMISSIONS_MISSING",
+            None,
+            true,
+        ),
+        (
+            &failing,
+            "accept",
+            "FAILED",
+            "IDENTITY_PROVIDER_UNAVAILABLE",
+            None,
+            true,
+        ),
+    ];
+    for (tenant, decision, status, code, aadsts, asks_microsoft) in cases {
+        let client = new_client(&caller, &tenant.display_name, Some(&tenant.domain), None).await;
+        let link = authorise(&caller, &client).await;
+        let user = tenant.users[0].id;
+        let back = consent_page(link["url"].as_str().unwrap(), user, decision).await;
+        let response = callback(&app, &back).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{code}");
+        let page = browser().get(location(&response)).send().await.unwrap();
+        assert_eq!(page.headers()["x-consentry-outcome"], "failed", "{code}");
+        let html = page.text().await.unwrap();
+        assert!(html.contains("What to do next"), "{html}");
+
+        let tile = tile(&caller, &client).await;
+        assert_eq!(tile["status"], status, "{code}: {tile}");
+        assert_eq!(tile["problem"]["code"], code, "{tile}");
+        assert_eq!(tile["problem"]["aadstsCode"].as_i64(), aadsts, "{code}");
+        assert!(!tile["problem"]["remediation"].as_str().unwrap().is_empty());
+        let asked = token_requests(&sim, &tenant.id.to_string(), "client_credentials") > 0;
+        assert_eq!(
+            asked, asks_microsoft,
+            "{code}: an error callback asks Microsoft nothing (checklist 13)"
+        );
+        let actions = strings(&tile["availableActions"]);
+        if code == "MISSING_SERVICE_PRINCIPAL" {
+            assert_eq!(actions, ["CREATE_SERVICE_PRINCIPAL", "AUTHORISE"]);
+            assert_eq!(tile["problem"]["appId"], TEAMS);
+            assert_eq!(
+                tile["problem"]["appDisplayName"],
+                "Skype and Teams Tenant Admin API"
+            );
+        } else {
+            assert_eq!(actions, ["AUTHORISE"], "{code}");
+        }
+        if code == "PERMISSIONS_MISSING" {
+            assert_eq!(
+                strings(&tile["grantedPermissions"]),
+                ["Organization.Read.All"]
+            );
+            assert_eq!(
+                strings(&tile["missingPermissions"]),
+                ["Directory.Read.All", "Application.Read.All"]
+            );
+            let remediation = tile["problem"]["remediation"].as_str().unwrap();
+            assert!(
+                remediation.contains("Directory.Read.All")
+                    && remediation.contains("Application.Read.All")
+            );
+        }
+    }
+}
+
+/// Checklist 1, 2: a missing or never-issued state is a 400 that stores nothing and asks
+/// Microsoft nothing.
+async fn checklist_1_2_unknown_or_missing_state_is_400_and_stores_nothing(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
+    authorise(&caller, &client).await;
+    let audit_before = audit_actions(&caller, &client).await;
+    let flows_before = flows(&app).await;
+
+    let tenant = contoso.id.to_string();
+    for query in [
+        format!("admin_consent=True&tenant={tenant}"),
+        format!("admin_consent=True&tenant={tenant}&state="),
+        format!(
+            "admin_consent=True&tenant={tenant}&state=never-issued-{}",
+            Uuid::new_v4()
+        ),
+        "state=%3Cscript%3Ealert(1)%3C%2Fscript%3E&error=access_denied".to_owned(),
+        format!("state={}", "x".repeat(5000)),
+    ] {
+        let response = browser()
+            .get(app.url(&format!("/oauth/callback?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+        let html = response.text().await.unwrap();
+        assert!(
+            !html.contains("<script>alert") && !html.contains("never-issued"),
+            "nothing echoed"
+        );
+    }
+    assert_eq!(all_token_requests(&sim), 0, "no token request");
+    assert_eq!(
+        audit_actions(&caller, &client).await,
+        audit_before,
+        "nothing audited"
+    );
+    assert_eq!(flows(&app).await, flows_before, "no flow touched");
+    assert_eq!(tile(&caller, &client).await["status"], "AWAITING_CONSENT");
+}
+
+/// Checklist 3, 83: a replayed callback shows the first outcome and exchanges nothing twice.
+async fn checklist_3_83_replayed_callback_shows_the_first_outcome(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
+    let link = authorise(&caller, &client).await;
+    let back = consent_page(
+        link["url"].as_str().unwrap(),
+        contoso.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+    let first = location(&callback(&app, &back).await);
+    for _ in 0..3 {
+        let again = callback(&app, &back).await;
+        assert_eq!(again.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&again), first, "the same final page");
+    }
+    assert_eq!(
+        token_requests(&sim, &contoso.id.to_string(), "client_credentials"),
+        1
+    );
+    let callbacks = audit_actions(&caller, &client)
+        .await
+        .iter()
+        .filter(|a| *a == "CONSENT_CALLBACK_RECEIVED")
+        .count();
+    assert_eq!(callbacks, 1);
+    assert_eq!(tile(&caller, &client).await["status"], "AUTHORISED");
+}
+
+/// Checklist 84: fifty concurrent callbacks with one state → one verification, one outcome.
+async fn checklist_84_fifty_concurrent_callbacks_verify_once(backend: Backend) {
+    // A slow token endpoint keeps the first verification busy while the others arrive.
+    let contoso = healthy("contoso.onmicrosoft.com").with_faults(Faults {
+        token_delay_ms: 300,
+        ..Faults::default()
+    });
+    let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
+    let link = authorise(&caller, &client).await;
+    let back = consent_page(
+        link["url"].as_str().unwrap(),
+        contoso.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+
+    let requests = (0..50).map(|_| {
+        let url = back.clone();
+        async move { browser().get(url).send().await.unwrap() }
+    });
+    let responses = futures_util::future::join_all(requests).await;
+    let locations: Vec<String> = responses
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status(), StatusCode::SEE_OTHER);
+            location(r)
+        })
+        .collect();
+    assert!(
+        locations.iter().all(|l| *l == locations[0]),
+        "one outcome for all"
+    );
+    assert_eq!(
+        token_requests(&sim, &contoso.id.to_string(), "client_credentials"),
+        1,
+        "one verification"
+    );
+    assert_eq!(
+        sim.requests()
+            .iter()
+            .filter(|r| r.path == "/v1.0/organization")
+            .count(),
+        1
+    );
+    let actions = audit_actions(&caller, &client).await;
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "CONSENT_CALLBACK_RECEIVED")
+            .count(),
+        1
+    );
+    assert_eq!(tile(&caller, &client).await["status"], "AUTHORISED");
+}
+
+/// Checklist 4: a callback after the link's expiry is refused with `LINK_EXPIRED`.
+async fn checklist_4_expired_link_is_refused_as_link_expired(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
+    let link = caller
+        .run(AUTHORISE, json!({ "id": client, "minutes": 1 }))
+        .await
+        .data()["authoriseGraphApi"]
+        .clone();
+    let back = consent_page(
+        link["url"].as_str().unwrap(),
+        contoso.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+    expire_all_links(&app).await;
+
+    let response = callback(&app, &back).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let html = browser()
+        .get(location(&response))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("expired"), "{html}");
+    let tile = tile(&caller, &client).await;
+    assert_eq!(tile["status"], "FAILED");
+    assert_eq!(tile["problem"]["code"], "LINK_EXPIRED");
+    assert_eq!(
+        strings(&tile["availableActions"]),
+        ["CREATE_SERVICE_PRINCIPAL", "AUTHORISE"]
+    );
+    assert_eq!(all_token_requests(&sim), 0, "nothing asked of Microsoft");
+    assert_eq!(flows(&app).await[0].status, OAuthFlowStatus::Expired);
+}
+
+async fn expire_all_links(app: &TestApp) {
+    for flow in flows(app).await {
+        let mut active: oauth_flow::ActiveModel = flow.clone().into();
+        active.expires_at = Set(chrono::Utc::now() - chrono::Duration::seconds(1));
+        active.update(&app.db).await.unwrap();
+    }
+}
+
+/// Pia's "the Accept window never appeared": a link nobody completes expires by itself, and
+/// the tile says what to try.
+async fn unused_link_expires_by_itself(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(World { app, sim: _sim }) = world(backend, vec![contoso.clone()], |s| {
+        s.sweep_interval = Duration::from_millis(100);
+    })
+    .await
+    else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
+    authorise(&caller, &client).await;
+    assert_eq!(tile(&caller, &client).await["status"], "AWAITING_CONSENT");
+    expire_all_links(&app).await;
+
+    let tile = eventually(Duration::from_secs(10), "the link to expire", || async {
+        let tile = tile(&caller, &client).await;
+        (tile["status"] == "FAILED").then_some(tile)
+    })
+    .await;
+    assert_eq!(tile["problem"]["code"], "LINK_EXPIRED");
+    let remediation = tile["problem"]["remediation"].as_str().unwrap();
+    assert!(remediation.contains("Accept window never appeared") && remediation.contains(TEAMS));
+    assert_eq!(tile["problem"]["appId"], TEAMS);
+    assert_eq!(flows(&app).await[0].status, OAuthFlowStatus::Expired);
+}
+
+/// Checklist 12, 14: the callback's `tenant` is compared with the flow's, and a tenant that
+/// does not own the client's domain is refused after verification.
+async fn checklist_12_14_callback_from_another_tenant_is_refused(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let evil = healthy("evil.onmicrosoft.com");
+    let Some(World { sim, app }) =
+        world(backend, vec![contoso.clone(), evil.clone()], |_| {}).await
+    else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+
+    // Known tenant id: refused at once, nothing asked of Microsoft.
+    let known = new_client(&caller, "Contoso", None, Some(contoso.id)).await;
+    let link = authorise(&caller, &known).await;
+    let url = Url::parse(link["url"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        url.path(),
+        format!("/{}/v2.0/adminconsent", contoso.id),
+        "tenant hint: the id"
+    );
+    let state: BTreeMap<_, _> = url.query_pairs().into_owned().collect();
+    let mut forged = Url::parse(&app.url("/oauth/callback")).unwrap();
+    forged
+        .query_pairs_mut()
+        .append_pair("admin_consent", "True")
+        .append_pair("tenant", &evil.id.to_string())
+        .append_pair("state", &state["state"]);
+    let response = callback(&app, &forged).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let tile = tile(&caller, &known).await;
+    assert_eq!(tile["status"], "FAILED");
+    assert_eq!(tile["problem"]["code"], "WRONG_TENANT");
+    assert_eq!(all_token_requests(&sim), 0);
+
+    // Only a domain known: the tenant that consented must own it.
+    sim.grant_admin_consent(evil.id);
+    let by_domain = new_client(&caller, "Contoso by domain", Some(&contoso.domain), None).await;
+    let link = authorise(&caller, &by_domain).await;
+    let state: BTreeMap<_, _> = Url::parse(link["url"].as_str().unwrap())
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let mut forged = Url::parse(&app.url("/oauth/callback")).unwrap();
+    forged
+        .query_pairs_mut()
+        .append_pair("admin_consent", "True")
+        .append_pair("tenant", &evil.id.to_string())
+        .append_pair("state", &state["state"]);
+    callback(&app, &forged).await;
+    let view = client_view(&caller, &by_domain).await;
+    assert_eq!(view["graphApiTile"]["status"], "FAILED");
+    assert_eq!(view["graphApiTile"]["problem"]["code"], "WRONG_TENANT");
+    assert!(
+        view["graphApiTile"]["problem"]["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("contoso.onmicrosoft.com")
+    );
+    assert!(view["azureTenantId"].is_null(), "no tenant recorded");
+}
+
+/// Checklist 13: an error callback is HTML-escaped on its page and asks Microsoft nothing.
+async fn checklist_13_error_callback_is_escaped_and_asks_microsoft_nothing(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso <b>", Some(&contoso.domain), None).await;
+    let link = authorise(&caller, &client).await;
+    let state: BTreeMap<_, _> = Url::parse(link["url"].as_str().unwrap())
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let mut forged = Url::parse(&app.url("/oauth/callback")).unwrap();
+    forged
+        .query_pairs_mut()
+        .append_pair("error", "access_denied")
+        .append_pair(
+            "error_description",
+            "AADSTS65004: <script>alert(1)</script> declined",
+        )
+        .append_pair("admin_consent", "True")
+        .append_pair("state", &state["state"]);
+    let response = callback(&app, &forged).await;
+    let html = browser()
+        .get(location(&response))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("<script>") && !html.contains("<b>"),
+        "{html}"
+    );
+    assert!(html.contains("Contoso &lt;b&gt;"));
+    assert_eq!(
+        tile(&caller, &client).await["problem"]["code"],
+        "CONSENT_DECLINED"
+    );
+    assert_eq!(all_token_requests(&sim), 0);
+}
+
+/// Checklist 15: one MSP's consent never authorises another MSP's client, verification never
+/// authorises, and within one MSP a tenant belongs to one client.
+async fn checklist_15_consent_stays_with_its_msp_and_client(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(World { app, sim: _sim }) = world(backend, vec![contoso.clone()], |_| {}).await else {
+        return;
+    };
+    let a = app.caller("msp-a", &["admin"]).await;
+    let b = app.caller("msp-b", &["admin"]).await;
+    let a_client = new_client(&a, "Contoso", Some(&contoso.domain), None).await;
+    let b_client = new_client(&b, "Contoso", Some(&contoso.domain), Some(contoso.id)).await;
+
+    let link = authorise(&a, &a_client).await;
+    let back = consent_page(
+        link["url"].as_str().unwrap(),
+        contoso.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+    callback(&app, &back).await;
+    assert_eq!(tile(&a, &a_client).await["status"], "AUTHORISED");
+    assert_eq!(
+        tile(&b, &b_client).await["status"],
+        "NOT_AUTHORISED",
+        "co-managed, not shared"
+    );
+
+    let refused = b
+        .run(
+            "mutation($id: ID!) { verifyGraphApi(clientId: $id) { status } }",
+            json!({ "id": b_client }),
+        )
+        .await;
+    assert_eq!(refused.error_code(), "BAD_USER_INPUT");
+    assert!(refused.error_message().contains("authoriseGraphApi"));
+    assert_eq!(tile(&b, &b_client).await["status"], "NOT_AUTHORISED");
+
+    // MSP A's second client for the same tenant cannot take it over.
+    let twin = new_client(&a, "Contoso twin", None, None).await;
+    let link = authorise(&a, &twin).await;
+    let back = consent_page(
+        link["url"].as_str().unwrap(),
+        contoso.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+    callback(&app, &back).await;
+    let twin_view = client_view(&a, &twin).await;
+    assert_eq!(twin_view["graphApiTile"]["problem"]["code"], "WRONG_TENANT");
+    assert!(
+        twin_view["graphApiTile"]["problem"]["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("Contoso")
+    );
+    assert!(twin_view["azureTenantId"].is_null());
+}
+
+async fn authorised(world: &World, caller: &Caller<'_>, tenant: &SimTenant, name: &str) -> String {
+    let client = new_client(caller, name, Some(&tenant.domain), None).await;
+    let link = authorise(caller, &client).await;
+    let back = consent_page(
+        link["url"].as_str().unwrap(),
+        tenant.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+    callback(&world.app, &back).await;
+    assert_eq!(tile(caller, &client).await["status"], "AUTHORISED");
+    client
+}
+
+/// `verifyGraphApi` re-checks now; lost consent (AADSTS700016) becomes `REVOKED`.
+async fn verify_turns_lost_consent_into_revoked(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(world) = world(backend, vec![contoso.clone()], |_| {}).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["technician"]).await;
+    let client = authorised(&world, &caller, &contoso, "Contoso").await;
+    let first = tile(&caller, &client).await["lastVerifiedAt"].clone();
+
+    const VERIFY: &str = "mutation($id: ID!) { verifyGraphApi(clientId: $id) {
+        status lastVerifiedAt grantedPermissions problem { code aadstsCode remediation } availableActions } }";
+    let verified = caller.run(VERIFY, json!({ "id": client })).await;
+    let verified = &verified.data()["verifyGraphApi"];
+    assert_eq!(verified["status"], "AUTHORISED");
+    assert_ne!(verified["lastVerifiedAt"], first, "verified again");
+    assert_eq!(
+        audit_actions(&caller, &client).await[0],
+        "GRAPH_API_VERIFIED"
+    );
+
+    world.sim.revoke_admin_consent(contoso.id);
+    let revoked = caller.run(VERIFY, json!({ "id": client })).await;
+    let revoked = &revoked.data()["verifyGraphApi"];
+    assert_eq!(revoked["status"], "REVOKED");
+    assert_eq!(revoked["problem"]["code"], "CONSENT_REVOKED");
+    assert_eq!(revoked["problem"]["aadstsCode"], 700016);
+    assert_eq!(strings(&revoked["availableActions"]), ["AUTHORISE"]);
+
+    let viewer = world.app.caller("msp-a", &["viewer"]).await;
+    assert_eq!(
+        viewer
+            .run(VERIFY, json!({ "id": client }))
+            .await
+            .error_code(),
+        "FORBIDDEN"
+    );
+}
+
+/// The re-verification sweep finds lost consent by itself.
+async fn reverification_finds_lost_consent(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(world) = world(backend, vec![contoso.clone()], |s| {
+        s.sweep_interval = Duration::from_millis(100);
+        s.reverify_interval = Duration::from_secs(1);
+    })
+    .await
+    else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = authorised(&world, &caller, &contoso, "Contoso").await;
+    world.sim.revoke_admin_consent(contoso.id);
+    let tile = eventually(
+        Duration::from_secs(15),
+        "re-verification to notice",
+        || async {
+            let tile = tile(&caller, &client).await;
+            (tile["status"] == "REVOKED").then_some(tile)
+        },
+    )
+    .await;
+    assert_eq!(tile["problem"]["code"], "CONSENT_REVOKED");
+    let actions = audit_actions(&caller, &client).await;
+    assert_eq!(actions[0], "GRAPH_API_STATUS_CHANGED");
+}
+
+/// Our own bad secret (AADSTS7000215) shows in `/readyz`, and leaves client tiles alone:
+/// authorised tiles stay authorised, and a consent in progress is not marked failed.
+async fn our_bad_secret_is_an_operator_problem(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let fabrikam = healthy("fabrikam.onmicrosoft.com");
+    let Some(world) = world(backend, vec![contoso.clone(), fabrikam.clone()], |_| {}).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let authorised_client = authorised(&world, &caller, &contoso, "Contoso").await;
+    drop(caller);
+    let World { sim, app } = world;
+    graph_api_tile::Entity::update_many()
+        .col_expr(
+            graph_api_tile::Column::NextVerificationAt,
+            sea_orm::sea_query::Expr::value(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        )
+        .exec(&app.db)
+        .await
+        .unwrap();
+    let database = app.stop().await;
+
+    let app = start(database, |s| {
+        sim.configure(s);
+        s.ms_client_secret = Some("not-the-secret".to_owned().into());
+        s.sweep_interval = Duration::from_millis(100);
+        s.reverify_interval = Duration::from_secs(1);
+    })
+    .await;
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let ready = eventually(
+        Duration::from_secs(15),
+        "readyz to report our credentials",
+        || async {
+            let body: Value = app
+                .http
+                .get(app.url("/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (body["checks"]["microsoft"]["status"] == "credentials rejected").then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(ready["status"], "degraded");
+    assert_eq!(ready["checks"]["microsoft"]["aadsts"], 7000215);
+    assert!(!ready.to_string().contains("not-the-secret"));
+    assert_eq!(
+        tile(&caller, &authorised_client).await["status"],
+        "AUTHORISED",
+        "left alone"
+    );
+
+    let refused = caller
+        .run(
+            "mutation($id: ID!) { verifyGraphApi(clientId: $id) { status } }",
+            json!({ "id": authorised_client }),
+        )
+        .await;
+    assert_eq!(refused.error_code(), "MICROSOFT_UNAVAILABLE");
+    assert!(
+        refused
+            .error_message()
+            .contains("CONSENTRY_MS_CLIENT_SECRET"),
+        "{}",
+        refused.error_message()
+    );
+    assert!(!refused.body.to_string().contains("not-the-secret"));
+
+    let fresh = new_client(&caller, "Fabrikam", Some(&fabrikam.domain), None).await;
+    let link = authorise(&caller, &fresh).await;
+    let back = consent_page(
+        link["url"].as_str().unwrap(),
+        fabrikam.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+    let response = callback(&app, &back).await;
+    let html = browser()
+        .get(location(&response))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("its own configuration"), "{html}");
+    let tile = tile(&caller, &fresh).await;
+    assert_eq!(tile["status"], "NOT_AUTHORISED", "not FAILED: {tile}");
+    assert!(tile["problem"].is_null());
+}
+
+/// Who may authorise, link lifetimes, re-consent of an authorised tile, and newer links
+/// replacing older ones.
+async fn authorise_checks_roles_lifetimes_and_replaces_older_links(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com").with_faults(Faults::default());
+    let Some(world) = world(backend, vec![contoso.clone()], |_| {}).await else {
+        return;
+    };
+    let app = &world.app;
+    let admin = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&admin, "Contoso", Some(&contoso.domain), None).await;
+
+    for roles in [&["viewer"][..], &["support"][..]] {
+        let caller = app.caller("msp-a", roles).await;
+        let refused = caller.run(AUTHORISE, json!({ "id": client })).await;
+        assert_eq!(refused.error_code(), "FORBIDDEN", "{roles:?}");
+    }
+    let other = app.caller("msp-b", &["admin"]).await;
+    assert_eq!(
+        other
+            .run(AUTHORISE, json!({ "id": client }))
+            .await
+            .error_code(),
+        "NOT_FOUND"
+    );
+    for minutes in [0, -1, 10_081] {
+        let refused = admin
+            .run(AUTHORISE, json!({ "id": client, "minutes": minutes }))
+            .await;
+        assert_eq!(refused.error_code(), "BAD_USER_INPUT", "{minutes}");
+    }
+    assert!(flows(app).await.is_empty(), "refusals store nothing");
+    assert_eq!(tile(&admin, &client).await["status"], "NOT_AUTHORISED");
+
+    let week = admin
+        .run(AUTHORISE, json!({ "id": client, "minutes": 10_080 }))
+        .await;
+    let expires: chrono::DateTime<chrono::Utc> = week.data()["authoriseGraphApi"]["expiresAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        expires - chrono::Utc::now() > chrono::Duration::days(7) - chrono::Duration::minutes(1)
+    );
+
+    // A newer link replaces the older one.
+    let old = week.data()["authoriseGraphApi"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let new = authorise(&admin, &client).await;
+    let old_back = consent_page(&old, contoso.admin().unwrap().id, "accept").await;
+    let html = browser()
+        .get(location(&callback(app, &old_back).await))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("no longer valid"), "{html}");
+    assert_eq!(tile(&admin, &client).await["status"], "AWAITING_CONSENT");
+    let back = consent_page(
+        new["url"].as_str().unwrap(),
+        contoso.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+    callback(app, &back).await;
+    assert_eq!(tile(&admin, &client).await["status"], "AUTHORISED");
+
+    // Re-consent: the tile stays authorised while pending, and a declined re-consent leaves
+    // the working authorisation alone.
+    let again = authorise(&admin, &client).await;
+    assert_eq!(again["graphApiTile"]["status"], "AUTHORISED");
+    let back = consent_page(
+        again["url"].as_str().unwrap(),
+        contoso.admin().unwrap().id,
+        "cancel",
+    )
+    .await;
+    let html = browser()
+        .get(location(&callback(app, &back).await))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("earlier authorisation still stands"),
+        "{html}"
+    );
+    assert_eq!(tile(&admin, &client).await["status"], "AUTHORISED");
+}
+
+/// Without an app registration, the mutation says which settings to set.
+async fn without_microsoft_the_error_names_the_settings(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |_| {}).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", None, None).await;
+    let refused = caller.run(AUTHORISE, json!({ "id": client })).await;
+    assert_eq!(refused.error_code(), "NOT_CONFIGURED");
+    let message = refused.error_message();
+    assert!(
+        message.contains("CONSENTRY_MS_CLIENT_ID")
+            && message.contains("CONSENTRY_MS_CLIENT_SECRET"),
+        "{message}"
+    );
+    assert!(flows(&app).await.is_empty());
+    assert_eq!(tile(&caller, &client).await["status"], "NOT_AUTHORISED");
+}
+
+/// With a frontend configured, the browser goes to its client page with the status.
+async fn callback_redirects_to_the_frontend(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(world) = world(backend, vec![contoso.clone()], |s| {
+        s.frontend_url = Some(Url::parse("https://app.example.com/msp/").unwrap());
+    })
+    .await
+    else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
+    let link = authorise(&caller, &client).await;
+    let back = consent_page(
+        link["url"].as_str().unwrap(),
+        contoso.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+    let response = callback(&world.app, &back).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(
+        location(&response),
+        format!("https://app.example.com/msp/clients/{client}?graphApi=AUTHORISED")
+    );
+}
+
+/// Checklist 91: with the database down no link is handed out, and a callback is a 503 that
+/// leaves the flow unconsumed, so the same link succeeds once the database is back.
+async fn checklist_91_database_outage_loses_nothing(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
+    let link = authorise(&caller, &client).await;
+    let back = consent_page(
+        link["url"].as_str().unwrap(),
+        contoso.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+
+    app.server_db.clone().close().await.unwrap();
+    let refused = caller.run(AUTHORISE, json!({ "id": client })).await;
+    assert_eq!(refused.error_code(), "UNAVAILABLE");
+    assert!(refused.body["data"].is_null() || refused.body["data"]["authoriseGraphApi"].is_null());
+    let response = callback(&app, &back).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(all_token_requests(&sim), 0);
+    drop(caller);
+
+    let database = app.stop().await;
+    let app = start(database, |s| sim.configure(s)).await;
+    // The redirect URI was the old server's; the same callback goes to the new one.
+    let mut again = back.clone();
+    again.set_port(Some(app.port)).unwrap();
+    let response = browser().get(again).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let caller = app.caller("msp-a", &["admin"]).await;
+    assert_eq!(tile(&caller, &client).await["status"], "AUTHORISED");
+}
+
+/// Checklist 92: a callback interrupted between claiming its flow and finishing it (the
+/// process died) is failed by the sweep, and the user can start again.
+async fn checklist_92_interrupted_callback_is_failed_by_the_sweep(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(World { app, sim: _sim }) = world(backend, vec![contoso.clone()], |s| {
+        s.sweep_interval = Duration::from_millis(100);
+    })
+    .await
+    else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
+    let link = authorise(&caller, &client).await;
+    let back = consent_page(
+        link["url"].as_str().unwrap(),
+        contoso.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+
+    // What a crash mid-verification leaves behind.
+    let flow = flows(&app).await.remove(0);
+    let mut stuck: oauth_flow::ActiveModel = flow.clone().into();
+    stuck.status = Set(OAuthFlowStatus::Exchanging);
+    stuck.claimed_at = Set(Some(chrono::Utc::now() - chrono::Duration::minutes(6)));
+    stuck.update(&app.db).await.unwrap();
+    graph_api_tile::Entity::update_many()
+        .col_expr(
+            graph_api_tile::Column::Status,
+            sea_orm::sea_query::Expr::value(GraphApiStatus::Verifying),
+        )
+        .filter(graph_api_tile::Column::ClientId.eq(flow.client_id))
+        .exec(&app.db)
+        .await
+        .unwrap();
+
+    let tile = eventually(
+        Duration::from_secs(10),
+        "the sweep to fail the flow",
+        || async {
+            let tile = tile(&caller, &client).await;
+            (tile["status"] == "FAILED").then_some(tile)
+        },
+    )
+    .await;
+    assert_eq!(strings(&tile["availableActions"]), ["AUTHORISE"]);
+    assert!(
+        tile["problem"]["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("Authorise again")
+    );
+    assert_eq!(flows(&app).await[0].status, OAuthFlowStatus::Failed);
+    let html = browser()
+        .get(location(&callback(&app, &back).await))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("no longer valid"), "{html}");
+}
+
+consentry_tests::on_both_backends!(
+    consent_through_the_page_is_verified_and_authorises_the_tile,
+    each_failure_scenario_ends_in_its_status_problem_and_actions,
+    checklist_1_2_unknown_or_missing_state_is_400_and_stores_nothing,
+    checklist_3_83_replayed_callback_shows_the_first_outcome,
+    checklist_84_fifty_concurrent_callbacks_verify_once,
+    checklist_4_expired_link_is_refused_as_link_expired,
+    unused_link_expires_by_itself,
+    checklist_12_14_callback_from_another_tenant_is_refused,
+    checklist_13_error_callback_is_escaped_and_asks_microsoft_nothing,
+    checklist_15_consent_stays_with_its_msp_and_client,
+    verify_turns_lost_consent_into_revoked,
+    reverification_finds_lost_consent,
+    our_bad_secret_is_an_operator_problem,
+    authorise_checks_roles_lifetimes_and_replaces_older_links,
+    without_microsoft_the_error_names_the_settings,
+    callback_redirects_to_the_frontend,
+    checklist_91_database_outage_loses_nothing,
+    checklist_92_interrupted_callback_is_failed_by_the_sweep,
+);
