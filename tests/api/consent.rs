@@ -722,7 +722,7 @@ async fn unused_link_expires_by_itself(backend: Backend) {
     };
     let caller = app.caller("msp-a", &["admin"]).await;
     let client = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
-    authorise(&caller, &client).await;
+    let link = authorise(&caller, &client).await;
     assert_eq!(tile(&caller, &client).await["status"], "AWAITING_CONSENT");
     expire_all_links(&app).await;
 
@@ -736,6 +736,32 @@ async fn unused_link_expires_by_itself(backend: Backend) {
     assert!(remediation.contains("Accept window never appeared") && remediation.contains(TEAMS));
     assert_eq!(tile["problem"]["appId"], TEAMS);
     assert_eq!(flows(&app).await[0].status, OAuthFlowStatus::Expired);
+
+    // Checklist 4: a week later the flow is garbage-collected and its state is unknown.
+    let flow = flows(&app).await.remove(0);
+    let mut old: oauth_flow::ActiveModel = flow.into();
+    old.completed_at = Set(Some(chrono::Utc::now() - chrono::Duration::days(8)));
+    old.update(&app.db).await.unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the old flow to be deleted",
+        || async { flows(&app).await.is_empty().then_some(()) },
+    )
+    .await;
+    let state: BTreeMap<_, _> = Url::parse(link["url"].as_str().unwrap())
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let mut late = Url::parse(&app.url("/oauth/callback")).unwrap();
+    late.query_pairs_mut()
+        .append_pair("admin_consent", "True")
+        .append_pair("tenant", &contoso.id.to_string())
+        .append_pair("state", &state["state"]);
+    assert_eq!(
+        callback(&app, &late).await.status(),
+        StatusCode::BAD_REQUEST
+    );
 }
 
 /// Checklist 12, 14: the callback's `tenant` is compared with the flow's, and a tenant that
