@@ -59,10 +59,7 @@ impl AppState {
         microsoft: Option<Arc<Microsoft>>,
     ) -> Self {
         let metrics = Arc::new(Metrics::new());
-        let consents = Consents {
-            microsoft: microsoft.clone(),
-            reverify_interval: settings.reverify_interval,
-        };
+        let consents = Consents::new(microsoft.clone(), settings.reverify_interval);
         Self {
             schema: graphql::schema(db.clone(), metrics.clone(), consents.clone()),
             consents,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::{
     app::AppState,
-    domain::{self, graph_api, oauth_flows},
+    domain::{self, graph_api, oauth_flows, service_principal_requests},
 };
 
 /// Runs the flow sweeps (expiry, interrupted callbacks, garbage) every `interval`.
@@ -26,6 +26,11 @@ pub async fn flows(state: AppState, interval: Duration) {
             metrics,
             "callback_interrupted",
             graph_api::fail_interrupted(&state.db).await,
+        );
+        count(
+            metrics,
+            "service_principal_request_moved",
+            service_principal_requests::sweep(&state.db, &state.consents).await,
         );
         count(
             metrics,

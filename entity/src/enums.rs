@@ -151,4 +151,7 @@ pub enum AuditAction {
     /// Someone asked for the Graph API authorisation to be re-checked and it was unchanged.
     #[sea_orm(string_value = "GRAPH_API_VERIFIED")]
     GraphApiVerified,
+    /// A service principal request was made or moved on a step.
+    #[sea_orm(string_value = "SERVICE_PRINCIPAL_REQUEST_CHANGED")]
+    ServicePrincipalRequestChanged,
 }

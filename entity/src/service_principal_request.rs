@@ -25,6 +25,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub completed_at: Option<DateTimeUtc>,
+    /// The tenant it is created in, once a validated sign-in named it.
+    pub tenant_id: Option<String>,
+    /// When the wait for replication began (status `PROPAGATING`).
+    pub propagating_since: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -28,6 +28,24 @@ impl MigrationTrait for Migration {
                     .take(),
             )
             .await?;
+        // The tenant a service principal is created in (from the validated sign-in), and
+        // when its replication wait began.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("service_principal_request")
+                    .add_column(ColumnDef::new("tenant_id").text().null())
+                    .take(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("service_principal_request")
+                    .add_column(at_null("propagating_since"))
+                    .take(),
+            )
+            .await?;
         manager
             .create_index(
                 Index::create()
@@ -41,6 +59,16 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for column in ["tenant_id", "propagating_since"] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table("service_principal_request")
+                        .drop_column(column)
+                        .take(),
+                )
+                .await?;
+        }
         manager
             .drop_index(
                 Index::drop()

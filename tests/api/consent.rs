@@ -18,7 +18,7 @@ use serde_json::json;
 use url::Url;
 use uuid::Uuid;
 
-const TEAMS: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239";
+pub(crate) const TEAMS: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239";
 const REQUIRED: [&str; 3] = [
     "Organization.Read.All",
     "Directory.Read.All",
@@ -34,12 +34,12 @@ const AUTHORISE: &str = "mutation($id: ID!, $minutes: Int) {
         url expiresAt graphApiTile { status availableActions } client { id } } }";
 
 /// A server wired to its own Microsoft simulator.
-struct World {
-    sim: Simulator,
-    app: TestApp,
+pub(crate) struct World {
+    pub(crate) sim: Simulator,
+    pub(crate) app: TestApp,
 }
 
-async fn world(
+pub(crate) async fn world(
     backend: Backend,
     tenants: Vec<SimTenant>,
     configure: impl FnOnce(&mut api::Settings),
@@ -55,7 +55,7 @@ async fn world(
     Some(World { sim, app })
 }
 
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -80,7 +80,7 @@ fn attribute(tag: &str, name: &str) -> Option<String> {
 /// Opens the consent link like a browser, picks `user` on Microsoft's (simulated) page and
 /// presses `decision`'s button, as the page's own form would post it. Returns the URL
 /// Microsoft sends the browser back to: Consentry's callback.
-async fn consent_page(link: &str, user: Uuid, decision: &str) -> Url {
+pub(crate) async fn consent_page(link: &str, user: Uuid, decision: &str) -> Url {
     let link = Url::parse(link).unwrap();
     let page = browser().get(link.clone()).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK, "the consent page opens");
@@ -117,7 +117,7 @@ async fn consent_page(link: &str, user: Uuid, decision: &str) -> Url {
 }
 
 /// Follows Microsoft's redirect to Consentry's callback; returns the response (not followed).
-async fn callback(app: &TestApp, url: &Url) -> reqwest::Response {
+pub(crate) async fn callback(app: &TestApp, url: &Url) -> reqwest::Response {
     assert!(
         url.as_str().starts_with(&app.url("/oauth/callback")),
         "the redirect URI is Consentry's callback: {url}"
@@ -125,11 +125,11 @@ async fn callback(app: &TestApp, url: &Url) -> reqwest::Response {
     browser().get(url.clone()).send().await.unwrap()
 }
 
-fn location(response: &reqwest::Response) -> String {
+pub(crate) fn location(response: &reqwest::Response) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
-async fn new_client(
+pub(crate) async fn new_client(
     caller: &Caller<'_>,
     name: &str,
     domain: Option<&str>,
@@ -147,20 +147,20 @@ async fn new_client(
         .to_owned()
 }
 
-async fn authorise(caller: &Caller<'_>, client: &str) -> Value {
+pub(crate) async fn authorise(caller: &Caller<'_>, client: &str) -> Value {
     let response = caller.run(AUTHORISE, json!({ "id": client })).await;
     response.data()["authoriseGraphApi"].clone()
 }
 
-async fn client_view(caller: &Caller<'_>, client: &str) -> Value {
+pub(crate) async fn client_view(caller: &Caller<'_>, client: &str) -> Value {
     caller.run(TILE, json!({ "id": client })).await.data()["client"].clone()
 }
 
-async fn tile(caller: &Caller<'_>, client: &str) -> Value {
+pub(crate) async fn tile(caller: &Caller<'_>, client: &str) -> Value {
     client_view(caller, client).await["graphApiTile"].clone()
 }
 
-fn strings(value: &Value) -> Vec<String> {
+pub(crate) fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
         .unwrap()
@@ -170,7 +170,7 @@ fn strings(value: &Value) -> Vec<String> {
 }
 
 /// Requests the simulator received at its token endpoint for `tenant`, by grant type.
-fn token_requests(sim: &Simulator, tenant: &str, grant: &str) -> usize {
+pub(crate) fn token_requests(sim: &Simulator, tenant: &str, grant: &str) -> usize {
     sim.requests()
         .iter()
         .filter(|r| {
@@ -186,7 +186,7 @@ fn all_token_requests(sim: &Simulator) -> usize {
         .count()
 }
 
-async fn audit_actions(caller: &Caller<'_>, client: &str) -> Vec<String> {
+pub(crate) async fn audit_actions(caller: &Caller<'_>, client: &str) -> Vec<String> {
     let response = caller
         .run(
             "query($id: ID!) { client(id: $id) { auditLog(first: 100) { edges { node { action } } } } }",
@@ -205,7 +205,7 @@ async fn flows(app: &TestApp) -> Vec<oauth_flow::Model> {
     oauth_flow::Entity::find().all(&app.db).await.unwrap()
 }
 
-fn healthy(domain: &str) -> SimTenant {
+pub(crate) fn healthy(domain: &str) -> SimTenant {
     SimTenant::healthy(domain, domain.split('.').next().unwrap())
 }
 
@@ -934,7 +934,12 @@ async fn checklist_15_consent_stays_with_its_msp_and_client(backend: Backend) {
     assert!(twin_view["azureTenantId"].is_null());
 }
 
-async fn authorised(world: &World, caller: &Caller<'_>, tenant: &SimTenant, name: &str) -> String {
+pub(crate) async fn authorised(
+    world: &World,
+    caller: &Caller<'_>,
+    tenant: &SimTenant,
+    name: &str,
+) -> String {
     let client = new_client(caller, name, Some(&tenant.domain), None).await;
     let link = authorise(caller, &client).await;
     let back = consent_page(

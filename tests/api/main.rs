@@ -18,4 +18,5 @@ mod isolation;
 mod jwks;
 mod microsoft;
 mod schema;
+mod service_principals;
 mod storage;

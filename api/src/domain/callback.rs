@@ -13,6 +13,7 @@ use super::{
     graph_api::{self, ConsentCallback, Consents},
     now,
     oauth_flows::{self, FlowOutcome},
+    service_principal_requests,
 };
 
 /// The callback's query parameters. Values are kept only for this request.
@@ -97,8 +98,14 @@ pub async fn handle(
 
     let now = now();
     if flow.expires_at <= now {
-        if flow.kind == OAuthFlowKind::AdminConsent {
-            graph_api::expire_flow(db, &flow).await?;
+        match flow.kind {
+            OAuthFlowKind::AdminConsent => {
+                graph_api::expire_flow(db, &flow).await?;
+            }
+            OAuthFlowKind::ServicePrincipalSignIn => {
+                service_principal_requests::expire_sign_in(db, &flow).await?;
+            }
+            OAuthFlowKind::DelegatedConsent => {}
         }
         return Ok(reread(db, flow.id)
             .await?
@@ -115,8 +122,21 @@ pub async fn handle(
         OAuthFlowKind::AdminConsent => {
             graph_api::complete_consent(db, consents, &flow, &params.consent()).await?
         }
+        OAuthFlowKind::ServicePrincipalSignIn => {
+            let error = params
+                .get("error")
+                .map(|e| (e, params.get("error_description").unwrap_or_default()));
+            service_principal_requests::complete_sign_in(
+                db,
+                consents,
+                &flow,
+                error,
+                params.get("code"),
+            )
+            .await?
+        }
         // No version that starts these flows hands them to this one's callback.
-        OAuthFlowKind::DelegatedConsent | OAuthFlowKind::ServicePrincipalSignIn => {
+        OAuthFlowKind::DelegatedConsent => {
             let outcome =
                 FlowOutcome::cancelled(&flow, "", "this kind of sign-in is not supported");
             oauth_flows::finish(

@@ -25,7 +25,9 @@ use super::{
     clients::{self, ClientView},
     now,
     oauth_flows::{self, FlowOutcome},
-    service_principal_requests::{TEAMS_ADMIN_API_APP_ID, TEAMS_ADMIN_API_DISPLAY_NAME},
+    service_principal_requests::{
+        SignInTokens, TEAMS_ADMIN_API_APP_ID, TEAMS_ADMIN_API_DISPLAY_NAME,
+    },
 };
 use crate::{
     auth::Viewer,
@@ -49,6 +51,18 @@ pub struct Consents {
     pub microsoft: Option<Arc<Microsoft>>,
     /// How often an authorised tile is re-verified (`CONSENTRY_REVERIFY_INTERVAL`).
     pub reverify_interval: std::time::Duration,
+    /// Admin sign-in tokens of service principal repairs, in memory only.
+    pub sign_in_tokens: Arc<SignInTokens>,
+}
+
+impl Consents {
+    pub fn new(microsoft: Option<Arc<Microsoft>>, reverify_interval: std::time::Duration) -> Self {
+        Self {
+            microsoft,
+            reverify_interval,
+            sign_in_tokens: Arc::default(),
+        }
+    }
 }
 
 impl Consents {
@@ -193,7 +207,7 @@ fn tenant_hint(client: &client::Model) -> TenantHint {
     TenantHint::for_client(client.azure_tenant_id, client.domain.as_deref())
 }
 
-fn link_lifetime(minutes: Option<i64>) -> Result<Duration> {
+pub(super) fn link_lifetime(minutes: Option<i64>) -> Result<Duration> {
     let minutes = minutes.unwrap_or(DEFAULT_LINK_LIFETIME_MINUTES);
     if !(1..=MAX_LINK_LIFETIME_MINUTES).contains(&minutes) {
         return Err(Error::bad_input(
@@ -855,7 +869,14 @@ pub async fn expire_links(db: &DatabaseConnection) -> Result<usize> {
     let now = now();
     let mut expired = 0;
     for flow in oauth_flows::expired(db, now, SWEEP_BATCH).await? {
-        if flow.kind == OAuthFlowKind::AdminConsent && expire_flow(db, &flow).await? {
+        let done = match flow.kind {
+            OAuthFlowKind::AdminConsent => expire_flow(db, &flow).await?,
+            OAuthFlowKind::ServicePrincipalSignIn => {
+                super::service_principal_requests::expire_sign_in(db, &flow).await?
+            }
+            OAuthFlowKind::DelegatedConsent => false,
+        };
+        if done {
             expired += 1;
         }
     }
@@ -925,6 +946,12 @@ pub async fn fail_interrupted(db: &DatabaseConnection) -> Result<usize> {
     let now = now();
     let mut failed = 0;
     for flow in oauth_flows::stuck(db, now, SWEEP_BATCH).await? {
+        if flow.kind == OAuthFlowKind::ServicePrincipalSignIn {
+            if super::service_principal_requests::fail_interrupted_sign_in(db, &flow).await? {
+                failed += 1;
+            }
+            continue;
+        }
         if flow.kind != OAuthFlowKind::AdminConsent {
             continue;
         }
@@ -977,6 +1004,57 @@ pub async fn fail_interrupted(db: &DatabaseConnection) -> Result<usize> {
         failed += 1;
     }
     Ok(failed)
+}
+
+/// A service principal the tile was missing now exists: a tile that failed for want of it
+/// says so and offers Authorise again.
+pub(super) async fn service_principal_ready<C: ConnectionTrait>(
+    txn: &C,
+    request: &entity::service_principal_request::Model,
+    actor: &Actor,
+) -> Result<()> {
+    let Some(tile) = lock_tile(txn, request.client_id).await? else {
+        return Ok(());
+    };
+    let waiting = tile.status == GraphApiStatus::Failed
+        && match tile.problem_code {
+            Some(GraphApiProblemCode::MissingServicePrincipal) => tile
+                .problem_app_id
+                .as_deref()
+                .is_none_or(|app| app.eq_ignore_ascii_case(&request.app_id)),
+            Some(GraphApiProblemCode::LinkExpired) => true,
+            _ => false,
+        };
+    if !waiting {
+        return Ok(());
+    }
+    let name = request
+        .app_display_name
+        .clone()
+        .unwrap_or_else(|| request.app_id.clone());
+    let created = Problem {
+        app_id: Some(request.app_id.clone()),
+        app_display_name: request.app_display_name.clone(),
+        ..problem(
+            GraphApiProblemCode::ServicePrincipalCreated,
+            &format!(
+                "The service principal for {name} was created — authorise again: the admin will now see the Accept window."
+            ),
+        )
+    };
+    write_tile(
+        txn,
+        &tile,
+        TileChange {
+            status: GraphApiStatus::Failed,
+            ..TileChange::revoked(created)
+        },
+        actor,
+        &request.msp_id,
+        json!({ "reason": "service principal created", "requestId": request.id }),
+    )
+    .await?;
+    Ok(())
 }
 
 /// A change to a tile. `None` leaves a field as it is.
@@ -1092,7 +1170,10 @@ async fn lock_tile<C: ConnectionTrait>(
         .await?)
 }
 
-async fn lock_client<C: ConnectionTrait>(txn: &C, client_id: Uuid) -> Result<ClientView> {
+pub(super) async fn lock_client<C: ConnectionTrait>(
+    txn: &C,
+    client_id: Uuid,
+) -> Result<ClientView> {
     let Some(tile) = lock_tile(txn, client_id).await? else {
         return Err(Error::not_found("client", client_id.to_string()));
     };
@@ -1102,7 +1183,7 @@ async fn lock_client<C: ConnectionTrait>(txn: &C, client_id: Uuid) -> Result<Cli
     Ok(ClientView { client, tile })
 }
 
-fn problem(code: GraphApiProblemCode, remediation: &str) -> Problem {
+pub(super) fn problem(code: GraphApiProblemCode, remediation: &str) -> Problem {
     Problem {
         code,
         aadsts: None,

@@ -202,6 +202,57 @@ pub async fn cancel_open<C: ConnectionTrait>(
     Ok(cancelled)
 }
 
+/// Cancels the open sign-in flows of one service principal request (a newer link replaces
+/// them).
+pub async fn cancel_open_for_request<C: ConnectionTrait>(
+    db: &C,
+    request_id: Uuid,
+    client_name: &str,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let open = oauth_flow::Entity::find()
+        .filter(oauth_flow::Column::ServicePrincipalRequestId.eq(request_id))
+        .filter(oauth_flow::Column::Status.eq(OAuthFlowStatus::Pending))
+        .all(db)
+        .await?;
+    let mut cancelled = 0;
+    for flow in &open {
+        let outcome = FlowOutcome::cancelled(flow, client_name, why);
+        if finish(
+            db,
+            flow.id,
+            &[OAuthFlowStatus::Pending],
+            OAuthFlowStatus::Failed,
+            &outcome,
+            now,
+        )
+        .await?
+        {
+            cancelled += 1;
+        }
+    }
+    Ok(cancelled)
+}
+
+/// Whether another sign-in flow of the request is still open.
+pub async fn has_other_open_for_request<C: ConnectionTrait>(
+    db: &C,
+    request_id: Uuid,
+    except: Uuid,
+) -> Result<bool> {
+    Ok(oauth_flow::Entity::find()
+        .filter(oauth_flow::Column::ServicePrincipalRequestId.eq(request_id))
+        .filter(oauth_flow::Column::Id.ne(except))
+        .filter(
+            oauth_flow::Column::Status
+                .is_in([OAuthFlowStatus::Pending, OAuthFlowStatus::Exchanging]),
+        )
+        .one(db)
+        .await?
+        .is_some())
+}
+
 /// Pending flows whose link has expired, oldest first.
 pub async fn expired<C: ConnectionTrait>(
     db: &C,

@@ -1,15 +1,958 @@
-//! Service principal requests: attempts to create a missing principal in a client's tenant.
+//! Service principal repair (DESIGN §1): create a client tenant's missing service principal
+//! — by default the Skype and Teams Tenant Admin API's — from the API instead of Azure CLI.
+//! An admin signs in once (authorization code + PKCE + nonce, `Application.ReadWrite.All`);
+//! Consentry looks the principal up, creates it when absent, waits until Microsoft's
+//! replicas all see it, and then offers Authorise again. The wait is a job row any instance
+//! can claim, so it survives a restart.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration as StdDuration, Instant},
+};
 
-use entity::service_principal_request;
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, prelude::*};
+use chrono::{DateTime, Duration, Utc};
+use entity::{
+    client,
+    enums::{
+        AuditAction, GraphApiProblemCode, OAuthFlowKind, OAuthFlowStatus,
+        ServicePrincipalRequestStatus as Status,
+    },
+    oauth_flow, service_principal_request,
+};
+use oauth2::PkceCodeVerifier;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+};
+use secrecy::SecretString;
+use serde_json::json;
+use url::Url;
 use uuid::Uuid;
+
+use super::{
+    Error, Result, access,
+    audit::{self, Actor},
+    graph_api::{self, Consents},
+    now,
+    oauth_flows::{self, FlowOutcome},
+};
+use crate::{
+    auth::Viewer,
+    db::begin_write,
+    microsoft::{
+        Microsoft, MicrosoftError, Problem, TenantHint, graph::Creation, id_token::ExpectedTenant,
+        identity::FlowSecrets,
+    },
+};
 
 /// The Skype and Teams Tenant Admin API, the principal most often missing.
 pub const TEAMS_ADMIN_API_APP_ID: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239";
 /// Its display name, as Microsoft names it (reference §7).
 pub const TEAMS_ADMIN_API_DISPLAY_NAME: &str = "Skype and Teams Tenant Admin API";
+
+/// How long Consentry watches a new principal replicate before it calls it ready anyway
+/// (it was created; replicas catch up).
+const PROPAGATION_WINDOW: Duration = Duration::minutes(15);
+/// Longest pause between two replication lookups.
+const MAX_POLL_INTERVAL: Duration = Duration::seconds(30);
+/// A claimed lookup not finished within this is taken over by another sweep.
+const POLL_LEASE: Duration = Duration::minutes(2);
+/// A request stuck in `CREATING` this long was interrupted (the process died).
+const CREATING_LEASE: Duration = Duration::minutes(5);
+
+/// The display name of a well-known application.
+pub fn display_name(app_id: &str) -> Option<&'static str> {
+    match app_id {
+        TEAMS_ADMIN_API_APP_ID => Some(TEAMS_ADMIN_API_DISPLAY_NAME),
+        "00000003-0000-0000-c000-000000000000" => Some("Microsoft Graph"),
+        "797f4846-ba00-4fd7-ba43-dac1f8f63013" => Some("Windows Azure Service Management API"),
+        _ => None,
+    }
+}
+
+/// Access tokens of admin sign-ins, kept in this process's memory only and only while
+/// their request waits for replication: they are never written anywhere.
+#[derive(Default)]
+pub struct SignInTokens {
+    tokens: Mutex<HashMap<Uuid, (SecretString, Instant)>>,
+}
+
+impl std::fmt::Debug for SignInTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SignInTokens { .. }")
+    }
+}
+
+impl SignInTokens {
+    fn put(&self, request: Uuid, token: SecretString, lifetime: StdDuration) {
+        let mut tokens = self.lock();
+        let now = Instant::now();
+        tokens.retain(|_, (_, until)| *until > now);
+        tokens.insert(request, (token, now + lifetime));
+    }
+
+    fn get(&self, request: Uuid) -> Option<SecretString> {
+        let tokens = self.lock();
+        tokens
+            .get(&request)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(token, _)| token.clone())
+    }
+
+    fn forget(&self, request: Uuid) {
+        self.lock().remove(&request);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (SecretString, Instant)>> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A request as `createServicePrincipal` returns it.
+#[derive(Clone, Debug)]
+pub struct StartedRequest {
+    pub request: service_principal_request::Model,
+    /// Where an admin of the client's tenant signs in; only in the answer that created the
+    /// sign-in (its `state` is stored only as a hash).
+    pub sign_in_url: Option<Url>,
+}
+
+/// `createServicePrincipal`: starts (or, for the same client and application, continues)
+/// one repair. Two requests at once make one (checklist 85).
+#[tracing::instrument(skip_all, fields(msp = %viewer.msp_id(), client = %client_id))]
+pub async fn create(
+    db: &DatabaseConnection,
+    consents: &Consents,
+    viewer: &Viewer,
+    client_id: Uuid,
+    app_id: Option<&str>,
+    lifetime_minutes: Option<i64>,
+) -> Result<StartedRequest> {
+    access::require_writer(viewer)?;
+    let app_id = app_id_or_default(app_id)?;
+    let lifetime = graph_api::link_lifetime(lifetime_minutes)?;
+    let txn = begin_write(db).await?;
+    // The tile's row lock serialises requests for one client (SQLite: the write lock).
+    let view = graph_api::lock_client(&txn, client_id).await?;
+    access::require_writable(
+        viewer,
+        &view.client.msp_id,
+        "client",
+        &client_id.to_string(),
+    )?;
+    let microsoft = consents.microsoft()?;
+    if view.client.azure_tenant_id.is_none() && view.client.domain.is_none() {
+        return Err(Error::bad_input(
+            "clientId",
+            "Consentry cannot tell which tenant to repair: set the client's domain or azureTenantId first",
+        ));
+    }
+
+    let actor = Actor::from(viewer);
+    let now = now();
+    let open = service_principal_request::Entity::find()
+        .filter(service_principal_request::Column::ClientId.eq(client_id))
+        .filter(service_principal_request::Column::AppId.eq(app_id.clone()))
+        .filter(service_principal_request::Column::Status.is_in([
+            Status::PendingSignIn,
+            Status::Creating,
+            Status::Propagating,
+        ]))
+        .one(&txn)
+        .await?;
+    let request = match open {
+        // Already acting or waiting: the same request, nothing new.
+        Some(request) if request.status != Status::PendingSignIn => {
+            txn.commit().await?;
+            return Ok(StartedRequest {
+                request,
+                sign_in_url: None,
+            });
+        }
+        Some(request) => request,
+        None => {
+            let request = service_principal_request::Model {
+                id: Uuid::new_v4(),
+                msp_id: view.client.msp_id.clone(),
+                client_id,
+                app_display_name: display_name(&app_id).map(str::to_owned),
+                app_id: app_id.clone(),
+                status: Status::PendingSignIn,
+                problem_code: None,
+                problem_message: None,
+                problem_remediation: None,
+                graph_object_id: None,
+                attempts: 0,
+                next_attempt_at: None,
+                claimed_until: None,
+                created_by: viewer.subject.clone(),
+                created_at: now,
+                updated_at: now,
+                completed_at: None,
+                tenant_id: None,
+                propagating_since: None,
+            };
+            service_principal_request::Entity::insert(
+                service_principal_request::ActiveModel::from(request.clone()),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+            record(
+                &txn,
+                &request,
+                &actor,
+                None,
+                json!({ "reason": "requested" }),
+            )
+            .await?;
+            request
+        }
+    };
+
+    // A sign-in link; a repeated call replaces the earlier link with a fresh one.
+    oauth_flows::cancel_open_for_request(
+        &txn,
+        request.id,
+        &view.client.name,
+        "a newer link was sent",
+        now,
+    )
+    .await?;
+    let secrets = FlowSecrets::new();
+    let expected_tenant = view.client.azure_tenant_id.map(|t| t.to_string());
+    oauth_flow::Entity::insert(oauth_flow::ActiveModel::from(oauth_flow::Model {
+        id: Uuid::new_v4(),
+        msp_id: view.client.msp_id.clone(),
+        client_id,
+        kind: OAuthFlowKind::ServicePrincipalSignIn,
+        state_hash: oauth_flows::state_hash(secrets.state.secret()),
+        pkce_verifier: Some(secrets.pkce_verifier.secret().clone()),
+        nonce: Some(secrets.nonce.secret().clone()),
+        expected_tenant,
+        requested_permissions: None,
+        service_principal_request_id: Some(request.id),
+        status: OAuthFlowStatus::Pending,
+        outcome: None,
+        created_by: viewer.subject.clone(),
+        created_at: now,
+        expires_at: now + lifetime,
+        completed_at: None,
+        claimed_at: None,
+    }))
+    .exec_without_returning(&txn)
+    .await?;
+    txn.commit().await?;
+    tracing::info!(request = %request.id, app = %app_id, "service principal sign-in link created");
+
+    let hint = TenantHint::for_client(view.client.azure_tenant_id, view.client.domain.as_deref());
+    let url = microsoft.authorize_url(&hint, &sign_in_scopes(microsoft), &secrets, None);
+    Ok(StartedRequest {
+        request,
+        sign_in_url: Some(url),
+    })
+}
+
+fn app_id_or_default(app_id: Option<&str>) -> Result<String> {
+    let raw = app_id.map(str::trim).filter(|a| !a.is_empty());
+    let Some(raw) = raw else {
+        return Ok(TEAMS_ADMIN_API_APP_ID.to_owned());
+    };
+    match Uuid::try_parse(raw) {
+        Ok(id) if raw.len() == 36 && !id.is_nil() => Ok(id.to_string()),
+        _ => Err(Error::bad_input(
+            "appId",
+            format!(
+                "{raw:?} is not an application id: expected a GUID like {TEAMS_ADMIN_API_APP_ID} \
+                 (the Skype and Teams Tenant Admin API, the default)"
+            ),
+        )),
+    }
+}
+
+/// The sign-in asks for Graph's `Application.ReadWrite.All` (to create the principal) and
+/// `User.Read` (to read the organization), plus OpenID for a validated id_token.
+fn sign_in_scopes(microsoft: &Microsoft) -> Vec<String> {
+    let graph = microsoft
+        .config()
+        .graph
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    vec![
+        "openid".to_owned(),
+        "profile".to_owned(),
+        format!("{graph}/User.Read"),
+        format!("{graph}/Application.ReadWrite.All"),
+    ]
+}
+
+/// The callback of an admin sign-in: validate it, then act. Returns what to show.
+#[tracing::instrument(skip_all, fields(flow = %flow.id, client = %flow.client_id))]
+pub async fn complete_sign_in(
+    db: &DatabaseConnection,
+    consents: &Consents,
+    flow: &oauth_flow::Model,
+    error: Option<(&str, &str)>,
+    code: Option<&str>,
+) -> Result<FlowOutcome> {
+    let Some(request_id) = flow.service_principal_request_id else {
+        return Err(Error::Internal(anyhow::anyhow!(
+            "sign-in flow without a request"
+        )));
+    };
+    let Some(request) = find(db, request_id).await? else {
+        return Ok(FlowOutcome::cancelled(flow, "", "the request was removed"));
+    };
+    let Some(client) = client::Entity::find_by_id(flow.client_id).one(db).await? else {
+        return Ok(FlowOutcome::cancelled(flow, "", "the client was removed"));
+    };
+    let result = match (error, code) {
+        (Some((error, description)), _) => Err(crate::microsoft::errors::from_identity(
+            error,
+            description,
+            &[],
+        )),
+        (None, Some(code)) => sign_in_token(consents, flow, &client, code).await,
+        (None, None) => Err(graph_api::problem(
+            GraphApiProblemCode::Unknown,
+            "Microsoft sent no authorization code. Start the repair again.",
+        )),
+    };
+    let outcome = |succeeded: bool,
+                   status: Status,
+                   headline: String,
+                   next: String,
+                   message: Option<String>| FlowOutcome {
+        client_id: client.id,
+        client_name: client.name.clone(),
+        succeeded,
+        topic: oauth_flows::topic(flow.kind).to_owned(),
+        status: status_name(status).to_owned(),
+        headline,
+        next_step: next,
+        microsoft_message: message,
+    };
+    let name = request
+        .app_display_name
+        .clone()
+        .unwrap_or_else(|| request.app_id.clone());
+    match result {
+        Err(problem) => {
+            let out = outcome(
+                false,
+                Status::Failed,
+                format!("The service principal for {name} was not created."),
+                problem.remediation.clone(),
+                problem.message.clone(),
+            );
+            let txn = begin_write(db).await?;
+            if oauth_flows::finish(
+                &txn,
+                flow.id,
+                &[OAuthFlowStatus::Exchanging],
+                OAuthFlowStatus::Failed,
+                &out,
+                now(),
+            )
+            .await?
+            {
+                fail(&txn, &request, &problem, &Actor::callback(&flow.msp_id)).await?;
+            }
+            txn.commit().await?;
+            Ok(out)
+        }
+        Ok((token, tenant)) => {
+            let out = outcome(
+                true,
+                Status::Creating,
+                format!("Thank you. Consentry is creating the service principal for {name}."),
+                "Nothing more to do: you can close this window. It takes a few minutes to be ready everywhere.".to_owned(),
+                None,
+            );
+            let txn = begin_write(db).await?;
+            let finished = oauth_flows::finish(
+                &txn,
+                flow.id,
+                &[OAuthFlowStatus::Exchanging],
+                OAuthFlowStatus::Succeeded,
+                &out,
+                now(),
+            )
+            .await?;
+            txn.commit().await?;
+            if finished {
+                act(
+                    db,
+                    consents,
+                    request.id,
+                    tenant,
+                    token,
+                    &Actor::callback(&flow.msp_id),
+                )
+                .await?;
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Redeems the sign-in's code and validates its id_token: the tenant must be the client's
+/// (its known id, else the tenant that owns its domain).
+async fn sign_in_token(
+    consents: &Consents,
+    flow: &oauth_flow::Model,
+    client: &client::Model,
+    code: &str,
+) -> std::result::Result<(SecretString, Uuid), Problem> {
+    let microsoft = consents.microsoft().map_err(|e| {
+        let mut p = graph_api::problem(
+            GraphApiProblemCode::IdentityProviderUnavailable,
+            &e.to_string(),
+        );
+        p.ours = true;
+        p
+    })?;
+    let (Some(verifier), Some(nonce)) = (&flow.pkce_verifier, &flow.nonce) else {
+        return Err(graph_api::problem(
+            GraphApiProblemCode::Unknown,
+            "This sign-in was already used. Start the repair again.",
+        ));
+    };
+    let expected = flow
+        .expected_tenant
+        .as_deref()
+        .and_then(|t| Uuid::parse_str(t).ok());
+    let path = match expected {
+        Some(id) => id.to_string(),
+        None => TenantHint::for_client(None, client.domain.as_deref()).path(),
+    };
+    let graph = microsoft
+        .config()
+        .graph
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    let tokens = microsoft
+        .redeem_code(
+            &path,
+            code,
+            &PkceCodeVerifier::new(verifier.clone()),
+            &[
+                "openid".to_owned(),
+                "profile".to_owned(),
+                format!("{graph}/Application.ReadWrite.All"),
+                format!("{graph}/User.Read"),
+            ],
+        )
+        .await
+        .map_err(|e| e.problem())?;
+    let Some(id_token) = &tokens.id_token else {
+        return Err(graph_api::problem(
+            GraphApiProblemCode::Unknown,
+            "Microsoft's answer had no id_token, so the admin could not be identified. Start the repair again.",
+        ));
+    };
+    let tenant = match expected {
+        Some(id) => ExpectedTenant::Exactly(id),
+        None => ExpectedTenant::AnyOrganization,
+    };
+    let claims = microsoft
+        .validate_id_token(id_token, &tenant, nonce)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "a service principal sign-in's id_token was rejected");
+            graph_api::problem(
+                if matches!(e, crate::microsoft::id_token::IdTokenError::Tenant | crate::microsoft::id_token::IdTokenError::Issuer) {
+                    GraphApiProblemCode::WrongTenant
+                } else {
+                    GraphApiProblemCode::Unknown
+                },
+                &format!("Consentry could not trust this sign-in ({e}). Sign in with an admin of the client's own tenant."),
+            )
+        })?;
+    if expected.is_none()
+        && let Some(domain) = client.domain.as_deref()
+    {
+        let organization = microsoft
+            .organization(&tokens.access_token)
+            .await
+            .map_err(|e| e.problem())?;
+        if !organization
+            .verified_domains
+            .iter()
+            .any(|d| d.name.eq_ignore_ascii_case(domain))
+        {
+            return Err(graph_api::problem(
+                GraphApiProblemCode::WrongTenant,
+                &format!(
+                    "The admin who signed in belongs to {}, which does not own the client's domain {domain}. \
+                     Sign in with an admin of the client's own tenant.",
+                    organization
+                        .display_name
+                        .as_deref()
+                        .unwrap_or("another tenant")
+                ),
+            ));
+        }
+    }
+    Ok((tokens.access_token, claims.tenant_id))
+}
+
+/// Acts with an admin's token: looks the principal up, creates it when absent, and starts
+/// the replication wait. Every step is written with its audit event.
+async fn act(
+    db: &DatabaseConnection,
+    consents: &Consents,
+    request_id: Uuid,
+    tenant: Uuid,
+    token: SecretString,
+    actor: &Actor,
+) -> Result<()> {
+    let microsoft = consents.microsoft()?;
+    let Some(request) = step(db, request_id, &[Status::PendingSignIn], actor, |r| {
+        r.status = Set(Status::Creating);
+        r.tenant_id = Set(Some(tenant.to_string()));
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+    // Look first: `az ad sp create` fails on an existing principal; we call that success.
+    let result = match microsoft
+        .find_service_principal(&token, &request.app_id)
+        .await
+    {
+        Ok(Some(existing)) => Ok(Acted::Exists(Some(existing.id))),
+        Ok(None) => match microsoft
+            .create_service_principal(&token, &request.app_id)
+            .await
+        {
+            Ok(Creation::Created(created)) => Ok(Acted::Created(created.id)),
+            Ok(Creation::AlreadyExists) => Ok(Acted::Exists(None)),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let now = now();
+    match result {
+        Ok(Acted::Created(object_id)) => {
+            consents
+                .sign_in_tokens
+                .put(request.id, token, StdDuration::from_secs(50 * 60));
+            step(db, request.id, &[Status::Creating], actor, |r| {
+                r.status = Set(Status::Propagating);
+                r.graph_object_id = Set(Some(object_id));
+                r.propagating_since = Set(Some(now));
+                r.next_attempt_at = Set(Some(now));
+                r.attempts = Set(0);
+            })
+            .await?;
+        }
+        Ok(Acted::Exists(object_id)) => {
+            finish_ready(
+                db,
+                request.id,
+                Status::AlreadyExists,
+                object_id,
+                None,
+                actor,
+            )
+            .await?;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "creating the service principal failed");
+            let problem = creation_problem(&error);
+            let txn = begin_write(db).await?;
+            fail(&txn, &request, &problem, actor).await?;
+            txn.commit().await?;
+        }
+    }
+    Ok(())
+}
+
+/// What acting achieved.
+enum Acted {
+    /// Created, with its object id: now it must replicate.
+    Created(String),
+    /// It was there already (found, or Graph answered 409).
+    Exists(Option<String>),
+}
+
+fn creation_problem(error: &MicrosoftError) -> Problem {
+    let mut problem = error.problem();
+    if let MicrosoftError::Graph { status: 403, .. } = error {
+        problem.remediation = "Microsoft refused: the admin who signed in may not create service \
+            principals. Sign in as a Global Administrator, Application Administrator or Cloud \
+            Application Administrator of the client's tenant, then start the repair again."
+            .to_owned();
+    }
+    problem
+}
+
+/// Sweeps: watches new principals replicate, fails interrupted creations. Returns how many
+/// requests moved on.
+pub async fn sweep(db: &DatabaseConnection, consents: &Consents) -> Result<usize> {
+    let mut moved = fail_interrupted(db).await?;
+    let now = now();
+    let due = service_principal_request::Entity::find()
+        .filter(service_principal_request::Column::Status.eq(Status::Propagating))
+        .filter(service_principal_request::Column::NextAttemptAt.lte(now))
+        .filter(
+            Condition::any()
+                .add(service_principal_request::Column::ClaimedUntil.is_null())
+                .add(service_principal_request::Column::ClaimedUntil.lt(now)),
+        )
+        .order_by_asc(service_principal_request::Column::NextAttemptAt)
+        .limit(20)
+        .all(db)
+        .await?;
+    for request in due {
+        // Claimed with a conditional UPDATE: of several instances one polls it.
+        let claimed = service_principal_request::Entity::update_many()
+            .col_expr(
+                service_principal_request::Column::ClaimedUntil,
+                Expr::value(now + POLL_LEASE),
+            )
+            .filter(service_principal_request::Column::Id.eq(request.id))
+            .filter(service_principal_request::Column::Status.eq(Status::Propagating))
+            .filter(
+                Condition::any()
+                    .add(service_principal_request::Column::ClaimedUntil.is_null())
+                    .add(service_principal_request::Column::ClaimedUntil.lt(now)),
+            )
+            .exec(db)
+            .await?;
+        if claimed.rows_affected == 1 && poll(db, consents, &request).await? {
+            moved += 1;
+        }
+    }
+    Ok(moved)
+}
+
+/// One replication lookup. True when the request became `READY`.
+async fn poll(
+    db: &DatabaseConnection,
+    consents: &Consents,
+    request: &service_principal_request::Model,
+) -> Result<bool> {
+    let actor = Actor::system(&request.msp_id);
+    let now = now();
+    let window_over = request
+        .propagating_since
+        .is_some_and(|since| now - since >= PROPAGATION_WINDOW);
+    let Some(microsoft) = consents.microsoft.as_deref() else {
+        return Ok(false);
+    };
+    let token = match consents.sign_in_tokens.get(request.id) {
+        Some(token) => Some(token),
+        // Another instance signed in, or this one restarted: the app-only token works when
+        // the tenant has consented to Consentry.
+        None => match &request.tenant_id {
+            Some(tenant) => microsoft
+                .app_token(tenant)
+                .await
+                .ok()
+                .map(|t| t.access_token),
+            None => None,
+        },
+    };
+    let Some(token) = token else {
+        // Nothing can see the tenant: the principal was created (201), and replicas catch
+        // up within minutes. Say so rather than wait blindly.
+        finish_ready(
+            db,
+            request.id,
+            Status::Ready,
+            None,
+            Some("Created. Consentry could not watch it replicate (it restarted meanwhile), so allow a few minutes before authorising."),
+            &actor,
+        )
+        .await?;
+        return Ok(true);
+    };
+    match microsoft
+        .find_service_principal(&token, &request.app_id)
+        .await
+    {
+        Ok(Some(_)) => {
+            finish_ready(db, request.id, Status::Ready, None, None, &actor).await?;
+            Ok(true)
+        }
+        Ok(None) if window_over => {
+            finish_ready(
+                db,
+                request.id,
+                Status::Ready,
+                None,
+                Some("Created, but not yet visible everywhere after 15 minutes. If Authorise fails with a missing service principal again, wait a few minutes and retry."),
+                &actor,
+            )
+            .await?;
+            Ok(true)
+        }
+        result => {
+            if let Err(error) = &result {
+                tracing::info!(request = %request.id, %error, "replication lookup failed; retrying");
+                if !error.is_transient() {
+                    consents.sign_in_tokens.forget(request.id);
+                }
+            }
+            // Backoff: 1 s, 2 s, 4 s … up to 30 s.
+            let attempts = request.attempts.saturating_add(1);
+            let wait = Duration::seconds(1_i64 << attempts.clamp(0, 5)).min(MAX_POLL_INTERVAL);
+            service_principal_request::Entity::update_many()
+                .col_expr(
+                    service_principal_request::Column::Attempts,
+                    Expr::value(attempts),
+                )
+                .col_expr(
+                    service_principal_request::Column::NextAttemptAt,
+                    Expr::value(now + wait),
+                )
+                .col_expr(
+                    service_principal_request::Column::ClaimedUntil,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                .col_expr(
+                    service_principal_request::Column::UpdatedAt,
+                    Expr::value(now),
+                )
+                .filter(service_principal_request::Column::Id.eq(request.id))
+                .filter(service_principal_request::Column::Status.eq(Status::Propagating))
+                .exec(db)
+                .await?;
+            Ok(false)
+        }
+    }
+}
+
+/// Requests whose process died between `CREATING` and Graph's answer: failed, so the user
+/// can start again (creation is idempotent: an existing principal reads as `ALREADY_EXISTS`).
+async fn fail_interrupted(db: &DatabaseConnection) -> Result<usize> {
+    let stuck = service_principal_request::Entity::find()
+        .filter(service_principal_request::Column::Status.eq(Status::Creating))
+        .filter(service_principal_request::Column::UpdatedAt.lte(now() - CREATING_LEASE))
+        .limit(20)
+        .all(db)
+        .await?;
+    let mut failed = 0;
+    for request in stuck {
+        let txn = begin_write(db).await?;
+        let problem = graph_api::problem(
+            GraphApiProblemCode::Unknown,
+            "Consentry was interrupted while creating the service principal. Start the repair again; \
+             if it was created meanwhile, the new request finds it.",
+        );
+        if fail(&txn, &request, &problem, &Actor::system(&request.msp_id)).await? {
+            failed += 1;
+        }
+        txn.commit().await?;
+    }
+    Ok(failed)
+}
+
+/// A sign-in link expired unused: its request fails.
+pub async fn expire_sign_in(db: &DatabaseConnection, flow: &oauth_flow::Model) -> Result<bool> {
+    let txn = begin_write(db).await?;
+    let name = client::Entity::find_by_id(flow.client_id)
+        .one(&txn)
+        .await?
+        .map(|c| c.name)
+        .unwrap_or_default();
+    let outcome = FlowOutcome::cancelled(flow, &name, "it expired");
+    if !oauth_flows::finish(
+        &txn,
+        flow.id,
+        &[OAuthFlowStatus::Pending],
+        OAuthFlowStatus::Expired,
+        &outcome,
+        now(),
+    )
+    .await?
+    {
+        return Ok(false);
+    }
+    if let Some(request_id) = flow.service_principal_request_id
+        && let Some(request) = find(&txn, request_id).await?
+        && !oauth_flows::has_other_open_for_request(&txn, request_id, flow.id).await?
+    {
+        let problem = graph_api::problem(
+            GraphApiProblemCode::Unknown,
+            "Nobody signed in before the link expired. Start the repair again and send the new link.",
+        );
+        fail(&txn, &request, &problem, &Actor::system(&flow.msp_id)).await?;
+    }
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Fails an interrupted sign-in callback's request.
+pub async fn fail_interrupted_sign_in(
+    db: &DatabaseConnection,
+    flow: &oauth_flow::Model,
+) -> Result<bool> {
+    let txn = begin_write(db).await?;
+    let outcome = FlowOutcome::cancelled(flow, "", "Consentry was interrupted while using it");
+    if !oauth_flows::finish(
+        &txn,
+        flow.id,
+        &[OAuthFlowStatus::Exchanging],
+        OAuthFlowStatus::Failed,
+        &outcome,
+        now(),
+    )
+    .await?
+    {
+        return Ok(false);
+    }
+    if let Some(request_id) = flow.service_principal_request_id
+        && let Some(request) = find(&txn, request_id).await?
+    {
+        let problem = graph_api::problem(
+            GraphApiProblemCode::Unknown,
+            "Consentry was interrupted while completing the sign-in. Start the repair again.",
+        );
+        fail(&txn, &request, &problem, &Actor::system(&flow.msp_id)).await?;
+    }
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Ends a request as ready (or already existing) and tells the tile: "created — authorise
+/// again".
+async fn finish_ready(
+    db: &DatabaseConnection,
+    request_id: Uuid,
+    status: Status,
+    object_id: Option<String>,
+    note: Option<&str>,
+    actor: &Actor,
+) -> Result<()> {
+    let txn = begin_write(db).await?;
+    let now = now();
+    let Some(request) = step(
+        &txn,
+        request_id,
+        &[Status::Creating, Status::Propagating],
+        actor,
+        |r| {
+            r.status = Set(status);
+            if object_id.is_some() {
+                r.graph_object_id = Set(object_id.clone());
+            }
+            r.problem_message = Set(note.map(str::to_owned));
+            r.completed_at = Set(Some(now));
+            r.next_attempt_at = Set(None);
+            r.claimed_until = Set(None);
+        },
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    graph_api::service_principal_ready(&txn, &request, actor).await?;
+    txn.commit().await?;
+    tracing::info!(request = %request.id, status = ?status, "service principal ready");
+    Ok(())
+}
+
+/// Ends a request as failed, with its problem. False when it had already ended.
+async fn fail<C: ConnectionTrait>(
+    txn: &C,
+    request: &service_principal_request::Model,
+    problem: &Problem,
+    actor: &Actor,
+) -> Result<bool> {
+    let now = now();
+    Ok(step(
+        txn,
+        request.id,
+        &[Status::PendingSignIn, Status::Creating, Status::Propagating],
+        actor,
+        |r| {
+            r.status = Set(Status::Failed);
+            r.problem_code = Set(Some(problem_code_name(problem.code)));
+            r.problem_message = Set(problem.message.clone());
+            r.problem_remediation = Set(Some(problem.remediation.clone()));
+            r.completed_at = Set(Some(now));
+            r.next_attempt_at = Set(None);
+            r.claimed_until = Set(None);
+        },
+    )
+    .await?
+    .is_some())
+}
+
+/// Moves a request on one step if it is in one of `from`, with its audit event.
+async fn step<C: ConnectionTrait>(
+    db: &C,
+    request_id: Uuid,
+    from: &[Status],
+    actor: &Actor,
+    change: impl FnOnce(&mut service_principal_request::ActiveModel),
+) -> Result<Option<service_principal_request::Model>> {
+    let Some(current) = service_principal_request::Entity::find_by_id(request_id)
+        .lock_exclusive()
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if !from.contains(&current.status) {
+        return Ok(None);
+    }
+    let mut active: service_principal_request::ActiveModel = current.clone().into();
+    change(&mut active);
+    active.updated_at = Set(now());
+    let updated = active.update(db).await?;
+    record(db, &updated, actor, Some(current.status), json!({})).await?;
+    Ok(Some(updated))
+}
+
+async fn record<C: ConnectionTrait>(
+    db: &C,
+    request: &service_principal_request::Model,
+    actor: &Actor,
+    from: Option<Status>,
+    mut details: serde_json::Value,
+) -> Result<(), DbErr> {
+    details["requestId"] = json!(request.id);
+    details["appId"] = json!(request.app_id);
+    details["from"] = json!(from.map(status_name));
+    details["to"] = json!(status_name(request.status));
+    if let Some(code) = &request.problem_code {
+        details["problem"] = json!(code);
+    }
+    audit::record(
+        db,
+        actor,
+        &request.msp_id,
+        Some(request.client_id),
+        AuditAction::ServicePrincipalRequestChanged,
+        details,
+    )
+    .await
+}
+
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::PendingSignIn => "PENDING_SIGN_IN",
+        Status::Creating => "CREATING",
+        Status::AlreadyExists => "ALREADY_EXISTS",
+        Status::Propagating => "PROPAGATING",
+        Status::Ready => "READY",
+        Status::Failed => "FAILED",
+    }
+}
+
+fn problem_code_name(code: GraphApiProblemCode) -> String {
+    use sea_orm::ActiveEnum;
+    // The stored value is the schema's name, e.g. `PERMISSIONS_MISSING`.
+    code.to_value()
+}
 
 /// The requests of several clients at once, each client's newest first.
 pub async fn for_clients<C: ConnectionTrait>(
@@ -37,4 +980,33 @@ pub async fn find<C: ConnectionTrait>(
     service_principal_request::Entity::find_by_id(id)
         .one(db)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_app_id_defaults_to_the_teams_admin_api_and_must_be_a_guid() {
+        assert_eq!(app_id_or_default(None).unwrap(), TEAMS_ADMIN_API_APP_ID);
+        assert_eq!(
+            app_id_or_default(Some("  ")).unwrap(),
+            TEAMS_ADMIN_API_APP_ID
+        );
+        assert_eq!(
+            app_id_or_default(Some("00000003-0000-0000-C000-000000000000")).unwrap(),
+            "00000003-0000-0000-c000-000000000000"
+        );
+        for bad in [
+            "teams",
+            "48ac35b89aa84d74927d1f4a14a0b239",
+            "00000000-0000-0000-0000-000000000000",
+        ] {
+            assert_eq!(
+                app_id_or_default(Some(bad)).unwrap_err().code(),
+                "BAD_USER_INPUT",
+                "{bad}"
+            );
+        }
+    }
 }

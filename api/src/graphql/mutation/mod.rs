@@ -2,9 +2,14 @@
 
 mod clients;
 mod graph_api;
+mod service_principals;
 
 use async_graphql::MergedObject;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(clients::ClientMutation, graph_api::GraphApiMutation);
+pub struct MutationRoot(
+    clients::ClientMutation,
+    graph_api::GraphApiMutation,
+    service_principals::ServicePrincipalMutation,
+);

@@ -61,7 +61,7 @@ impl ViewerQuery {
                 visible(db, viewer, &request.msp_id, request.client_id)
                     .await
                     .map_err(hide)?;
-                Node::ServicePrincipalRequest(ServicePrincipalRequest(request))
+                Node::ServicePrincipalRequest(ServicePrincipalRequest::new(request))
             }
         }))
     }

@@ -89,7 +89,7 @@ impl Client {
             .map_err(load_error)?
             .unwrap_or_default()
             .into_iter()
-            .map(ServicePrincipalRequest)
+            .map(ServicePrincipalRequest::new)
             .collect())
     }
 

@@ -139,4 +139,6 @@ pub enum AuditAction {
     GraphApiStatusChanged,
     /// A requested re-check found the authorisation unchanged.
     GraphApiVerified,
+    /// A service principal request was made, or moved on a step.
+    ServicePrincipalRequestChanged,
 }

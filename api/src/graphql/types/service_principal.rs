@@ -8,7 +8,17 @@ use super::enums::ServicePrincipalRequestStatus;
 use crate::graphql::ids::{GlobalId, IdKind};
 
 /// One attempt to create a missing service principal in a client's tenant.
-pub struct ServicePrincipalRequest(pub service_principal_request::Model);
+pub struct ServicePrincipalRequest(pub service_principal_request::Model, Option<String>);
+
+impl ServicePrincipalRequest {
+    pub fn new(request: service_principal_request::Model) -> Self {
+        Self(request, None)
+    }
+
+    pub fn with_sign_in(request: service_principal_request::Model, url: Option<String>) -> Self {
+        Self(request, url)
+    }
+}
 
 #[Object]
 impl ServicePrincipalRequest {
@@ -29,7 +39,24 @@ impl ServicePrincipalRequest {
         self.0.status.into()
     }
 
-    /// Why it failed, and what to do.
+    /// Where an admin of the client's tenant signs in so that Consentry can create the
+    /// principal. Only in the `createServicePrincipal` answer that made the link (Consentry
+    /// keeps its secret only as a hash); call it again for a fresh link.
+    async fn sign_in_url(&self) -> Option<&str> {
+        self.1.as_deref()
+    }
+
+    /// Why it failed (a `GraphApiProblemCode` name such as `PERMISSIONS_MISSING`).
+    async fn problem_code(&self) -> Option<&str> {
+        self.0.problem_code.as_deref()
+    }
+
+    /// The tenant it was created in, once a validated sign-in named it.
+    async fn tenant_id(&self) -> Option<&str> {
+        self.0.tenant_id.as_deref()
+    }
+
+    /// Microsoft's words when it failed, or a note on a ready request.
     async fn problem_message(&self) -> Option<&str> {
         self.0.problem_message.as_deref()
     }

@@ -316,7 +316,9 @@ pub(super) async fn create_service_principal(
             ],
         ),
     };
-    if !allowed {
+    let lacks_role = find_tenant(&inner, &grant.tenant_id.to_string())
+        .is_some_and(|t| t.faults.insufficient_privileges);
+    if !allowed || lacks_role {
         note(&inner, index, "outcome=403");
         return graph_error(
             StatusCode::FORBIDDEN,

@@ -86,6 +86,10 @@ pub struct Faults {
     pub app_removed: bool,
     /// A newly created service principal stays invisible for this many lookups (replication).
     pub propagation_lookups: u32,
+    /// Whoever signs in lacks a directory role that may create service principals (e.g. a
+    /// Helpdesk Administrator where the app's delegated scopes were pre-consented): creating
+    /// one answers 403 `Authorization_RequestDenied`.
+    pub insufficient_privileges: bool,
     /// Admin consent grants only these application permissions (default: all required).
     pub granted_roles: Option<Vec<String>>,
 }

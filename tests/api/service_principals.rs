@@ -1,0 +1,419 @@
+//! Repairing a missing service principal from the API: `createServicePrincipal`, the admin
+//! sign-in, creation, the replication wait (a job row that survives a restart), and Authorise
+//! succeeding afterwards — on SQLite and PostgreSQL.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use api::microsoft::simulator::{Faults, SimTenant, Throttle};
+use consentry_tests::{Backend, Caller, TestApp, eventually, serde_json::Value, start};
+use entity::delegated_consent;
+use reqwest::StatusCode;
+use sea_orm::{EntityTrait, PaginatorTrait};
+use serde_json::json;
+use url::Url;
+
+use crate::consent::{
+    TEAMS, World, audit_actions, authorise, browser, callback, consent_page, healthy, location,
+    new_client, strings, tile, token_requests, world,
+};
+
+const CREATE: &str = "mutation($id: ID!, $appId: String) {
+    createServicePrincipal(clientId: $id, appId: $appId) {
+        id appId appDisplayName status signInUrl problemCode problemMessage remediation tenantId } }";
+
+const REQUESTS: &str = "query($id: ID!) { client(id: $id) { servicePrincipalRequests {
+    id status signInUrl problemCode problemMessage remediation } } }";
+
+fn missing_teams(faults: Faults) -> SimTenant {
+    SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam").with_faults(faults)
+}
+
+async fn world_with(backend: Backend, tenant: &SimTenant) -> Option<World> {
+    world(backend, vec![tenant.clone()], |s| {
+        s.sweep_interval = Duration::from_millis(100);
+    })
+    .await
+}
+
+async fn request_status(caller: &Caller<'_>, client: &str) -> Value {
+    let response = caller.run(REQUESTS, json!({ "id": client })).await;
+    response.data()["client"]["servicePrincipalRequests"][0].clone()
+}
+
+async fn settled(caller: &Caller<'_>, client: &str) -> Value {
+    eventually(Duration::from_secs(20), "the request to finish", || async {
+        let request = request_status(caller, client).await;
+        matches!(
+            request["status"].as_str(),
+            Some("READY" | "ALREADY_EXISTS" | "FAILED")
+        )
+        .then_some(request)
+    })
+    .await
+}
+
+/// Authorise fails for want of the Teams admin API principal, as it does today.
+async fn failing_authorise(world: &World, caller: &Caller<'_>, tenant: &SimTenant) -> String {
+    let client = new_client(caller, &tenant.display_name, Some(&tenant.domain), None).await;
+    let link = authorise(caller, &client).await;
+    let back = consent_page(
+        link["url"].as_str().unwrap(),
+        tenant.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+    callback(&world.app, &back).await;
+    let tile = tile(caller, &client).await;
+    assert_eq!(tile["problem"]["code"], "MISSING_SERVICE_PRINCIPAL");
+    assert_eq!(tile["problem"]["appId"], TEAMS);
+    client
+}
+
+/// The admin signs in through the link; returns the result page's text.
+async fn sign_in(app: &TestApp, url: &str, tenant: &SimTenant) -> String {
+    let back = consent_page(url, tenant.admin().unwrap().id, "accept").await;
+    let response = callback(app, &back).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+    browser()
+        .get(location(&response))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+fn posts(world: &World) -> usize {
+    world
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1.0/servicePrincipals")
+        .count()
+}
+
+async fn missing_principal_is_repaired_then_authorise_succeeds(backend: Backend) {
+    let tenant = missing_teams(Faults {
+        propagation_lookups: 2,
+        ..Faults::default()
+    });
+    let Some(world) = world_with(backend, &tenant).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["technician"]).await;
+    let client = failing_authorise(&world, &caller, &tenant).await;
+
+    let created = caller.run(CREATE, json!({ "id": client })).await;
+    let request = &created.data()["createServicePrincipal"];
+    assert_eq!(request["status"], "PENDING_SIGN_IN");
+    assert_eq!(request["appId"], TEAMS, "the Teams admin API by default");
+    assert_eq!(
+        request["appDisplayName"],
+        "Skype and Teams Tenant Admin API"
+    );
+    let url = Url::parse(request["signInUrl"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        url.path(),
+        "/fabrikam.onmicrosoft.com/oauth2/v2.0/authorize"
+    );
+    let query: BTreeMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["response_type"], "code");
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert!(query.contains_key("nonce") && query.contains_key("code_challenge"));
+    assert!(
+        query["scope"].contains("Application.ReadWrite.All"),
+        "{}",
+        query["scope"]
+    );
+    assert!(
+        request_status(&caller, &client).await["signInUrl"].is_null(),
+        "the link is shown once: its state is stored only as a hash"
+    );
+
+    let page = sign_in(&world.app, url.as_str(), &tenant).await;
+    assert!(page.contains("creating the service principal"), "{page}");
+    let done = settled(&caller, &client).await;
+    assert_eq!(done["status"], "READY", "{done}");
+    assert!(world.sim.has_service_principal(tenant.id, TEAMS));
+    assert_eq!(posts(&world), 1, "created once");
+    let lookups = world
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/v1.0/servicePrincipals")
+        .count();
+    assert!(
+        lookups >= 3,
+        "looked up, then polled until replicated ({lookups})"
+    );
+    let redeemed = world
+        .sim
+        .requests()
+        .into_iter()
+        .find(|r| r.param("grant_type") == Some("authorization_code"))
+        .unwrap();
+    assert!(
+        redeemed.notes.iter().any(|n| n == "pkce=ok (S256)"),
+        "{:?}",
+        redeemed.notes
+    );
+    assert_eq!(
+        delegated_consent::Entity::find()
+            .count(&world.app.db)
+            .await
+            .unwrap(),
+        0,
+        "the sign-in's tokens are not kept"
+    );
+
+    let repaired = tile(&caller, &client).await;
+    assert_eq!(repaired["status"], "FAILED");
+    assert_eq!(repaired["problem"]["code"], "SERVICE_PRINCIPAL_CREATED");
+    assert!(
+        repaired["problem"]["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("authorise again")
+    );
+    assert_eq!(strings(&repaired["availableActions"]), ["AUTHORISE"]);
+    let steps = audit_actions(&caller, &client)
+        .await
+        .iter()
+        .filter(|a| *a == "SERVICE_PRINCIPAL_REQUEST_CHANGED")
+        .count();
+    assert_eq!(steps, 4, "requested, creating, propagating, ready");
+
+    let link = authorise(&caller, &client).await;
+    let back = consent_page(
+        link["url"].as_str().unwrap(),
+        tenant.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+    callback(&world.app, &back).await;
+    assert_eq!(tile(&caller, &client).await["status"], "AUTHORISED");
+}
+
+async fn an_existing_principal_is_found_and_nothing_created(backend: Backend) {
+    let tenant = healthy("contoso.onmicrosoft.com");
+    let Some(world) = world_with(backend, &tenant).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
+    let created = caller.run(CREATE, json!({ "id": client })).await;
+    let url = created.data()["createServicePrincipal"]["signInUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sign_in(&world.app, &url, &tenant).await;
+    let done = settled(&caller, &client).await;
+    assert_eq!(done["status"], "ALREADY_EXISTS");
+    assert_eq!(posts(&world), 0);
+    assert_eq!(
+        tile(&caller, &client).await["status"],
+        "NOT_AUTHORISED",
+        "a tile that was not waiting for it is left alone"
+    );
+}
+
+async fn insufficient_privileges_fail_naming_the_roles_needed(backend: Backend) {
+    let tenant = missing_teams(Faults {
+        insufficient_privileges: true,
+        ..Faults::default()
+    });
+    let Some(world) = world_with(backend, &tenant).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = failing_authorise(&world, &caller, &tenant).await;
+    let created = caller.run(CREATE, json!({ "id": client })).await;
+    let url = created.data()["createServicePrincipal"]["signInUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sign_in(&world.app, &url, &tenant).await;
+    let done = settled(&caller, &client).await;
+    assert_eq!(done["status"], "FAILED");
+    assert_eq!(done["problemCode"], "PERMISSIONS_MISSING");
+    let remediation = done["remediation"].as_str().unwrap();
+    assert!(
+        remediation.contains("Application Administrator")
+            && remediation.contains("Global Administrator"),
+        "{remediation}"
+    );
+    assert_eq!(
+        tile(&caller, &client).await["problem"]["code"],
+        "MISSING_SERVICE_PRINCIPAL"
+    );
+}
+
+async fn throttling_is_waited_out(backend: Backend) {
+    let tenant = missing_teams(Faults {
+        graph_throttle: Some(Throttle {
+            count: 2,
+            retry_after_seconds: 1,
+        }),
+        ..Faults::default()
+    });
+    let Some(world) = world_with(backend, &tenant).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Fabrikam", Some(&tenant.domain), None).await;
+    let created = caller.run(CREATE, json!({ "id": client })).await;
+    let url = created.data()["createServicePrincipal"]["signInUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sign_in(&world.app, &url, &tenant).await;
+    assert_eq!(settled(&caller, &client).await["status"], "READY");
+    let throttled = world
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.path.starts_with("/v1.0/") && r.notes.iter().any(|n| n == "outcome=throttled")
+        })
+        .count();
+    assert_eq!(throttled, 2, "two 429s, waited out");
+    assert!(world.sim.has_service_principal(tenant.id, TEAMS));
+}
+
+async fn a_restart_during_propagation_resumes_and_finishes(backend: Backend) {
+    // Replication that this instance never sees finish.
+    let tenant = missing_teams(Faults {
+        propagation_lookups: 1_000,
+        ..Faults::default()
+    });
+    let Some(World { sim, app }) = world_with(backend, &tenant).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Fabrikam", Some(&tenant.domain), None).await;
+    let created = caller.run(CREATE, json!({ "id": client })).await;
+    let url = created.data()["createServicePrincipal"]["signInUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sign_in(&app, &url, &tenant).await;
+    eventually(Duration::from_secs(10), "PROPAGATING", || async {
+        (request_status(&caller, &client).await["status"] == "PROPAGATING").then_some(())
+    })
+    .await;
+    drop(caller);
+
+    let database = app.stop().await;
+    let app = start(database, |s| {
+        sim.configure(s);
+        s.sweep_interval = Duration::from_millis(100);
+    })
+    .await;
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let done = settled(&caller, &client).await;
+    assert_eq!(done["status"], "READY", "{done}");
+    assert!(
+        done["problemMessage"]
+            .as_str()
+            .unwrap()
+            .contains("restarted"),
+        "{done}"
+    );
+
+    let link = authorise(&caller, &client).await;
+    let back = consent_page(
+        link["url"].as_str().unwrap(),
+        tenant.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+    let mut again = back.clone();
+    again.set_port(Some(app.port)).unwrap();
+    browser().get(again).send().await.unwrap();
+    assert_eq!(tile(&caller, &client).await["status"], "AUTHORISED");
+}
+
+/// Checklist 85 and input rules: one request per client and application at a time, a GUID
+/// appId, a writer's role, a tenant to repair.
+async fn requests_are_validated_and_made_once(backend: Backend) {
+    let tenant = missing_teams(Faults::default());
+    let Some(world) = world_with(backend, &tenant).await else {
+        return;
+    };
+    let app = &world.app;
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Fabrikam", Some(&tenant.domain), None).await;
+
+    let bad = caller
+        .run(CREATE, json!({ "id": client, "appId": "teams" }))
+        .await;
+    assert_eq!(bad.error_code(), "BAD_USER_INPUT");
+    assert_eq!(bad.errors()[0]["extensions"]["field"], "appId");
+    let viewer = app.caller("msp-a", &["viewer"]).await;
+    assert_eq!(
+        viewer
+            .run(CREATE, json!({ "id": client }))
+            .await
+            .error_code(),
+        "FORBIDDEN"
+    );
+    let other = app.caller("msp-b", &["admin"]).await;
+    assert_eq!(
+        other
+            .run(CREATE, json!({ "id": client }))
+            .await
+            .error_code(),
+        "NOT_FOUND"
+    );
+    let nowhere = new_client(&caller, "No tenant yet", None, None).await;
+    let refused = caller.run(CREATE, json!({ "id": nowhere })).await;
+    assert_eq!(refused.error_code(), "BAD_USER_INPUT");
+    assert!(refused.error_message().contains("domain or azureTenantId"));
+
+    // Two at once: one request.
+    let (a, b) = tokio::join!(
+        caller.run(CREATE, json!({ "id": client })),
+        caller.run(CREATE, json!({ "id": client }))
+    );
+    let (a, b) = (
+        &a.data()["createServicePrincipal"],
+        &b.data()["createServicePrincipal"],
+    );
+    assert_eq!(a["id"], b["id"], "one request");
+    let requests = caller.run(REQUESTS, json!({ "id": client })).await;
+    assert_eq!(
+        requests.data()["client"]["servicePrincipalRequests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Only the newest link works; then a second request while it acts is the same request.
+    let newest = caller.run(CREATE, json!({ "id": client })).await;
+    let newest = newest.data()["createServicePrincipal"]["signInUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stale = a["signInUrl"].as_str().unwrap();
+    let page = sign_in(app, stale, &tenant).await;
+    assert!(page.contains("no longer valid"), "{page}");
+    sign_in(app, &newest, &tenant).await;
+    assert_eq!(settled(&caller, &client).await["status"], "READY");
+    assert_eq!(posts(&world), 1, "one principal");
+    assert_eq!(
+        token_requests(&world.sim, &tenant.domain, "authorization_code"),
+        1
+    );
+}
+
+consentry_tests::on_both_backends!(
+    missing_principal_is_repaired_then_authorise_succeeds,
+    an_existing_principal_is_found_and_nothing_created,
+    insufficient_privileges_fail_naming_the_roles_needed,
+    throttling_is_waited_out,
+    a_restart_during_propagation_resumes_and_finishes,
+    requests_are_validated_and_made_once,
+);
