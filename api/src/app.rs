@@ -23,7 +23,7 @@ use crate::{
     auth::CallerAuth,
     config::Settings,
     db,
-    domain::graph_api::Consents,
+    domain::{crypto::TokenKeys, graph_api::Consents},
     graphql::{self, AppSchema},
     http::{self, metrics::Metrics},
     microsoft::{Microsoft, MicrosoftConfig},
@@ -57,9 +57,15 @@ impl AppState {
         db: DatabaseConnection,
         auth: Arc<CallerAuth>,
         microsoft: Option<Arc<Microsoft>>,
+        token_keys: Option<Arc<TokenKeys>>,
     ) -> Self {
         let metrics = Arc::new(Metrics::new());
-        let consents = Consents::new(microsoft.clone(), settings.reverify_interval);
+        let consents = Consents::new(
+            microsoft.clone(),
+            settings.reverify_interval,
+            settings.keepalive_interval,
+            token_keys,
+        );
         Self {
             schema: graphql::schema(db.clone(), metrics.clone(), consents.clone()),
             consents,
@@ -144,7 +150,9 @@ impl Application {
         let auth = CallerAuth::from_settings(&settings)?;
         auth.warm_up().await;
         let microsoft = match MicrosoftConfig::from_settings(&settings) {
-            Some(config) => Some(Arc::new(Microsoft::new(config)?)),
+            Some(config) => Some(Arc::new(Microsoft::new(config)?.with_key_refetch_interval(
+                Duration::from_secs(settings.ms_key_refetch_seconds),
+            ))),
             None => {
                 tracing::warn!(
                     "no Microsoft app registration (CONSENTRY_MS_CLIENT_ID, CONSENTRY_MS_CLIENT_SECRET): \
@@ -153,7 +161,17 @@ impl Application {
                 None
             }
         };
-        let state = AppState::new(settings, db, auth, microsoft);
+        let token_keys = match crate::auth::resolve_token_keys(&settings)? {
+            Some(setting) => Some(Arc::new(TokenKeys::parse(&setting)?)),
+            None => {
+                tracing::warn!(
+                    "no CONSENTRY_TOKEN_KEYS: delegated consents are unavailable until it is set \
+                     (keys are generated only beside an embedded SQLite database)"
+                );
+                None
+            }
+        };
+        let state = AppState::new(settings, db, auth, microsoft, token_keys);
         // The router's only fallible part: fail at start, not when serving begins.
         state.settings.allowed_origins()?;
         Ok(Self { listener, state })

@@ -46,6 +46,9 @@ pub enum Command {
     Msp(MspCommand),
     /// Serve with the built-in Microsoft simulator and sample clients (SQLite, nothing to install).
     Demo(crate::demo::DemoArgs),
+    /// Re-encrypt every stored refresh token under the first key of CONSENTRY_TOKEN_KEYS, so
+    /// that older keys can then be removed.
+    RotateKeys,
 }
 
 #[derive(Debug, clap::Args)]
@@ -202,6 +205,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     msp.id, msp.name
                 );
             }
+            Ok(())
+        }
+        Command::RotateKeys => {
+            settings.validate()?;
+            let Some(setting) = auth::resolve_token_keys(&settings)? else {
+                anyhow::bail!(
+                    "set CONSENTRY_TOKEN_KEYS: the new key first, then every key still in use (`new:…,old:…`)"
+                );
+            };
+            let keys = domain::crypto::TokenKeys::parse(&setting)?;
+            let db = db::connect(&settings).await?;
+            db::migrate(&db, &settings.database_label()).await?;
+            let (rotated, current) = domain::delegated_consents::rotate_keys(&db, &keys)
+                .await
+                .map_err(user_error)?;
+            eprintln!(
+                "re-encrypted {rotated} refresh token(s) under key {:?}; {current} already used it. \
+                 Keys other than {:?} can be removed from CONSENTRY_TOKEN_KEYS once every instance runs with the new list.",
+                keys.current(),
+                keys.current()
+            );
             Ok(())
         }
         Command::Msp(MspCommand::List) => {

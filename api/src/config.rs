@@ -97,6 +97,16 @@ pub struct Settings {
     )]
     pub ms_max_retry_wait_seconds: u64,
 
+    /// Least time between two fetches of Microsoft's signing keys caused by unknown key ids
+    /// (seconds): a key rotated in just after a fetch is picked up once this has passed.
+    #[arg(
+        long,
+        env = "CONSENTRY_MS_KEY_REFETCH_SECONDS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub ms_key_refetch_seconds: u64,
+
     /// Application permissions (Graph `roles`) a client tenant must grant for its tile to be
     /// `AUTHORISED`, comma-separated. Match the app registration's `requiredResourceAccess`.
     #[arg(
@@ -154,6 +164,23 @@ pub struct Settings {
     /// URL, one is generated and kept beside the embedded database.
     #[arg(long, env = "CONSENTRY_AUTH_HS256_SECRET", value_parser = secret, hide_env_values = true, global = true)]
     pub auth_hs256_secret: Option<SecretString>,
+
+    /// Keys that encrypt stored refresh tokens: `kid:base64key,…` (32-byte keys, e.g.
+    /// `k2:$(openssl rand -base64 32)`); the first encrypts, all decrypt. Unset with SQLite,
+    /// one is generated beside the database file.
+    #[arg(long, env = "CONSENTRY_TOKEN_KEYS", value_parser = secret, hide_env_values = true, global = true)]
+    pub token_keys: Option<SecretString>,
+
+    /// How often each delegated consent's refresh token is renewed, well within Microsoft's
+    /// 90-day inactivity limit, e.g. `7d`.
+    #[arg(
+        long,
+        env = "CONSENTRY_KEEPALIVE_INTERVAL",
+        default_value = "7d",
+        value_parser = humantime::parse_duration,
+        global = true
+    )]
+    pub keepalive_interval: Duration,
 
     /// Browser origins allowed to call the API (comma-separated), e.g. `https://app.example.com`.
     #[arg(
@@ -290,6 +317,18 @@ impl Settings {
             return Err(invalid(
                 "CONSENTRY_MS_REQUIRED_ROLES",
                 format!("{bad:?} is not a permission name such as Organization.Read.All"),
+            ));
+        }
+        if let Some(keys) = &self.token_keys {
+            crate::domain::crypto::TokenKeys::parse(keys)
+                .map_err(|e| invalid("CONSENTRY_TOKEN_KEYS", e.to_string()))?;
+        }
+        if self.keepalive_interval < Duration::from_secs(1)
+            || self.keepalive_interval > Duration::from_secs(60 * 24 * 3600)
+        {
+            return Err(invalid(
+                "CONSENTRY_KEEPALIVE_INTERVAL",
+                "must be between 1s and 60d (Microsoft expires refresh tokens unused for 90 days)",
             ));
         }
         if self.reverify_interval < Duration::from_secs(1) {

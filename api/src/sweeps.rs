@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::{
     app::AppState,
-    domain::{self, graph_api, oauth_flows, service_principal_requests},
+    domain::{self, delegated_consents, graph_api, oauth_flows, service_principal_requests},
 };
 
 /// Runs the flow sweeps (expiry, interrupted callbacks, garbage) every `interval`.
@@ -31,6 +31,11 @@ pub async fn flows(state: AppState, interval: Duration) {
             metrics,
             "service_principal_request_moved",
             service_principal_requests::sweep(&state.db, &state.consents).await,
+        );
+        count(
+            metrics,
+            "delegated_consent_refreshed",
+            delegated_consents::keep_alive(&state.db, &state.consents).await,
         );
         count(
             metrics,

@@ -28,6 +28,11 @@ pub struct Model {
     pub granted_by: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// The validated id_token's `iss` and `sub`: a refreshed id_token must name the same.
+    pub id_token_issuer: Option<String>,
+    pub id_token_subject: Option<String>,
+    /// While a refresh runs: refreshes of one consent never overlap.
+    pub refreshing_until: Option<DateTimeUtc>,
 }
 
 // Hand-written so that even the ciphertext stays out of logs.

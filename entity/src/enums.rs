@@ -154,4 +154,19 @@ pub enum AuditAction {
     /// A service principal request was made or moved on a step.
     #[sea_orm(string_value = "SERVICE_PRINCIPAL_REQUEST_CHANGED")]
     ServicePrincipalRequestChanged,
+    /// Someone created a delegated-consent link.
+    #[sea_orm(string_value = "DELEGATED_CONSENT_STARTED")]
+    DelegatedConsentStarted,
+    /// A user granted (or granted again) delegated permissions.
+    #[sea_orm(string_value = "DELEGATED_CONSENT_GRANTED")]
+    DelegatedConsentGranted,
+    /// A delegated consent stopped working (its refresh token was refused).
+    #[sea_orm(string_value = "DELEGATED_CONSENT_EXPIRED")]
+    DelegatedConsentExpired,
+    /// Someone checked a delegated consent (refresh and `/me`).
+    #[sea_orm(string_value = "DELEGATED_CONSENT_VERIFIED")]
+    DelegatedConsentVerified,
+    /// Someone revoked a delegated consent; its token was erased.
+    #[sea_orm(string_value = "DELEGATED_CONSENT_REVOKED")]
+    DelegatedConsentRevoked,
 }

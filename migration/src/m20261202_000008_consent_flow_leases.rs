@@ -46,6 +46,27 @@ impl MigrationTrait for Migration {
                     .take(),
             )
             .await?;
+        // A delegated consent remembers who Microsoft said signed in (a refreshed id_token
+        // must name the same issuer and subject, checklist 28), and is leased while one
+        // refresh runs so that refreshes of one consent never overlap (checklist 93).
+        for column in ["id_token_issuer", "id_token_subject"] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table("delegated_consent")
+                        .add_column(ColumnDef::new(column).text().null())
+                        .take(),
+                )
+                .await?;
+        }
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("delegated_consent")
+                    .add_column(at_null("refreshing_until"))
+                    .take(),
+            )
+            .await?;
         manager
             .create_index(
                 Index::create()
@@ -59,6 +80,16 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for column in ["id_token_issuer", "id_token_subject", "refreshing_until"] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table("delegated_consent")
+                        .drop_column(column)
+                        .take(),
+                )
+                .await?;
+        }
         for column in ["tenant_id", "propagating_since"] {
             manager
                 .alter_table(

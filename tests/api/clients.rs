@@ -264,7 +264,7 @@ backend_tests! {
             status: Set(entity::enums::DelegatedConsentStatus::Active), status_reason: Set(None),
             refresh_token: Set(Some(vec![1, 2, 3])), refresh_token_key_id: Set(Some("k1".into())),
             granted_at: Set(now), last_refreshed_at: Set(None), next_refresh_at: Set(None), granted_by: Set("t".into()),
-            created_at: Set(now), updated_at: Set(now),
+            created_at: Set(now), updated_at: Set(now), id_token_issuer: Set(None), id_token_subject: Set(None), refreshing_until: Set(None),
         }.insert(&app.db).await.unwrap();
         let consents = admin.run("query($id: ID!) { client(id: $id) { delegatedConsents { userPrincipalName status permissions } } }", json!({ "id": gid })).await;
         assert_eq!(consents.data()["client"]["delegatedConsents"][0]["permissions"], json!(["MAIL_SEND"]));

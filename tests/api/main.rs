@@ -8,9 +8,11 @@
 )]
 
 mod auth;
+mod canary;
 mod cli;
 mod clients;
 mod consent;
+mod delegated;
 mod demo;
 mod http;
 mod id_token;

@@ -93,6 +93,8 @@ macro_rules! on_both_backends {
 pub struct TestDatabase {
     pub url: String,
     pub backend: Backend,
+    /// `CONSENTRY_TOKEN_KEYS` for servers on this database (kept across restarts).
+    pub token_keys: String,
     cleanup: Cleanup,
 }
 
@@ -140,6 +142,7 @@ impl TestDatabase {
                 Some(Self {
                     url,
                     backend,
+                    token_keys: new_token_keys(),
                     cleanup: Cleanup::Directory(dir),
                 })
             }
@@ -167,6 +170,7 @@ impl TestDatabase {
                 Some(Self {
                     url,
                     backend,
+                    token_keys: new_token_keys(),
                     cleanup: Cleanup::PostgresSchema { admin_url, schema },
                 })
             }
@@ -182,6 +186,13 @@ impl TestDatabase {
     }
 }
 
+fn new_token_keys() -> String {
+    use secrecy::ExposeSecret;
+    api::domain::crypto::TokenKeys::generate_setting("k1")
+        .expose_secret()
+        .to_owned()
+}
+
 /// Settings for a test server on `database`: port 0, an HS256 secret known to the test.
 pub fn test_settings(database: &TestDatabase, secret: &str) -> Settings {
     let mut settings = Settings::defaults();
@@ -193,6 +204,7 @@ pub fn test_settings(database: &TestDatabase, secret: &str) -> Settings {
     settings.auth_audience = Some(AUDIENCE.to_owned());
     settings.auth_jwks_url = None;
     settings.cors_origins = vec!["https://app.example.com".to_owned()];
+    settings.token_keys = Some(SecretString::from(database.token_keys.clone()));
     settings
 }
 

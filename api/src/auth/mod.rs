@@ -14,7 +14,9 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 pub use claims::{CallerClaims, OneOrMany, mint_hs256};
-pub use secret::{HS256_SECRET_FILE_SUFFIX, resolve_hs256_secret};
+pub use secret::{
+    HS256_SECRET_FILE_SUFFIX, TOKEN_KEYS_FILE_SUFFIX, resolve_hs256_secret, resolve_token_keys,
+};
 
 use crate::{
     config::{CallerAuthSettings, Settings},

@@ -1,5 +1,6 @@
-//! The HS256 secret Consentry generates for itself when none is configured, kept beside the
-//! embedded database so that `consentry token` and `consentry serve` agree on it.
+//! Secrets Consentry generates for itself when none are configured, kept beside the embedded
+//! database: the HS256 secret (so that `consentry token` and `consentry serve` agree on it)
+//! and the key that encrypts stored refresh tokens.
 
 use std::{
     fs,
@@ -16,6 +17,33 @@ use crate::config::{DatabaseKind, Settings};
 
 /// `consentry.db` keeps its secret in `consentry.db.hs256-secret`.
 pub const HS256_SECRET_FILE_SUFFIX: &str = ".hs256-secret";
+/// … and its token-encryption keys in `consentry.db.token-keys`.
+pub const TOKEN_KEYS_FILE_SUFFIX: &str = ".token-keys";
+
+/// The keys that encrypt stored refresh tokens: `CONSENTRY_TOKEN_KEYS`; else the ones kept
+/// beside the SQLite file (created on first use); else, for an in-memory database, a fresh
+/// key that dies with the process. `None` on PostgreSQL without the setting: nothing is
+/// generated there, and delegated consents stay unavailable until it is set.
+pub fn resolve_token_keys(settings: &Settings) -> anyhow::Result<Option<SecretString>> {
+    if let Some(keys) = &settings.token_keys {
+        return Ok(Some(keys.clone()));
+    }
+    let generate = || crate::domain::crypto::TokenKeys::generate_setting("k1");
+    match settings.database_kind()? {
+        DatabaseKind::SqliteFile(db) => {
+            load_or_create(&sibling(&db, TOKEN_KEYS_FILE_SUFFIX), generate, parse_keys).map(Some)
+        }
+        DatabaseKind::SqliteMemory => Ok(Some(generate())),
+        DatabaseKind::Postgres => Ok(None),
+    }
+}
+
+fn parse_keys(path: &Path, text: &str) -> anyhow::Result<SecretString> {
+    let keys = SecretString::from(text.trim().to_owned());
+    crate::domain::crypto::TokenKeys::parse(&keys)
+        .with_context(|| format!("{} is not a valid key file", path.display()))?;
+    Ok(keys)
+}
 
 /// The configured secret; else the one kept beside the SQLite file (created on first use);
 /// else, for an in-memory database, a fresh one that dies with the process.
@@ -24,7 +52,9 @@ pub fn resolve_hs256_secret(settings: &Settings) -> anyhow::Result<SecretString>
         return Ok(secret.clone());
     }
     match settings.database_kind()? {
-        DatabaseKind::SqliteFile(db) => load_or_create(&secret_path(&db)),
+        DatabaseKind::SqliteFile(db) => {
+            load_or_create(&sibling(&db, HS256_SECRET_FILE_SUFFIX), generate, parse)
+        }
         DatabaseKind::SqliteMemory => {
             tracing::warn!("in-memory database: using a throw-away HS256 secret");
             Ok(generate())
@@ -37,9 +67,9 @@ pub fn resolve_hs256_secret(settings: &Settings) -> anyhow::Result<SecretString>
     }
 }
 
-fn secret_path(db: &Path) -> PathBuf {
+fn sibling(db: &Path, suffix: &str) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
-    name.push(HS256_SECRET_FILE_SUFFIX);
+    name.push(suffix);
     PathBuf::from(name)
 }
 
@@ -49,7 +79,11 @@ fn generate() -> SecretString {
     SecretString::from(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn load_or_create(path: &Path) -> anyhow::Result<SecretString> {
+fn load_or_create(
+    path: &Path,
+    generate: impl Fn() -> SecretString,
+    parse: impl Fn(&Path, &str) -> anyhow::Result<SecretString>,
+) -> anyhow::Result<SecretString> {
     match fs::read_to_string(path) {
         Ok(text) => return parse(path, &text),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -75,7 +109,7 @@ fn load_or_create(path: &Path) -> anyhow::Result<SecretString> {
     let _ = fs::remove_file(&tmp);
     match linked {
         Ok(()) => {
-            tracing::info!(path = %path.display(), "generated the HS256 secret for callers' tokens");
+            tracing::info!(path = %path.display(), "generated a secret (keep this file private)");
             Ok(secret)
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -124,8 +158,8 @@ mod tests {
     fn the_secret_is_created_once_and_then_reused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db.hs256-secret");
-        let first = load_or_create(&path).unwrap();
-        let second = load_or_create(&path).unwrap();
+        let first = load_or_create(&path, generate, parse).unwrap();
+        let second = load_or_create(&path, generate, parse).unwrap();
         assert_eq!(first.expose_secret(), second.expose_secret());
         assert!(first.expose_secret().len() >= 32);
         #[cfg(unix)]
@@ -141,7 +175,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db.hs256-secret");
         fs::write(&path, "short\n").unwrap();
-        let err = load_or_create(&path).unwrap_err().to_string();
+        let err = load_or_create(&path, generate, parse)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("delete it"), "{err}");
     }
 }

@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::{
-    Result,
+    Result, delegated_consents,
     graph_api::{self, ConsentCallback, Consents},
     now,
     oauth_flows::{self, FlowOutcome},
@@ -105,7 +105,18 @@ pub async fn handle(
             OAuthFlowKind::ServicePrincipalSignIn => {
                 service_principal_requests::expire_sign_in(db, &flow).await?;
             }
-            OAuthFlowKind::DelegatedConsent => {}
+            OAuthFlowKind::DelegatedConsent => {
+                let outcome = FlowOutcome::cancelled(&flow, "", "it expired");
+                oauth_flows::finish(
+                    db,
+                    flow.id,
+                    &[OAuthFlowStatus::Pending],
+                    OAuthFlowStatus::Expired,
+                    &outcome,
+                    now,
+                )
+                .await?;
+            }
         }
         return Ok(reread(db, flow.id)
             .await?
@@ -135,20 +146,11 @@ pub async fn handle(
             )
             .await?
         }
-        // No version that starts these flows hands them to this one's callback.
         OAuthFlowKind::DelegatedConsent => {
-            let outcome =
-                FlowOutcome::cancelled(&flow, "", "this kind of sign-in is not supported");
-            oauth_flows::finish(
-                db,
-                flow.id,
-                &[OAuthFlowStatus::Exchanging],
-                OAuthFlowStatus::Failed,
-                &outcome,
-                super::now(),
-            )
-            .await?;
-            outcome
+            let error = params
+                .get("error")
+                .map(|e| (e, params.get("error_description").unwrap_or_default()));
+            delegated_consents::complete(db, consents, &flow, error, params.get("code")).await?
         }
     };
     Ok(finished(&flow, outcome))

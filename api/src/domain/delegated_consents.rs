@@ -1,10 +1,50 @@
-//! Delegated consents: the permissions a named client-tenant user granted, and reading them.
+//! Delegated consents (DESIGN §1): a named client-tenant user grants chosen delegated
+//! permissions; Consentry keeps their refresh token encrypted, renews it well before
+//! Microsoft's 90-day inactivity limit, and erases it on revocation. Tokens never leave the
+//! server: not in GraphQL, logs or errors.
 
 use std::collections::HashMap;
 
-use entity::delegated_consent;
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, prelude::*};
+use chrono::{DateTime, Duration, Utc};
+use entity::{
+    StringList, client, delegated_consent,
+    enums::{AuditAction, DelegatedConsentStatus, OAuthFlowKind, OAuthFlowStatus},
+    oauth_flow,
+};
+use oauth2::PkceCodeVerifier;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, sea_query::Expr,
+};
+use secrecy::SecretString;
+use serde_json::json;
 use uuid::Uuid;
+
+use super::{
+    Error, Result, access,
+    audit::{self, Actor},
+    crypto::{self, TokenKeys},
+    graph_api::{self, ConsentLink, Consents},
+    now,
+    oauth_flows::{self, FlowOutcome},
+};
+use crate::{
+    auth::Viewer,
+    db::begin_write,
+    microsoft::{
+        Microsoft, TenantHint,
+        id_token::{ExpectedTenant, IdTokenClaims},
+        identity::{FlowSecrets, TokenSet},
+    },
+};
+
+/// Azure Service Management's `user_impersonation` (the double slash is intended: reference §8).
+pub const AZURE_USER_IMPERSONATION_SCOPE: &str =
+    "https://management.core.windows.net//user_impersonation";
+/// How long one refresh may hold a consent before another may take over.
+const REFRESH_LEASE: Duration = Duration::minutes(2);
+/// A keep-alive that could not reach Microsoft is tried again after this.
+const RETRY_AFTER_FAILURE: Duration = Duration::minutes(30);
 
 /// A delegated permission Consentry can ask a client-tenant user for (DESIGN §1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -14,6 +54,25 @@ pub enum DelegatedPermission {
     UserAuthenticationMethodReadWriteAll,
     DirectoryAccessAsUserAll,
 }
+
+/// What the "New Consent" page shows about a permission (reference §8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PermissionInfo {
+    pub permission: DelegatedPermission,
+    /// The scope's name at its resource, e.g. `Mail.Send`.
+    pub scope: &'static str,
+    pub resource: &'static str,
+    pub resource_app_id: &'static str,
+    pub display_name: &'static str,
+    pub description: &'static str,
+    /// Whether only an admin can grant it (others get the rest of what they chose).
+    pub admin_consent_required: bool,
+    /// Recommended for password resets (all four are, as the runbook says).
+    pub recommended: bool,
+}
+
+const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+const AZURE_APP_ID: &str = "797f4846-ba00-4fd7-ba43-dac1f8f63013";
 
 impl DelegatedPermission {
     pub const ALL: [Self; 4] = [
@@ -38,6 +97,61 @@ impl DelegatedPermission {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.as_str() == name)
     }
+
+    pub fn info(self) -> PermissionInfo {
+        let graph = |scope, display_name, description, admin| PermissionInfo {
+            permission: self,
+            scope,
+            resource: "Microsoft Graph",
+            resource_app_id: GRAPH_APP_ID,
+            display_name,
+            description,
+            admin_consent_required: admin,
+            recommended: true,
+        };
+        match self {
+            Self::MailSend => graph(
+                "Mail.Send",
+                "Send mail as a user",
+                "Send mail as the user who consents (password-reset notices).",
+                false,
+            ),
+            Self::UserAuthenticationMethodReadWriteAll => graph(
+                "UserAuthenticationMethod.ReadWrite.All",
+                "Read and write all users' authentication methods",
+                "Reset passwords and manage sign-in methods of the tenant's users.",
+                true,
+            ),
+            Self::DirectoryAccessAsUserAll => graph(
+                "Directory.AccessAsUser.All",
+                "Access the directory as the signed-in user",
+                "Act in the directory with the consenting admin's own rights (also lets Consentry create a missing service principal without another sign-in).",
+                true,
+            ),
+            Self::AzureUserImpersonation => PermissionInfo {
+                permission: self,
+                scope: "user_impersonation",
+                resource: "Azure Service Management",
+                resource_app_id: AZURE_APP_ID,
+                display_name: "Access Azure Service Management as organization users",
+                description: "Manage Azure resources as the user who consents.",
+                admin_consent_required: false,
+                recommended: true,
+            },
+        }
+    }
+
+    fn is_graph(self) -> bool {
+        self != Self::AzureUserImpersonation
+    }
+
+    /// The full scope to request, with the configured Graph base URL.
+    fn scope(self, graph: &str) -> String {
+        match self {
+            Self::AzureUserImpersonation => AZURE_USER_IMPERSONATION_SCOPE.to_owned(),
+            other => format!("{graph}/{}", other.info().scope),
+        }
+    }
 }
 
 /// Parses stored permission names, skipping (and logging) any this build does not know.
@@ -52,6 +166,1016 @@ pub fn permissions(stored: &[String]) -> Vec<DelegatedPermission> {
             parsed
         })
         .collect()
+}
+
+fn names(permissions: &[DelegatedPermission]) -> Vec<String> {
+    permissions.iter().map(|p| p.as_str().to_owned()).collect()
+}
+
+fn graph_base(microsoft: &Microsoft) -> String {
+    microsoft
+        .config()
+        .graph
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+fn token_keys(consents: &Consents) -> Result<&TokenKeys> {
+    consents.token_keys.as_deref().ok_or_else(|| {
+        Error::NotConfigured(
+            "Consentry has no key to encrypt stored refresh tokens: set CONSENTRY_TOKEN_KEYS \
+             (`k1:` followed by `openssl rand -base64 32`) on every instance, then restart."
+                .to_owned(),
+        )
+    })
+}
+
+/// `startDelegatedConsent`: a link for a client-tenant user to grant `chosen` permissions
+/// (authorization code, PKCE S256, nonce, `prompt=consent`).
+#[tracing::instrument(skip_all, fields(msp = %viewer.msp_id(), client = %client_id))]
+pub async fn start(
+    db: &DatabaseConnection,
+    consents: &Consents,
+    viewer: &Viewer,
+    client_id: Uuid,
+    chosen: &[DelegatedPermission],
+    lifetime_minutes: Option<i64>,
+) -> Result<ConsentLink> {
+    access::require_writer(viewer)?;
+    if chosen.is_empty() {
+        return Err(Error::bad_input(
+            "permissions",
+            "choose at least one permission (see delegatedPermissions)",
+        ));
+    }
+    if let Some(twice) = chosen
+        .iter()
+        .enumerate()
+        .find(|(i, p)| chosen[..*i].contains(p))
+        .map(|(_, p)| p)
+    {
+        return Err(Error::bad_input(
+            "permissions",
+            format!(
+                "{} is listed twice; list each permission once",
+                twice.as_str()
+            ),
+        ));
+    }
+    let lifetime = graph_api::link_lifetime(lifetime_minutes)?;
+    let txn = begin_write(db).await?;
+    let view = graph_api::lock_client(&txn, client_id).await?;
+    access::require_writable(
+        viewer,
+        &view.client.msp_id,
+        "client",
+        &client_id.to_string(),
+    )?;
+    let microsoft = consents.microsoft()?;
+    token_keys(consents)?;
+
+    let now = now();
+    let secrets = FlowSecrets::new();
+    let flow = oauth_flow::Model {
+        id: Uuid::new_v4(),
+        msp_id: view.client.msp_id.clone(),
+        client_id,
+        kind: OAuthFlowKind::DelegatedConsent,
+        state_hash: oauth_flows::state_hash(secrets.state.secret()),
+        pkce_verifier: Some(secrets.pkce_verifier.secret().clone()),
+        nonce: Some(secrets.nonce.secret().clone()),
+        expected_tenant: view.client.azure_tenant_id.map(|t| t.to_string()),
+        requested_permissions: Some(StringList(names(chosen))),
+        service_principal_request_id: None,
+        status: OAuthFlowStatus::Pending,
+        outcome: None,
+        created_by: viewer.subject.clone(),
+        created_at: now,
+        expires_at: now + lifetime,
+        completed_at: None,
+        claimed_at: None,
+    };
+    oauth_flow::Entity::insert(oauth_flow::ActiveModel::from(flow.clone()))
+        .exec_without_returning(&txn)
+        .await?;
+    audit::record(
+        &txn,
+        &Actor::from(viewer),
+        &view.client.msp_id,
+        Some(client_id),
+        AuditAction::DelegatedConsentStarted,
+        json!({ "flowId": flow.id, "permissions": names(chosen), "expiresAt": flow.expires_at }),
+    )
+    .await?;
+    txn.commit().await?;
+
+    let graph = graph_base(microsoft);
+    let mut scopes = vec![
+        "openid".to_owned(),
+        "profile".to_owned(),
+        "offline_access".to_owned(),
+        format!("{graph}/User.Read"),
+    ];
+    scopes.extend(chosen.iter().map(|p| p.scope(&graph)));
+    let hint = TenantHint::for_client(view.client.azure_tenant_id, view.client.domain.as_deref());
+    let url = microsoft.authorize_url(&hint, &scopes, &secrets, Some("consent"));
+    tracing::info!(flow = %flow.id, "delegated consent link created");
+    Ok(ConsentLink {
+        url,
+        expires_at: flow.expires_at,
+        view,
+    })
+}
+
+/// What a consent callback established, before it is stored.
+struct Granted {
+    claims: IdTokenClaims,
+    refresh_token: SecretString,
+    granted: Vec<DelegatedPermission>,
+    missing: Vec<DelegatedPermission>,
+}
+
+/// The callback of a delegated consent: redeem the code once (for Graph), validate the
+/// id_token before any token is used or kept, redeem the refresh token for Azure management
+/// when that was chosen, and upsert the consent with the newest refresh token, encrypted.
+#[tracing::instrument(skip_all, fields(flow = %flow.id, client = %flow.client_id))]
+pub async fn complete(
+    db: &DatabaseConnection,
+    consents: &Consents,
+    flow: &oauth_flow::Model,
+    error: Option<(&str, &str)>,
+    code: Option<&str>,
+) -> Result<FlowOutcome> {
+    let Some(client) = client::Entity::find_by_id(flow.client_id).one(db).await? else {
+        return Ok(FlowOutcome::cancelled(flow, "", "the client was removed"));
+    };
+    let outcome =
+        |succeeded: bool, status: &str, headline: String, next: String, message: Option<String>| {
+            FlowOutcome {
+                client_id: client.id,
+                client_name: client.name.clone(),
+                succeeded,
+                topic: oauth_flows::topic(flow.kind).to_owned(),
+                status: status.to_owned(),
+                headline,
+                next_step: next,
+                microsoft_message: message,
+            }
+        };
+    let requested = permissions(&flow.requested_permissions.clone().unwrap_or_default().0);
+    let result = match (error, code) {
+        (Some((error, description)), _) => Err(crate::microsoft::errors::from_identity(
+            error,
+            description,
+            &[],
+        )),
+        (None, Some(code)) => redeem(consents, flow, &client, &requested, code).await,
+        (None, None) => Err(graph_api::problem(
+            entity::enums::GraphApiProblemCode::Unknown,
+            "Microsoft sent no authorization code. Send a new link.",
+        )),
+    };
+    let actor = Actor::callback(&flow.msp_id);
+    let granted = match result {
+        Err(problem) => {
+            let out = outcome(
+                false,
+                "FAILED",
+                "The delegated consent was not completed.".to_owned(),
+                problem.remediation.clone(),
+                problem.message.clone(),
+            );
+            oauth_flows::finish(
+                db,
+                flow.id,
+                &[OAuthFlowStatus::Exchanging],
+                OAuthFlowStatus::Failed,
+                &out,
+                now(),
+            )
+            .await?;
+            return Ok(out);
+        }
+        Ok(granted) => granted,
+    };
+    let keys = token_keys(consents)?;
+    let now = now();
+    let user = granted
+        .claims
+        .preferred_username
+        .clone()
+        .unwrap_or_else(|| granted.claims.subject.clone());
+    let granted_names: Vec<String> = granted
+        .granted
+        .iter()
+        .map(|p| p.info().scope.to_owned())
+        .collect();
+    let missing_names: Vec<String> = granted
+        .missing
+        .iter()
+        .map(|p| p.info().scope.to_owned())
+        .collect();
+    let mut next = if granted.missing.is_empty() {
+        "Nothing more to do: you can close this window.".to_owned()
+    } else {
+        format!(
+            "Not granted: {}. These need an administrator: ask a Global Administrator to consent.",
+            missing_names.join(", ")
+        )
+    };
+    if granted.granted.is_empty() {
+        next = "Nothing was granted. Sign in as an administrator and accept the permissions."
+            .to_owned();
+    }
+    let out = outcome(
+        !granted.granted.is_empty(),
+        if granted.granted.is_empty() {
+            "FAILED"
+        } else {
+            "ACTIVE"
+        },
+        if granted.granted.is_empty() {
+            format!("{user} granted none of the permissions.")
+        } else {
+            format!("{user} granted Consentry: {}.", granted_names.join(", "))
+        },
+        next,
+        None,
+    );
+
+    let txn = begin_write(db).await?;
+    if !oauth_flows::finish(
+        &txn,
+        flow.id,
+        &[OAuthFlowStatus::Exchanging],
+        OAuthFlowStatus::Succeeded,
+        &out,
+        now,
+    )
+    .await?
+    {
+        drop(txn);
+        return Ok(oauth_flows::find(db, flow.id)
+            .await?
+            .map(|f| oauth_flows::outcome_of(&f))
+            .unwrap_or(out));
+    }
+    if !granted.granted.is_empty() {
+        let consent = upsert(&txn, consents, keys, flow, &granted, now).await?;
+        audit::record(
+            &txn,
+            &actor,
+            &flow.msp_id,
+            Some(flow.client_id),
+            AuditAction::DelegatedConsentGranted,
+            json!({
+                "consentId": consent.id,
+                "user": consent.user_principal_name,
+                "userObjectId": consent.user_object_id,
+                "permissions": consent.permissions.0,
+                "missingPermissions": consent.missing_permissions.0,
+                "flowId": flow.id,
+            }),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(out)
+}
+
+async fn redeem(
+    consents: &Consents,
+    flow: &oauth_flow::Model,
+    client: &client::Model,
+    requested: &[DelegatedPermission],
+    code: &str,
+) -> std::result::Result<Granted, crate::microsoft::Problem> {
+    use entity::enums::GraphApiProblemCode as Code;
+    let microsoft = consents.microsoft().map_err(|e| {
+        let mut p = graph_api::problem(Code::IdentityProviderUnavailable, &e.to_string());
+        p.ours = true;
+        p
+    })?;
+    let (Some(verifier), Some(nonce)) = (&flow.pkce_verifier, &flow.nonce) else {
+        return Err(graph_api::problem(
+            Code::Unknown,
+            "This sign-in was already used. Send a new link.",
+        ));
+    };
+    let expected = flow
+        .expected_tenant
+        .as_deref()
+        .and_then(|t| Uuid::parse_str(t).ok());
+    let path = match expected {
+        Some(id) => id.to_string(),
+        None => TenantHint::for_client(None, client.domain.as_deref()).path(),
+    };
+    let graph = graph_base(microsoft);
+    // One resource per token request (reference §2): the code is redeemed for Graph.
+    let mut graph_scopes = vec![
+        "openid".to_owned(),
+        "profile".to_owned(),
+        "offline_access".to_owned(),
+        format!("{graph}/User.Read"),
+    ];
+    graph_scopes.extend(
+        requested
+            .iter()
+            .filter(|p| p.is_graph())
+            .map(|p| p.scope(&graph)),
+    );
+    let first = microsoft
+        .redeem_code(
+            &path,
+            code,
+            &PkceCodeVerifier::new(verifier.clone()),
+            &graph_scopes,
+        )
+        .await
+        .map_err(|e| e.problem())?;
+    // Checklist 10: nothing from the response is used before its id_token is validated.
+    let Some(id_token) = &first.id_token else {
+        return Err(graph_api::problem(
+            Code::Unknown,
+            "Microsoft's answer had no id_token. Send a new link.",
+        ));
+    };
+    let tenant = match expected {
+        Some(id) => ExpectedTenant::Exactly(id),
+        None => ExpectedTenant::AnyOrganization,
+    };
+    let claims = microsoft.validate_id_token(id_token, &tenant, nonce).await.map_err(|e| {
+        tracing::warn!(error = %e, "a delegated consent's id_token was rejected");
+        graph_api::problem(
+            if matches!(e, crate::microsoft::id_token::IdTokenError::Tenant | crate::microsoft::id_token::IdTokenError::Issuer) {
+                Code::WrongTenant
+            } else {
+                Code::Unknown
+            },
+            &format!("Consentry could not trust this sign-in ({e}). Send a new link; if it happens again, contact support."),
+        )
+    })?;
+    if expected.is_none()
+        && let Some(domain) = client.domain.as_deref()
+    {
+        let organization = microsoft
+            .organization(&first.access_token)
+            .await
+            .map_err(|e| e.problem())?;
+        // The id_token's tenant must be the tenant the access token reads.
+        if Uuid::parse_str(&organization.id).ok() != Some(claims.tenant_id) {
+            return Err(graph_api::problem(
+                Code::WrongTenant,
+                "Microsoft's answers named two different tenants. Send a new link.",
+            ));
+        }
+        if !organization
+            .verified_domains
+            .iter()
+            .any(|d| d.name.eq_ignore_ascii_case(domain))
+        {
+            return Err(graph_api::problem(
+                Code::WrongTenant,
+                &format!(
+                    "The user who signed in belongs to a tenant that does not own {domain}. Sign in with an account of the client's own tenant."
+                ),
+            ));
+        }
+    }
+    let Some(mut refresh_token) = first.refresh_token.clone() else {
+        return Err(graph_api::problem(
+            Code::Unknown,
+            "Microsoft issued no refresh token (offline_access was not granted).",
+        ));
+    };
+    let mut arm: Option<TokenSet> = None;
+    if requested.contains(&DelegatedPermission::AzureUserImpersonation) {
+        match microsoft
+            .refresh(
+                &claims.tenant_id.to_string(),
+                &refresh_token,
+                &[AZURE_USER_IMPERSONATION_SCOPE.to_owned()],
+            )
+            .await
+        {
+            Ok(tokens) => {
+                if let Some(id_token) = &tokens.id_token {
+                    microsoft
+                        .validate_refreshed_id_token(id_token, &claims)
+                        .await
+                        .map_err(|e| graph_api::problem(Code::Unknown, &format!("Consentry could not trust Microsoft's second answer ({e}). Send a new link.")))?;
+                }
+                // The newest refresh token is the one kept.
+                if let Some(newer) = &tokens.refresh_token {
+                    refresh_token = newer.clone();
+                }
+                arm = Some(tokens);
+            }
+            Err(error) => {
+                tracing::info!(%error, "Azure management was not granted");
+            }
+        }
+    }
+    let granted: Vec<DelegatedPermission> = requested
+        .iter()
+        .copied()
+        .filter(|p| match p {
+            DelegatedPermission::AzureUserImpersonation => arm
+                .as_ref()
+                .is_some_and(|t| t.scopes.iter().any(|s| s.ends_with("user_impersonation"))),
+            other => {
+                let name = other.info().scope.to_ascii_lowercase();
+                first
+                    .scopes
+                    .iter()
+                    .any(|s| s.rsplit('/').next() == Some(name.as_str()))
+            }
+        })
+        .collect();
+    let missing = requested
+        .iter()
+        .copied()
+        .filter(|p| !granted.contains(p))
+        .collect();
+    Ok(Granted {
+        claims,
+        refresh_token,
+        granted,
+        missing,
+    })
+}
+
+/// One consent per (client, user): consenting again updates it.
+async fn upsert<C: ConnectionTrait>(
+    txn: &C,
+    consents: &Consents,
+    keys: &TokenKeys,
+    flow: &oauth_flow::Model,
+    granted: &Granted,
+    now: DateTime<Utc>,
+) -> Result<delegated_consent::Model> {
+    let user_object_id = granted
+        .claims
+        .object_id
+        .clone()
+        .unwrap_or_else(|| granted.claims.subject.clone());
+    let tenant = granted.claims.tenant_id.to_string();
+    let existing = delegated_consent::Entity::find()
+        .filter(delegated_consent::Column::ClientId.eq(flow.client_id))
+        .filter(delegated_consent::Column::UserObjectId.eq(user_object_id.clone()))
+        .lock_exclusive()
+        .one(txn)
+        .await?;
+    let id = existing.as_ref().map_or_else(Uuid::new_v4, |c| c.id);
+    let (kid, sealed) = keys.encrypt(
+        &granted.refresh_token,
+        &crypto::refresh_token_aad(&flow.msp_id, &tenant, id),
+    );
+    let model = delegated_consent::Model {
+        id,
+        msp_id: flow.msp_id.clone(),
+        client_id: flow.client_id,
+        tenant_id: tenant,
+        user_object_id,
+        user_principal_name: granted
+            .claims
+            .preferred_username
+            .clone()
+            .unwrap_or_else(|| granted.claims.subject.clone()),
+        display_name: granted.claims.name.clone(),
+        permissions: StringList(names(&granted.granted)),
+        missing_permissions: StringList(names(&granted.missing)),
+        status: DelegatedConsentStatus::Active,
+        status_reason: None,
+        refresh_token: Some(sealed),
+        refresh_token_key_id: Some(kid),
+        granted_at: now,
+        last_refreshed_at: Some(now),
+        next_refresh_at: Some(consents.next_keepalive(now)),
+        granted_by: flow.created_by.clone(),
+        created_at: existing.as_ref().map_or(now, |c| c.created_at),
+        updated_at: now,
+        id_token_issuer: Some(granted.claims.issuer.clone()),
+        id_token_subject: Some(granted.claims.subject.clone()),
+        refreshing_until: None,
+    };
+    let active = delegated_consent::ActiveModel::from(model.clone());
+    if existing.is_some() {
+        active.reset_all().update(txn).await?;
+    } else {
+        let inserted = delegated_consent::Entity::insert(active)
+            .exec_without_returning(txn)
+            .await;
+        if let Err(error) = inserted {
+            return Err(match error.sql_err() {
+                Some(SqlErr::UniqueConstraintViolation(_)) => Error::Conflict {
+                    field: "userObjectId".to_owned(),
+                    message:
+                        "this user consented twice at the same moment; the other consent was kept"
+                            .to_owned(),
+                },
+                _ => error.into(),
+            });
+        }
+    }
+    Ok(model)
+}
+
+/// Claims a consent for one refresh (checklist 93): a conditional UPDATE, so of several
+/// instances or requests one refreshes and the rest wait for it.
+async fn claim(db: &DatabaseConnection, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+    let claimed = delegated_consent::Entity::update_many()
+        .col_expr(
+            delegated_consent::Column::RefreshingUntil,
+            Expr::value(now + REFRESH_LEASE),
+        )
+        .filter(delegated_consent::Column::Id.eq(id))
+        .filter(delegated_consent::Column::Status.eq(DelegatedConsentStatus::Active))
+        .filter(
+            Condition::any()
+                .add(delegated_consent::Column::RefreshingUntil.is_null())
+                .add(delegated_consent::Column::RefreshingUntil.lt(now)),
+        )
+        .exec(db)
+        .await?;
+    Ok(claimed.rows_affected == 1)
+}
+
+/// What a refresh achieved.
+enum Refreshed {
+    /// A working access token for `scopes`; the rotated refresh token is stored.
+    Ok(SecretString),
+    /// Microsoft refused the refresh token: the consent is now `EXPIRED`.
+    Expired,
+    /// Microsoft could not be asked; nothing changed.
+    Unavailable(String),
+}
+
+/// Refreshes a claimed consent for `scopes`, stores the rotated refresh token in the same
+/// UPDATE that releases the claim, and expires the consent on `invalid_grant`.
+async fn refresh(
+    db: &DatabaseConnection,
+    consents: &Consents,
+    consent: &delegated_consent::Model,
+    scopes: &[String],
+    actor: &Actor,
+) -> Result<Refreshed> {
+    let microsoft = consents.microsoft()?;
+    let keys = token_keys(consents)?;
+    let aad = crypto::refresh_token_aad(&consent.msp_id, &consent.tenant_id, consent.id);
+    let (Some(sealed), Some(kid)) = (&consent.refresh_token, &consent.refresh_token_key_id) else {
+        return Ok(Refreshed::Expired);
+    };
+    let token = keys
+        .decrypt(kid, sealed, &aad)
+        .map_err(|e| Error::Internal(e.into()))?;
+    let now = now();
+    let result = microsoft.refresh(&consent.tenant_id, &token, scopes).await;
+    let tokens = match result {
+        Ok(tokens) => tokens,
+        Err(error) if error.is_transient() || error.problem().ours => {
+            release(db, consent.id, Some(now + RETRY_AFTER_FAILURE)).await?;
+            return Ok(Refreshed::Unavailable(error.to_string()));
+        }
+        Err(error) => {
+            let problem = error.problem();
+            let reason = format!(
+                "Microsoft refused the stored sign-in{}: {} Ask the user to consent again.",
+                problem
+                    .aadsts
+                    .map(|c| format!(" (AADSTS{c})"))
+                    .unwrap_or_default(),
+                problem.message.clone().unwrap_or_default()
+            );
+            expire(db, consent, &reason, actor).await?;
+            return Ok(Refreshed::Expired);
+        }
+    };
+    if let Some(id_token) = &tokens.id_token {
+        let original = IdTokenClaims {
+            tenant_id: Uuid::parse_str(&consent.tenant_id).unwrap_or_default(),
+            object_id: Some(consent.user_object_id.clone()),
+            subject: consent.id_token_subject.clone().unwrap_or_default(),
+            preferred_username: None,
+            name: None,
+            issuer: consent.id_token_issuer.clone().unwrap_or_default(),
+        };
+        if let Err(error) = microsoft
+            .validate_refreshed_id_token(id_token, &original)
+            .await
+        {
+            // Checklist 28: a refreshed identity that differs is rejected and flagged.
+            expire(db, consent, &format!("Microsoft's refreshed sign-in did not match the original ({error}). Ask the user to consent again."), actor).await?;
+            return Ok(Refreshed::Expired);
+        }
+    }
+    let mut update = delegated_consent::Entity::update_many()
+        .col_expr(delegated_consent::Column::LastRefreshedAt, Expr::value(now))
+        .col_expr(
+            delegated_consent::Column::NextRefreshAt,
+            Expr::value(consents.next_keepalive(now)),
+        )
+        .col_expr(
+            delegated_consent::Column::RefreshingUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(delegated_consent::Column::UpdatedAt, Expr::value(now));
+    if let Some(rotated) = &tokens.refresh_token {
+        // Checklist 79: the new token replaces the old one in one statement.
+        let (kid, sealed) = keys.encrypt(rotated, &aad);
+        update = update
+            .col_expr(delegated_consent::Column::RefreshToken, Expr::value(sealed))
+            .col_expr(
+                delegated_consent::Column::RefreshTokenKeyId,
+                Expr::value(kid),
+            );
+    }
+    update
+        .filter(delegated_consent::Column::Id.eq(consent.id))
+        .filter(delegated_consent::Column::Status.eq(DelegatedConsentStatus::Active))
+        .exec(db)
+        .await?;
+    Ok(Refreshed::Ok(tokens.access_token))
+}
+
+async fn release(db: &DatabaseConnection, id: Uuid, next: Option<DateTime<Utc>>) -> Result<()> {
+    let mut update = delegated_consent::Entity::update_many().col_expr(
+        delegated_consent::Column::RefreshingUntil,
+        Expr::value(Option::<DateTime<Utc>>::None),
+    );
+    if let Some(next) = next {
+        update = update.col_expr(delegated_consent::Column::NextRefreshAt, Expr::value(next));
+    }
+    update
+        .filter(delegated_consent::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The consent no longer works: `EXPIRED` with the reason, its ciphertext erased.
+async fn expire(
+    db: &DatabaseConnection,
+    consent: &delegated_consent::Model,
+    reason: &str,
+    actor: &Actor,
+) -> Result<()> {
+    let txn = begin_write(db).await?;
+    let updated = delegated_consent::Entity::update_many()
+        .col_expr(
+            delegated_consent::Column::Status,
+            Expr::value(DelegatedConsentStatus::Expired),
+        )
+        .col_expr(
+            delegated_consent::Column::StatusReason,
+            Expr::value(reason.to_owned()),
+        )
+        .col_expr(
+            delegated_consent::Column::RefreshToken,
+            Expr::value(Option::<Vec<u8>>::None),
+        )
+        .col_expr(
+            delegated_consent::Column::RefreshTokenKeyId,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            delegated_consent::Column::NextRefreshAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            delegated_consent::Column::RefreshingUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(delegated_consent::Column::UpdatedAt, Expr::value(now()))
+        .filter(delegated_consent::Column::Id.eq(consent.id))
+        .filter(delegated_consent::Column::Status.eq(DelegatedConsentStatus::Active))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected == 1 {
+        audit::record(
+            &txn,
+            actor,
+            &consent.msp_id,
+            Some(consent.client_id),
+            AuditAction::DelegatedConsentExpired,
+            json!({ "consentId": consent.id, "user": consent.user_principal_name, "reason": reason }),
+        )
+        .await?;
+        tracing::warn!(consent = %consent.id, "a delegated consent expired");
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// The Graph scopes a consent's refresh asks for: `User.Read` and its granted Graph
+/// permissions.
+fn graph_scopes(microsoft: &Microsoft, consent: &delegated_consent::Model) -> Vec<String> {
+    let graph = graph_base(microsoft);
+    let mut scopes = vec![format!("{graph}/User.Read")];
+    scopes.extend(
+        permissions(&consent.permissions.0)
+            .into_iter()
+            .filter(|p| p.is_graph())
+            .map(|p| p.scope(&graph)),
+    );
+    scopes
+}
+
+/// Waits for a refresh someone else is running to finish, then reads the consent.
+async fn wait_for_refresh(db: &DatabaseConnection, id: Uuid) -> Result<delegated_consent::Model> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let current = find(db, id)
+            .await?
+            .ok_or_else(|| Error::not_found("delegated consent", id.to_string()))?;
+        let busy = current.refreshing_until.is_some_and(|until| until > now());
+        if !busy || tokio::time::Instant::now() >= deadline {
+            return Ok(current);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// `verifyDelegatedConsent`: refresh now and read `GET /me`.
+#[tracing::instrument(skip_all, fields(msp = %viewer.msp_id(), consent = %id))]
+pub async fn verify(
+    db: &DatabaseConnection,
+    consents: &Consents,
+    viewer: &Viewer,
+    id: Uuid,
+) -> Result<delegated_consent::Model> {
+    access::require_writer(viewer)?;
+    let consent = writable(db, viewer, id).await?;
+    let microsoft = consents.microsoft()?;
+    token_keys(consents)?;
+    if consent.status != DelegatedConsentStatus::Active {
+        return Ok(consent);
+    }
+    if !claim(db, id, now()).await? {
+        // Another refresh is running (checklist 93): its result is ours.
+        return wait_for_refresh(db, id).await;
+    }
+    let actor = Actor::from(viewer);
+    match refresh(
+        db,
+        consents,
+        &consent,
+        &graph_scopes(microsoft, &consent),
+        &actor,
+    )
+    .await?
+    {
+        Refreshed::Ok(access) => {
+            let me = microsoft.me(&access).await;
+            let txn = begin_write(db).await?;
+            if let Ok(me) = &me
+                && let Some(upn) = &me.user_principal_name
+            {
+                delegated_consent::Entity::update_many()
+                    .col_expr(
+                        delegated_consent::Column::UserPrincipalName,
+                        Expr::value(upn.clone()),
+                    )
+                    .col_expr(
+                        delegated_consent::Column::DisplayName,
+                        Expr::value(me.display_name.clone()),
+                    )
+                    .filter(delegated_consent::Column::Id.eq(id))
+                    .exec(&txn)
+                    .await?;
+            }
+            audit::record(
+                &txn,
+                &actor,
+                &consent.msp_id,
+                Some(consent.client_id),
+                AuditAction::DelegatedConsentVerified,
+                json!({ "consentId": id, "me": me.is_ok() }),
+            )
+            .await?;
+            txn.commit().await?;
+        }
+        Refreshed::Expired => {}
+        Refreshed::Unavailable(reason) => {
+            return Err(Error::MicrosoftUnavailable(format!(
+                "Microsoft could not be asked ({reason}); the consent is unchanged, try again shortly"
+            )));
+        }
+    }
+    find(db, id)
+        .await?
+        .ok_or_else(|| Error::not_found("delegated consent", id.to_string()))
+}
+
+/// `revokeDelegatedConsent`: `REVOKED`, ciphertext erased, audited.
+#[tracing::instrument(skip_all, fields(msp = %viewer.msp_id(), consent = %id))]
+pub async fn revoke(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    id: Uuid,
+) -> Result<delegated_consent::Model> {
+    access::require_writer(viewer)?;
+    let consent = writable(db, viewer, id).await?;
+    let txn = begin_write(db).await?;
+    let now = now();
+    delegated_consent::Entity::update_many()
+        .col_expr(
+            delegated_consent::Column::Status,
+            Expr::value(DelegatedConsentStatus::Revoked),
+        )
+        .col_expr(
+            delegated_consent::Column::StatusReason,
+            Expr::value(format!("revoked by {}", viewer.subject)),
+        )
+        .col_expr(
+            delegated_consent::Column::RefreshToken,
+            Expr::value(Option::<Vec<u8>>::None),
+        )
+        .col_expr(
+            delegated_consent::Column::RefreshTokenKeyId,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            delegated_consent::Column::NextRefreshAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(delegated_consent::Column::UpdatedAt, Expr::value(now))
+        .filter(delegated_consent::Column::Id.eq(id))
+        .exec(&txn)
+        .await?;
+    audit::record(
+        &txn,
+        &Actor::from(viewer),
+        &consent.msp_id,
+        Some(consent.client_id),
+        AuditAction::DelegatedConsentRevoked,
+        json!({ "consentId": id, "user": consent.user_principal_name, "was": format!("{:?}", consent.status) }),
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::info!("delegated consent revoked");
+    find(db, id)
+        .await?
+        .ok_or_else(|| Error::not_found("delegated consent", id.to_string()))
+}
+
+async fn writable(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    id: Uuid,
+) -> Result<delegated_consent::Model> {
+    let Some(consent) = find(db, id).await? else {
+        return Err(Error::not_found("delegated consent", id.to_string()));
+    };
+    access::require_writable(
+        viewer,
+        &consent.msp_id,
+        "delegated consent",
+        &id.to_string(),
+    )?;
+    Ok(consent)
+}
+
+/// The keep-alive sweep: refreshes every active consent that is due, well before
+/// Microsoft's 90-day inactivity limit.
+pub async fn keep_alive(db: &DatabaseConnection, consents: &Consents) -> Result<usize> {
+    let (Some(microsoft), Some(_)) = (
+        consents.microsoft.as_deref(),
+        consents.token_keys.as_deref(),
+    ) else {
+        return Ok(0);
+    };
+    let now = now();
+    let due = delegated_consent::Entity::find()
+        .filter(delegated_consent::Column::Status.eq(DelegatedConsentStatus::Active))
+        .filter(delegated_consent::Column::NextRefreshAt.lte(now))
+        .order_by_asc(delegated_consent::Column::NextRefreshAt)
+        .limit(50)
+        .all(db)
+        .await?;
+    let mut refreshed = 0;
+    for consent in due {
+        if !claim(db, consent.id, now).await? {
+            continue;
+        }
+        let actor = Actor::system(&consent.msp_id);
+        match refresh(
+            db,
+            consents,
+            &consent,
+            &graph_scopes(microsoft, &consent),
+            &actor,
+        )
+        .await
+        {
+            Ok(Refreshed::Ok(_)) => refreshed += 1,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(consent = %consent.id, %error, "keep-alive failed");
+                release(db, consent.id, Some(now + RETRY_AFTER_FAILURE)).await?;
+            }
+        }
+    }
+    Ok(refreshed)
+}
+
+/// A Graph token that can act as an admin of the client's tenant, from an active consent
+/// holding `Directory.AccessAsUser.All` (service principal repair without a sign-in).
+pub async fn admin_token(
+    db: &DatabaseConnection,
+    consents: &Consents,
+    client_id: Uuid,
+) -> Result<Option<(SecretString, Uuid)>> {
+    let (Some(microsoft), Some(_)) = (
+        consents.microsoft.as_deref(),
+        consents.token_keys.as_deref(),
+    ) else {
+        return Ok(None);
+    };
+    let candidates = delegated_consent::Entity::find()
+        .filter(delegated_consent::Column::ClientId.eq(client_id))
+        .filter(delegated_consent::Column::Status.eq(DelegatedConsentStatus::Active))
+        .order_by_desc(delegated_consent::Column::GrantedAt)
+        .all(db)
+        .await?;
+    for consent in candidates {
+        if !permissions(&consent.permissions.0)
+            .contains(&DelegatedPermission::DirectoryAccessAsUserAll)
+        {
+            continue;
+        }
+        let Ok(tenant) = Uuid::parse_str(&consent.tenant_id) else {
+            continue;
+        };
+        let consent = if claim(db, consent.id, now()).await? {
+            consent
+        } else {
+            let current = wait_for_refresh(db, consent.id).await?;
+            if !claim(db, current.id, now()).await? {
+                continue;
+            }
+            current
+        };
+        let scopes = vec![format!(
+            "{}/Directory.AccessAsUser.All",
+            graph_base(microsoft)
+        )];
+        if let Refreshed::Ok(token) = refresh(
+            db,
+            consents,
+            &consent,
+            &scopes,
+            &Actor::system(&consent.msp_id),
+        )
+        .await?
+        {
+            return Ok(Some((token, tenant)));
+        }
+    }
+    Ok(None)
+}
+
+/// `consentry rotate-keys`: re-encrypts every stored refresh token under the first key.
+/// Returns (re-encrypted, already current). Each row is swapped with a compare-and-set, so a
+/// refresh running meanwhile is never overwritten.
+pub async fn rotate_keys(db: &DatabaseConnection, keys: &TokenKeys) -> Result<(u64, u64)> {
+    let rows = delegated_consent::Entity::find()
+        .filter(delegated_consent::Column::RefreshToken.is_not_null())
+        .all(db)
+        .await?;
+    let (mut rotated, mut current) = (0, 0);
+    for consent in rows {
+        let (Some(sealed), Some(kid)) = (&consent.refresh_token, &consent.refresh_token_key_id)
+        else {
+            continue;
+        };
+        if kid == keys.current() {
+            current += 1;
+            continue;
+        }
+        let aad = crypto::refresh_token_aad(&consent.msp_id, &consent.tenant_id, consent.id);
+        let token = keys
+            .decrypt(kid, sealed, &aad)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("consent {}: {e}", consent.id)))?;
+        let (new_kid, resealed) = keys.encrypt(&token, &aad);
+        let swapped = delegated_consent::Entity::update_many()
+            .col_expr(
+                delegated_consent::Column::RefreshToken,
+                Expr::value(resealed),
+            )
+            .col_expr(
+                delegated_consent::Column::RefreshTokenKeyId,
+                Expr::value(new_kid),
+            )
+            .filter(delegated_consent::Column::Id.eq(consent.id))
+            .filter(delegated_consent::Column::RefreshTokenKeyId.eq(kid.clone()))
+            .filter(delegated_consent::Column::RefreshToken.eq(sealed.clone()))
+            .exec(db)
+            .await?;
+        rotated += swapped.rows_affected;
+    }
+    Ok((rotated, current))
 }
 
 /// The consents of several clients at once, each client's newest first.

@@ -23,6 +23,7 @@ use super::{
     Error, Result, access,
     audit::{self, Actor},
     clients::{self, ClientView},
+    crypto::TokenKeys,
     now,
     oauth_flows::{self, FlowOutcome},
     service_principal_requests::{
@@ -53,15 +54,31 @@ pub struct Consents {
     pub reverify_interval: std::time::Duration,
     /// Admin sign-in tokens of service principal repairs, in memory only.
     pub sign_in_tokens: Arc<SignInTokens>,
+    /// Keys that encrypt stored refresh tokens; `None` when not configured.
+    pub token_keys: Option<Arc<TokenKeys>>,
+    /// How often a delegated consent's refresh token is renewed.
+    pub keepalive_interval: std::time::Duration,
 }
 
 impl Consents {
-    pub fn new(microsoft: Option<Arc<Microsoft>>, reverify_interval: std::time::Duration) -> Self {
+    pub fn new(
+        microsoft: Option<Arc<Microsoft>>,
+        reverify_interval: std::time::Duration,
+        keepalive_interval: std::time::Duration,
+        token_keys: Option<Arc<TokenKeys>>,
+    ) -> Self {
         Self {
             microsoft,
             reverify_interval,
             sign_in_tokens: Arc::default(),
+            token_keys,
+            keepalive_interval,
         }
+    }
+
+    /// When a consent refreshed at `now` is next renewed.
+    pub fn next_keepalive(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + Duration::from_std(self.keepalive_interval).unwrap_or(Duration::days(7))
     }
 }
 
@@ -874,7 +891,18 @@ pub async fn expire_links(db: &DatabaseConnection) -> Result<usize> {
             OAuthFlowKind::ServicePrincipalSignIn => {
                 super::service_principal_requests::expire_sign_in(db, &flow).await?
             }
-            OAuthFlowKind::DelegatedConsent => false,
+            OAuthFlowKind::DelegatedConsent => {
+                let outcome = FlowOutcome::cancelled(&flow, "", "it expired");
+                oauth_flows::finish(
+                    db,
+                    flow.id,
+                    &[OAuthFlowStatus::Pending],
+                    OAuthFlowStatus::Expired,
+                    &outcome,
+                    now,
+                )
+                .await?
+            }
         };
         if done {
             expired += 1;
@@ -952,7 +980,21 @@ pub async fn fail_interrupted(db: &DatabaseConnection) -> Result<usize> {
             }
             continue;
         }
-        if flow.kind != OAuthFlowKind::AdminConsent {
+        if flow.kind == OAuthFlowKind::DelegatedConsent {
+            let outcome =
+                FlowOutcome::cancelled(&flow, "", "Consentry was interrupted while completing it");
+            if oauth_flows::finish(
+                db,
+                flow.id,
+                &[OAuthFlowStatus::Exchanging],
+                OAuthFlowStatus::Failed,
+                &outcome,
+                now,
+            )
+            .await?
+            {
+                failed += 1;
+            }
             continue;
         }
         let txn = begin_write(db).await?;

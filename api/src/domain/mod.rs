@@ -5,6 +5,7 @@ pub mod access;
 pub mod audit;
 pub mod callback;
 pub mod clients;
+pub mod crypto;
 pub mod delegated_consents;
 mod error;
 pub mod graph_api;

@@ -33,6 +33,7 @@ use uuid::Uuid;
 use super::{
     Error, Result, access,
     audit::{self, Actor},
+    delegated_consents,
     graph_api::{self, Consents},
     now,
     oauth_flows::{self, FlowOutcome},
@@ -212,7 +213,29 @@ pub async fn create(
         }
     };
 
+    txn.commit().await?;
+
+    // A stored admin consent that can act in the directory: act at once, no sign-in.
+    if let Some((token, tenant)) = delegated_consents::admin_token(db, consents, client_id).await?
+        && view
+            .client
+            .azure_tenant_id
+            .is_none_or(|known| known == tenant)
+    {
+        tracing::info!(request = %request.id, "acting with a stored delegated consent");
+        act(db, consents, request.id, tenant, token, &actor).await?;
+        let request = find(db, request.id)
+            .await?
+            .ok_or_else(|| Error::not_found("service principal request", request.id.to_string()))?;
+        return Ok(StartedRequest {
+            request,
+            sign_in_url: None,
+        });
+    }
+
     // A sign-in link; a repeated call replaces the earlier link with a fresh one.
+    let txn = begin_write(db).await?;
+    let now = super::now();
     oauth_flows::cancel_open_for_request(
         &txn,
         request.id,
@@ -480,6 +503,13 @@ async fn sign_in_token(
             .organization(&tokens.access_token)
             .await
             .map_err(|e| e.problem())?;
+        // The id_token's tenant must be the tenant the access token reads.
+        if Uuid::parse_str(&organization.id).ok() != Some(claims.tenant_id) {
+            return Err(graph_api::problem(
+                GraphApiProblemCode::WrongTenant,
+                "Microsoft's answers named two different tenants. Start the repair again.",
+            ));
+        }
         if !organization
             .verified_domains
             .iter()

@@ -1,6 +1,7 @@
 //! The Mutation root.
 
 mod clients;
+mod delegated;
 mod graph_api;
 mod service_principals;
 
@@ -12,4 +13,5 @@ pub struct MutationRoot(
     clients::ClientMutation,
     graph_api::GraphApiMutation,
     service_principals::ServicePrincipalMutation,
+    delegated::DelegatedMutation,
 );

@@ -1,6 +1,7 @@
 //! The Query root.
 
 mod clients;
+mod permissions;
 mod viewer;
 
 use async_graphql::{Context, MergedObject};
@@ -10,7 +11,11 @@ use crate::{auth, domain::Error};
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(viewer::ViewerQuery, clients::ClientQuery);
+pub struct QueryRoot(
+    viewer::ViewerQuery,
+    clients::ClientQuery,
+    permissions::PermissionQuery,
+);
 
 /// The caller, or `UNAUTHENTICATED`.
 pub(crate) fn viewer<'a>(ctx: &Context<'a>) -> Result<&'a auth::Viewer, Error> {

@@ -141,4 +141,14 @@ pub enum AuditAction {
     GraphApiVerified,
     /// A service principal request was made, or moved on a step.
     ServicePrincipalRequestChanged,
+    /// A delegated-consent link was created.
+    DelegatedConsentStarted,
+    /// A user granted (or granted again) delegated permissions.
+    DelegatedConsentGranted,
+    /// A delegated consent stopped working; `details.reason` says why.
+    DelegatedConsentExpired,
+    /// Someone checked a delegated consent.
+    DelegatedConsentVerified,
+    /// Someone revoked a delegated consent; its token was erased.
+    DelegatedConsentRevoked,
 }

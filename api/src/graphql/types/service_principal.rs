@@ -41,7 +41,7 @@ impl ServicePrincipalRequest {
 
     /// Where an admin of the client's tenant signs in so that Consentry can create the
     /// principal. Only in the `createServicePrincipal` answer that made the link (Consentry
-    /// keeps its secret only as a hash); call it again for a fresh link.
+    /// keeps only a hash of its `state`); call it again for a fresh link.
     async fn sign_in_url(&self) -> Option<&str> {
         self.1.as_deref()
     }

@@ -18,7 +18,9 @@ use uuid::Uuid;
 
 use super::{
     AccessGrant, CodeGrant, Inner, RefreshGrant, ResponseFault, Shared, SimTenant, SimUser,
-    all_tenants, find_tenant, lock, note, pages, read, record, scenario::app_display_name, write,
+    all_tenants, find_tenant, lock, note, pages, read, record,
+    scenario::{IdTokenAttack, app_display_name},
+    write,
 };
 
 type Params = BTreeMap<String, String>;
@@ -949,12 +951,83 @@ fn issue_user_tokens(
         if let Some(nonce) = nonce {
             id_claims["nonce"] = Value::String(nonce.to_owned());
         }
-        let Ok(id_token) = read(&inner.keys).active().sign(&id_claims) else {
+        let Ok(id_token) = forge_id_token(inner, tenant.faults.id_token_attack, id_claims) else {
             return (StatusCode::INTERNAL_SERVER_ERROR, "signing failed").into_response();
         };
         body["id_token"] = Value::String(id_token);
     }
     Json(body).into_response()
+}
+
+/// Signs an id_token, forged the way the tenant's fault says.
+fn forge_id_token(
+    inner: &Inner,
+    attack: Option<IdTokenAttack>,
+    mut claims: Value,
+) -> anyhow::Result<String> {
+    let elsewhere = super::stable_id("elsewhere.onmicrosoft.com");
+    match attack {
+        None
+        | Some(
+            IdTokenAttack::BadSignature
+            | IdTokenAttack::AlgNone
+            | IdTokenAttack::Hs256WithPublicKey
+            | IdTokenAttack::RotatedKey,
+        ) => {}
+        Some(IdTokenAttack::WrongIssuer) => {
+            claims["iss"] = json!(format!("{}{elsewhere}/v2.0", inner.base_url));
+        }
+        Some(IdTokenAttack::WrongAudience) => claims["aud"] = json!(Uuid::new_v4().to_string()),
+        Some(IdTokenAttack::OtherTenant) => {
+            claims["tid"] = json!(elsewhere);
+            claims["iss"] = json!(format!("{}{elsewhere}/v2.0", inner.base_url));
+        }
+        Some(IdTokenAttack::WrongNonce) => claims["nonce"] = json!("not-this-flows-nonce"),
+        Some(IdTokenAttack::Expired) => {
+            let past = now() - 7200;
+            claims["iat"] = json!(past);
+            claims["nbf"] = json!(past);
+            claims["exp"] = json!(past + 3600);
+        }
+    }
+    let encode = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+    match attack {
+        Some(IdTokenAttack::AlgNone) => Ok(format!(
+            "{}.{}.",
+            encode(br#"{"alg":"none","typ":"JWT"}"#),
+            encode(claims.to_string().as_bytes())
+        )),
+        Some(IdTokenAttack::Hs256WithPublicKey) => {
+            let keys = read(&inner.keys);
+            let jwks = keys.jwks();
+            let public = jwks
+                .keys
+                .last()
+                .map(|k| serde_json::to_string(k).unwrap_or_default())
+                .unwrap_or_default();
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+            header.kid = Some(keys.active().kid.clone());
+            Ok(jsonwebtoken::encode(
+                &header,
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()),
+            )?)
+        }
+        Some(IdTokenAttack::BadSignature) => {
+            let token = read(&inner.keys).active().sign(&claims)?;
+            let (head, signature) = token.rsplit_once('.').unwrap_or((&token, ""));
+            let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap_or_default();
+            if let Some(last) = bytes.last_mut() {
+                *last ^= 1;
+            }
+            Ok(format!("{head}.{}", encode(&bytes)))
+        }
+        Some(IdTokenAttack::RotatedKey) => {
+            write(&inner.keys).rotate(false)?;
+            read(&inner.keys).active().sign(&claims)
+        }
+        _ => read(&inner.keys).active().sign(&claims),
+    }
 }
 
 fn client_credentials(

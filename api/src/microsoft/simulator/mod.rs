@@ -40,7 +40,9 @@ use url::Url;
 use uuid::Uuid;
 
 pub use pages::escape as escape_html;
-pub use scenario::{Faults, ResponseFault, SimTenant, SimUser, Throttle, demo_tenants, stable_id};
+pub use scenario::{
+    Faults, IdTokenAttack, ResponseFault, SimTenant, SimUser, Throttle, demo_tenants, stable_id,
+};
 
 use self::keys::KeyRing;
 use crate::config::Settings;
@@ -326,6 +328,15 @@ impl Simulator {
     /// Signs claims with the active key but without `kid` in the header (checklist 34–35).
     pub fn sign_without_kid(&self, claims: &serde_json::Value) -> anyhow::Result<String> {
         read(&self.inner.keys).active().sign_without_kid(claims)
+    }
+
+    /// Every code, access token and refresh token issued so far (for canary tests: none may
+    /// ever show up in Consentry's logs, responses or audit trail).
+    pub fn issued_secrets(&self) -> Vec<String> {
+        let mut secrets: Vec<String> = lock(&self.inner.codes).keys().cloned().collect();
+        secrets.extend(lock(&self.inner.refresh_tokens).keys().cloned());
+        secrets.extend(lock(&self.inner.access_tokens).keys().cloned());
+        secrets
     }
 
     /// Everything received so far, oldest first.

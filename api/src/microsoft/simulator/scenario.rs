@@ -52,6 +52,31 @@ pub enum ResponseFault {
     Redirect,
 }
 
+/// How the token endpoint forges the id_tokens it issues (for the id_token attack tests of
+/// checklist §B and §C).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum IdTokenAttack {
+    /// A valid token with one signature bit flipped.
+    BadSignature,
+    /// `alg: none`, no signature.
+    AlgNone,
+    /// HS256, "signed" with the published public key as the HMAC secret.
+    Hs256WithPublicKey,
+    /// Another tenant's issuer.
+    WrongIssuer,
+    /// Another application's audience.
+    WrongAudience,
+    /// Correctly signed, but for another tenant (`tid` and `iss` both another tenant's).
+    OtherTenant,
+    /// A nonce other than the flow's.
+    WrongNonce,
+    /// Expired an hour ago.
+    Expired,
+    /// Signed with a key published only now (a rotation): valid once keys are refetched.
+    RotatedKey,
+}
+
 /// Throttling: the first `count` Graph calls answer 429 with `Retry-After`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -90,6 +115,8 @@ pub struct Faults {
     /// Helpdesk Administrator where the app's delegated scopes were pre-consented): creating
     /// one answers 403 `Authorization_RequestDenied`.
     pub insufficient_privileges: bool,
+    /// The token endpoint's id_tokens are forged this way.
+    pub id_token_attack: Option<IdTokenAttack>,
     /// Admin consent grants only these application permissions (default: all required).
     pub granted_roles: Option<Vec<String>>,
 }

@@ -1,0 +1,614 @@
+//! Delegated consents: the catalog, the consent link, the callback (one code redemption, the
+//! refresh token redeemed again for Azure management, id_token attacks refused), encrypted
+//! storage with key rotation, keep-alive, verify, revoke, and service-principal repair with a
+//! stored consent — on SQLite and PostgreSQL.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use api::microsoft::simulator::{Faults, IdTokenAttack, SimTenant};
+use consentry_tests::{Backend, Caller, TestApp, eventually, serde_json::Value, start};
+use entity::{delegated_consent, enums::DelegatedConsentStatus};
+use reqwest::StatusCode;
+use sea_orm::EntityTrait;
+use serde_json::json;
+use url::Url;
+
+use crate::consent::{
+    TEAMS, World, audit_actions, browser, callback, consent_page, healthy, location, new_client,
+    world,
+};
+
+const START: &str = "mutation($id: ID!, $permissions: [DelegatedPermission!]!) {
+    startDelegatedConsent(clientId: $id, permissions: $permissions) { url expiresAt graphApiTile { status } } }";
+
+const CONSENTS: &str = "query($id: ID!) { client(id: $id) { delegatedConsents {
+    id userPrincipalName displayName userObjectId permissions missingPermissions status statusReason
+    grantedAt lastRefreshedAt } } }";
+
+const ALL: [&str; 4] = [
+    "MAIL_SEND",
+    "AZURE_USER_IMPERSONATION",
+    "USER_AUTHENTICATION_METHOD_READ_WRITE_ALL",
+    "DIRECTORY_ACCESS_AS_USER_ALL",
+];
+
+async fn start_link(caller: &Caller<'_>, client: &str, permissions: &[&str]) -> String {
+    let response = caller
+        .run(START, json!({ "id": client, "permissions": permissions }))
+        .await;
+    response.data()["startDelegatedConsent"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The user consents through the page; returns the result page's text.
+async fn consent_as(app: &TestApp, url: &str, user: uuid::Uuid) -> String {
+    let back = consent_page(url, user, "accept").await;
+    let response = callback(app, &back).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    browser()
+        .get(location(&response))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn consents_of(caller: &Caller<'_>, client: &str) -> Vec<Value> {
+    caller.run(CONSENTS, json!({ "id": client })).await.data()["client"]["delegatedConsents"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn rows(app: &TestApp) -> Vec<delegated_consent::Model> {
+    delegated_consent::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+}
+
+async fn sim_world(backend: Backend, tenant: &SimTenant) -> Option<World> {
+    world(backend, vec![tenant.clone()], |s| {
+        s.sweep_interval = Duration::from_millis(100);
+    })
+    .await
+}
+
+async fn all_four_are_granted_and_stored_encrypted(backend: Backend) {
+    let tenant = healthy("contoso.onmicrosoft.com");
+    let Some(world) = sim_world(backend, &tenant).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["technician"]).await;
+    let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
+
+    let catalog = caller
+        .run("{ delegatedPermissions { permission scope resource adminConsentRequired recommended } }", json!({}))
+        .await;
+    let catalog = catalog.data()["delegatedPermissions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(catalog.len(), 4);
+    let admin_only: Vec<&str> = catalog
+        .iter()
+        .filter(|p| p["adminConsentRequired"] == true)
+        .map(|p| p["permission"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        admin_only,
+        [
+            "USER_AUTHENTICATION_METHOD_READ_WRITE_ALL",
+            "DIRECTORY_ACCESS_AS_USER_ALL"
+        ]
+    );
+
+    let url = start_link(&caller, &client, &ALL).await;
+    let query: BTreeMap<_, _> = Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(query["prompt"], "consent");
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["response_type"], "code");
+    let scope = &query["scope"];
+    for wanted in [
+        "openid",
+        "profile",
+        "offline_access",
+        "Mail.Send",
+        "UserAuthenticationMethod.ReadWrite.All",
+        "Directory.AccessAsUser.All",
+        "//user_impersonation",
+    ] {
+        assert!(scope.contains(wanted), "{wanted} in {scope}");
+    }
+
+    let admin = tenant.admin().unwrap();
+    let page = consent_as(&world.app, &url, admin.id).await;
+    assert!(page.contains("granted Consentry"), "{page}");
+    let consents = consents_of(&caller, &client).await;
+    assert_eq!(consents.len(), 1);
+    let consent = &consents[0];
+    assert_eq!(consent["status"], "ACTIVE");
+    assert_eq!(consent["permissions"], json!(ALL));
+    assert_eq!(consent["missingPermissions"], json!([]));
+    assert_eq!(consent["userPrincipalName"], admin.user_principal_name);
+    assert_eq!(consent["userObjectId"], admin.id.to_string());
+    assert!(consent["grantedAt"].is_string() && consent["lastRefreshedAt"].is_string());
+
+    // One code redemption (for Graph), then the refresh token for Azure management.
+    let requests = world.sim.requests();
+    let grants: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.path.ends_with("/oauth2/v2.0/token"))
+        .filter_map(|r| r.param("grant_type"))
+        .collect();
+    assert_eq!(grants, ["authorization_code", "refresh_token"]);
+    let redeemed = requests
+        .iter()
+        .find(|r| r.param("grant_type") == Some("authorization_code"))
+        .unwrap();
+    assert!(
+        !redeemed
+            .param("scope")
+            .unwrap()
+            .contains("user_impersonation"),
+        "one resource per request"
+    );
+
+    // Checklist 74: only ciphertext at rest, bound to its row.
+    let stored = rows(&world.app).await.remove(0);
+    let sealed = stored.refresh_token.clone().unwrap();
+    assert_eq!(stored.refresh_token_key_id.as_deref(), Some("k1"));
+    for secret in world.sim.issued_secrets() {
+        assert!(
+            !sealed
+                .windows(secret.len().min(16))
+                .any(|w| w == &secret.as_bytes()[..secret.len().min(16)])
+        );
+    }
+    assert!(!String::from_utf8_lossy(&sealed).contains("sim-refresh"));
+    let schema = caller
+        .run(
+            "{ __type(name: \"DelegatedConsent\") { fields { name } } }",
+            json!({}),
+        )
+        .await;
+    let fields = schema.data()["__type"]["fields"].to_string().to_lowercase();
+    assert!(
+        !fields.contains("token") && !fields.contains("secret"),
+        "checklist 80: {fields}"
+    );
+    assert!(
+        audit_actions(&caller, &client)
+            .await
+            .contains(&"DELEGATED_CONSENT_GRANTED".to_owned())
+    );
+}
+
+async fn subsets_partial_grants_and_repeat_consents(backend: Backend) {
+    let tenant = healthy("contoso.onmicrosoft.com");
+    let Some(world) = sim_world(backend, &tenant).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
+
+    // A plain user cannot grant admin-only scopes: the consent says exactly what was granted.
+    let user = tenant.user("user").unwrap();
+    let url = start_link(
+        &caller,
+        &client,
+        &["MAIL_SEND", "DIRECTORY_ACCESS_AS_USER_ALL"],
+    )
+    .await;
+    let page = consent_as(&world.app, &url, user.id).await;
+    assert!(
+        page.contains("Not granted: Directory.AccessAsUser.All"),
+        "{page}"
+    );
+    let consents = consents_of(&caller, &client).await;
+    assert_eq!(consents[0]["permissions"], json!(["MAIL_SEND"]));
+    assert_eq!(
+        consents[0]["missingPermissions"],
+        json!(["DIRECTORY_ACCESS_AS_USER_ALL"])
+    );
+
+    // A subset, by the admin; then the admin again with more: still one row for them.
+    let admin = tenant.admin().unwrap();
+    consent_as(
+        &world.app,
+        &start_link(&caller, &client, &["AZURE_USER_IMPERSONATION"]).await,
+        admin.id,
+    )
+    .await;
+    let theirs = |consents: &[Value]| {
+        consents
+            .iter()
+            .find(|c| c["userObjectId"] == admin.id.to_string())
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        theirs(&consents_of(&caller, &client).await)["permissions"],
+        json!(["AZURE_USER_IMPERSONATION"])
+    );
+    let first_id = theirs(&consents_of(&caller, &client).await)["id"].clone();
+    consent_as(
+        &world.app,
+        &start_link(&caller, &client, &["MAIL_SEND", "AZURE_USER_IMPERSONATION"]).await,
+        admin.id,
+    )
+    .await;
+    let consents = consents_of(&caller, &client).await;
+    assert_eq!(consents.len(), 2, "one row per user");
+    assert_eq!(
+        theirs(&consents)["id"],
+        first_id,
+        "consenting again updates the row"
+    );
+    assert_eq!(
+        theirs(&consents)["permissions"],
+        json!(["MAIL_SEND", "AZURE_USER_IMPERSONATION"])
+    );
+
+    // Input rules.
+    for (permissions, says) in [
+        (json!([]), "at least one"),
+        (json!(["MAIL_SEND", "MAIL_SEND"]), "twice"),
+    ] {
+        let refused = caller
+            .run(START, json!({ "id": client, "permissions": permissions }))
+            .await;
+        assert_eq!(refused.error_code(), "BAD_USER_INPUT");
+        assert!(
+            refused.error_message().contains(says),
+            "{}",
+            refused.error_message()
+        );
+    }
+    let viewer = world.app.caller("msp-a", &["viewer"]).await;
+    assert_eq!(
+        viewer
+            .run(START, json!({ "id": client, "permissions": ["MAIL_SEND"] }))
+            .await
+            .error_code(),
+        "FORBIDDEN"
+    );
+}
+
+/// Checklist §B/§C through the real callback: every forged id_token is refused before any
+/// token is used or kept; a key rotated in just before signing is fetched and accepted.
+async fn forged_id_tokens_store_nothing(backend: Backend) {
+    let tenant = healthy("contoso.onmicrosoft.com");
+    let Some(world) = world(backend, vec![tenant.clone()], |s| {
+        // Every unknown key id may refetch the keys (normally at most once per 30 s).
+        s.ms_key_refetch_seconds = 0;
+    })
+    .await
+    else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let by_domain = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
+    let by_id = new_client(&caller, "Contoso by id", None, Some(tenant.id)).await;
+    let admin = tenant.admin().unwrap().id;
+    for attack in [
+        IdTokenAttack::BadSignature,
+        IdTokenAttack::AlgNone,
+        IdTokenAttack::Hs256WithPublicKey,
+        IdTokenAttack::WrongIssuer,
+        IdTokenAttack::WrongAudience,
+        IdTokenAttack::OtherTenant,
+        IdTokenAttack::WrongNonce,
+        IdTokenAttack::Expired,
+    ] {
+        world.sim.set_faults(
+            tenant.id,
+            Faults {
+                id_token_attack: Some(attack),
+                ..Faults::default()
+            },
+        );
+        for client in [&by_domain, &by_id] {
+            let page = consent_as(
+                &world.app,
+                &start_link(&caller, client, &["MAIL_SEND"]).await,
+                admin,
+            )
+            .await;
+            assert!(
+                page.contains("could not trust") || page.contains("different tenants"),
+                "{attack:?}: {page}"
+            );
+        }
+        assert!(
+            rows(&world.app).await.is_empty(),
+            "{attack:?}: nothing stored"
+        );
+    }
+    world.sim.set_faults(
+        tenant.id,
+        Faults {
+            id_token_attack: Some(IdTokenAttack::RotatedKey),
+            ..Faults::default()
+        },
+    );
+    consent_as(
+        &world.app,
+        &start_link(&caller, &by_id, &["MAIL_SEND"]).await,
+        admin,
+    )
+    .await;
+    assert_eq!(
+        rows(&world.app).await.len(),
+        1,
+        "a rotated key is fetched and accepted"
+    );
+}
+
+const VERIFY: &str = "mutation($id: ID!) { verifyDelegatedConsent(id: $id) { status statusReason lastRefreshedAt userPrincipalName } }";
+const REVOKE: &str =
+    "mutation($id: ID!) { revokeDelegatedConsent(id: $id) { status statusReason } }";
+
+async fn verify_refreshes_serially_expires_and_revoke_erases(backend: Backend) {
+    let tenant = healthy("contoso.onmicrosoft.com");
+    let Some(world) = sim_world(backend, &tenant).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
+    consent_as(
+        &world.app,
+        &start_link(&caller, &client, &["MAIL_SEND"]).await,
+        tenant.admin().unwrap().id,
+    )
+    .await;
+    let consent = consents_of(&caller, &client).await.remove(0);
+    let id = consent["id"].as_str().unwrap().to_owned();
+    let before = rows(&world.app).await.remove(0).refresh_token;
+    let refreshes = || {
+        world
+            .sim
+            .requests()
+            .iter()
+            .filter(|r| r.param("grant_type") == Some("refresh_token"))
+            .count()
+    };
+
+    // Checklist 93: two verifications at once make one refresh.
+    let (a, b) = tokio::join!(
+        caller.run(VERIFY, json!({ "id": id })),
+        caller.run(VERIFY, json!({ "id": id }))
+    );
+    assert_eq!(a.data()["verifyDelegatedConsent"]["status"], "ACTIVE");
+    assert_eq!(b.data()["verifyDelegatedConsent"]["status"], "ACTIVE");
+    assert_eq!(refreshes(), 1, "serialised");
+    let after = rows(&world.app).await.remove(0).refresh_token;
+    assert_ne!(
+        before, after,
+        "checklist 79: the rotated token replaced the old one"
+    );
+    assert!(world.sim.requests().iter().any(|r| r.path == "/v1.0/me"));
+    assert!(
+        audit_actions(&caller, &client)
+            .await
+            .contains(&"DELEGATED_CONSENT_VERIFIED".to_owned())
+    );
+
+    // Expired refresh token (AADSTS700082) → EXPIRED, with the reason, token erased.
+    world.sim.set_faults(
+        tenant.id,
+        Faults {
+            refresh_token_expired: true,
+            ..Faults::default()
+        },
+    );
+    let expired = caller.run(VERIFY, json!({ "id": id })).await;
+    let expired = &expired.data()["verifyDelegatedConsent"];
+    assert_eq!(expired["status"], "EXPIRED");
+    assert!(
+        expired["statusReason"].as_str().unwrap().contains("700082"),
+        "{expired}"
+    );
+    let row = rows(&world.app).await.remove(0);
+    assert_eq!(row.status, DelegatedConsentStatus::Expired);
+    assert!(row.refresh_token.is_none());
+
+    let revoked = caller.run(REVOKE, json!({ "id": id })).await;
+    assert_eq!(
+        revoked.data()["revokeDelegatedConsent"]["status"],
+        "REVOKED"
+    );
+    assert!(
+        audit_actions(&caller, &client)
+            .await
+            .contains(&"DELEGATED_CONSENT_REVOKED".to_owned())
+    );
+    let other = world.app.caller("msp-b", &["admin"]).await;
+    assert_eq!(
+        other.run(REVOKE, json!({ "id": id })).await.error_code(),
+        "NOT_FOUND"
+    );
+}
+
+async fn keep_alive_rotates_tokens_and_old_keys_still_decrypt(backend: Backend) {
+    let tenant = healthy("contoso.onmicrosoft.com");
+    let Some(World { sim, app }) = sim_world(backend, &tenant).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
+    consent_as(
+        &app,
+        &start_link(&caller, &client, &["MAIL_SEND"]).await,
+        tenant.admin().unwrap().id,
+    )
+    .await;
+    drop(caller);
+    // Due now (it was granted a keep-alive interval of 7 days).
+    delegated_consent::Entity::update_many()
+        .col_expr(
+            delegated_consent::Column::NextRefreshAt,
+            sea_orm::sea_query::Expr::value(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        )
+        .exec(&app.db)
+        .await
+        .unwrap();
+    let database = app.stop().await;
+    let old_keys = database.token_keys.clone();
+
+    // A new key first, the old one still listed: old rows decrypt, new writes use k2.
+    let new_key = {
+        use secrecy::ExposeSecret;
+        api::domain::crypto::TokenKeys::generate_setting("k2")
+            .expose_secret()
+            .to_owned()
+    };
+    let app = start(database, |s| {
+        sim.configure(s);
+        s.token_keys = Some(format!("{new_key},{old_keys}").into());
+        s.sweep_interval = Duration::from_millis(100);
+        s.keepalive_interval = Duration::from_secs(1);
+    })
+    .await;
+    let refreshed = eventually(
+        Duration::from_secs(15),
+        "the keep-alive to renew the token",
+        || async {
+            let row = rows(&app).await.remove(0);
+            (row.refresh_token_key_id.as_deref() == Some("k2")).then_some(row)
+        },
+    )
+    .await;
+    assert_eq!(refreshed.status, DelegatedConsentStatus::Active);
+    assert!(refreshed.last_refreshed_at > Some(refreshed.granted_at));
+    assert_eq!(rows(&app).await.len(), 1);
+}
+
+/// Service principal repair with a stored consent holding Directory.AccessAsUser.All: no
+/// sign-in, the repair acts at once (issue 5's other path).
+async fn a_stored_admin_consent_repairs_a_service_principal_without_a_sign_in(backend: Backend) {
+    let tenant = SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam");
+    let Some(world) = sim_world(backend, &tenant).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Fabrikam", Some(&tenant.domain), None).await;
+    consent_as(
+        &world.app,
+        &start_link(&caller, &client, &["DIRECTORY_ACCESS_AS_USER_ALL"]).await,
+        tenant.admin().unwrap().id,
+    )
+    .await;
+
+    let created = caller
+        .run(
+            "mutation($id: ID!) { createServicePrincipal(clientId: $id) { id status signInUrl } }",
+            json!({ "id": client }),
+        )
+        .await;
+    let request = &created.data()["createServicePrincipal"];
+    assert!(request["signInUrl"].is_null(), "no sign-in needed");
+    assert_ne!(request["status"], "PENDING_SIGN_IN");
+    let done = eventually(Duration::from_secs(15), "the repair", || async {
+        let response = caller
+            .run(
+                "query($id: ID!) { client(id: $id) { servicePrincipalRequests { status } } }",
+                json!({ "id": client }),
+            )
+            .await;
+        let status = response.data()["client"]["servicePrincipalRequests"][0]["status"].clone();
+        (status == "READY" || status == "FAILED").then_some(status)
+    })
+    .await;
+    assert_eq!(done, "READY");
+    assert!(world.sim.has_service_principal(tenant.id, TEAMS));
+    assert!(
+        !world
+            .sim
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("/oauth2/v2.0/authorize")
+                && r.param("scope")
+                    .is_some_and(|s| s.contains("Application.ReadWrite.All"))),
+        "no admin sign-in was asked for"
+    );
+}
+
+/// Checklist 77: `consentry rotate-keys` re-encrypts every row under the first key, after
+/// which the old key can be removed.
+async fn rotate_keys_reencrypts_under_the_first_key(backend: Backend) {
+    let tenant = healthy("contoso.onmicrosoft.com");
+    let Some(World { sim, app }) = sim_world(backend, &tenant).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
+    consent_as(
+        &app,
+        &start_link(&caller, &client, &["MAIL_SEND"]).await,
+        tenant.admin().unwrap().id,
+    )
+    .await;
+    let id = consents_of(&caller, &client).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(caller);
+    let database = app.stop().await;
+    let new_key = {
+        use secrecy::ExposeSecret;
+        api::domain::crypto::TokenKeys::generate_setting("k2")
+            .expose_secret()
+            .to_owned()
+    };
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_consentry-under-test"))
+        .arg("rotate-keys")
+        .env("DATABASE_URL", &database.url)
+        .env(
+            "CONSENTRY_TOKEN_KEYS",
+            format!("{new_key},{}", database.token_keys),
+        )
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("re-encrypted 1 refresh token"), "{stderr}");
+    assert!(
+        !stderr.contains(&new_key[3..]),
+        "no key material is printed"
+    );
+
+    let app = start(database, |s| {
+        sim.configure(s);
+        s.token_keys = Some(new_key.clone().into());
+    })
+    .await;
+    let row = rows(&app).await.remove(0);
+    assert_eq!(row.refresh_token_key_id.as_deref(), Some("k2"));
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let verified = caller.run(VERIFY, json!({ "id": id })).await;
+    assert_eq!(
+        verified.data()["verifyDelegatedConsent"]["status"],
+        "ACTIVE",
+        "readable with k2 alone"
+    );
+}
+
+consentry_tests::on_both_backends!(
+    rotate_keys_reencrypts_under_the_first_key,
+    all_four_are_granted_and_stored_encrypted,
+    subsets_partial_grants_and_repeat_consents,
+    forged_id_tokens_store_nothing,
+    verify_refreshes_serially_expires_and_revoke_erases,
+    keep_alive_rotates_tokens_and_old_keys_still_decrypt,
+    a_stored_admin_consent_repairs_a_service_principal_without_a_sign_in,
+);
