@@ -73,6 +73,11 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     let tenants = config.tenants.clone();
     let simulator = Simulator::start(config, args.simulator_listen).await?;
     simulator.configure(&mut settings);
+    // Background steps (expired links, replication of a created principal) show within a
+    // second or two, not the production default of 30 s.
+    if settings.sweep_interval == Settings::defaults().sweep_interval {
+        settings.sweep_interval = std::time::Duration::from_secs(1);
+    }
 
     // Bind first, so that the public URL (the OAuth redirect URI) is this very server.
     let listener = TcpListener::bind(settings.listen)

@@ -14,8 +14,8 @@ use serde_json::json;
 use url::Url;
 
 use crate::consent::{
-    TEAMS, World, audit_actions, browser, callback, consent_page, healthy, location, new_client,
-    world,
+    TEAMS, World, audit_actions, authorise, browser, callback, consent_page, healthy, location,
+    new_client, tile, world,
 };
 
 const START: &str = "mutation($id: ID!, $permissions: [DelegatedPermission!]!) {
@@ -382,14 +382,28 @@ async fn verify_refreshes_serially_expires_and_revoke_erases(backend: Backend) {
             .count()
     };
 
-    // Checklist 93: two verifications at once make one refresh.
-    let (a, b) = tokio::join!(
-        caller.run(VERIFY, json!({ "id": id })),
-        caller.run(VERIFY, json!({ "id": id }))
+    // Checklist 93: verifications at once never refresh in parallel: each refresh redeems the
+    // token the previous one stored, so no refresh token is ever sent twice.
+    let verifications = (0..5).map(|_| caller.run(VERIFY, json!({ "id": id })));
+    for answer in futures_util::future::join_all(verifications).await {
+        assert_eq!(answer.data()["verifyDelegatedConsent"]["status"], "ACTIVE");
+    }
+    let sent: Vec<String> = world
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.param("grant_type") == Some("refresh_token"))
+        .map(|r| r.param("refresh_token").unwrap().to_owned())
+        .collect();
+    assert!(!sent.is_empty() && refreshes() == sent.len());
+    let mut distinct = sent.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        sent.len(),
+        "a refresh token was used twice: refreshes overlapped"
     );
-    assert_eq!(a.data()["verifyDelegatedConsent"]["status"], "ACTIVE");
-    assert_eq!(b.data()["verifyDelegatedConsent"]["status"], "ACTIVE");
-    assert_eq!(refreshes(), 1, "serialised");
     let after = rows(&world.app).await.remove(0).refresh_token;
     assert_ne!(
         before, after,
@@ -501,10 +515,17 @@ async fn a_stored_admin_consent_repairs_a_service_principal_without_a_sign_in(ba
     };
     let caller = world.app.caller("msp-a", &["admin"]).await;
     let client = new_client(&caller, "Fabrikam", Some(&tenant.domain), None).await;
+    let admin = tenant.admin().unwrap().id;
+    let link = authorise(&caller, &client).await;
+    consent_as(&world.app, link["url"].as_str().unwrap(), admin).await;
+    assert_eq!(
+        tile(&caller, &client).await["problem"]["code"],
+        "MISSING_SERVICE_PRINCIPAL"
+    );
     consent_as(
         &world.app,
         &start_link(&caller, &client, &["DIRECTORY_ACCESS_AS_USER_ALL"]).await,
-        tenant.admin().unwrap().id,
+        admin,
     )
     .await;
 
@@ -530,6 +551,13 @@ async fn a_stored_admin_consent_repairs_a_service_principal_without_a_sign_in(ba
     .await;
     assert_eq!(done, "READY");
     assert!(world.sim.has_service_principal(tenant.id, TEAMS));
+    assert_eq!(
+        tile(&caller, &client).await["problem"]["code"],
+        "SERVICE_PRINCIPAL_CREATED"
+    );
+    let link = authorise(&caller, &client).await;
+    consent_as(&world.app, link["url"].as_str().unwrap(), admin).await;
+    assert_eq!(tile(&caller, &client).await["status"], "AUTHORISED");
     assert!(
         !world
             .sim

@@ -11,7 +11,6 @@ use entity::{
     enums::{AuditAction, DelegatedConsentStatus, OAuthFlowKind, OAuthFlowStatus},
     oauth_flow,
 };
-use oauth2::PkceCodeVerifier;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, sea_query::Expr,
@@ -27,13 +26,14 @@ use super::{
     graph_api::{self, ConsentLink, Consents},
     now,
     oauth_flows::{self, FlowOutcome},
+    sign_in::{self, graph_base},
 };
 use crate::{
     auth::Viewer,
     db::begin_write,
     microsoft::{
         Microsoft, TenantHint,
-        id_token::{ExpectedTenant, IdTokenClaims},
+        id_token::IdTokenClaims,
         identity::{FlowSecrets, TokenSet},
     },
 };
@@ -170,15 +170,6 @@ pub fn permissions(stored: &[String]) -> Vec<DelegatedPermission> {
 
 fn names(permissions: &[DelegatedPermission]) -> Vec<String> {
     permissions.iter().map(|p| p.as_str().to_owned()).collect()
-}
-
-fn graph_base(microsoft: &Microsoft) -> String {
-    microsoft
-        .config()
-        .graph
-        .as_str()
-        .trim_end_matches('/')
-        .to_owned()
 }
 
 fn token_keys(consents: &Consents) -> Result<&TokenKeys> {
@@ -452,26 +443,11 @@ async fn redeem(
     code: &str,
 ) -> std::result::Result<Granted, crate::microsoft::Problem> {
     use entity::enums::GraphApiProblemCode as Code;
-    let microsoft = consents.microsoft().map_err(|e| {
-        let mut p = graph_api::problem(Code::IdentityProviderUnavailable, &e.to_string());
-        p.ours = true;
-        p
-    })?;
-    let (Some(verifier), Some(nonce)) = (&flow.pkce_verifier, &flow.nonce) else {
-        return Err(graph_api::problem(
-            Code::Unknown,
-            "This sign-in was already used. Send a new link.",
-        ));
-    };
-    let expected = flow
-        .expected_tenant
+    let graph = consents
+        .microsoft
         .as_deref()
-        .and_then(|t| Uuid::parse_str(t).ok());
-    let path = match expected {
-        Some(id) => id.to_string(),
-        None => TenantHint::for_client(None, client.domain.as_deref()).path(),
-    };
-    let graph = graph_base(microsoft);
+        .map(graph_base)
+        .unwrap_or_default();
     // One resource per token request (reference §2): the code is redeemed for Graph.
     let mut graph_scopes = vec![
         "openid".to_owned(),
@@ -485,64 +461,19 @@ async fn redeem(
             .filter(|p| p.is_graph())
             .map(|p| p.scope(&graph)),
     );
-    let first = microsoft
-        .redeem_code(
-            &path,
-            code,
-            &PkceCodeVerifier::new(verifier.clone()),
-            &graph_scopes,
-        )
-        .await
-        .map_err(|e| e.problem())?;
-    // Checklist 10: nothing from the response is used before its id_token is validated.
-    let Some(id_token) = &first.id_token else {
-        return Err(graph_api::problem(
-            Code::Unknown,
-            "Microsoft's answer had no id_token. Send a new link.",
-        ));
-    };
-    let tenant = match expected {
-        Some(id) => ExpectedTenant::Exactly(id),
-        None => ExpectedTenant::AnyOrganization,
-    };
-    let claims = microsoft.validate_id_token(id_token, &tenant, nonce).await.map_err(|e| {
-        tracing::warn!(error = %e, "a delegated consent's id_token was rejected");
-        graph_api::problem(
-            if matches!(e, crate::microsoft::id_token::IdTokenError::Tenant | crate::microsoft::id_token::IdTokenError::Issuer) {
-                Code::WrongTenant
-            } else {
-                Code::Unknown
-            },
-            &format!("Consentry could not trust this sign-in ({e}). Send a new link; if it happens again, contact support."),
-        )
-    })?;
-    if expected.is_none()
-        && let Some(domain) = client.domain.as_deref()
-    {
-        let organization = microsoft
-            .organization(&first.access_token)
-            .await
-            .map_err(|e| e.problem())?;
-        // The id_token's tenant must be the tenant the access token reads.
-        if Uuid::parse_str(&organization.id).ok() != Some(claims.tenant_id) {
-            return Err(graph_api::problem(
-                Code::WrongTenant,
-                "Microsoft's answers named two different tenants. Send a new link.",
-            ));
-        }
-        if !organization
-            .verified_domains
-            .iter()
-            .any(|d| d.name.eq_ignore_ascii_case(domain))
-        {
-            return Err(graph_api::problem(
-                Code::WrongTenant,
-                &format!(
-                    "The user who signed in belongs to a tenant that does not own {domain}. Sign in with an account of the client's own tenant."
-                ),
-            ));
-        }
-    }
+    let sign_in::SignedIn {
+        microsoft,
+        tokens: first,
+        claims,
+    } = sign_in::redeem(
+        consents,
+        flow,
+        client,
+        code,
+        &graph_scopes,
+        "Send a new link.",
+    )
+    .await?;
     let Some(mut refresh_token) = first.refresh_token.clone() else {
         return Err(graph_api::problem(
             Code::Unknown,
@@ -683,8 +614,13 @@ async fn upsert<C: ConnectionTrait>(
 }
 
 /// Claims a consent for one refresh (checklist 93): a conditional UPDATE, so of several
-/// instances or requests one refreshes and the rest wait for it.
-async fn claim(db: &DatabaseConnection, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+/// instances or requests one refreshes and the rest wait for it. Returns the row as it is
+/// once claimed — with the refresh token the previous refresh stored, never an older copy.
+async fn claim(
+    db: &DatabaseConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<delegated_consent::Model>> {
     let claimed = delegated_consent::Entity::update_many()
         .col_expr(
             delegated_consent::Column::RefreshingUntil,
@@ -699,7 +635,10 @@ async fn claim(db: &DatabaseConnection, id: Uuid, now: DateTime<Utc>) -> Result<
         )
         .exec(db)
         .await?;
-    Ok(claimed.rows_affected == 1)
+    if claimed.rows_affected != 1 {
+        return Ok(None);
+    }
+    Ok(find(db, id).await?)
 }
 
 /// What a refresh achieved.
@@ -912,10 +851,10 @@ pub async fn verify(
     if consent.status != DelegatedConsentStatus::Active {
         return Ok(consent);
     }
-    if !claim(db, id, now()).await? {
+    let Some(consent) = claim(db, id, now()).await? else {
         // Another refresh is running (checklist 93): its result is ours.
         return wait_for_refresh(db, id).await;
-    }
+    };
     let actor = Actor::from(viewer);
     match refresh(
         db,
@@ -1055,10 +994,10 @@ pub async fn keep_alive(db: &DatabaseConnection, consents: &Consents) -> Result<
         .all(db)
         .await?;
     let mut refreshed = 0;
-    for consent in due {
-        if !claim(db, consent.id, now).await? {
+    for due in due {
+        let Some(consent) = claim(db, due.id, now).await? else {
             continue;
-        }
+        };
         let actor = Actor::system(&consent.msp_id);
         match refresh(
             db,
@@ -1108,14 +1047,15 @@ pub async fn admin_token(
         let Ok(tenant) = Uuid::parse_str(&consent.tenant_id) else {
             continue;
         };
-        let consent = if claim(db, consent.id, now()).await? {
-            consent
-        } else {
-            let current = wait_for_refresh(db, consent.id).await?;
-            if !claim(db, current.id, now()).await? {
-                continue;
+        let consent = match claim(db, consent.id, now()).await? {
+            Some(claimed) => claimed,
+            None => {
+                wait_for_refresh(db, consent.id).await?;
+                let Some(claimed) = claim(db, consent.id, now()).await? else {
+                    continue;
+                };
+                claimed
             }
-            current
         };
         let scopes = vec![format!(
             "{}/Directory.AccessAsUser.All",

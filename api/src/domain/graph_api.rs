@@ -476,7 +476,9 @@ async fn conclude(
                     GraphApiStatus::Failed
                 },
                 failure_headline(problem.code, &client.name),
-                problem.remediation.clone(),
+                // The remediation is written for the MSP's technician; the page is read by the
+                // client's admin, who passes it on.
+                format!("For your IT provider: {}", problem.remediation),
             );
             outcome.microsoft_message = problem.message.clone();
             if reconsent {

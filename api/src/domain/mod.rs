@@ -12,6 +12,7 @@ pub mod graph_api;
 pub mod msp;
 pub mod oauth_flows;
 pub mod service_principal_requests;
+mod sign_in;
 pub mod tile;
 pub mod validate;
 

@@ -20,7 +20,6 @@ use entity::{
     },
     oauth_flow, service_principal_request,
 };
-use oauth2::PkceCodeVerifier;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
     DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
@@ -37,13 +36,13 @@ use super::{
     graph_api::{self, Consents},
     now,
     oauth_flows::{self, FlowOutcome},
+    sign_in,
 };
 use crate::{
     auth::Viewer,
     db::begin_write,
     microsoft::{
-        Microsoft, MicrosoftError, Problem, TenantHint, graph::Creation, id_token::ExpectedTenant,
-        identity::FlowSecrets,
+        Microsoft, MicrosoftError, Problem, TenantHint, graph::Creation, identity::FlowSecrets,
     },
 };
 
@@ -430,105 +429,27 @@ async fn sign_in_token(
     client: &client::Model,
     code: &str,
 ) -> std::result::Result<(SecretString, Uuid), Problem> {
-    let microsoft = consents.microsoft().map_err(|e| {
-        let mut p = graph_api::problem(
-            GraphApiProblemCode::IdentityProviderUnavailable,
-            &e.to_string(),
-        );
-        p.ours = true;
-        p
-    })?;
-    let (Some(verifier), Some(nonce)) = (&flow.pkce_verifier, &flow.nonce) else {
-        return Err(graph_api::problem(
-            GraphApiProblemCode::Unknown,
-            "This sign-in was already used. Start the repair again.",
-        ));
-    };
-    let expected = flow
-        .expected_tenant
+    let graph = consents
+        .microsoft
         .as_deref()
-        .and_then(|t| Uuid::parse_str(t).ok());
-    let path = match expected {
-        Some(id) => id.to_string(),
-        None => TenantHint::for_client(None, client.domain.as_deref()).path(),
-    };
-    let graph = microsoft
-        .config()
-        .graph
-        .as_str()
-        .trim_end_matches('/')
-        .to_owned();
-    let tokens = microsoft
-        .redeem_code(
-            &path,
-            code,
-            &PkceCodeVerifier::new(verifier.clone()),
-            &[
-                "openid".to_owned(),
-                "profile".to_owned(),
-                format!("{graph}/Application.ReadWrite.All"),
-                format!("{graph}/User.Read"),
-            ],
-        )
-        .await
-        .map_err(|e| e.problem())?;
-    let Some(id_token) = &tokens.id_token else {
-        return Err(graph_api::problem(
-            GraphApiProblemCode::Unknown,
-            "Microsoft's answer had no id_token, so the admin could not be identified. Start the repair again.",
-        ));
-    };
-    let tenant = match expected {
-        Some(id) => ExpectedTenant::Exactly(id),
-        None => ExpectedTenant::AnyOrganization,
-    };
-    let claims = microsoft
-        .validate_id_token(id_token, &tenant, nonce)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "a service principal sign-in's id_token was rejected");
-            graph_api::problem(
-                if matches!(e, crate::microsoft::id_token::IdTokenError::Tenant | crate::microsoft::id_token::IdTokenError::Issuer) {
-                    GraphApiProblemCode::WrongTenant
-                } else {
-                    GraphApiProblemCode::Unknown
-                },
-                &format!("Consentry could not trust this sign-in ({e}). Sign in with an admin of the client's own tenant."),
-            )
-        })?;
-    if expected.is_none()
-        && let Some(domain) = client.domain.as_deref()
-    {
-        let organization = microsoft
-            .organization(&tokens.access_token)
-            .await
-            .map_err(|e| e.problem())?;
-        // The id_token's tenant must be the tenant the access token reads.
-        if Uuid::parse_str(&organization.id).ok() != Some(claims.tenant_id) {
-            return Err(graph_api::problem(
-                GraphApiProblemCode::WrongTenant,
-                "Microsoft's answers named two different tenants. Start the repair again.",
-            ));
-        }
-        if !organization
-            .verified_domains
-            .iter()
-            .any(|d| d.name.eq_ignore_ascii_case(domain))
-        {
-            return Err(graph_api::problem(
-                GraphApiProblemCode::WrongTenant,
-                &format!(
-                    "The admin who signed in belongs to {}, which does not own the client's domain {domain}. \
-                     Sign in with an admin of the client's own tenant.",
-                    organization
-                        .display_name
-                        .as_deref()
-                        .unwrap_or("another tenant")
-                ),
-            ));
-        }
-    }
-    Ok((tokens.access_token, claims.tenant_id))
+        .map(sign_in::graph_base)
+        .unwrap_or_default();
+    let scopes = [
+        "openid".to_owned(),
+        "profile".to_owned(),
+        format!("{graph}/Application.ReadWrite.All"),
+        format!("{graph}/User.Read"),
+    ];
+    let signed_in = sign_in::redeem(
+        consents,
+        flow,
+        client,
+        code,
+        &scopes,
+        "Start the repair again.",
+    )
+    .await?;
+    Ok((signed_in.tokens.access_token, signed_in.claims.tenant_id))
 }
 
 /// Acts with an admin's token: looks the principal up, creates it when absent, and starts

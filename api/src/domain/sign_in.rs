@@ -1,0 +1,139 @@
+//! The callback half of every user sign-in (delegated consents, service principal repair):
+//! redeem the code once with the flow's PKCE verifier, and trust nothing from the answer
+//! until its id_token is validated against the flow's tenant and nonce (checklist 9–12,
+//! §B) — and, when only the client's domain is known, until the tenant is shown to own it.
+
+use entity::{client, enums::GraphApiProblemCode as Code, oauth_flow};
+use oauth2::PkceCodeVerifier;
+use uuid::Uuid;
+
+use super::graph_api::{self, Consents};
+use crate::microsoft::{
+    Microsoft, Problem, TenantHint,
+    id_token::{ExpectedTenant, IdTokenClaims, IdTokenError},
+    identity::TokenSet,
+};
+
+/// A validated sign-in: Microsoft's tokens and who signed in, in which tenant.
+pub(super) struct SignedIn<'a> {
+    pub microsoft: &'a Microsoft,
+    pub tokens: TokenSet,
+    pub claims: IdTokenClaims,
+}
+
+/// The configured Graph base URL, for scopes (`{graph}/Mail.Send`).
+pub(super) fn graph_base(microsoft: &Microsoft) -> String {
+    microsoft
+        .config()
+        .graph
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// Redeems `code` for `scopes` (one resource) and validates the answer. `again` tells the
+/// person what to restart ("Send a new link.").
+pub(super) async fn redeem<'a>(
+    consents: &'a Consents,
+    flow: &oauth_flow::Model,
+    client: &client::Model,
+    code: &str,
+    scopes: &[String],
+    again: &str,
+) -> Result<SignedIn<'a>, Problem> {
+    let microsoft = consents.microsoft().map_err(|e| {
+        let mut p = graph_api::problem(Code::IdentityProviderUnavailable, &e.to_string());
+        p.ours = true;
+        p
+    })?;
+    let (Some(verifier), Some(nonce)) = (&flow.pkce_verifier, &flow.nonce) else {
+        return Err(graph_api::problem(
+            Code::Unknown,
+            &format!("This sign-in was already used. {again}"),
+        ));
+    };
+    let expected = flow
+        .expected_tenant
+        .as_deref()
+        .and_then(|t| Uuid::parse_str(t).ok());
+    let path = match expected {
+        Some(id) => id.to_string(),
+        None => TenantHint::for_client(None, client.domain.as_deref()).path(),
+    };
+    let tokens = microsoft
+        .redeem_code(
+            &path,
+            code,
+            &PkceCodeVerifier::new(verifier.clone()),
+            scopes,
+        )
+        .await
+        .map_err(|e| e.problem())?;
+    // Checklist 10: nothing from the answer is used before its id_token is validated.
+    let Some(id_token) = &tokens.id_token else {
+        return Err(graph_api::problem(
+            Code::Unknown,
+            &format!(
+                "Microsoft's answer had no id_token, so the user could not be identified. {again}"
+            ),
+        ));
+    };
+    let tenant = match expected {
+        Some(id) => ExpectedTenant::Exactly(id),
+        None => ExpectedTenant::AnyOrganization,
+    };
+    let claims = microsoft
+        .validate_id_token(id_token, &tenant, nonce)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, kind = ?flow.kind, "a sign-in's id_token was rejected");
+            let code = if matches!(e, IdTokenError::Tenant | IdTokenError::Issuer) {
+                Code::WrongTenant
+            } else {
+                Code::Unknown
+            };
+            graph_api::problem(
+                code,
+                &format!(
+                    "Consentry could not trust this sign-in ({e}). Sign in with an account of the client's own tenant. {again}"
+                ),
+            )
+        })?;
+    if expected.is_none()
+        && let Some(domain) = client.domain.as_deref()
+    {
+        let organization = microsoft
+            .organization(&tokens.access_token)
+            .await
+            .map_err(|e| e.problem())?;
+        // The id_token's tenant must be the one the access token reads, and own the domain.
+        if Uuid::parse_str(&organization.id).ok() != Some(claims.tenant_id) {
+            return Err(graph_api::problem(
+                Code::WrongTenant,
+                &format!("Microsoft's answers named two different tenants. {again}"),
+            ));
+        }
+        if !organization
+            .verified_domains
+            .iter()
+            .any(|d| d.name.eq_ignore_ascii_case(domain))
+        {
+            return Err(graph_api::problem(
+                Code::WrongTenant,
+                &format!(
+                    "The account that signed in belongs to {}, which does not own the client's domain {domain}. \
+                     Sign in with an account of the client's own tenant.",
+                    organization
+                        .display_name
+                        .as_deref()
+                        .unwrap_or("another tenant")
+                ),
+            ));
+        }
+    }
+    Ok(SignedIn {
+        microsoft,
+        tokens,
+        claims,
+    })
+}
