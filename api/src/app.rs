@@ -24,10 +24,14 @@ use crate::{
     config::Settings,
     db,
     domain::{crypto::TokenKeys, graph_api::Consents},
+    events::Bus,
     graphql::{self, AppSchema},
     http::{self, metrics::Metrics},
     microsoft::{Microsoft, MicrosoftConfig},
 };
+
+/// How many events a subscriber may fall behind before it is told to resync.
+pub const SUBSCRIBER_BUFFER: usize = 1024;
 
 /// Everything a request handler may need.
 #[derive(Clone)]
@@ -41,6 +45,8 @@ pub struct AppState {
     pub microsoft: Option<Arc<Microsoft>>,
     /// What the consent flows need besides the database.
     pub consents: Consents,
+    /// Change events for this instance's subscribers.
+    pub bus: Bus,
     /// A token GraphiQL starts with (`consentry demo` only).
     pub graphiql_token: Option<Arc<str>>,
 }
@@ -66,9 +72,11 @@ impl AppState {
             settings.keepalive_interval,
             token_keys,
         );
+        let bus = Bus::new(SUBSCRIBER_BUFFER);
         Self {
-            schema: graphql::schema(db.clone(), metrics.clone(), consents.clone()),
+            schema: graphql::schema(db.clone(), metrics.clone(), consents.clone(), bus.clone()),
             consents,
+            bus,
             db,
             auth,
             metrics,
@@ -208,6 +216,10 @@ impl Application {
         let router = router(self.state.clone())?;
         let interval = settings.sweep_interval;
         let sweeps = [
+            tokio::spawn(crate::events::dispatch(
+                self.state.db.clone(),
+                self.state.bus.clone(),
+            )),
             tokio::spawn(crate::sweeps::flows(self.state.clone(), interval)),
             tokio::spawn(crate::sweeps::reverification(self.state.clone(), interval)),
         ];

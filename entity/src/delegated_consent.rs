@@ -4,7 +4,7 @@ use sea_orm::entity::prelude::*;
 
 use crate::{StringList, enums::DelegatedConsentStatus};
 
-#[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "delegated_consent")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -19,8 +19,10 @@ pub struct Model {
     pub missing_permissions: StringList,
     pub status: DelegatedConsentStatus,
     pub status_reason: Option<String>,
-    /// AES-256-GCM ciphertext; never plaintext.
+    /// AES-256-GCM ciphertext; never plaintext. Never serialised (events carry no token).
+    #[serde(skip)]
     pub refresh_token: Option<Vec<u8>>,
+    #[serde(skip)]
     pub refresh_token_key_id: Option<String>,
     pub granted_at: DateTimeUtc,
     pub last_refreshed_at: Option<DateTimeUtc>,

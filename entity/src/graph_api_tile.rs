@@ -7,7 +7,7 @@ use crate::{
     enums::{GraphApiProblemCode, GraphApiStatus},
 };
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "graph_api_tile")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -6,6 +6,7 @@ pub mod audit_event;
 pub mod client;
 pub mod delegated_consent;
 pub mod enums;
+pub mod event_outbox;
 pub mod graph_api_tile;
 pub mod msp_tenant;
 pub mod oauth_flow;

@@ -16,6 +16,7 @@ mod m20261126_000005_create_oauth_flow;
 mod m20261126_000006_create_delegated_consent;
 mod m20261126_000007_create_audit_event;
 mod m20261202_000008_consent_flow_leases;
+mod m20261202_000009_create_event_outbox;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_create_delegated_consent::Migration),
             Box::new(m20261126_000007_create_audit_event::Migration),
             Box::new(m20261202_000008_consent_flow_leases::Migration),
+            Box::new(m20261202_000009_create_event_outbox::Migration),
         ]
     }
 }

@@ -1032,15 +1032,17 @@ async fn our_bad_secret_is_an_operator_problem(backend: Backend) {
     let authorised_client = authorised(&world, &caller, &contoso, "Contoso").await;
     drop(caller);
     let World { sim, app } = world;
+    let database = app.stop().await;
+    // Due now, set once that server is gone.
+    let db = sea_orm::Database::connect(&database.url).await.unwrap();
     graph_api_tile::Entity::update_many()
         .col_expr(
             graph_api_tile::Column::NextVerificationAt,
             sea_orm::sea_query::Expr::value(chrono::Utc::now() - chrono::Duration::seconds(1)),
         )
-        .exec(&app.db)
+        .exec(&db)
         .await
         .unwrap();
-    let database = app.stop().await;
 
     let app = start(database, |s| {
         sim.configure(s);
@@ -1317,12 +1319,9 @@ async fn checklist_92_interrupted_callback_is_failed_by_the_sweep(backend: Backe
     )
     .await;
 
-    // What a crash mid-verification leaves behind.
+    // What a crash mid-verification leaves behind (the tile first: the sweep acts as soon as
+    // the flow looks interrupted).
     let flow = flows(&app).await.remove(0);
-    let mut stuck: oauth_flow::ActiveModel = flow.clone().into();
-    stuck.status = Set(OAuthFlowStatus::Exchanging);
-    stuck.claimed_at = Set(Some(chrono::Utc::now() - chrono::Duration::minutes(6)));
-    stuck.update(&app.db).await.unwrap();
     graph_api_tile::Entity::update_many()
         .col_expr(
             graph_api_tile::Column::Status,
@@ -1332,6 +1331,10 @@ async fn checklist_92_interrupted_callback_is_failed_by_the_sweep(backend: Backe
         .exec(&app.db)
         .await
         .unwrap();
+    let mut stuck: oauth_flow::ActiveModel = flow.clone().into();
+    stuck.status = Set(OAuthFlowStatus::Exchanging);
+    stuck.claimed_at = Set(Some(chrono::Utc::now() - chrono::Duration::minutes(6)));
+    stuck.update(&app.db).await.unwrap();
 
     let tile = eventually(
         Duration::from_secs(10),

@@ -466,16 +466,17 @@ async fn keep_alive_rotates_tokens_and_old_keys_still_decrypt(backend: Backend) 
     )
     .await;
     drop(caller);
-    // Due now (it was granted a keep-alive interval of 7 days).
+    let database = app.stop().await;
+    // Due now (it was granted a keep-alive interval of 7 days); set once that server is gone.
+    let db = sea_orm::Database::connect(&database.url).await.unwrap();
     delegated_consent::Entity::update_many()
         .col_expr(
             delegated_consent::Column::NextRefreshAt,
             sea_orm::sea_query::Expr::value(chrono::Utc::now() - chrono::Duration::seconds(1)),
         )
-        .exec(&app.db)
+        .exec(&db)
         .await
         .unwrap();
-    let database = app.stop().await;
     let old_keys = database.token_keys.clone();
 
     // A new key first, the old one still listed: old rows decrypt, new writes use k2.

@@ -22,3 +22,4 @@ mod microsoft;
 mod schema;
 mod service_principals;
 mod storage;
+mod subscriptions;

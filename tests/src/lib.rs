@@ -252,7 +252,23 @@ pub async fn spawn_app_with(
 /// Starts a server on an existing test database.
 pub async fn start(database: TestDatabase, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let secret = format!("test-secret-{}", uuid::Uuid::new_v4());
-    let mut settings = test_settings(&database, &secret);
+    let mut app = launch(&database, secret, configure).await;
+    app.database = Some(database);
+    app
+}
+
+/// Starts another instance on `first`'s database, with the same caller secret (scale-out:
+/// two instances behind one load balancer). Stopping it leaves the database alone.
+pub async fn start_sharing(first: &TestApp, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    launch(first.database(), first.secret.clone(), configure).await
+}
+
+async fn launch(
+    database: &TestDatabase,
+    secret: String,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let mut settings = test_settings(database, &secret);
     // Bound first so that the public URL (the OAuth redirect URI) is this very server.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     settings.public_url =
@@ -286,7 +302,7 @@ pub async fn start(database: TestDatabase, configure: impl FnOnce(&mut Settings)
             .build()
             .unwrap(),
         secret,
-        database: Some(database),
+        database: None,
         shutdown: Some(shutdown),
         server: Some(server),
     }

@@ -227,6 +227,7 @@ pub async fn update(
     let mut tile = current.tile.clone();
     if tile_reset {
         tile = tile::reset(&current.tile, now).update(&txn).await?;
+        crate::events::tile(&txn, &before.msp_id, &tile).await?;
         // Links already sent out were for the old tenant: they must not complete.
         oauth_flows::cancel_open(
             &txn,

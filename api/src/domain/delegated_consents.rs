@@ -591,6 +591,7 @@ async fn upsert<C: ConnectionTrait>(
         id_token_subject: Some(granted.claims.subject.clone()),
         refreshing_until: None,
     };
+    crate::events::consent(txn, &model).await?;
     let active = delegated_consent::ActiveModel::from(model.clone());
     if existing.is_some() {
         active.reset_all().update(txn).await?;
@@ -730,11 +731,17 @@ async fn refresh(
                 Expr::value(kid),
             );
     }
+    // The renewal and its event in one transaction.
+    let txn = begin_write(db).await?;
     update
         .filter(delegated_consent::Column::Id.eq(consent.id))
         .filter(delegated_consent::Column::Status.eq(DelegatedConsentStatus::Active))
-        .exec(db)
+        .exec(&txn)
         .await?;
+    if let Some(renewed) = find(&txn, consent.id).await? {
+        crate::events::consent(&txn, &renewed).await?;
+    }
+    txn.commit().await?;
     Ok(Refreshed::Ok(tokens.access_token))
 }
 
@@ -792,6 +799,9 @@ async fn expire(
         .exec(&txn)
         .await?;
     if updated.rows_affected == 1 {
+        if let Some(now_expired) = find(&txn, consent.id).await? {
+            crate::events::consent(&txn, &now_expired).await?;
+        }
         audit::record(
             &txn,
             actor,
@@ -884,6 +894,9 @@ pub async fn verify(
                     .exec(&txn)
                     .await?;
             }
+            if let Some(current) = find(&txn, id).await? {
+                crate::events::consent(&txn, &current).await?;
+            }
             audit::record(
                 &txn,
                 &actor,
@@ -943,6 +956,9 @@ pub async fn revoke(
         .filter(delegated_consent::Column::Id.eq(id))
         .exec(&txn)
         .await?;
+    if let Some(revoked) = find(&txn, id).await? {
+        crate::events::consent(&txn, &revoked).await?;
+    }
     audit::record(
         &txn,
         &Actor::from(viewer),

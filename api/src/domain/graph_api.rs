@@ -799,7 +799,9 @@ async fn reverify(
         let mut active: graph_api_tile::ActiveModel = tile.clone().into();
         active.last_verified_at = Set(change.verified_at);
         active.next_verification_at = Set(change.next_verification_at);
+        active.version = Set(tile.version + 1);
         let tile = active.update(&txn).await?;
+        crate::events::tile(&txn, &view.client.msp_id, &tile).await?;
         if requested {
             audit::record(
                 &txn,
@@ -1180,6 +1182,7 @@ async fn write_tile<C: ConnectionTrait>(
     active.version = Set(tile.version + 1);
     active.updated_at = Set(now);
     let updated = active.update(txn).await?;
+    crate::events::tile(txn, msp_id, &updated).await?;
 
     details["from"] = json!(status_name(tile.status));
     details["to"] = json!(status_name(updated.status));

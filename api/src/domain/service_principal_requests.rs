@@ -208,6 +208,7 @@ pub async fn create(
                 json!({ "reason": "requested" }),
             )
             .await?;
+            crate::events::request(&txn, &request).await?;
             request
         }
     };
@@ -463,7 +464,8 @@ async fn act(
     actor: &Actor,
 ) -> Result<()> {
     let microsoft = consents.microsoft()?;
-    let Some(request) = step(db, request_id, &[Status::PendingSignIn], actor, |r| {
+    let txn = begin_write(db).await?;
+    let Some(request) = step(&txn, request_id, &[Status::PendingSignIn], actor, |r| {
         r.status = Set(Status::Creating);
         r.tenant_id = Set(Some(tenant.to_string()));
     })
@@ -471,6 +473,7 @@ async fn act(
     else {
         return Ok(());
     };
+    txn.commit().await?;
     // Look first: `az ad sp create` fails on an existing principal; we call that success.
     let result = match microsoft
         .find_service_principal(&token, &request.app_id)
@@ -493,7 +496,8 @@ async fn act(
             consents
                 .sign_in_tokens
                 .put(request.id, token, StdDuration::from_secs(50 * 60));
-            step(db, request.id, &[Status::Creating], actor, |r| {
+            let txn = begin_write(db).await?;
+            step(&txn, request.id, &[Status::Creating], actor, |r| {
                 r.status = Set(Status::Propagating);
                 r.graph_object_id = Set(Some(object_id));
                 r.propagating_since = Set(Some(now));
@@ -501,6 +505,7 @@ async fn act(
                 r.attempts = Set(0);
             })
             .await?;
+            txn.commit().await?;
         }
         Ok(Acted::Exists(object_id)) => {
             finish_ready(
@@ -860,6 +865,7 @@ async fn step<C: ConnectionTrait>(
     active.updated_at = Set(now());
     let updated = active.update(db).await?;
     record(db, &updated, actor, Some(current.status), json!({})).await?;
+    crate::events::request(db, &updated).await?;
     Ok(Some(updated))
 }
 

@@ -15,7 +15,7 @@ use axum::{
 };
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -70,6 +70,7 @@ pub struct Metrics {
     request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
     callbacks: Family<OutcomeLabels, Counter>,
     sweeps: Family<OutcomeLabels, Counter>,
+    subscriptions: Gauge,
     known_operations: Mutex<HashSet<String>>,
 }
 
@@ -114,6 +115,12 @@ impl Metrics {
             "Consent callbacks by outcome (succeeded, failed, rejected, in_progress, unavailable, error)",
             callbacks.clone(),
         );
+        let subscriptions = Gauge::default();
+        registry.register(
+            "graphql_subscriptions_active",
+            "GraphQL subscriptions currently open on this instance",
+            subscriptions.clone(),
+        );
         let sweeps = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "sweep_actions",
@@ -138,6 +145,7 @@ impl Metrics {
             request_seconds,
             callbacks,
             sweeps,
+            subscriptions,
             known_operations: Mutex::new(HashSet::new()),
         }
     }
@@ -250,5 +258,21 @@ impl Metrics {
                 outcome: action.to_owned(),
             })
             .inc_by(count);
+    }
+
+    /// Counts an open subscription until the returned guard is dropped.
+    pub fn subscription_opened(self: &Arc<Self>) -> SubscriptionGuard {
+        self.subscriptions.inc();
+        SubscriptionGuard(self.clone())
+    }
+}
+
+/// Decrements the open-subscriptions gauge when its subscription ends.
+#[derive(Debug)]
+pub struct SubscriptionGuard(Arc<Metrics>);
+
+impl Drop for SubscriptionGuard {
+    fn drop(&mut self) {
+        self.0.subscriptions.dec();
     }
 }

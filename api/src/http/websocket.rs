@@ -4,7 +4,7 @@
 //! default accepts anything: the caller's token must come in its payload as
 //! `{"Authorization": "Bearer …"}` (never in the URL), within 10 seconds.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use async_graphql::{Data, http::ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
@@ -13,6 +13,7 @@ use axum::{
         State, WebSocketUpgrade,
         ws::{CloseFrame, Message, WebSocket},
     },
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::Response,
 };
 use futures_util::{SinkExt, StreamExt, stream};
@@ -23,6 +24,8 @@ use crate::app::AppState;
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest accepted message (checklist 73).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Most subscriptions one connection may hold at once (checklist 73); one more closes it.
+pub const MAX_SUBSCRIPTIONS: usize = 32;
 
 /// Close codes of the `graphql-transport-ws` protocol.
 mod close {
@@ -32,12 +35,23 @@ mod close {
     pub(super) const INIT_TIMEOUT: u16 = 4408;
 }
 
-/// `GET /graphql/ws`.
+/// `GET /graphql/ws`. A browser's `Origin` must be Consentry's own or one of
+/// `CONSENTRY_CORS_ORIGINS` (checklist 66); clients that send none (servers, CLIs) pass.
 pub async fn upgrade(
     State(state): State<AppState>,
+    headers: HeaderMap,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && !origin_allowed(&state, origin)
+    {
+        return super::error_response(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "this Origin may not open GraphQL subscriptions: add it to CONSENTRY_CORS_ORIGINS",
+        );
+    }
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(MAX_MESSAGE_BYTES)
@@ -91,14 +105,67 @@ async fn serve(state: AppState, protocol: GraphQLProtocol, socket: WebSocket) {
             return close_with(&mut sink, close::FORBIDDEN, &format!("Forbidden: {error}")).await;
         }
     };
+    let expires_at = viewer.expires_at;
     let mut data = Data::default();
     data.insert(viewer);
     // async-graphql sees the same connection_init again and acknowledges it.
-    let replayed = stream::once(async move { Ok(Message::Text(init.into())) }).chain(stream);
-    GraphQLWebSocket::new_with_pair(sink, replayed, state.schema.clone(), protocol)
+    let replayed = stream::once(async move { Ok(Message::Text(init.into())) })
+        .chain(stream)
+        .scan(HashSet::<String>::new(), |active, message| {
+            let within = count_subscriptions(active, &message);
+            std::future::ready(within.then_some(message))
+        });
+    let serve = GraphQLWebSocket::new_with_pair(sink, replayed, state.schema.clone(), protocol)
         .with_data(data)
-        .serve()
-        .await;
+        .serve();
+    // Checklist 72: the connection ends when the caller's token does.
+    let left = (expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::select! {
+        () = serve => {}
+        () = tokio::time::sleep(left) => {
+            tracing::info!("a subscriber's token expired; its connection is closed");
+        }
+    }
+}
+
+/// Tracks the connection's subscription ids; false once there would be too many, which
+/// ends the connection.
+fn count_subscriptions(
+    active: &mut HashSet<String>,
+    message: &Result<Message, axum::Error>,
+) -> bool {
+    let Ok(Message::Text(text)) = message else {
+        return true;
+    };
+    let Ok(parsed) = serde_json::from_str::<serde_json::Value>(text) else {
+        return true;
+    };
+    let id = parsed
+        .get("id")
+        .and_then(|i| i.as_str())
+        .unwrap_or_default();
+    match parsed.get("type").and_then(|t| t.as_str()) {
+        Some("subscribe" | "start") => {
+            active.insert(id.to_owned());
+            active.len() <= MAX_SUBSCRIPTIONS
+        }
+        Some("complete" | "stop") => {
+            active.remove(id);
+            true
+        }
+        _ => true,
+    }
+}
+
+fn origin_allowed(state: &AppState, origin: &HeaderValue) -> bool {
+    let own = state.settings.public_url.origin().ascii_serialization();
+    origin.as_bytes() == own.as_bytes()
+        || state
+            .settings
+            .allowed_origins()
+            .is_ok_and(|allowed| allowed.iter().any(|a| a == origin))
 }
 
 /// The first text message, skipping pings and pongs; `None` when the client goes away.

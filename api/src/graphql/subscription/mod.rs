@@ -1,0 +1,134 @@
+//! The Subscription root: every status change, pushed (DESIGN §2). Each event is the object's
+//! state after the change, with the same fields as the query. Events reach only subscribers
+//! who may see the client (their own MSP; support staff: every MSP), checked on every event.
+//! When events may have been missed — a slow subscriber, a dropped listener connection — the
+//! subscriber gets an error with `extensions.code = "RESYNC"` and should re-query; the
+//! subscription stays open.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ErrorExtensions, ID, Result, Subscription};
+use futures_util::{Stream, StreamExt};
+use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
+use uuid::Uuid;
+
+use crate::{
+    auth::Viewer,
+    domain::{Error, access, clients},
+    events::{Bus, Change, Delivery},
+    graphql::{
+        ids::{GlobalId, IdKind},
+        query::{database, viewer},
+        types::{DelegatedConsent, GraphApiTile, ServicePrincipalRequest},
+    },
+    http::metrics::Metrics,
+};
+
+#[derive(Default)]
+pub struct SubscriptionRoot;
+
+fn resync() -> async_graphql::Error {
+    async_graphql::Error::new(
+        "events may have been missed: re-query the objects you show, then keep listening",
+    )
+    .extend_with(|_, e| e.set("code", "RESYNC"))
+}
+
+/// The events of the viewer's clients (or of one client), as `map` turns them into items.
+async fn events<T, F>(
+    ctx: &Context<'_>,
+    client_id: Option<ID>,
+    map: F,
+) -> Result<impl Stream<Item = Result<T>> + Send + use<T, F>>
+where
+    T: Send + 'static,
+    F: Fn(&Change) -> Option<T> + Send + 'static,
+{
+    let viewer: Viewer = viewer(ctx)?.clone();
+    let only: Option<Uuid> = match client_id {
+        Some(id) => {
+            let id = GlobalId::expect("clientId", &id, IdKind::Client)?;
+            // NOT_FOUND for ids the viewer may not see, exactly as for queries.
+            clients::get(database(ctx)?, &viewer, id).await?;
+            Some(id)
+        }
+        None => None,
+    };
+    let bus = ctx
+        .data::<Bus>()
+        .map_err(|e| Error::Internal(anyhow::anyhow!("schema without a bus: {}", e.message)))?;
+    let receiver = bus.subscribe();
+    // Counted from the moment events are buffered for it (the gauge tells tests and
+    // operators that the subscription is live).
+    let guard = ctx
+        .data::<Arc<Metrics>>()
+        .ok()
+        .map(|metrics| metrics.subscription_opened());
+    let stream = BroadcastStream::new(receiver).filter_map(move |received| {
+        let _open = &guard;
+        let item = match received {
+            Err(BroadcastStreamRecvError::Lagged(_)) => Some(Err(resync())),
+            Ok(delivery) => match &*delivery {
+                Delivery::Resync => Some(Err(resync())),
+                Delivery::Event(event) => {
+                    let visible = access::sight(&viewer, &event.msp_id).is_some()
+                        && only.is_none_or(|id| id == event.client_id)
+                        // Checklist 72: a token that has expired gets nothing more.
+                        && viewer.expires_at > chrono::Utc::now();
+                    if visible {
+                        map(&event.change).map(Ok)
+                    } else {
+                        None
+                    }
+                }
+            },
+        };
+        std::future::ready(item)
+    });
+    Ok(stream)
+}
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// Every change of a Graph API tile: one client's, or (without `clientId`) all of the
+    /// viewer's clients'. In commit order per client.
+    async fn graph_api_tile_changed(
+        &self,
+        ctx: &Context<'_>,
+        client_id: Option<ID>,
+    ) -> Result<impl Stream<Item = Result<GraphApiTile>>> {
+        events(ctx, client_id, |change| match change {
+            Change::GraphApiTile(tile) => Some(GraphApiTile(tile.clone())),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Every change of a delegated consent: granted, renewed, expired, revoked.
+    async fn delegated_consent_changed(
+        &self,
+        ctx: &Context<'_>,
+        client_id: Option<ID>,
+    ) -> Result<impl Stream<Item = Result<DelegatedConsent>>> {
+        events(ctx, client_id, |change| match change {
+            Change::DelegatedConsent(consent) => Some(DelegatedConsent(consent.clone())),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Every step of a service principal request.
+    async fn service_principal_request_changed(
+        &self,
+        ctx: &Context<'_>,
+        client_id: Option<ID>,
+    ) -> Result<impl Stream<Item = Result<ServicePrincipalRequest>>> {
+        events(ctx, client_id, |change| match change {
+            Change::ServicePrincipalRequest(request) => {
+                Some(ServicePrincipalRequest::new(request.clone()))
+            }
+            _ => None,
+        })
+        .await
+    }
+}

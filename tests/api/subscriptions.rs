@@ -1,0 +1,499 @@
+//! Live status over `graphql-transport-ws`: every state of a tile arrives in order, MSPs never
+//! see each other's events, events cross instances on PostgreSQL, a stalled subscriber does
+//! not hold up another, and tokens, origins and limits are enforced (checklist 66–73).
+
+use std::time::Duration;
+
+use consentry_tests::{Backend, Caller, TestApp, serde_json::Value, start_sharing};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
+};
+
+use crate::consent::{authorise, callback, consent_page, healthy, new_client, world};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const TILES: &str =
+    "subscription($id: ID) { graphApiTileChanged(clientId: $id) { id status version } }";
+
+async fn open(
+    app: &TestApp,
+    origin: Option<&str>,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut request = format!("ws://127.0.0.1:{}/graphql/ws", app.port)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", HeaderValue::from_str(origin).unwrap());
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// A socket past `connection_ack`.
+async fn connect(app: &TestApp, token: &str) -> Ws {
+    let mut ws = open(app, None).await.unwrap();
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }).to_string(),
+    ))
+    .await
+    .unwrap();
+    let ack = next_message(&mut ws)
+        .await
+        .expect("an answer to connection_init");
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    ws
+}
+
+async fn subscribe(ws: &mut Ws, id: &str, query: &str, variables: Value) {
+    ws.send(Message::text(
+        json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } }).to_string(),
+    ))
+    .await
+    .unwrap();
+}
+
+/// The next protocol message, or `None` when the socket closed; panics after 15 s.
+async fn next_message(ws: &mut Ws) -> Option<Value> {
+    let deadline = Duration::from_secs(15);
+    loop {
+        let message = tokio::time::timeout(deadline, ws.next())
+            .await
+            .expect("a message within 15 s");
+        match message {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+            Some(Ok(Message::Text(text))) => {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                if matches!(value["type"].as_str(), Some("ping" | "pong" | "ka")) {
+                    continue;
+                }
+                return Some(value);
+            }
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// The next `next` payload's data for subscription `id`.
+async fn next_data(ws: &mut Ws, id: &str) -> Value {
+    loop {
+        let message = next_message(ws).await.expect("the socket stays open");
+        if message["id"] == id && message["type"] == "next" {
+            assert!(message["payload"]["errors"].is_null(), "{message}");
+            return message["payload"]["data"].clone();
+        }
+        assert_ne!(message["type"], "error", "{message}");
+    }
+}
+
+/// Waits until `n` subscriptions are live on `app` (its open-subscriptions gauge).
+async fn live(app: &TestApp, n: usize) {
+    let line = format!("consentry_graphql_subscriptions_active {n}");
+    consentry_tests::eventually(
+        Duration::from_secs(10),
+        "the subscriptions to be live",
+        || async {
+            let text = app
+                .http
+                .get(app.url("/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.lines().any(|l| l == line).then_some(())
+        },
+    )
+    .await;
+}
+
+fn token(caller: &Caller<'_>) -> String {
+    caller.token.clone().unwrap()
+}
+
+async fn a_tile_walks_through_every_state_in_order(backend: Backend) {
+    let tenant = healthy("contoso.onmicrosoft.com");
+    let Some(world) = world(backend, vec![tenant.clone()], |_| {}).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["viewer", "admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
+    let mut one = connect(&world.app, &token(&caller)).await;
+    subscribe(&mut one, "1", TILES, json!({ "id": client })).await;
+    let mut all = connect(&world.app, &token(&caller)).await;
+    subscribe(&mut all, "all", TILES, json!({})).await;
+    live(&world.app, 2).await;
+
+    let link = authorise(&caller, &client).await;
+    let back = consent_page(
+        link["url"].as_str().unwrap(),
+        tenant.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+    callback(&world.app, &back).await;
+
+    for (ws, id) in [(&mut one, "1"), (&mut all, "all")] {
+        let mut seen = Vec::new();
+        let mut versions = Vec::new();
+        while seen.last().map(String::as_str) != Some("AUTHORISED") {
+            let data = next_data(ws, id).await;
+            let tile = &data["graphApiTileChanged"];
+            seen.push(tile["status"].as_str().unwrap().to_owned());
+            versions.push(tile["version"].as_i64().unwrap());
+        }
+        assert_eq!(
+            seen,
+            ["AWAITING_CONSENT", "VERIFYING", "AUTHORISED"],
+            "{id}"
+        );
+        assert!(
+            versions.windows(2).all(|w| w[0] < w[1]),
+            "in commit order: {versions:?}"
+        );
+    }
+}
+
+/// Checklist 71: MSP B sees none of MSP A's events, and cannot subscribe to A's client.
+async fn another_msp_receives_nothing(backend: Backend) {
+    let tenant = healthy("contoso.onmicrosoft.com");
+    let fabrikam = healthy("fabrikam.onmicrosoft.com");
+    let Some(world) = world(backend, vec![tenant.clone(), fabrikam.clone()], |_| {}).await else {
+        return;
+    };
+    let a = world.app.caller("msp-a", &["admin"]).await;
+    let b = world.app.caller("msp-b", &["admin"]).await;
+    let a_client = new_client(&a, "Contoso", Some(&tenant.domain), None).await;
+    let b_client = new_client(&b, "Fabrikam", Some(&fabrikam.domain), None).await;
+
+    let mut spy = connect(&world.app, &token(&b)).await;
+    subscribe(&mut spy, "a", TILES, json!({ "id": a_client })).await;
+    let refused = next_message(&mut spy).await.unwrap();
+    let errors = if refused["type"] == "error" {
+        refused["payload"].clone()
+    } else {
+        refused["payload"]["errors"].clone()
+    };
+    assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND", "{refused}");
+    subscribe(&mut spy, "mine", TILES, json!({})).await;
+    live(&world.app, 1).await;
+
+    let link = authorise(&a, &a_client).await;
+    let back = consent_page(
+        link["url"].as_str().unwrap(),
+        tenant.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+    callback(&world.app, &back).await;
+    // B's own change comes after all of A's: B's first event must be its own.
+    authorise(&b, &b_client).await;
+    let first = next_data(&mut spy, "mine").await;
+    assert_eq!(first["graphApiTileChanged"]["status"], "AWAITING_CONSENT");
+    let b_tile = b
+        .run(
+            "query($id: ID!) { client(id: $id) { graphApiTile { id } } }",
+            json!({ "id": b_client }),
+        )
+        .await;
+    assert_eq!(
+        first["graphApiTileChanged"]["id"],
+        b_tile.data()["client"]["graphApiTile"]["id"]
+    );
+}
+
+/// Two instances on one PostgreSQL: subscribe on one, complete the consent through the other.
+async fn events_cross_instances(backend: Backend) {
+    if backend != Backend::Postgres {
+        return;
+    }
+    let tenant = healthy("contoso.onmicrosoft.com");
+    let Some(world) = world(backend, vec![tenant.clone()], |_| {}).await else {
+        return;
+    };
+    let second = start_sharing(&world.app, |s| world.sim.configure(s)).await;
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
+    let mut ws = connect(&second, &token(&caller)).await;
+    subscribe(&mut ws, "1", TILES, json!({ "id": client })).await;
+    live(&second, 1).await;
+
+    let link = authorise(&caller, &client).await;
+    let back = consent_page(
+        link["url"].as_str().unwrap(),
+        tenant.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+    callback(&world.app, &back).await;
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("AUTHORISED") {
+        let data = next_data(&mut ws, "1").await;
+        seen.push(
+            data["graphApiTileChanged"]["status"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(seen, ["AWAITING_CONSENT", "VERIFYING", "AUTHORISED"]);
+}
+
+/// A subscriber that never reads does not hold up one that does.
+async fn a_stalled_subscriber_does_not_stall_another(backend: Backend) {
+    let tenant = healthy("contoso.onmicrosoft.com");
+    let Some(world) = world(backend, vec![tenant], |_| {}).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let mut stalled = connect(&world.app, &token(&caller)).await;
+    subscribe(&mut stalled, "1", TILES, json!({})).await;
+    let mut reader = connect(&world.app, &token(&caller)).await;
+    subscribe(&mut reader, "1", TILES, json!({})).await;
+    live(&world.app, 2).await;
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        let client = new_client(
+            &caller,
+            &format!("Client {i:02}"),
+            Some("contoso.onmicrosoft.com"),
+            None,
+        )
+        .await;
+        authorise(&caller, &client).await;
+        clients.push(client);
+    }
+    for _ in 0..20 {
+        let data = next_data(&mut reader, "1").await;
+        assert_eq!(data["graphApiTileChanged"]["status"], "AWAITING_CONSENT");
+    }
+    drop(stalled);
+}
+
+/// Checklist 66, 67, 72, 73: origins, expired tokens, expiry during a live socket, and the
+/// subscription cap.
+async fn origins_tokens_and_limits_are_enforced(backend: Backend) {
+    let Some(app) = consentry_tests::spawn_app(backend).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    assert!(
+        open(&app, Some("https://evil.example")).await.is_err(),
+        "an unlisted origin is refused"
+    );
+    let allowed = open(&app, Some("https://app.example.com")).await;
+    assert!(allowed.is_ok(), "a listed origin connects");
+
+    let expired = app.token_with(|c| {
+        c.msp = Some("msp-a".into());
+        c.exp = chrono::Utc::now().timestamp() - 600;
+    });
+    let mut ws = open(&app, None).await.unwrap();
+    ws.send(Message::text(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {expired}") } }).to_string()))
+        .await
+        .unwrap();
+    match ws.next().await.unwrap().unwrap() {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 4403),
+        other => panic!("expected a 4403 close, got {other:?}"),
+    }
+
+    // A token that expires during the connection ends it.
+    let short = app.token_with(|c| {
+        c.msp = Some("msp-a".into());
+        c.exp = chrono::Utc::now().timestamp() + 2;
+    });
+    let mut ws = connect(&app, &short).await;
+    subscribe(&mut ws, "1", TILES, json!({})).await;
+    assert!(
+        next_message(&mut ws).await.is_none(),
+        "closed when the token expired"
+    );
+
+    // The 33rd subscription on one connection closes it.
+    let mut ws = connect(&app, &token(&caller)).await;
+    for i in 0..33 {
+        subscribe(&mut ws, &format!("s{i}"), TILES, json!({})).await;
+    }
+    assert!(
+        next_message(&mut ws).await.is_none(),
+        "too many subscriptions close the connection"
+    );
+}
+
+/// Service principal requests and delegated consents push every step too.
+async fn repairs_and_delegated_consents_push_their_steps(backend: Backend) {
+    let tenant =
+        api::microsoft::simulator::SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam");
+    let Some(world) = world(backend, vec![tenant.clone()], |s| {
+        s.sweep_interval = Duration::from_millis(100);
+    })
+    .await
+    else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Fabrikam", Some(&tenant.domain), None).await;
+    let mut ws = connect(&world.app, &token(&caller)).await;
+    subscribe(
+        &mut ws,
+        "sp",
+        "subscription($id: ID) { servicePrincipalRequestChanged(clientId: $id) { status } }",
+        json!({ "id": client }),
+    )
+    .await;
+    subscribe(
+        &mut ws,
+        "dc",
+        "subscription { delegatedConsentChanged { status permissions } }",
+        json!({}),
+    )
+    .await;
+    live(&world.app, 2).await;
+
+    let created = caller
+        .run(
+            "mutation($id: ID!) { createServicePrincipal(clientId: $id) { signInUrl } }",
+            json!({ "id": client }),
+        )
+        .await;
+    let url = created.data()["createServicePrincipal"]["signInUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let back = consent_page(&url, tenant.admin().unwrap().id, "accept").await;
+    callback(&world.app, &back).await;
+    let mut steps = Vec::new();
+    while steps.last().map(String::as_str) != Some("READY") {
+        let data = next_data(&mut ws, "sp").await;
+        steps.push(
+            data["servicePrincipalRequestChanged"]["status"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        steps,
+        ["PENDING_SIGN_IN", "CREATING", "PROPAGATING", "READY"]
+    );
+
+    let link = caller
+        .run("mutation($id: ID!) { startDelegatedConsent(clientId: $id, permissions: [MAIL_SEND]) { url } }", json!({ "id": client }))
+        .await;
+    let back = consent_page(
+        link.data()["startDelegatedConsent"]["url"]
+            .as_str()
+            .unwrap(),
+        tenant.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+    callback(&world.app, &back).await;
+    let data = next_data(&mut ws, "dc").await;
+    assert_eq!(data["delegatedConsentChanged"]["status"], "ACTIVE");
+    assert_eq!(
+        data["delegatedConsentChanged"]["permissions"],
+        json!(["MAIL_SEND"])
+    );
+}
+
+/// PostgreSQL: when the listener's connection is killed, subscribers are told to resync, and
+/// events flow again after the reconnect.
+async fn a_dropped_listener_connection_means_resync_not_a_silent_gap(backend: Backend) {
+    if backend != Backend::Postgres {
+        return;
+    }
+    let tenant = healthy("contoso.onmicrosoft.com");
+    let Some(world) = world(backend, vec![tenant], |_| {}).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let mut ws = connect(&world.app, &token(&caller)).await;
+    subscribe(&mut ws, "1", TILES, json!({})).await;
+    live(&world.app, 1).await;
+    let schema = {
+        use sea_orm::{ConnectionTrait, Statement};
+        let row = world
+            .app
+            .db
+            .query_one_raw(Statement::from_string(
+                world.app.db.get_database_backend(),
+                "SELECT current_schema()".to_owned(),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index::<String>(0).unwrap()
+    };
+    let killed = {
+        use sea_orm::{ConnectionTrait, Statement};
+        let sql = format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN \"consentry_events_{schema}\"'"
+        );
+        world
+            .app
+            .db
+            .query_all_raw(Statement::from_string(
+                world.app.db.get_database_backend(),
+                sql,
+            ))
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(killed, 1, "the listener's connection was found and killed");
+    let message = next_message(&mut ws).await.unwrap();
+    assert_eq!(
+        message["payload"]["errors"][0]["extensions"]["code"], "RESYNC",
+        "{message}"
+    );
+
+    // Events flow again once the listener has reconnected (a change per attempt, until one
+    // arrives; the deadline bounds it).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    for attempt in 0.. {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no event after the reconnect"
+        );
+        let client = new_client(
+            &caller,
+            &format!("Contoso {attempt}"),
+            Some("contoso.onmicrosoft.com"),
+            None,
+        )
+        .await;
+        authorise(&caller, &client).await;
+        let Ok(Some(Ok(message))) =
+            tokio::time::timeout(Duration::from_millis(500), ws.next()).await
+        else {
+            continue;
+        };
+        let value: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+        if value["payload"]["data"]["graphApiTileChanged"]["status"] == "AWAITING_CONSENT" {
+            break;
+        }
+    }
+}
+
+consentry_tests::on_both_backends!(
+    repairs_and_delegated_consents_push_their_steps,
+    a_dropped_listener_connection_means_resync_not_a_silent_gap,
+    a_tile_walks_through_every_state_in_order,
+    another_msp_receives_nothing,
+    events_cross_instances,
+    a_stalled_subscriber_does_not_stall_another,
+    origins_tokens_and_limits_are_enforced,
+);
