@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use consentry_tests::{Backend, Caller, TestApp, serde_json::Value, start_sharing};
+use consentry_tests::{Backend, Caller, TestApp, serde_json::Value};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::net::TcpStream;
@@ -24,7 +24,14 @@ async fn open(
     app: &TestApp,
     origin: Option<&str>,
 ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    let mut request = format!("ws://127.0.0.1:{}/graphql/ws", app.port)
+    open_port(app.port, origin).await
+}
+
+async fn open_port(
+    port: u16,
+    origin: Option<&str>,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut request = format!("ws://127.0.0.1:{port}/graphql/ws")
         .into_client_request()
         .unwrap();
     request.headers_mut().insert(
@@ -43,7 +50,11 @@ async fn open(
 
 /// A socket past `connection_ack`.
 async fn connect(app: &TestApp, token: &str) -> Ws {
-    let mut ws = open(app, None).await.unwrap();
+    connect_port(app.port, token).await
+}
+
+async fn connect_port(port: u16, token: &str) -> Ws {
+    let mut ws = open_port(port, None).await.unwrap();
     ws.send(Message::text(
         json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }).to_string(),
     ))
@@ -99,14 +110,18 @@ async fn next_data(ws: &mut Ws, id: &str) -> Value {
 
 /// Waits until `n` subscriptions are live on `app` (its open-subscriptions gauge).
 async fn live(app: &TestApp, n: usize) {
+    live_at(&app.address, n).await;
+}
+
+async fn live_at(address: &str, n: usize) {
     let line = format!("consentry_graphql_subscriptions_active {n}");
+    let http = reqwest::Client::new();
     consentry_tests::eventually(
         Duration::from_secs(10),
         "the subscriptions to be live",
         || async {
-            let text = app
-                .http
-                .get(app.url("/metrics"))
+            let text = http
+                .get(format!("{address}/metrics"))
                 .send()
                 .await
                 .ok()?
@@ -214,8 +229,19 @@ async fn another_msp_receives_nothing(backend: Backend) {
     );
 }
 
-/// Two instances on one PostgreSQL: subscribe on one, complete the consent through the other.
-async fn events_cross_instances(backend: Backend) {
+/// A second `consentry` process, killed when dropped.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Two `consentry` processes on one PostgreSQL: subscribe on one, complete the consent
+/// through the other; the events cross over NOTIFY.
+async fn events_cross_processes(backend: Backend) {
     if backend != Backend::Postgres {
         return;
     }
@@ -223,12 +249,51 @@ async fn events_cross_instances(backend: Backend) {
     let Some(world) = world(backend, vec![tenant.clone()], |_| {}).await else {
         return;
     };
-    let second = start_sharing(&world.app, |s| world.sim.configure(s)).await;
+    let database = world.app.database();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("http://127.0.0.1:{port}");
+    let _second = Process(
+        std::process::Command::new(env!("CARGO_BIN_EXE_consentry-under-test"))
+            .arg("serve")
+            .env("DATABASE_URL", &database.url)
+            .env("CONSENTRY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CONSENTRY_PUBLIC_URL", &address)
+            .env("CONSENTRY_AUTH_HS256_SECRET", &world.app.secret)
+            .env("CONSENTRY_AUTH_ISSUER", consentry_tests::ISSUER)
+            .env("CONSENTRY_AUTH_AUDIENCE", consentry_tests::AUDIENCE)
+            .env("CONSENTRY_TOKEN_KEYS", &database.token_keys)
+            .env("CONSENTRY_MS_CLIENT_ID", world.sim.client_id())
+            .env("CONSENTRY_MS_CLIENT_SECRET", world.sim.client_secret())
+            .env("CONSENTRY_MS_AUTHORITY_URL", world.sim.base_url().as_str())
+            .env("CONSENTRY_MS_GRAPH_URL", world.sim.base_url().as_str())
+            .env_remove("CONSENTRY_AUTH_JWKS_URL")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    consentry_tests::eventually(
+        Duration::from_secs(30),
+        "the second process to start",
+        || async {
+            reqwest::get(format!("{address}/readyz"))
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        },
+    )
+    .await;
     let caller = world.app.caller("msp-a", &["admin"]).await;
     let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
-    let mut ws = connect(&second, &token(&caller)).await;
+    let mut ws = connect_port(port, &token(&caller)).await;
     subscribe(&mut ws, "1", TILES, json!({ "id": client })).await;
-    live(&second, 1).await;
+    live_at(&address, 1).await;
 
     let link = authorise(&caller, &client).await;
     let back = consent_page(
@@ -488,12 +553,26 @@ async fn a_dropped_listener_connection_means_resync_not_a_silent_gap(backend: Ba
     }
 }
 
+/// Checklist 68: no `connection_init` within 10 s closes the socket with 4408.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_closed_with_4408() {
+    let app = consentry_tests::spawn_app(Backend::Sqlite).await.unwrap();
+    let mut ws = open(&app, None).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(15), ws.next())
+        .await
+        .unwrap();
+    match closed {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 4408),
+        other => panic!("expected a 4408 close, got {other:?}"),
+    }
+}
+
 consentry_tests::on_both_backends!(
     repairs_and_delegated_consents_push_their_steps,
     a_dropped_listener_connection_means_resync_not_a_silent_gap,
     a_tile_walks_through_every_state_in_order,
     another_msp_receives_nothing,
-    events_cross_instances,
+    events_cross_processes,
     a_stalled_subscriber_does_not_stall_another,
     origins_tokens_and_limits_are_enforced,
 );

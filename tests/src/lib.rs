@@ -257,12 +257,6 @@ pub async fn start(database: TestDatabase, configure: impl FnOnce(&mut Settings)
     app
 }
 
-/// Starts another instance on `first`'s database, with the same caller secret (scale-out:
-/// two instances behind one load balancer). Stopping it leaves the database alone.
-pub async fn start_sharing(first: &TestApp, configure: impl FnOnce(&mut Settings)) -> TestApp {
-    launch(first.database(), first.secret.clone(), configure).await
-}
-
 async fn launch(
     database: &TestDatabase,
     secret: String,
