@@ -56,8 +56,9 @@ pub const TEAMS_ADMIN_API_DISPLAY_NAME: &str = "Skype and Teams Tenant Admin API
 const PROPAGATION_WINDOW: Duration = Duration::minutes(15);
 /// Longest pause between two replication lookups.
 const MAX_POLL_INTERVAL: Duration = Duration::seconds(30);
-/// A claimed lookup not finished within this is taken over by another sweep.
-const POLL_LEASE: Duration = Duration::minutes(2);
+/// A claimed lookup not finished within this is taken over by another sweep (also after a
+/// restart that interrupted one). Lookups are idempotent, so an overlap is harmless.
+const POLL_LEASE: Duration = Duration::seconds(30);
 /// A request stuck in `CREATING` this long was interrupted (the process died).
 const CREATING_LEASE: Duration = Duration::minutes(5);
 
