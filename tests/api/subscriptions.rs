@@ -553,6 +553,52 @@ async fn a_dropped_listener_connection_means_resync_not_a_silent_gap(backend: Ba
     }
 }
 
+/// The legacy `graphql-ws` subprotocol (`start`/`data`) delivers the same events.
+async fn the_legacy_graphql_ws_protocol_works_too(backend: Backend) {
+    let tenant = healthy("contoso.onmicrosoft.com");
+    let Some(world) = world(backend, vec![tenant.clone()], |_| {}).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
+    let mut request = format!("ws://127.0.0.1:{}/graphql/ws", world.app.port)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("graphql-ws"),
+    );
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "graphql-ws");
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", token(&caller)) } }).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        next_message(&mut ws).await.unwrap()["type"],
+        "connection_ack"
+    );
+    ws.send(Message::text(
+        json!({ "id": "1", "type": "start", "payload": { "query": TILES, "variables": { "id": client } } }).to_string(),
+    ))
+    .await
+    .unwrap();
+    live(&world.app, 1).await;
+    authorise(&caller, &client).await;
+    let data = loop {
+        let message = next_message(&mut ws).await.expect("the socket stays open");
+        if message["type"] == "data" {
+            break message;
+        }
+    };
+    assert_eq!(data["id"], "1");
+    assert_eq!(
+        data["payload"]["data"]["graphApiTileChanged"]["status"],
+        "AWAITING_CONSENT"
+    );
+}
+
 /// Checklist 68: no `connection_init` within 10 s closes the socket with 4408.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_is_closed_with_4408() {
@@ -568,6 +614,7 @@ async fn a_silent_connection_is_closed_with_4408() {
 }
 
 consentry_tests::on_both_backends!(
+    the_legacy_graphql_ws_protocol_works_too,
     repairs_and_delegated_consents_push_their_steps,
     a_dropped_listener_connection_means_resync_not_a_silent_gap,
     a_tile_walks_through_every_state_in_order,
