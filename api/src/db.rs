@@ -129,3 +129,25 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
     })
     .await
 }
+
+/// How many SQL statements one request ran (see [`counted`]).
+#[derive(Clone, Debug, Default)]
+pub struct StatementCount(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl StatementCount {
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A handle on the same pool that counts the statements run through it (DataLoaders and
+/// transactions included), so each GraphQL operation's statement count can be observed.
+pub fn counted(db: &DatabaseConnection) -> (DatabaseConnection, StatementCount) {
+    let count = StatementCount::default();
+    let mut counting = db.clone();
+    let counter = count.0.clone();
+    counting.set_metric_callback(move |_| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    (counting, count)
+}

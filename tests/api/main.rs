@@ -21,5 +21,6 @@ mod jwks;
 mod microsoft;
 mod schema;
 mod service_principals;
+mod statements;
 mod storage;
 mod subscriptions;

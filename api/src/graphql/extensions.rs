@@ -278,6 +278,14 @@ impl Extension for OperationMetricsForRequest {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        next.run(ctx, operation_name).await
+        let response = next.run(ctx, operation_name).await;
+        // The request's own data (the statement counter) is only visible from here on.
+        if let Some(statements) = ctx.data_opt::<crate::db::StatementCount>()
+            && let Some((name, kind)) = self.operation.lock().ok().and_then(|op| op.clone())
+        {
+            self.metrics
+                .observe_statements(&name, kind, statements.get());
+        }
+        response
     }
 }

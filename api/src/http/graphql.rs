@@ -209,17 +209,20 @@ async fn execute(
     request: async_graphql::Request,
     format: Format,
 ) -> Response {
+    // Every statement of this request, authentication included, is counted for
+    // `consentry_graphql_operation_db_statements` (no N+1 goes unnoticed).
+    let (db, statements) = crate::db::counted(&state.db);
     let viewer = match headers.get(header::AUTHORIZATION) {
         None => None,
         Some(value) => {
             let value = value.to_str().unwrap_or_default();
-            match state.auth.authenticate(&state.db, value).await {
+            match state.auth.authenticate(&db, value).await {
                 Ok(viewer) => Some(viewer),
                 Err(error) => return auth_error_response(&error),
             }
         }
     };
-    let mut request = request.data(Loaders::new(&state.db));
+    let mut request = request.data(Loaders::new(&db)).data(db).data(statements);
     if let Some(viewer) = viewer {
         request = request.data(viewer);
     }

@@ -54,6 +54,13 @@ struct RouteStatusLabels {
     status: String,
 }
 
+fn statement_buckets() -> Histogram {
+    // 1 .. 256 statements
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        1.0, 2.0, 9,
+    ))
+}
+
 fn latency_buckets() -> Histogram {
     // 1 ms .. ~16 s
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -68,6 +75,7 @@ pub struct Metrics {
     operation_seconds: Family<OperationLabels, Histogram, fn() -> Histogram>,
     requests: Family<RouteStatusLabels, Counter>,
     request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    operation_statements: Family<OperationLabels, Histogram, fn() -> Histogram>,
     callbacks: Family<OutcomeLabels, Counter>,
     sweeps: Family<OutcomeLabels, Counter>,
     subscriptions: Gauge,
@@ -109,6 +117,15 @@ impl Metrics {
             "Time to answer a GraphQL operation, by name and type",
             operation_seconds.clone(),
         );
+        let operation_statements =
+            Family::<OperationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                statement_buckets,
+            );
+        registry.register(
+            "graphql_operation_db_statements",
+            "SQL statements one GraphQL operation ran (authentication included), by name and type",
+            operation_statements.clone(),
+        );
         let callbacks = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "oauth_callbacks",
@@ -143,6 +160,7 @@ impl Metrics {
             operation_seconds,
             requests,
             request_seconds,
+            operation_statements,
             callbacks,
             sweeps,
             subscriptions,
@@ -166,6 +184,16 @@ impl Metrics {
                 kind: kind.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records how many SQL statements an operation ran.
+    pub fn observe_statements(&self, name: &str, kind: &str, statements: u64) {
+        self.operation_statements
+            .get_or_create(&OperationLabels {
+                operation: self.operation_label(name),
+                kind: kind.to_owned(),
+            })
+            .observe(statements as f64);
     }
 
     fn operation_label(&self, name: &str) -> String {

@@ -138,22 +138,41 @@ pub struct ClientConnection {
     pub filter: ClientFilter,
 }
 
+impl ClientConnection {
+    /// One query per per-client list the page selects (no N+1, whatever the page size).
+    async fn prime(&self, ctx: &Context<'_>, client: &async_graphql::Lookahead<'_>) -> Result<()> {
+        let ids: Vec<_> = self.page.items.iter().map(|v| v.client.id).collect();
+        ctx.data::<Loaders>()?
+            .prime(
+                &ids,
+                client.field("delegatedConsents").exists(),
+                client.field("servicePrincipalRequests").exists(),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
 #[Object]
 impl ClientConnection {
-    async fn edges(&self) -> Vec<ClientEdge> {
-        self.page
+    async fn edges(&self, ctx: &Context<'_>) -> Result<Vec<ClientEdge>> {
+        let node = ctx.look_ahead().field("node");
+        self.prime(ctx, &node).await?;
+        Ok(self
+            .page
             .items
             .iter()
             .map(|view| ClientEdge {
                 cursor: encode_cursor(view),
                 node: Client(view.clone()),
             })
-            .collect()
+            .collect())
     }
 
     /// The clients of the page, without cursors.
-    async fn nodes(&self) -> Vec<Client> {
-        self.page.items.iter().cloned().map(Client).collect()
+    async fn nodes(&self, ctx: &Context<'_>) -> Result<Vec<Client>> {
+        self.prime(ctx, &ctx.look_ahead()).await?;
+        Ok(self.page.items.iter().cloned().map(Client).collect())
     }
 
     async fn page_info(&self) -> PageInfo {
