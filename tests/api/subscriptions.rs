@@ -599,6 +599,22 @@ async fn the_legacy_graphql_ws_protocol_works_too(backend: Backend) {
     );
 }
 
+/// Queries work over the WebSocket too, per-client lists included.
+async fn queries_run_over_the_websocket_too(backend: Backend) {
+    let Some(app) = consentry_tests::spawn_app(backend).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    caller.create_client("Contoso").await;
+    let mut ws = connect(&app, &token(&caller)).await;
+    for id in ["q1", "q2"] {
+        subscribe(&mut ws, id, "{ clients { nodes { name delegatedConsents { status } servicePrincipalRequests { status } } } }", json!({})).await;
+        let data = next_data(&mut ws, id).await;
+        assert_eq!(data["clients"]["nodes"][0]["name"], "Contoso");
+        assert_eq!(data["clients"]["nodes"][0]["delegatedConsents"], json!([]));
+    }
+}
+
 /// Checklist 68: no `connection_init` within 10 s closes the socket with 4408.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_is_closed_with_4408() {
@@ -614,6 +630,7 @@ async fn a_silent_connection_is_closed_with_4408() {
 }
 
 consentry_tests::on_both_backends!(
+    queries_run_over_the_websocket_too,
     the_legacy_graphql_ws_protocol_works_too,
     repairs_and_delegated_consents_push_their_steps,
     a_dropped_listener_connection_means_resync_not_a_silent_gap,

@@ -289,3 +289,31 @@ impl Extension for OperationMetricsForRequest {
         response
     }
 }
+
+/// Gives every operation its own DataLoaders (and so its own cache) when the transport did
+/// not: operations over the WebSocket share one connection but never a cache.
+pub(crate) struct PerOperationLoaders;
+
+impl ExtensionFactory for PerOperationLoaders {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(PerOperationLoaders)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for PerOperationLoaders {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        let missing = !request
+            .data
+            .contains_key(&std::any::TypeId::of::<super::Loaders>());
+        if missing && let Ok(db) = ctx.data::<sea_orm::DatabaseConnection>() {
+            request.data.insert(super::Loaders::new(db));
+        }
+        next.run(ctx, request).await
+    }
+}

@@ -51,6 +51,7 @@ pub fn schema(
 ) -> AppSchema {
     builder()
         .extension(extensions::OperationMetrics::new(metrics.clone()))
+        .extension(extensions::PerOperationLoaders)
         .data(metrics)
         .data(db)
         .data(consents)
