@@ -396,11 +396,17 @@ pub async fn complete(
     );
 
     let txn = begin_write(db).await?;
+    // A consent that granted nothing is a failed flow (and stores nothing).
+    let flow_status = if granted.granted.is_empty() {
+        OAuthFlowStatus::Failed
+    } else {
+        OAuthFlowStatus::Succeeded
+    };
     if !oauth_flows::finish(
         &txn,
         flow.id,
         &[OAuthFlowStatus::Exchanging],
-        OAuthFlowStatus::Succeeded,
+        flow_status,
         &out,
         now,
     )
