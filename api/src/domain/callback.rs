@@ -98,26 +98,7 @@ pub async fn handle(
 
     let now = now();
     if flow.expires_at <= now {
-        match flow.kind {
-            OAuthFlowKind::AdminConsent => {
-                graph_api::expire_flow(db, &flow).await?;
-            }
-            OAuthFlowKind::ServicePrincipalSignIn => {
-                service_principal_requests::expire_sign_in(db, &flow).await?;
-            }
-            OAuthFlowKind::DelegatedConsent => {
-                let outcome = FlowOutcome::cancelled(&flow, "", "it expired");
-                oauth_flows::finish(
-                    db,
-                    flow.id,
-                    &[OAuthFlowStatus::Pending],
-                    OAuthFlowStatus::Expired,
-                    &outcome,
-                    now,
-                )
-                .await?;
-            }
-        }
+        expire(db, &flow).await?;
         return Ok(reread(db, flow.id)
             .await?
             .unwrap_or(CallbackResult::Rejected));
@@ -154,6 +135,30 @@ pub async fn handle(
         }
     };
     Ok(finished(&flow, outcome))
+}
+
+/// Expires a pending flow whose link ran out, with what its kind does on expiry (a tile
+/// shows `LINK_EXPIRED`, a repair request fails). False when it had already moved on. Used
+/// by a late callback and by the sweep alike.
+pub async fn expire(db: &DatabaseConnection, flow: &entity::oauth_flow::Model) -> Result<bool> {
+    match flow.kind {
+        OAuthFlowKind::AdminConsent => graph_api::expire_flow(db, flow).await,
+        OAuthFlowKind::ServicePrincipalSignIn => {
+            service_principal_requests::expire_sign_in(db, flow).await
+        }
+        OAuthFlowKind::DelegatedConsent => {
+            let outcome = FlowOutcome::cancelled(flow, "", "it expired");
+            oauth_flows::finish(
+                db,
+                flow.id,
+                &[OAuthFlowStatus::Pending],
+                OAuthFlowStatus::Expired,
+                &outcome,
+                now(),
+            )
+            .await
+        }
+    }
 }
 
 /// The flow's state now, as a callback result (`None`: it no longer exists).

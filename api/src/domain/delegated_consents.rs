@@ -216,13 +216,7 @@ pub async fn start(
     }
     let lifetime = graph_api::link_lifetime(lifetime_minutes)?;
     let txn = begin_write(db).await?;
-    let view = graph_api::lock_client(&txn, client_id).await?;
-    access::require_writable(
-        viewer,
-        &view.client.msp_id,
-        "client",
-        &client_id.to_string(),
-    )?;
+    let view = graph_api::writable_client(&txn, viewer, client_id).await?;
     let microsoft = consents.microsoft()?;
     token_keys(consents)?;
 

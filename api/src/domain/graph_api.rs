@@ -132,13 +132,7 @@ pub async fn authorise(
     access::require_writer(viewer)?;
     let lifetime = link_lifetime(lifetime_minutes)?;
     let txn = begin_write(db).await?;
-    let view = lock_client(&txn, client_id).await?;
-    access::require_writable(
-        viewer,
-        &view.client.msp_id,
-        "client",
-        &client_id.to_string(),
-    )?;
+    let view = writable_client(&txn, viewer, client_id).await?;
     let microsoft = consents.microsoft()?;
 
     let now = now();
@@ -883,31 +877,15 @@ pub async fn reverify_due(db: &DatabaseConnection, consents: &Consents) -> Resul
     Ok(verified)
 }
 
-/// Expires consent links nobody used: the flow becomes `EXPIRED` and a tile still
+/// Expires links nobody used (every kind: see [`super::callback::expire`]). For admin
+/// consent the flow becomes `EXPIRED` and a tile still
 /// `AWAITING_CONSENT` becomes `FAILED`/`LINK_EXPIRED`, with a remediation that names the
 /// usual cause ("the Accept window never appeared": a missing service principal).
 pub async fn expire_links(db: &DatabaseConnection) -> Result<usize> {
     let now = now();
     let mut expired = 0;
     for flow in oauth_flows::expired(db, now, SWEEP_BATCH).await? {
-        let done = match flow.kind {
-            OAuthFlowKind::AdminConsent => expire_flow(db, &flow).await?,
-            OAuthFlowKind::ServicePrincipalSignIn => {
-                super::service_principal_requests::expire_sign_in(db, &flow).await?
-            }
-            OAuthFlowKind::DelegatedConsent => {
-                let outcome = FlowOutcome::cancelled(&flow, "", "it expired");
-                oauth_flows::finish(
-                    db,
-                    flow.id,
-                    &[OAuthFlowStatus::Pending],
-                    OAuthFlowStatus::Expired,
-                    &outcome,
-                    now,
-                )
-                .await?
-            }
-        };
+        let done = super::callback::expire(db, &flow).await?;
         if done {
             expired += 1;
         }
@@ -1217,10 +1195,24 @@ async fn lock_tile<C: ConnectionTrait>(
         .await?)
 }
 
-pub(super) async fn lock_client<C: ConnectionTrait>(
+/// The client, locked for this transaction, if the viewer may change it (another MSP's
+/// client reads as missing; support staff's as read-only).
+pub(super) async fn writable_client<C: ConnectionTrait>(
     txn: &C,
+    viewer: &Viewer,
     client_id: Uuid,
 ) -> Result<ClientView> {
+    let view = lock_client(txn, client_id).await?;
+    access::require_writable(
+        viewer,
+        &view.client.msp_id,
+        "client",
+        &client_id.to_string(),
+    )?;
+    Ok(view)
+}
+
+async fn lock_client<C: ConnectionTrait>(txn: &C, client_id: Uuid) -> Result<ClientView> {
     let Some(tile) = lock_tile(txn, client_id).await? else {
         return Err(Error::not_found("client", client_id.to_string()));
     };

@@ -174,36 +174,18 @@ pub async fn cancel_open<C: ConnectionTrait>(
     why: &str,
     now: DateTime<Utc>,
 ) -> Result<u64> {
-    let open = oauth_flow::Entity::find()
+    let open = [OAuthFlowStatus::Pending, OAuthFlowStatus::Exchanging];
+    let flows = oauth_flow::Entity::find()
         .filter(oauth_flow::Column::ClientId.eq(client_id))
         .filter(oauth_flow::Column::Kind.is_in(kinds.iter().copied()))
-        .filter(
-            oauth_flow::Column::Status
-                .is_in([OAuthFlowStatus::Pending, OAuthFlowStatus::Exchanging]),
-        )
+        .filter(oauth_flow::Column::Status.is_in(open))
         .all(db)
         .await?;
-    let mut cancelled = 0;
-    for flow in &open {
-        let outcome = FlowOutcome::cancelled(flow, client_name, why);
-        if finish(
-            db,
-            flow.id,
-            &[OAuthFlowStatus::Pending, OAuthFlowStatus::Exchanging],
-            OAuthFlowStatus::Failed,
-            &outcome,
-            now,
-        )
-        .await?
-        {
-            cancelled += 1;
-        }
-    }
-    Ok(cancelled)
+    cancel(db, &flows, &open, client_name, why, now).await
 }
 
-/// Cancels the open sign-in flows of one service principal request (a newer link replaces
-/// them).
+/// Cancels the pending sign-in flows of one service principal request (a newer link
+/// replaces them).
 pub async fn cancel_open_for_request<C: ConnectionTrait>(
     db: &C,
     request_id: Uuid,
@@ -211,24 +193,28 @@ pub async fn cancel_open_for_request<C: ConnectionTrait>(
     why: &str,
     now: DateTime<Utc>,
 ) -> Result<u64> {
-    let open = oauth_flow::Entity::find()
+    let pending = [OAuthFlowStatus::Pending];
+    let flows = oauth_flow::Entity::find()
         .filter(oauth_flow::Column::ServicePrincipalRequestId.eq(request_id))
-        .filter(oauth_flow::Column::Status.eq(OAuthFlowStatus::Pending))
+        .filter(oauth_flow::Column::Status.is_in(pending))
         .all(db)
         .await?;
+    cancel(db, &flows, &pending, client_name, why, now).await
+}
+
+/// Fails each of `flows` still in one of `from`, with a "no longer valid" outcome.
+async fn cancel<C: ConnectionTrait>(
+    db: &C,
+    flows: &[oauth_flow::Model],
+    from: &[OAuthFlowStatus],
+    client_name: &str,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<u64> {
     let mut cancelled = 0;
-    for flow in &open {
+    for flow in flows {
         let outcome = FlowOutcome::cancelled(flow, client_name, why);
-        if finish(
-            db,
-            flow.id,
-            &[OAuthFlowStatus::Pending],
-            OAuthFlowStatus::Failed,
-            &outcome,
-            now,
-        )
-        .await?
-        {
+        if finish(db, flow.id, from, OAuthFlowStatus::Failed, &outcome, now).await? {
             cancelled += 1;
         }
     }

@@ -137,13 +137,7 @@ pub async fn create(
     let lifetime = graph_api::link_lifetime(lifetime_minutes)?;
     let txn = begin_write(db).await?;
     // The tile's row lock serialises requests for one client (SQLite: the write lock).
-    let view = graph_api::lock_client(&txn, client_id).await?;
-    access::require_writable(
-        viewer,
-        &view.client.msp_id,
-        "client",
-        &client_id.to_string(),
-    )?;
+    let view = graph_api::writable_client(&txn, viewer, client_id).await?;
     let microsoft = consents.microsoft()?;
     if view.client.azure_tenant_id.is_none() && view.client.domain.is_none() {
         return Err(Error::bad_input(
