@@ -10,6 +10,7 @@ use axum::{
     http::{HeaderName, Method, header},
     middleware,
     routing::get,
+    serve::ListenerExt,
 };
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
@@ -223,7 +224,7 @@ impl Application {
             tokio::spawn(crate::sweeps::flows(self.state.clone(), interval)),
             tokio::spawn(crate::sweeps::reverification(self.state.clone(), interval)),
         ];
-        let served = axum::serve(self.listener, router)
+        let served = axum::serve(without_nagle(self.listener), router)
             .with_graceful_shutdown(shutdown)
             .await;
         // Every sweep step is its own transaction: stopping between two is safe.
@@ -232,6 +233,29 @@ impl Application {
         }
         served?;
         Ok(())
+    }
+}
+
+/// The listener with TCP_NODELAY on every connection. Events and answers are small writes:
+/// with Nagle's algorithm (axum's default), one waits for the peer's delayed ACK — 40 ms —
+/// whenever an earlier write is still unacknowledged.
+pub fn without_nagle(
+    listener: TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr> {
+    listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    })
+}
+
+/// Lifts the soft open-file limit to the hard one, as Go and nginx do: every WebSocket
+/// subscriber holds a socket, and common soft limits (1024) would cap them far below what
+/// one instance serves.
+pub fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
     }
 }
 

@@ -125,7 +125,17 @@ fn parse_ttl(raw: &str) -> Result<Duration, String> {
 
 /// Entry point of the `consentry` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    main_from(std::env::args_os())
+}
+
+/// [`main`] with the command line given (the first item is the program name), for binaries
+/// that embed Consentry's command line, such as the benchmark tool.
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
     let serving = matches!(cli.command, None | Some(Command::Serve | Command::Demo(_)));
     telemetry::init(
         cli.settings.log_format,
@@ -135,6 +145,9 @@ pub fn main() -> ExitCode {
             "warn"
         },
     );
+    if serving {
+        crate::app::raise_open_file_limit();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,11 +1,16 @@
 //! The database connection: SQLite (embedded default) or PostgreSQL, migrated at start.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, LazyLock, PoisonError},
+    time::Duration,
+};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
-    TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, ExecResult,
+    QueryResult, Statement, TransactionTrait,
 };
 use secrecy::ExposeSecret;
 
@@ -121,13 +126,121 @@ pub async fn ping(db: &DatabaseConnection, timeout: Duration) -> bool {
 
 /// Starts a transaction that will write. On SQLite it takes the write lock at once
 /// (`BEGIN IMMEDIATE`), so a read-then-write transaction waits for other writers instead of
-/// failing with SQLITE_BUSY halfway through.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
-    db.begin_with_options(sea_orm::TransactionOptions {
-        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-        ..Default::default()
+/// failing with SQLITE_BUSY halfway through — and it first waits its turn among this
+/// process's writers, first come first served: SQLite has one write lock, and a writer that
+/// finds it taken polls for it in SQLite's busy handler, whose sleeps grow to 100 ms and
+/// favour no one (under a burst of callbacks that, not the work, was most of their time).
+pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, DbErr> {
+    let local = match db.get_database_backend() {
+        DbBackend::Sqlite => Some(sqlite_local(db)),
+        _ => None,
+    };
+    let turn = match &local {
+        Some(local) => Some(local.writers.clone().lock_owned().await),
+        None => None,
+    };
+    let txn = db
+        .begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?;
+    Ok(WriteTransaction {
+        txn,
+        _turn: turn,
+        local,
     })
-    .await
+}
+
+/// What this process shares about one SQLite database.
+struct SqliteLocal {
+    /// Its writers, in the order they asked.
+    writers: Arc<tokio::sync::Mutex<()>>,
+    /// Signalled after every commit of a [`WriteTransaction`].
+    committed: Arc<tokio::sync::Notify>,
+}
+
+/// The process's state of one SQLite database (by its file).
+fn sqlite_local(db: &DatabaseConnection) -> Arc<SqliteLocal> {
+    static LOCAL: LazyLock<std::sync::Mutex<HashMap<PathBuf, Arc<SqliteLocal>>>> =
+        LazyLock::new(Default::default);
+    let file = db
+        .get_sqlite_connection_pool()
+        .connect_options()
+        .get_filename()
+        .to_path_buf();
+    let mut local = LOCAL.lock().unwrap_or_else(PoisonError::into_inner);
+    local
+        .entry(file)
+        .or_insert_with(|| {
+            Arc::new(SqliteLocal {
+                writers: Arc::default(),
+                committed: Arc::default(),
+            })
+        })
+        .clone()
+}
+
+/// SQLite: notified after each write transaction this process commits, so that the event
+/// outbox is read at once rather than at its next poll. `None` on PostgreSQL.
+pub fn sqlite_commits(db: &DatabaseConnection) -> Option<Arc<tokio::sync::Notify>> {
+    match db.get_database_backend() {
+        DbBackend::Sqlite => Some(sqlite_local(db).committed.clone()),
+        _ => None,
+    }
+}
+
+/// A transaction that will write (see [`begin_write`]). Dropped without `commit`, it rolls
+/// back.
+pub struct WriteTransaction {
+    txn: sea_orm::DatabaseTransaction,
+    /// SQLite: this writer's turn, held until the transaction ends (declared after `txn`, so
+    /// it is released after the transaction is).
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    local: Option<Arc<SqliteLocal>>,
+}
+
+impl std::fmt::Debug for WriteTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTransaction").finish_non_exhaustive()
+    }
+}
+
+impl WriteTransaction {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await?;
+        if let Some(local) = &self.local {
+            local.committed.notify_one();
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for WriteTransaction {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.txn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.txn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.txn.query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.txn.support_returning()
+    }
 }
 
 /// How many SQL statements one request ran (see [`counted`]).

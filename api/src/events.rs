@@ -12,7 +12,13 @@
 //! behind, or an instance whose listener connection dropped, gets a `Resync` telling it to
 //! re-query — never a silent gap.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use entity::{delegated_consent, event_outbox, graph_api_tile, service_principal_request};
 use sea_orm::{
@@ -60,13 +66,29 @@ pub enum Delivery {
 #[derive(Clone, Debug)]
 pub struct Bus {
     sender: broadcast::Sender<Arc<Delivery>>,
+    /// Whether events reach this bus: PostgreSQL's `LISTEN` is in place, or the SQLite
+    /// outbox is being read.
+    receiving: Arc<AtomicBool>,
 }
 
 impl Bus {
     /// A bus whose subscribers may fall `capacity` events behind before they get a `Resync`.
     pub fn new(capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(capacity.max(1));
-        Self { sender }
+        Self {
+            sender,
+            receiving: Arc::default(),
+        }
+    }
+
+    /// Whether events reach this instance now. Until they do, a subscriber here would miss
+    /// changes committed elsewhere, so `/readyz` waits for it.
+    pub fn receiving(&self) -> bool {
+        self.receiving.load(Ordering::Acquire)
+    }
+
+    fn set_receiving(&self, receiving: bool) {
+        self.receiving.store(receiving, Ordering::Release);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Delivery>> {
@@ -194,6 +216,7 @@ async fn listen(db: DatabaseConnection, bus: Bus) {
             continue;
         }
         tracing::debug!("listening for events");
+        bus.set_receiving(true);
         loop {
             match listener.try_recv().await {
                 Ok(Some(notification)) => {
@@ -210,6 +233,7 @@ async fn listen(db: DatabaseConnection, bus: Bus) {
                 }
                 Err(error) => {
                     tracing::warn!(%error, "the event listener failed; reconnecting");
+                    bus.set_receiving(false);
                     bus.publish(Delivery::Resync);
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     break;
@@ -219,14 +243,20 @@ async fn listen(db: DatabaseConnection, bus: Bus) {
     }
 }
 
-/// SQLite: read new outbox rows in id (= commit) order.
+/// SQLite: read new outbox rows in id (= commit) order, right after each of this process's
+/// commits, and every `OUTBOX_POLL` for rows written otherwise.
 async fn poll_outbox(db: DatabaseConnection, bus: Bus) {
     let mut last = latest(&db).await.unwrap_or(0);
     let mut ticker = tokio::time::interval(OUTBOX_POLL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let committed = crate::db::sqlite_commits(&db).unwrap_or_default();
+    bus.set_receiving(true);
     let mut since_prune = 0u32;
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = committed.notified() => {}
+        }
         match event_outbox::Entity::find()
             .filter(event_outbox::Column::Id.gt(last))
             .order_by_asc(event_outbox::Column::Id)

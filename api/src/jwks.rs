@@ -127,11 +127,14 @@ impl JwksCache {
             }
         }
         self.cached.write().await.attempted_at = Some(Instant::now());
-        let response = self.http.get(self.url.clone()).send().await?;
-        if !response.status().is_success() {
-            anyhow::bail!("{} answered {}", self.url, response.status());
-        }
-        let keys: JwkSet = response.json().await?;
+        let keys: JwkSet = crate::microsoft::waiting(async {
+            let response = self.http.get(self.url.clone()).send().await?;
+            if !response.status().is_success() {
+                anyhow::bail!("{} answered {}", self.url, response.status());
+            }
+            Ok(response.json().await?)
+        })
+        .await?;
         let mut cached = self.cached.write().await;
         cached.keys = Some(keys);
         cached.fetched_at = Some(Instant::now());

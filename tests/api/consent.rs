@@ -62,58 +62,13 @@ pub(crate) fn browser() -> reqwest::Client {
         .unwrap()
 }
 
-fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-/// The value of `name="…"` in one tag.
-fn attribute(tag: &str, name: &str) -> Option<String> {
-    let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
-    let end = start + tag[start..].find('"')?;
-    Some(unescape(&tag[start..end]))
-}
-
 /// Opens the consent link like a browser, picks `user` on Microsoft's (simulated) page and
 /// presses `decision`'s button, as the page's own form would post it. Returns the URL
 /// Microsoft sends the browser back to: Consentry's callback.
 pub(crate) async fn consent_page(link: &str, user: Uuid, decision: &str) -> Url {
-    let link = Url::parse(link).unwrap();
-    let page = browser().get(link.clone()).send().await.unwrap();
-    assert_eq!(page.status(), StatusCode::OK, "the consent page opens");
-    let html = page.text().await.unwrap();
-    let form_start = html.find("<form").expect("the page has a form");
-    let form_tag = &html[form_start..form_start + html[form_start..].find('>').unwrap()];
-    let action = link.join(&attribute(form_tag, "action").unwrap()).unwrap();
-    let mut fields: Vec<(String, String)> = Vec::new();
-    let mut offered = false;
-    for tag in html.split("<input").skip(1) {
-        let tag = &tag[..tag.find('>').unwrap()];
-        let (Some(name), Some(value)) = (attribute(tag, "name"), attribute(tag, "value")) else {
-            continue;
-        };
-        match attribute(tag, "type").as_deref() {
-            Some("radio") => offered |= value == user.to_string(),
-            _ => fields.push((name, value)),
-        }
-    }
-    assert!(offered, "the page offers the user");
-    assert!(
-        html.contains(&format!("value=\"{decision}\"")),
-        "a {decision} button"
-    );
-    fields.push(("user".into(), user.to_string()));
-    fields.push(("decision".into(), decision.into()));
-    let response = browser().post(action).form(&fields).send().await.unwrap();
-    assert_eq!(
-        response.status(),
-        StatusCode::FOUND,
-        "Microsoft redirects back"
-    );
-    Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
+    api::microsoft::simulator::browser::consent(&browser(), link, user, decision)
+        .await
+        .unwrap()
 }
 
 /// Follows Microsoft's redirect to Consentry's callback; returns the response (not followed).
@@ -123,6 +78,24 @@ pub(crate) async fn callback(app: &TestApp, url: &Url) -> reqwest::Response {
         "the redirect URI is Consentry's callback: {url}"
     );
     browser().get(url.clone()).send().await.unwrap()
+}
+
+/// The `Server-Timing` durations of a response, in milliseconds, by metric name.
+fn server_timing(response: &reqwest::Response) -> BTreeMap<String, f64> {
+    let header = response.headers()["server-timing"].to_str().unwrap();
+    header
+        .split(',')
+        .map(|metric| {
+            let mut parts = metric.trim().split(';');
+            let name = parts.next().unwrap().to_owned();
+            let duration = parts
+                .find_map(|p| p.strip_prefix("dur="))
+                .unwrap_or_else(|| panic!("no duration in {header}"))
+                .parse()
+                .unwrap();
+            (name, duration)
+        })
+        .collect()
 }
 
 pub(crate) fn location(response: &reqwest::Response) -> String {
@@ -255,6 +228,13 @@ async fn consent_through_the_page_is_verified_and_authorises_the_tile(backend: B
     let response = callback(&app, &back).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+    // Consentry's own time and the time it waited for Microsoft, apart (issue 8, target 5).
+    let timing = server_timing(&response);
+    assert!(timing["app"] > 0.0, "{timing:?}");
+    assert!(
+        timing["microsoft"] > 0.0,
+        "two calls to Microsoft were timed: {timing:?}"
+    );
     let result = location(&response);
     assert!(result.starts_with(&app.url("/oauth/result/")), "{result}");
 

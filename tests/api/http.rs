@@ -28,7 +28,9 @@ backend_tests! {
         assert_eq!(health.status(), StatusCode::OK);
         let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
         assert_eq!(ready.status(), StatusCode::OK);
-        assert_eq!(json_of(ready).await["checks"]["database"], "ok");
+        let ready = json_of(ready).await;
+        assert_eq!(ready["checks"]["database"], "ok");
+        assert_eq!(ready["checks"]["events"], "receiving", "events reach this instance");
     }
 
     async fn readiness_fails_when_the_database_is_unreachable(app: TestApp) {

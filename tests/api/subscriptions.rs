@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use consentry_tests::{Backend, Caller, TestApp, serde_json::Value};
 use futures_util::{SinkExt, StreamExt};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
@@ -227,6 +228,34 @@ async fn another_msp_receives_nothing(backend: Backend) {
         first["graphApiTileChanged"]["id"],
         b_tile.data()["client"]["graphApiTile"]["id"]
     );
+}
+
+/// Checklist 51 over the socket: support staff may subscribe to another MSP's client (and get
+/// its events); each such subscription is written to that client's audit trail, as a read is.
+async fn support_staff_subscriptions_are_audited(backend: Backend) {
+    let tenant = healthy("contoso.onmicrosoft.com");
+    let Some(world) = world(backend, vec![tenant.clone()], |_| {}).await else {
+        return;
+    };
+    let a = world.app.caller("msp-a", &["admin"]).await;
+    let support = world.app.caller("msp-platform", &["support"]).await;
+    let client = new_client(&a, "Contoso", Some(&tenant.domain), None).await;
+    let mut ws = connect(&world.app, &token(&support)).await;
+    subscribe(&mut ws, "1", TILES, json!({ "id": client })).await;
+    live(&world.app, 1).await;
+
+    authorise(&a, &client).await;
+    let data = next_data(&mut ws, "1").await;
+    assert_eq!(data["graphApiTileChanged"]["status"], "AWAITING_CONSENT");
+    let id = api::graphql::GlobalId::expect("id", &client, api::graphql::IdKind::Client).unwrap();
+    let reads = entity::audit_event::Entity::find()
+        .filter(entity::audit_event::Column::ClientId.eq(id))
+        .filter(entity::audit_event::Column::Action.eq(entity::enums::AuditAction::SupportRead))
+        .all(&world.app.db)
+        .await
+        .unwrap();
+    assert_eq!(reads.len(), 1, "the subscription is one audited look");
+    assert_eq!(reads[0].actor_msp_id, "msp-platform");
 }
 
 /// A second `consentry` process, killed when dropped.
@@ -636,6 +665,7 @@ consentry_tests::on_both_backends!(
     a_dropped_listener_connection_means_resync_not_a_silent_gap,
     a_tile_walks_through_every_state_in_order,
     another_msp_receives_nothing,
+    support_staff_subscriptions_are_audited,
     events_cross_processes,
     a_stalled_subscriber_does_not_stall_another,
     origins_tokens_and_limits_are_enforced,

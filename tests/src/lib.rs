@@ -285,6 +285,21 @@ async fn launch(
             })
             .await;
     });
+    // Every test starts from a ready server: its database answers and events reach it.
+    let http = reqwest::Client::new();
+    eventually(
+        Duration::from_secs(30),
+        "the server to be ready",
+        || async {
+            http.get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        },
+    )
+    .await;
     let db = Database::connect(&database.url).await.unwrap();
     TestApp {
         address: format!("http://127.0.0.1:{port}"),

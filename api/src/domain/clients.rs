@@ -307,6 +307,26 @@ pub async fn get(db: &DatabaseConnection, viewer: &Viewer, id: Uuid) -> Result<C
     Ok(view)
 }
 
+/// Succeeds when the viewer may see the client (support staff's look at another MSP's client
+/// is audited, as by [`get`]); `NOT_FOUND` otherwise, exactly as for ids that do not exist.
+/// For callers that need only the answer (subscriptions): it reads one column.
+pub async fn require_visible(db: &DatabaseConnection, viewer: &Viewer, id: Uuid) -> Result<()> {
+    let msp_id: Option<String> = client::Entity::find_by_id(id)
+        .select_only()
+        .column(client::Column::MspId)
+        .into_tuple()
+        .one(db)
+        .await?;
+    match msp_id.map(|msp| (access::sight(viewer, &msp), msp)) {
+        Some((Some(Sight::Own), _)) => Ok(()),
+        Some((Some(Sight::Support), msp)) => {
+            audit::record_support_reads(db, viewer, "client", &[(msp, id)]).await?;
+            Ok(())
+        }
+        _ => Err(Error::not_found("client", id.to_string())),
+    }
+}
+
 /// One page of the clients the viewer may see, in name order.
 pub async fn list(
     db: &DatabaseConnection,

@@ -1,6 +1,9 @@
 //! Per-request DataLoaders: each per-client list field is one query for the whole page.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::{delegated_consent, service_principal_request};
@@ -9,8 +12,15 @@ use uuid::Uuid;
 
 use crate::domain::{self, delegated_consents, service_principal_requests};
 
-/// The loaders of one request (their caches live as long as the request).
+/// The loaders of one request (their caches live as long as the request). Made when first
+/// used: most operations — every subscription among them — never load a per-client list,
+/// and each subscriber would otherwise hold a pair of empty loaders for as long as it stays.
 pub struct Loaders {
+    db: DatabaseConnection,
+    lists: OnceLock<Lists>,
+}
+
+pub(crate) struct Lists {
     pub(crate) delegated_consents: DataLoader<DelegatedConsentsByClient, HashMapCache>,
     pub(crate) service_principal_requests:
         DataLoader<ServicePrincipalRequestsByClient, HashMapCache>,
@@ -25,17 +35,24 @@ impl std::fmt::Debug for Loaders {
 impl Loaders {
     pub fn new(db: &DatabaseConnection) -> Self {
         Self {
+            db: db.clone(),
+            lists: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn lists(&self) -> &Lists {
+        self.lists.get_or_init(|| Lists {
             delegated_consents: DataLoader::with_cache(
-                DelegatedConsentsByClient(db.clone()),
+                DelegatedConsentsByClient(self.db.clone()),
                 tokio::spawn,
                 HashMapCache::default(),
             ),
             service_principal_requests: DataLoader::with_cache(
-                ServicePrincipalRequestsByClient(db.clone()),
+                ServicePrincipalRequestsByClient(self.db.clone()),
                 tokio::spawn,
                 HashMapCache::default(),
             ),
-        }
+        })
     }
 }
 
@@ -49,14 +66,16 @@ impl Loaders {
         consents: bool,
         requests: bool,
     ) -> Result<(), domain::Error> {
+        let lists = self.lists();
         if consents {
-            let mut found = self
+            let mut found = lists
                 .delegated_consents
                 .loader()
                 .load(ids)
                 .await
                 .map_err(unshare)?;
-            self.delegated_consents
+            lists
+                .delegated_consents
                 .feed_many(
                     ids.iter()
                         .map(|id| (*id, found.remove(id).unwrap_or_default())),
@@ -64,13 +83,14 @@ impl Loaders {
                 .await;
         }
         if requests {
-            let mut found = self
+            let mut found = lists
                 .service_principal_requests
                 .loader()
                 .load(ids)
                 .await
                 .map_err(unshare)?;
-            self.service_principal_requests
+            lists
+                .service_principal_requests
                 .feed_many(
                     ids.iter()
                         .map(|id| (*id, found.remove(id).unwrap_or_default())),

@@ -37,9 +37,6 @@ fn builder()
     )
     .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
     .disable_suggestions()
-    .extension(extensions::ErrorCodes)
-    .extension(extensions::DepthLimit { max: MAX_DEPTH })
-    .extension(extensions::IntrospectionNeedsToken)
 }
 
 /// The schema the server runs, with its shared data.
@@ -50,8 +47,10 @@ pub fn schema(
     bus: Bus,
 ) -> AppSchema {
     builder()
-        .extension(extensions::OperationMetrics::new(metrics.clone()))
-        .extension(extensions::PerOperationLoaders)
+        .extension(extensions::Operations {
+            max_depth: MAX_DEPTH,
+            metrics: metrics.clone(),
+        })
         .data(metrics)
         .data(db)
         .data(consents)

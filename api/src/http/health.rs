@@ -12,7 +12,9 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the process can serve, i.e. the database answers (503 otherwise). Also
+/// `GET /readyz`: the process can serve, i.e. the database answers and change events reach
+/// it (on PostgreSQL, its `LISTEN` is in place: until then a subscriber here would miss
+/// changes committed elsewhere); 503 otherwise. Also
 /// reports, without failing readiness, whether Microsoft accepts Consentry's own app
 /// credentials: a bad or expired client secret is an operator's problem that every instance
 /// shares, and taking them all out of the load balancer would not fix it.
@@ -22,7 +24,8 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         .microsoft
         .as_ref()
         .and_then(|microsoft| microsoft.credential_problem());
-    let status = if database {
+    let events = state.bus.receiving();
+    let status = if database && events {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -37,7 +40,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "remediation": problem.remediation,
         }),
     };
-    let overall = match (database, credentials.is_some()) {
+    let overall = match (database && events, credentials.is_some()) {
         (false, _) => "unavailable",
         (true, true) => "degraded",
         (true, false) => "ready",
@@ -48,6 +51,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "status": overall,
             "checks": {
                 "database": if database { "ok" } else { "unreachable" },
+                "events": if events { "receiving" } else { "connecting" },
                 // Without an app registration the API serves, but no consent flow can start.
                 "microsoft": microsoft,
             },

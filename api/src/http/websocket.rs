@@ -26,6 +26,15 @@ pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Most subscriptions one connection may hold at once (checklist 73); one more closes it.
 pub const MAX_SUBSCRIPTIONS: usize = 32;
+/// The read buffer of each socket. tungstenite zero-fills its whole read buffer on the first
+/// read, so axum's default (128 KiB) makes every idle subscriber resident for 128 KiB;
+/// clients send a few small messages, and a larger one still arrives whole (the buffer grows
+/// for it, up to `MAX_MESSAGE_BYTES`).
+pub const READ_BUFFER_BYTES: usize = 1024;
+/// Most bytes queued for one slow subscriber before its connection fails: a socket that takes
+/// nothing cannot hold more than this (events are also dropped for it after
+/// `SUBSCRIBER_BUFFER` and it is told to resync).
+pub const MAX_WRITE_BUFFER_BYTES: usize = 4 * MAX_MESSAGE_BYTES;
 
 /// Close codes of the `graphql-transport-ws` protocol.
 mod close {
@@ -56,54 +65,20 @@ pub async fn upgrade(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // Every event is written at once (async-graphql flushes each message anyway), so
+        // nothing is held in a write buffer between events.
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| serve(state, protocol, socket))
 }
 
 async fn serve(state: AppState, protocol: GraphQLProtocol, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
-    let init = match tokio::time::timeout(INIT_TIMEOUT, first_text(&mut stream)).await {
-        Err(_) => {
-            return close_with(
-                &mut sink,
-                close::INIT_TIMEOUT,
-                "Connection initialisation timeout",
-            )
-            .await;
-        }
-        Ok(None) => return,
-        Ok(Some(text)) => text,
-    };
-    let message: serde_json::Value = match serde_json::from_str(&init) {
-        Ok(message) => message,
-        Err(_) => {
-            return close_with(&mut sink, close::BAD_REQUEST, "Invalid message received").await;
-        }
-    };
-    match message.get("type").and_then(|t| t.as_str()) {
-        Some("connection_init") => {}
-        Some("subscribe" | "start") => {
-            return close_with(&mut sink, close::UNAUTHORIZED, "Unauthorized").await;
-        }
-        _ => return close_with(&mut sink, close::BAD_REQUEST, "Invalid message received").await,
-    }
-    let payload = message.get("payload").cloned().unwrap_or_default();
-    let authorization = payload
-        .get("Authorization")
-        .or_else(|| payload.get("authorization"))
-        .and_then(|v| v.as_str());
-    let Some(authorization) = authorization else {
-        return close_with(
-            &mut sink,
-            close::FORBIDDEN,
-            "Forbidden: connection_init must carry {\"Authorization\": \"Bearer <token>\"}",
-        )
-        .await;
-    };
-    let viewer = match state.auth.authenticate(&state.db, authorization).await {
-        Ok(viewer) => viewer,
-        Err(error) => {
-            return close_with(&mut sink, close::FORBIDDEN, &format!("Forbidden: {error}")).await;
-        }
+    // Boxed: the handshake's futures (parsing, a database lookup) are large, and a future's
+    // size is that of its largest state — inline, every idle subscriber would keep them.
+    let Some((init, viewer)) = Box::pin(handshake(&state, &mut sink, &mut stream)).await else {
+        return;
     };
     let expires_at = viewer.expires_at;
     let mut data = Data::default();
@@ -126,6 +101,68 @@ async fn serve(state: AppState, protocol: GraphQLProtocol, socket: WebSocket) {
         () = serve => {}
         () = tokio::time::sleep(left) => {
             tracing::info!("a subscriber's token expired; its connection is closed");
+        }
+    }
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+type Stream = futures_util::stream::SplitStream<WebSocket>;
+
+/// Reads `connection_init` and authenticates its token; returns the message (to hand to
+/// async-graphql) and the caller, or closes the socket with the protocol's code.
+async fn handshake(
+    state: &AppState,
+    sink: &mut Sink,
+    stream: &mut Stream,
+) -> Option<(String, crate::auth::Viewer)> {
+    let init = match tokio::time::timeout(INIT_TIMEOUT, first_text(stream)).await {
+        Err(_) => {
+            close_with(
+                sink,
+                close::INIT_TIMEOUT,
+                "Connection initialisation timeout",
+            )
+            .await;
+            return None;
+        }
+        Ok(None) => return None,
+        Ok(Some(text)) => text,
+    };
+    let Ok(message) = serde_json::from_str::<serde_json::Value>(&init) else {
+        close_with(sink, close::BAD_REQUEST, "Invalid message received").await;
+        return None;
+    };
+    match message.get("type").and_then(|t| t.as_str()) {
+        Some("connection_init") => {}
+        Some("subscribe" | "start") => {
+            close_with(sink, close::UNAUTHORIZED, "Unauthorized").await;
+            return None;
+        }
+        _ => {
+            close_with(sink, close::BAD_REQUEST, "Invalid message received").await;
+            return None;
+        }
+    }
+    let authorization = message.get("payload").and_then(|payload| {
+        payload
+            .get("Authorization")
+            .or_else(|| payload.get("authorization"))
+            .and_then(|v| v.as_str())
+    });
+    let Some(authorization) = authorization else {
+        close_with(
+            sink,
+            close::FORBIDDEN,
+            "Forbidden: connection_init must carry {\"Authorization\": \"Bearer <token>\"}",
+        )
+        .await;
+        return None;
+    };
+    match state.auth.authenticate(&state.db, authorization).await {
+        Ok(viewer) => Some((init, viewer)),
+        Err(error) => {
+            close_with(sink, close::FORBIDDEN, &format!("Forbidden: {error}")).await;
+            None
         }
     }
 }
@@ -169,7 +206,7 @@ fn origin_allowed(state: &AppState, origin: &HeaderValue) -> bool {
 }
 
 /// The first text message, skipping pings and pongs; `None` when the client goes away.
-async fn first_text(stream: &mut futures_util::stream::SplitStream<WebSocket>) -> Option<String> {
+async fn first_text(stream: &mut Stream) -> Option<String> {
     while let Some(message) = stream.next().await {
         match message.ok()? {
             Message::Text(text) => return Some(text.to_string()),
@@ -180,11 +217,7 @@ async fn first_text(stream: &mut futures_util::stream::SplitStream<WebSocket>) -
     None
 }
 
-async fn close_with(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    code: u16,
-    reason: &str,
-) {
+async fn close_with(sink: &mut Sink, code: u16, reason: &str) {
     // A close reason may be at most 123 bytes.
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {

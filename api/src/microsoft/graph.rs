@@ -160,8 +160,7 @@ impl Microsoft {
             if let Some(body) = &body {
                 request = request.json(body);
             }
-            let response = request
-                .send()
+            let response = super::waiting(request.send())
                 .await
                 .map_err(|e| transport(e, self.config.timeout))?;
             let status = response.status().as_u16();
@@ -176,7 +175,7 @@ impl Microsoft {
                         path,
                         "Microsoft Graph is throttling; waiting"
                     );
-                    tokio::time::sleep(wait).await;
+                    super::waiting(tokio::time::sleep(wait)).await;
                     attempt += 1;
                     continue;
                 }
@@ -185,7 +184,7 @@ impl Microsoft {
                     retry_after: after,
                 });
             }
-            return read_graph_response(response).await;
+            return super::waiting(read_graph_response(response)).await;
         }
     }
 }

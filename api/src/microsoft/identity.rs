@@ -282,7 +282,7 @@ impl Microsoft {
         let url = self.config.endpoint(tenant, "oauth2/v2.0/token");
         let mut attempt = 0;
         loop {
-            let response = self
+            let request = self
                 .http
                 .post(url.clone())
                 .body(encode_form(
@@ -294,8 +294,8 @@ impl Microsoft {
                     reqwest::header::CONTENT_TYPE,
                     "application/x-www-form-urlencoded",
                 )
-                .header(reqwest::header::ACCEPT, "application/json")
-                .send()
+                .header(reqwest::header::ACCEPT, "application/json");
+            let response = super::waiting(request.send())
                 .await
                 .map_err(|e| transport(e, self.config.timeout))?;
             let status = response.status().as_u16();
@@ -309,7 +309,7 @@ impl Microsoft {
                         ?wait,
                         "Microsoft's token endpoint is throttling; waiting"
                     );
-                    tokio::time::sleep(wait).await;
+                    super::waiting(tokio::time::sleep(wait)).await;
                     attempt += 1;
                     continue;
                 }
@@ -318,7 +318,7 @@ impl Microsoft {
                     retry_after: after,
                 });
             }
-            let result = read_token_response(response).await;
+            let result = super::waiting(read_token_response(response)).await;
             self.note_credentials(&result);
             return result;
         }

@@ -9,7 +9,7 @@ pub mod id_token;
 pub mod identity;
 pub mod simulator;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{cell::Cell, collections::HashMap, future::Future, sync::Arc, time::Duration};
 
 use secrecy::SecretString;
 use url::Url;
@@ -18,6 +18,30 @@ pub use errors::Problem;
 pub use identity::{AppToken, TenantHint, TokenSet};
 
 use crate::{config::Settings, jwks::JwksCache};
+
+tokio::task_local! {
+    /// How long the current task has waited for Microsoft, inside [`timed`].
+    static WAITED: Cell<Duration>;
+}
+
+/// Runs `work` and says how much of its time was spent waiting for Microsoft (requests,
+/// answers, `Retry-After` waits), so that a caller can tell its own time from Microsoft's.
+pub async fn timed<F: Future>(work: F) -> (F::Output, Duration) {
+    WAITED
+        .scope(Cell::new(Duration::ZERO), async move {
+            let output = work.await;
+            (output, WAITED.with(Cell::get))
+        })
+        .await
+}
+
+/// Counts `call` as waiting for Microsoft in the enclosing [`timed`], if there is one.
+pub(crate) async fn waiting<F: Future>(call: F) -> F::Output {
+    let started = std::time::Instant::now();
+    let output = call.await;
+    let _ = WAITED.try_with(|waited| waited.set(waited.get() + started.elapsed()));
+    output
+}
 
 /// Consentry's app registration, and where Microsoft is.
 #[derive(Clone, Debug)]

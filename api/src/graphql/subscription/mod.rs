@@ -48,8 +48,10 @@ where
     let only: Option<Uuid> = match client_id {
         Some(id) => {
             let id = GlobalId::expect("clientId", &id, IdKind::Client)?;
-            // NOT_FOUND for ids the viewer may not see, exactly as for queries.
-            clients::get(database(ctx)?, &viewer, id).await?;
+            // NOT_FOUND for ids the viewer may not see, exactly as for queries. Boxed: the
+            // lookup's future is large, and the subscription's stream would otherwise keep
+            // its room for as long as the subscriber stays.
+            Box::pin(clients::require_visible(database(ctx)?, &viewer, id)).await?;
             Some(id)
         }
         None => None,

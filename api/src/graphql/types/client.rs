@@ -66,6 +66,7 @@ impl Client {
     async fn delegated_consents(&self, ctx: &Context<'_>) -> Result<Vec<DelegatedConsent>> {
         let loaders = ctx.data::<Loaders>()?;
         Ok(loaders
+            .lists()
             .delegated_consents
             .load_one(self.0.client.id)
             .await
@@ -83,6 +84,7 @@ impl Client {
     ) -> Result<Vec<ServicePrincipalRequest>> {
         let loaders = ctx.data::<Loaders>()?;
         Ok(loaders
+            .lists()
             .service_principal_requests
             .load_one(self.0.client.id)
             .await

@@ -12,6 +12,7 @@
 // irrelevant in a test stand-in.
 #![allow(clippy::result_large_err)]
 
+pub mod browser;
 mod graph;
 mod identity;
 mod keys;
@@ -257,7 +258,7 @@ impl Simulator {
         let router = router(inner.clone());
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
+            let _ = axum::serve(crate::app::without_nagle(listener), router)
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;
                 })

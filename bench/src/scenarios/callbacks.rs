@@ -1,0 +1,198 @@
+//! Target 5: the admin-consent callback — state lookup, verification against the simulator,
+//! commit, publish — at 100 concurrent callbacks, against the same callback one at a time.
+//! Its own time is what the browser waited minus what Consentry waited for Microsoft (the
+//! callback's `Server-Timing`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use api::microsoft::simulator::{SimTenant, browser};
+use entity::{enums::GraphApiStatus, graph_api_tile};
+use futures_util::{StreamExt, future::join_all, stream};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::json;
+use url::Url;
+
+use super::{Bench, client_id, graphql, simulator};
+use crate::{
+    database::Backend,
+    process::Server,
+    report::Row,
+    seed,
+    stats::{Samples, ms, ratio},
+};
+
+const AUTHORISE: &str = "mutation($id: ID!) { authoriseGraphApi(clientId: $id) { url } }";
+
+pub(super) async fn run(bench: &Bench, backend: Backend) -> anyhow::Result<Vec<Row>> {
+    let (concurrent, rounds, alone) = if bench.quick() {
+        (20, 1, 10)
+    } else {
+        (100, 5, 50)
+    };
+    let total = concurrent * rounds + alone;
+    let tenants: Vec<SimTenant> = (0..total)
+        .map(|i| {
+            SimTenant::healthy(
+                &format!("tenant{i:04}.onmicrosoft.com"),
+                &format!("Tenant {i:04}"),
+            )
+        })
+        .collect();
+    let sim = simulator(tenants.clone()).await?;
+    let db = bench.database(backend, "callbacks").await?;
+    let connection = db.connect().await?;
+    let viewer = seed::admin(&connection).await?;
+    let mut clients = Vec::with_capacity(total);
+    for tenant in &tenants {
+        let id = seed::client(
+            &connection,
+            &viewer,
+            tenant.display_name.clone(),
+            Some(tenant.domain.clone()),
+        )
+        .await?;
+        clients.push(id);
+    }
+
+    let server = bench.consentry("callbacks", &db, Some(&sim)).await?;
+    let token = bench.token()?;
+    let http = reqwest::Client::new();
+    let browser_http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+
+    // The admin's part, before any clock starts: a link per client, accepted on the
+    // (simulated) consent page. What comes back is the callback URL to open.
+    let links: Vec<anyhow::Result<Url>> = stream::iter(clients.iter().zip(&tenants))
+        .map(|(client, tenant)| {
+            let (http, browser_http, server, token) = (&http, &browser_http, &server, &token);
+            async move {
+                let data = graphql(
+                    http,
+                    server,
+                    token,
+                    AUTHORISE,
+                    json!({ "id": client_id(*client) }),
+                )
+                .await?;
+                let link = data["authoriseGraphApi"]["url"]
+                    .as_str()
+                    .context("authoriseGraphApi returned no url")?;
+                let admin = tenant.admin().context("a tenant without an admin")?;
+                browser::consent(browser_http, link, admin.id, "accept").await
+            }
+        })
+        .buffered(8)
+        .collect()
+        .await;
+    let links = links.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+
+    let mut one_at_a_time = Samples::default();
+    for link in &links[..alone] {
+        one_at_a_time.push(callback(&browser_http, &server, link).await?);
+    }
+    let mut together = Samples::default();
+    let cpu_before = server.cpu()?;
+    for burst in links[alone..].chunks(concurrent) {
+        let results = join_all(
+            burst
+                .iter()
+                .map(|link| callback(&browser_http, &server, link)),
+        )
+        .await;
+        for own in results {
+            together.push(own?);
+        }
+    }
+    let cpu_per_callback = server.cpu()?.saturating_sub(cpu_before) / (concurrent * rounds) as u32;
+    server.stop().await;
+
+    let authorised = graph_api_tile::Entity::find()
+        .filter(graph_api_tile::Column::Status.eq(GraphApiStatus::Authorised))
+        .count(&connection)
+        .await?;
+    connection.close().await?;
+    if authorised != total as u64 {
+        bail!("{authorised} of {total} tiles were authorised by their callbacks");
+    }
+
+    let p99 = together.p99();
+    Ok(vec![
+        Row::new(
+            5,
+            &format!("admin-consent callback, own time, p99 at {concurrent} concurrent"),
+            backend.label(),
+        )
+        .value(format!(
+            "{} (p50 {}; server CPU {} per callback)",
+            ms(p99),
+            ms(together.p50()),
+            ms(cpu_per_callback)
+        ))
+        .baseline(format!("{} (one at a time)", ms(one_at_a_time.p99())))
+        .ratio(ratio(p99.as_secs_f64(), one_at_a_time.p99().as_secs_f64()))
+        .goal("≤ 25 ms", p99 <= Duration::from_millis(25)),
+    ])
+}
+
+/// Opens one callback as the browser would; its own time is the wait minus Microsoft's share.
+async fn callback(http: &reqwest::Client, server: &Server, link: &Url) -> anyhow::Result<Duration> {
+    if !link
+        .as_str()
+        .starts_with(&format!("{}/oauth/callback", server.base))
+    {
+        bail!("the consent page sent the browser elsewhere: {link}");
+    }
+    let started = Instant::now();
+    let response = http.get(link.clone()).send().await?;
+    let waited = started.elapsed();
+    if response.status() != reqwest::StatusCode::SEE_OTHER {
+        bail!("the callback answered {}", response.status());
+    }
+    let to_result = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .is_some_and(|l| l.contains("/oauth/result/"));
+    if !to_result {
+        bail!("the callback did not send the browser to its result page");
+    }
+    let timing = response
+        .headers()
+        .get("server-timing")
+        .and_then(|t| t.to_str().ok())
+        .context("the callback sent no Server-Timing")?;
+    Ok(waited.saturating_sub(microsoft_share(timing)?))
+}
+
+/// `microsoft;dur=…` of a `Server-Timing` header.
+fn microsoft_share(timing: &str) -> anyhow::Result<Duration> {
+    let millis: f64 = timing
+        .split(',')
+        .map(str::trim)
+        .find_map(|metric| {
+            let mut parts = metric.split(';');
+            (parts.next() == Some("microsoft"))
+                .then(|| parts.find_map(|p| p.trim().strip_prefix("dur=")))
+                .flatten()
+        })
+        .with_context(|| format!("no microsoft duration in Server-Timing {timing:?}"))?
+        .parse()?;
+    Ok(Duration::from_secs_f64(millis / 1000.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_microsoft_share_is_read_from_server_timing() {
+        let timing = "app;dur=3.250;desc=\"Consentry\", microsoft;dur=12.500;desc=\"Microsoft\"";
+        assert_eq!(
+            microsoft_share(timing).unwrap(),
+            Duration::from_micros(12_500)
+        );
+        assert!(microsoft_share("app;dur=3").is_err());
+    }
+}

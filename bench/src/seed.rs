@@ -1,0 +1,183 @@
+//! The data each scenario needs, written through Consentry's own domain code where there is
+//! one (clients, tiles) and as rows where only a Microsoft flow would create them (delegated
+//! consents, tile states).
+
+use api::{
+    auth::{CallerClaims, OneOrMany, Role, Viewer},
+    domain::clients::{self, NewClient},
+};
+use entity::{
+    StringList, delegated_consent,
+    enums::{DelegatedConsentStatus, GraphApiProblemCode, GraphApiStatus},
+    graph_api_tile,
+};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+/// The MSP every scenario's clients belong to.
+pub(crate) const MSP: &str = "bench";
+
+/// Registers the MSP and returns an admin of it.
+pub(crate) async fn admin(db: &DatabaseConnection) -> anyhow::Result<Viewer> {
+    let (msp, _) = api::domain::msp::ensure(db, MSP, Some("Benchmark MSP"))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Viewer {
+        subject: "consentry-bench".to_owned(),
+        msp,
+        roles: vec![Role::Admin],
+        expires_at: chrono::Utc::now() + chrono::Duration::days(1),
+    })
+}
+
+/// A caller token for the MSP's admin, valid for a day.
+pub(crate) fn token(secret: &str) -> anyhow::Result<String> {
+    let now = chrono::Utc::now().timestamp();
+    api::auth::mint_hs256(
+        &SecretString::from(secret.to_owned()),
+        &CallerClaims {
+            sub: "consentry-bench".to_owned(),
+            msp: Some(MSP.to_owned()),
+            roles: OneOrMany::Many(vec!["admin".to_owned()]),
+            iss: api::config::DEFAULT_HS256_ISSUER.to_owned(),
+            aud: OneOrMany::One(api::config::DEFAULT_HS256_AUDIENCE.to_owned()),
+            exp: now + 86_400,
+            iat: Some(now),
+            nbf: None,
+        },
+    )
+}
+
+/// Creates a client the way `createClient` does.
+pub(crate) async fn client(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    name: String,
+    domain: Option<String>,
+) -> anyhow::Result<Uuid> {
+    let view = clients::create(
+        db,
+        viewer,
+        NewClient {
+            name,
+            domain,
+            azure_tenant_id: None,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(view.client.id)
+}
+
+/// `clients` clients, each with `consents` delegated consents; their tiles cycle through
+/// not authorised, authorised, failed (missing service principal) and awaiting consent, so
+/// the dashboard shows every shape of tile.
+pub(crate) async fn dashboard(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    clients: usize,
+    consents: usize,
+) -> anyhow::Result<Vec<Uuid>> {
+    let mut ids = Vec::with_capacity(clients);
+    for i in 0..clients {
+        let id = client(
+            db,
+            viewer,
+            format!("Client {i:03}"),
+            Some(format!("client{i:03}.example.com")),
+        )
+        .await?;
+        shape_tile(db, id, i % 4).await?;
+        for user in 0..consents {
+            consent(db, id, i, user).await?;
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+async fn shape_tile(db: &DatabaseConnection, client_id: Uuid, shape: usize) -> anyhow::Result<()> {
+    let Some(tile) = graph_api_tile::Entity::find_by_id(client_id)
+        .one(db)
+        .await?
+    else {
+        anyhow::bail!("client {client_id} has no tile");
+    };
+    let now = chrono::Utc::now();
+    let mut active: graph_api_tile::ActiveModel = tile.into();
+    match shape {
+        1 => {
+            active.status = Set(GraphApiStatus::Authorised);
+            active.granted_permissions = Set(StringList(
+                api::microsoft::simulator::DEFAULT_REQUIRED_ROLES
+                    .iter()
+                    .map(|r| (*r).to_owned())
+                    .collect(),
+            ));
+            active.authorised_at = Set(Some(now));
+            active.last_verified_at = Set(Some(now));
+            active.next_verification_at = Set(Some(now + chrono::Duration::days(1)));
+        }
+        2 => {
+            active.status = Set(GraphApiStatus::Failed);
+            active.problem_code = Set(Some(GraphApiProblemCode::MissingServicePrincipal));
+            active.problem_aadsts_code = Set(Some(650_052));
+            active.problem_message = Set(Some(
+                "AADSTS650052: The app needs access to a service that your organization has not subscribed to or enabled.".to_owned(),
+            ));
+            active.problem_remediation = Set(Some("Create the service principal.".to_owned()));
+            active.problem_app_id = Set(Some(
+                api::domain::service_principal_requests::TEAMS_ADMIN_API_APP_ID.to_owned(),
+            ));
+        }
+        3 => active.status = Set(GraphApiStatus::AwaitingConsent),
+        _ => return Ok(()),
+    }
+    active.status_changed_at = Set(now);
+    active.update(db).await?;
+    Ok(())
+}
+
+async fn consent(
+    db: &DatabaseConnection,
+    client_id: Uuid,
+    client: usize,
+    user: usize,
+) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    delegated_consent::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        msp_id: Set(MSP.to_owned()),
+        client_id: Set(client_id),
+        tenant_id: Set(Uuid::new_v4().to_string()),
+        user_object_id: Set(Uuid::new_v4().to_string()),
+        user_principal_name: Set(format!("user{user}@client{client:03}.example.com")),
+        display_name: Set(Some(format!("User {user}"))),
+        permissions: Set(StringList(vec![
+            "MAIL_SEND".to_owned(),
+            "USER_AUTHENTICATION_METHOD_READ_WRITE_ALL".to_owned(),
+        ])),
+        missing_permissions: Set(StringList::default()),
+        status: Set(if user.is_multiple_of(2) {
+            DelegatedConsentStatus::Active
+        } else {
+            DelegatedConsentStatus::Expired
+        }),
+        status_reason: Set(None),
+        refresh_token: Set(None),
+        refresh_token_key_id: Set(None),
+        granted_at: Set(now - chrono::Duration::minutes(user as i64)),
+        last_refreshed_at: Set(None),
+        next_refresh_at: Set(None),
+        granted_by: Set("consentry-bench".to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        id_token_issuer: Set(None),
+        id_token_subject: Set(None),
+        refreshing_until: Set(None),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
