@@ -199,8 +199,10 @@ async fn listen(db: DatabaseConnection, bus: Bus) {
                 continue;
             }
         };
+        // On the listener's own connection: one connection to open, not two, before this
+        // instance is ready.
         let schema: Result<(String,), _> = sea_orm::sqlx::query_as("SELECT current_schema()")
-            .fetch_one(&pool)
+            .fetch_one(&mut listener)
             .await;
         let channel = match schema {
             Ok((schema,)) => format!("{CHANNEL_PREFIX}{schema}"),
