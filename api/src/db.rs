@@ -16,6 +16,9 @@ use secrecy::ExposeSecret;
 
 use crate::config::{DatabaseKind, Settings};
 
+/// How long an SQLite writer waits for the write lock before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Why the database could not be opened or migrated, with what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {
@@ -70,7 +73,7 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, Database
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
         });
     Database::connect(options)
@@ -136,7 +139,16 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, Db
         _ => None,
     };
     let turn = match &local {
-        Some(local) => Some(local.writers.clone().lock_owned().await),
+        // As long as SQLite's own busy timeout: a writer that waits longer is told the
+        // database is unavailable (retry), never left waiting for ever.
+        Some(local) => Some(
+            tokio::time::timeout(SQLITE_BUSY_TIMEOUT, local.writers.clone().lock_owned())
+                .await
+                .map_err(|_| {
+                    tracing::warn!("gave up waiting for SQLite's write lock");
+                    DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout)
+                })?,
+        ),
         None => None,
     };
     let txn = db

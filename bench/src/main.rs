@@ -11,7 +11,8 @@ use clap::Parser;
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
     let program = args.next().unwrap_or_default();
-    match std::env::args().nth(1).as_deref() {
+    let first = std::env::args_os().nth(1);
+    match first.as_ref().and_then(|a| a.to_str()) {
         Some("consentry") => {
             return api::cli::main_from(std::iter::once(program).chain(args.skip(1)));
         }
