@@ -4,43 +4,26 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use api::microsoft::simulator::SimTenant;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{Bench, client_id, graphql, live, simulator};
+use super::{AUTHORISE, Bench, graphql, live};
 use crate::{
     database::Backend,
     report::Row,
-    seed,
     stats::{Samples, ms, ratio},
     ws,
 };
 
 const SUBSCRIPTION: &str =
     "subscription($id: ID) { graphApiTileChanged(clientId: $id) { id status version } }";
-const AUTHORISE: &str = "mutation($id: ID!) { authoriseGraphApi(clientId: $id) { expiresAt } }";
 
 pub(super) async fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
-    let tenant = SimTenant::healthy("instances.onmicrosoft.com", "Instances");
-    let sim = simulator(vec![tenant.clone()]).await?;
-    let db = bench.database(Backend::Postgres, "instances").await?;
-    let connection = db.connect().await?;
-    let viewer = seed::admin(&connection).await?;
-    let client = seed::client(
-        &connection,
-        &viewer,
-        "Instances".into(),
-        Some(tenant.domain),
-    )
-    .await?;
-    connection.close().await?;
-
+    let (sim, db, client) = bench.one_client(Backend::Postgres, "Instances").await?;
     let first = bench.consentry("instance-a", &db, Some(&sim)).await?;
     let second = bench.consentry("instance-b", &db, Some(&sim)).await?;
     let token = bench.token()?;
     let http = reqwest::Client::new();
-    let client = client_id(client);
     let variables = json!({ "id": client });
     let (arrivals, mut arrived) = mpsc::unbounded_channel();
     let same_socket = ws::subscribe(first.port, &token, SUBSCRIPTION, variables.clone()).await?;

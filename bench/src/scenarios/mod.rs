@@ -201,6 +201,24 @@ impl Bench {
         Server::start(name, &[], &["baseline"], &env, port, self.work.path()).await
     }
 
+    /// A simulated tenant, a database on `backend` with one client of it, and the client's
+    /// global id: what the subscription scenarios change.
+    async fn one_client(
+        &self,
+        backend: Backend,
+        name: &str,
+    ) -> anyhow::Result<(Simulator, Database, String)> {
+        let tenant = SimTenant::healthy(&format!("{}.onmicrosoft.com", name.to_lowercase()), name);
+        let sim = simulator(vec![tenant.clone()]).await?;
+        let db = self.database(backend, &name.to_lowercase()).await?;
+        let connection = db.connect().await?;
+        let viewer = crate::seed::admin(&connection).await?;
+        let client =
+            crate::seed::client(&connection, &viewer, name.to_owned(), Some(tenant.domain)).await?;
+        connection.close().await?;
+        Ok((sim, db, client_id(client)))
+    }
+
     fn token(&self) -> anyhow::Result<String> {
         crate::seed::token(&self.secret)
     }
@@ -239,6 +257,9 @@ async fn simulator(tenants: Vec<SimTenant>) -> anyhow::Result<Simulator> {
     )
     .await
 }
+
+/// A change to a client's tile that needs no Microsoft call: a new consent link.
+const AUTHORISE: &str = "mutation($id: ID!) { authoriseGraphApi(clientId: $id) { expiresAt } }";
 
 /// Runs a GraphQL operation on `server` and returns its `data`, failing on any error.
 async fn graphql(

@@ -5,23 +5,20 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use api::microsoft::simulator::SimTenant;
 use futures_util::{StreamExt, stream};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{Bench, client_id, graphql, live, simulator};
+use super::{AUTHORISE, Bench, graphql, live};
 use crate::{
     database::Backend,
     process::{Server, settle},
     report::Row,
-    seed,
     stats::{Samples, ms, ratio},
     ws::{self, Arrival},
 };
 
 const SUBSCRIPTION: &str = "subscription($id: ID) { graphApiTileChanged(clientId: $id) { id status availableActions version } }";
-const AUTHORISE: &str = "mutation($id: ID!) { authoriseGraphApi(clientId: $id) { expiresAt } }";
 /// Sockets opened at once while connecting subscribers.
 const CONNECTING: usize = 200;
 
@@ -35,18 +32,10 @@ pub(super) async fn run(bench: &Bench, backend: Backend) -> anyhow::Result<Vec<R
             n + 200
         );
     }
-    let tenant = SimTenant::healthy("fanout.onmicrosoft.com", "Fan-out");
-    let sim = simulator(vec![tenant.clone()]).await?;
-    let db = bench.database(backend, "subscribers").await?;
-    let connection = db.connect().await?;
-    let viewer = seed::admin(&connection).await?;
-    let client = seed::client(&connection, &viewer, "Fan-out".into(), Some(tenant.domain)).await?;
-    connection.close().await?;
-
+    let (sim, db, client) = bench.one_client(backend, "Fanout").await?;
     let server = bench.consentry("subscribers", &db, Some(&sim)).await?;
     let token = bench.token()?;
     let http = reqwest::Client::new();
-    let client = client_id(client);
     let variables = json!({ "id": client });
     let (arrivals, mut arrived) = mpsc::unbounded_channel();
     let mut listeners = Vec::with_capacity(n + 1);
