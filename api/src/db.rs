@@ -276,3 +276,30 @@ pub fn counted(db: &DatabaseConnection) -> (DatabaseConnection, StatementCount) 
     });
     (counting, count)
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+
+    /// `.cargo/config.toml` builds SQLite with the query planner stability guarantee: with
+    /// it, a statement whose LIMIT is a bound value is not compiled again at every run.
+    #[tokio::test]
+    async fn sqlite_is_built_with_a_stable_query_planner() {
+        let db = Database::connect("sqlite::memory:").await.expect("sqlite");
+        let options = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                "PRAGMA compile_options",
+            ))
+            .await
+            .expect("compile options");
+        let options: Vec<String> = options
+            .iter()
+            .filter_map(|row| row.try_get_by_index::<String>(0).ok())
+            .collect();
+        assert!(
+            options.iter().any(|o| o == "ENABLE_QPSG"),
+            "SQLite was built without SQLITE_ENABLE_QPSG (LIBSQLITE3_FLAGS in .cargo/config.toml): {options:?}"
+        );
+    }
+}

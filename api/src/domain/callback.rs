@@ -15,6 +15,7 @@ use super::{
     oauth_flows::{self, FlowOutcome},
     service_principal_requests,
 };
+use crate::db::begin_write;
 
 /// The callback's query parameters. Values are kept only for this request.
 #[derive(Clone, Default)]
@@ -103,7 +104,11 @@ pub async fn handle(
             .await?
             .unwrap_or(CallbackResult::Rejected));
     }
-    if !oauth_flows::claim(db, &flow, now).await? {
+    // The claim is a write like any other (on SQLite it waits its turn with them), and its
+    // transaction goes on to the flow's first step.
+    let claim = begin_write(db).await?;
+    if !oauth_flows::claim(&claim, &flow, now).await? {
+        drop(claim);
         // Someone else claimed (or expired) it first: show theirs.
         return Ok(reread(db, flow.id)
             .await?
@@ -112,9 +117,10 @@ pub async fn handle(
     tracing::info!(flow = %flow.id, kind = ?flow.kind, "callback claimed its flow");
     let outcome = match flow.kind {
         OAuthFlowKind::AdminConsent => {
-            graph_api::complete_consent(db, consents, &flow, &params.consent()).await?
+            graph_api::complete_consent(db, claim, consents, &flow, &params.consent()).await?
         }
         OAuthFlowKind::ServicePrincipalSignIn => {
+            claim.commit().await?;
             let error = params
                 .get("error")
                 .map(|e| (e, params.get("error_description").unwrap_or_default()));
@@ -128,6 +134,7 @@ pub async fn handle(
             .await?
         }
         OAuthFlowKind::DelegatedConsent => {
+            claim.commit().await?;
             let error = params
                 .get("error")
                 .map(|e| (e, params.get("error_description").unwrap_or_default()));

@@ -12,8 +12,11 @@ use entity::{
     graph_api_tile, oauth_flow,
 };
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait,
+    sea_query::{Expr, LockType},
 };
 use serde_json::{Value, json};
 use url::Url;
@@ -32,7 +35,7 @@ use super::{
 };
 use crate::{
     auth::Viewer,
-    db::begin_write,
+    db::{WriteTransaction, begin_write},
     microsoft::{Microsoft, MicrosoftError, Problem, TenantHint, errors, identity::FlowSecrets},
 };
 
@@ -259,44 +262,102 @@ impl Verdict {
     }
 }
 
-/// Acts on the callback of a claimed admin-consent flow and returns what to show. Success
-/// is decided by the absence of `error` and then verified with an app-only token; the
-/// callback's `tenant` is only compared, never trusted (checklist 13, 14).
+/// Acts on the callback of an admin-consent flow, given the transaction that claimed it.
+/// Success is decided by the absence of `error` and then verified with an app-only token;
+/// the callback's `tenant` is only compared, never trusted (checklist 13, 14).
+///
+/// Two commits at most: the claim together with the tile's `VERIFYING` (or, when there is
+/// nothing to ask Microsoft, with the verdict), and the verdict after Microsoft answered.
+/// No transaction is open while Microsoft is asked.
 #[tracing::instrument(skip_all, fields(flow = %flow.id, client = %flow.client_id))]
 pub async fn complete_consent(
     db: &DatabaseConnection,
+    claim: WriteTransaction,
     consents: &Consents,
     flow: &oauth_flow::Model,
     callback: &ConsentCallback,
 ) -> Result<FlowOutcome> {
-    let Some(view) = clients::load(db, flow.client_id).await? else {
+    let Some(view) = locked_view(&claim, flow.client_id).await? else {
         // The client was deleted (and with it this flow) while we were on our way.
         return Ok(FlowOutcome::cancelled(flow, "", "the client was removed"));
     };
-    let verdict = match &callback.error {
+    let (microsoft, tenant) = match &callback.error {
         Some(error) => {
             let description = callback.error_description.as_deref().unwrap_or_default();
             tracing::info!(error = %error, "Microsoft returned a consent error");
-            Verdict::failed(errors::from_identity(error, description, &[]))
+            let verdict = Verdict::failed(errors::from_identity(error, description, &[]));
+            return conclude(db, claim, view, consents, flow, verdict).await;
         }
-        None => verdict_of_success(db, consents, flow, &view, callback).await?,
+        None => match to_verify(consents, flow, &view, callback) {
+            Verification::Ask { microsoft, tenant } => (microsoft, tenant),
+            Verification::Settled(verdict) => {
+                return conclude(db, claim, view, consents, flow, verdict).await;
+            }
+        },
     };
-    conclude(db, consents, flow, verdict).await
+    if !matches!(
+        view.tile.status,
+        GraphApiStatus::Authorised | GraphApiStatus::Verifying
+    ) {
+        // Watchers see VERIFYING while Microsoft is asked.
+        write_tile(
+            &claim,
+            &view.tile,
+            TileChange::to(GraphApiStatus::Verifying),
+            &Actor::callback(&flow.msp_id),
+            &flow.msp_id,
+            json!({ "reason": "consent received; verifying", "flowId": flow.id, "tenant": tenant }),
+        )
+        .await?;
+    }
+    claim.commit().await?;
+
+    let verdict = match check_tenant(microsoft, tenant, view.client.domain.as_deref()).await {
+        Ok(check) if check.missing.is_empty() => Verdict::Authorised {
+            tenant,
+            granted: check.granted,
+        },
+        Ok(check) => Verdict::Failed {
+            problem: permissions_missing(&check.missing),
+            granted: check.granted,
+            missing: check.missing,
+        },
+        Err(CheckFailure::WrongTenant(p)) => Verdict::failed(p),
+        Err(CheckFailure::Microsoft(e)) => {
+            tracing::warn!(error = %e, "could not verify the consent");
+            Verdict::failed(e.problem())
+        }
+    };
+    let txn = begin_write(db).await?;
+    let Some(view) = locked_view(&txn, flow.client_id).await? else {
+        return Ok(FlowOutcome::cancelled(flow, "", "the client was removed"));
+    };
+    conclude(db, txn, view, consents, flow, verdict).await
 }
 
-async fn verdict_of_success(
-    db: &DatabaseConnection,
-    consents: &Consents,
+/// What a callback without `error` leads to.
+enum Verification<'a> {
+    /// Ask Microsoft what this tenant granted.
+    Ask {
+        microsoft: &'a Microsoft,
+        tenant: Uuid,
+    },
+    /// There is nothing Microsoft could confirm: this is the verdict.
+    Settled(Verdict),
+}
+
+fn to_verify<'a>(
+    consents: &'a Consents,
     flow: &oauth_flow::Model,
     view: &ClientView,
     callback: &ConsentCallback,
-) -> Result<Verdict> {
+) -> Verification<'a> {
     let Some(tenant) = callback
         .tenant
         .as_deref()
         .and_then(|t| Uuid::parse_str(t.trim()).ok())
     else {
-        return Ok(Verdict::failed(problem(
+        return Verification::Settled(Verdict::failed(problem(
             GraphApiProblemCode::Unknown,
             "Microsoft's answer did not say which tenant consented. Send a new link and try again.",
         )));
@@ -309,7 +370,7 @@ async fn verdict_of_success(
     if let Some(expected) = expected
         && expected != tenant
     {
-        return Ok(Verdict::failed(wrong_tenant(&format!(
+        return Verification::Settled(Verdict::failed(wrong_tenant(&format!(
             "The consent came from tenant {tenant}, but this client's tenant is {expected}. The admin \
              must sign in with an account of the client's own tenant; if the client moved tenants, \
              correct its azureTenantId first."
@@ -322,77 +383,24 @@ async fn verdict_of_success(
              An operator must set CONSENTRY_MS_CLIENT_ID and CONSENTRY_MS_CLIENT_SECRET.",
         );
         p.ours = true;
-        return Ok(Verdict::Ours(p));
+        return Verification::Settled(Verdict::Ours(p));
     };
-    if view.tile.status != GraphApiStatus::Authorised {
-        set_verifying(db, flow, tenant).await?;
-    }
-    Ok(
-        match check_tenant(microsoft, tenant, view.client.domain.as_deref()).await {
-            Ok(check) if check.missing.is_empty() => Verdict::Authorised {
-                tenant,
-                granted: check.granted,
-            },
-            Ok(check) => Verdict::Failed {
-                problem: permissions_missing(&check.missing),
-                granted: check.granted,
-                missing: check.missing,
-            },
-            Err(CheckFailure::WrongTenant(p)) => Verdict::failed(p),
-            Err(CheckFailure::Microsoft(e)) => {
-                tracing::warn!(error = %e, "could not verify the consent");
-                Verdict::failed(e.problem())
-            }
-        },
-    )
+    Verification::Ask { microsoft, tenant }
 }
 
-/// Shows the tile as `VERIFYING` while Microsoft is asked (its own transaction, so that
-/// watchers see it).
-async fn set_verifying(
-    db: &DatabaseConnection,
-    flow: &oauth_flow::Model,
-    tenant: Uuid,
-) -> Result<()> {
-    let txn = begin_write(db).await?;
-    let Some(tile) = lock_tile(&txn, flow.client_id).await? else {
-        return Ok(());
-    };
-    if matches!(
-        tile.status,
-        GraphApiStatus::Authorised | GraphApiStatus::Verifying
-    ) {
-        return Ok(());
-    }
-    write_tile(
-        &txn,
-        &tile,
-        TileChange::to(GraphApiStatus::Verifying),
-        &Actor::callback(&flow.msp_id),
-        &flow.msp_id,
-        json!({ "reason": "consent received; verifying", "flowId": flow.id, "tenant": tenant }),
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(())
-}
-
-/// Writes the verdict: the flow's outcome, the tile, the client's tenant, and the audit
-/// trail, in one transaction. A flow someone else finished meanwhile keeps their outcome.
+/// Writes the verdict in `txn`, on the client `view` locked in it: the flow's outcome, the
+/// tile, the client's tenant, and the audit trail, committed together. A flow someone else
+/// finished meanwhile keeps their outcome.
 async fn conclude(
     db: &DatabaseConnection,
+    txn: WriteTransaction,
+    view: ClientView,
     consents: &Consents,
     flow: &oauth_flow::Model,
     verdict: Verdict,
 ) -> Result<FlowOutcome> {
     let now = now();
-    let txn = begin_write(db).await?;
-    let Some(tile) = lock_tile(&txn, flow.client_id).await? else {
-        return Ok(FlowOutcome::cancelled(flow, "", "the client was removed"));
-    };
-    let Some(client) = client::Entity::find_by_id(flow.client_id).one(&txn).await? else {
-        return Ok(FlowOutcome::cancelled(flow, "", "the client was removed"));
-    };
+    let ClientView { client, tile } = view;
     let reconsent = tile.status == GraphApiStatus::Authorised;
     let mut verdict = verdict;
     // Within one MSP a tenant belongs to one client (checklist 15).
@@ -1213,13 +1221,22 @@ pub(super) async fn writable_client<C: ConnectionTrait>(
 }
 
 async fn lock_client<C: ConnectionTrait>(txn: &C, client_id: Uuid) -> Result<ClientView> {
-    let Some(tile) = lock_tile(txn, client_id).await? else {
-        return Err(Error::not_found("client", client_id.to_string()));
-    };
-    let Some(client) = client::Entity::find_by_id(client_id).one(txn).await? else {
-        return Err(Error::not_found("client", client_id.to_string()));
-    };
-    Ok(ClientView { client, tile })
+    locked_view(txn, client_id)
+        .await?
+        .ok_or_else(|| Error::not_found("client", client_id.to_string()))
+}
+
+/// The client with its tile, the tile locked for this transaction (one statement);
+/// `None` when it is gone.
+async fn locked_view<C: ConnectionTrait>(txn: &C, client_id: Uuid) -> Result<Option<ClientView>> {
+    let mut select =
+        graph_api_tile::Entity::find_by_id(client_id).find_also_related(client::Entity);
+    // The tile's row only: every writer locks a client's tile first, and only it.
+    QueryTrait::query(&mut select).lock_with_tables(LockType::Update, [graph_api_tile::Entity]);
+    Ok(match select.one(txn).await? {
+        Some((tile, Some(client))) => Some(ClientView { client, tile }),
+        _ => None,
+    })
 }
 
 pub(super) fn problem(code: GraphApiProblemCode, remediation: &str) -> Problem {
