@@ -1,16 +1,22 @@
 //! The simulator's signing keys: real RSA keys it generates, published as a JWKS, rotatable.
+//! Tokens are signed with `ring`: the `rsa` crate takes about 2 ms per RS256 signature, and
+//! every app-only token the simulator issues is signed, so under a burst of consent callbacks
+//! the stand-in for Microsoft took as much CPU as Consentry itself.
 
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{
-    Algorithm, EncodingKey, Header,
+    Algorithm, EncodingKey,
     jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse},
 };
+use ring::{rand::SystemRandom, signature::RsaKeyPair};
 use rsa::{RsaPrivateKey, pkcs1::EncodeRsaPrivateKey};
 use serde::Serialize;
+use serde_json::json;
 
 /// One RSA signing key.
 pub(crate) struct SigningKey {
     pub(crate) kid: String,
-    encoding: EncodingKey,
+    pair: RsaKeyPair,
     jwk: Jwk,
 }
 
@@ -19,31 +25,47 @@ impl SigningKey {
     pub(crate) fn generate() -> anyhow::Result<Self> {
         let private = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)?;
         let der = private.to_pkcs1_der()?;
-        let encoding = EncodingKey::from_rsa_der(der.as_bytes());
+        let pair = RsaKeyPair::from_der(der.as_bytes())
+            .map_err(|e| anyhow::anyhow!("ring rejected the generated RSA key: {e}"))?;
         let kid = uuid::Uuid::new_v4().simple().to_string();
-        let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::RS256)?;
+        let mut jwk =
+            Jwk::from_encoding_key(&EncodingKey::from_rsa_der(der.as_bytes()), Algorithm::RS256)?;
         jwk.common.key_id = Some(kid.clone());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         // Microsoft's v2 keys carry no `alg`; keep the same shape.
         jwk.common.key_algorithm = None::<KeyAlgorithm>;
-        Ok(Self { kid, encoding, jwk })
+        Ok(Self { kid, pair, jwk })
     }
 
     /// Signs `claims` as an RS256 JWT with this key's `kid`.
     pub(crate) fn sign<T: Serialize>(&self, claims: &T) -> anyhow::Result<String> {
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.kid.clone());
-        Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
-    }
-}
-
-impl SigningKey {
-    pub(crate) fn sign_without_kid<T: Serialize>(&self, claims: &T) -> anyhow::Result<String> {
-        Ok(jsonwebtoken::encode(
-            &Header::new(Algorithm::RS256),
+        self.jwt(
+            &json!({ "typ": "JWT", "alg": "RS256", "kid": self.kid }),
             claims,
-            &self.encoding,
-        )?)
+        )
+    }
+
+    pub(crate) fn sign_without_kid<T: Serialize>(&self, claims: &T) -> anyhow::Result<String> {
+        self.jwt(&json!({ "typ": "JWT", "alg": "RS256" }), claims)
+    }
+
+    /// `header.claims.signature`, each base64url without padding (RFC 7515 §7.1).
+    fn jwt<T: Serialize>(&self, header: &serde_json::Value, claims: &T) -> anyhow::Result<String> {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(header)?),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?)
+        );
+        let mut signature = vec![0; self.pair.public().modulus_len()];
+        self.pair
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                input.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| anyhow::anyhow!("RS256 signing failed"))?;
+        Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 }
 
