@@ -46,12 +46,34 @@ pub struct Event {
     pub change: Change,
 }
 
+/// The object's state, shared by every subscriber it is delivered to (each reads it; none
+/// copies it).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "state")]
 pub enum Change {
-    GraphApiTile(graph_api_tile::Model),
-    DelegatedConsent(delegated_consent::Model),
-    ServicePrincipalRequest(service_principal_request::Model),
+    GraphApiTile(#[serde(with = "shared")] Arc<graph_api_tile::Model>),
+    DelegatedConsent(#[serde(with = "shared")] Arc<delegated_consent::Model>),
+    ServicePrincipalRequest(#[serde(with = "shared")] Arc<service_principal_request::Model>),
+}
+
+/// An `Arc<T>` travels as the `T` it holds.
+mod shared {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<T: Serialize, S: Serializer>(
+        value: &Arc<T>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        T::serialize(value, serializer)
+    }
+
+    pub(super) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Arc<T>, D::Error> {
+        T::deserialize(deserializer).map(Arc::new)
+    }
 }
 
 /// What a subscriber receives.
@@ -137,7 +159,7 @@ pub async fn tile<C: ConnectionTrait>(
         Event {
             msp_id: msp_id.to_owned(),
             client_id: tile.client_id,
-            change: Change::GraphApiTile(tile.clone()),
+            change: Change::GraphApiTile(Arc::new(tile.clone())),
         },
     )
     .await
@@ -156,7 +178,7 @@ pub async fn consent<C: ConnectionTrait>(
         Event {
             msp_id: consent.msp_id.clone(),
             client_id: consent.client_id,
-            change: Change::DelegatedConsent(state),
+            change: Change::DelegatedConsent(Arc::new(state)),
         },
     )
     .await
@@ -172,7 +194,7 @@ pub async fn request<C: ConnectionTrait>(
         Event {
             msp_id: request.msp_id.clone(),
             client_id: request.client_id,
-            change: Change::ServicePrincipalRequest(request.clone()),
+            change: Change::ServicePrincipalRequest(Arc::new(request.clone())),
         },
     )
     .await

@@ -171,7 +171,7 @@ impl Extension for Operation {
             .operations
             .iter()
             .any(|(_, op)| introspects(&document, &op.node.selection_set.node, &mut Vec::new()));
-        if introspects && ctx.data_opt::<crate::auth::Viewer>().is_none() {
+        if introspects && ctx.data_opt::<Arc<crate::auth::Viewer>>().is_none() {
             let error = ServerError::new(
                 "introspection needs a caller token: send `Authorization: Bearer <token>`",
                 None,

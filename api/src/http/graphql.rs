@@ -224,7 +224,8 @@ async fn execute(
     };
     let mut request = request.data(Loaders::new(&db)).data(db).data(statements);
     if let Some(viewer) = viewer {
-        request = request.data(viewer);
+        // Shared, as on WebSockets (see `graphql::query::viewer`).
+        request = request.data(std::sync::Arc::new(viewer));
     }
     let response = state.schema.execute(request).await;
     let request_error = response.data == async_graphql::Value::Null

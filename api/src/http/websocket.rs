@@ -81,8 +81,11 @@ async fn serve(state: AppState, protocol: GraphQLProtocol, socket: WebSocket) {
         return;
     };
     let expires_at = viewer.expires_at;
+    let schema = state.schema.clone();
+    // Nothing else of the state is needed for as long as the subscriber stays.
+    drop(state);
     let mut data = Data::default();
-    data.insert(viewer);
+    data.insert(std::sync::Arc::new(viewer));
     // async-graphql sees the same connection_init again and acknowledges it.
     let replayed = stream::once(async move { Ok(Message::Text(init.into())) })
         .chain(stream)
@@ -90,7 +93,7 @@ async fn serve(state: AppState, protocol: GraphQLProtocol, socket: WebSocket) {
             let within = count_subscriptions(active, &message);
             std::future::ready(within.then_some(message))
         });
-    let serve = GraphQLWebSocket::new_with_pair(sink, replayed, state.schema.clone(), protocol)
+    let serve = GraphQLWebSocket::new_with_pair(sink, replayed, schema, protocol)
         .with_data(data)
         .serve();
     // Checklist 72: the connection ends when the caller's token does.

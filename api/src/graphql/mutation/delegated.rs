@@ -44,7 +44,7 @@ impl DelegatedMutation {
         Ok(ConsentLink {
             url: link.url.to_string(),
             expires_at: link.expires_at,
-            graph_api_tile: GraphApiTile(link.view.tile.clone()),
+            graph_api_tile: GraphApiTile::from(link.view.tile.clone()),
             client: Client(link.view),
         })
     }
@@ -59,7 +59,7 @@ impl DelegatedMutation {
         let viewer = viewer(ctx)?;
         access::require_writer(viewer)?;
         let id = GlobalId::expect("id", &id, IdKind::DelegatedConsent)?;
-        Ok(DelegatedConsent(
+        Ok(DelegatedConsent::from(
             delegated_consents::verify(database(ctx)?, consents(ctx)?, viewer, id).await?,
         ))
     }
@@ -74,7 +74,7 @@ impl DelegatedMutation {
         let viewer = viewer(ctx)?;
         access::require_writer(viewer)?;
         let id = GlobalId::expect("id", &id, IdKind::DelegatedConsent)?;
-        Ok(DelegatedConsent(
+        Ok(DelegatedConsent::from(
             delegated_consents::revoke(database(ctx)?, viewer, id).await?,
         ))
     }

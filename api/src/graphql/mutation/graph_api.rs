@@ -50,7 +50,7 @@ impl GraphApiMutation {
         Ok(ConsentLink {
             url: link.url.to_string(),
             expires_at: link.expires_at,
-            graph_api_tile: GraphApiTile(link.view.tile.clone()),
+            graph_api_tile: GraphApiTile::from(link.view.tile.clone()),
             client: Client(link.view),
         })
     }
@@ -63,6 +63,6 @@ impl GraphApiMutation {
         access::require_writer(viewer)?;
         let client_id = GlobalId::expect("clientId", &client_id, IdKind::Client)?;
         let view = graph_api::verify(database(ctx)?, consents(ctx)?, viewer, client_id).await?;
-        Ok(GraphApiTile(view.tile))
+        Ok(GraphApiTile::from(view.tile))
     }
 }

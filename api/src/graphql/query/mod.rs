@@ -4,6 +4,8 @@ mod clients;
 mod permissions;
 mod viewer;
 
+use std::sync::Arc;
+
 use async_graphql::{Context, MergedObject};
 use sea_orm::DatabaseConnection;
 
@@ -19,7 +21,17 @@ pub struct QueryRoot(
 
 /// The caller, or `UNAUTHENTICATED`.
 pub(crate) fn viewer<'a>(ctx: &Context<'a>) -> Result<&'a auth::Viewer, Error> {
-    ctx.data_opt::<auth::Viewer>().ok_or(Error::Unauthenticated)
+    ctx.data_opt::<Arc<auth::Viewer>>()
+        .map(AsRef::as_ref)
+        .ok_or(Error::Unauthenticated)
+}
+
+/// The caller, shared: a subscription keeps it for as long as it stays open, and every
+/// subscription of a connection shares the connection's one copy.
+pub(crate) fn shared_viewer(ctx: &Context<'_>) -> Result<Arc<auth::Viewer>, Error> {
+    ctx.data_opt::<Arc<auth::Viewer>>()
+        .cloned()
+        .ok_or(Error::Unauthenticated)
 }
 
 pub(crate) fn database<'a>(ctx: &Context<'a>) -> Result<&'a DatabaseConnection, Error> {

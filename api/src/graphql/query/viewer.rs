@@ -37,7 +37,7 @@ impl ViewerQuery {
             IdKind::Client => Node::Client(Client(
                 clients::get(db, viewer, global.id).await.map_err(hide)?,
             )),
-            IdKind::GraphApiTile => Node::GraphApiTile(GraphApiTile(
+            IdKind::GraphApiTile => Node::GraphApiTile(GraphApiTile::from(
                 clients::get(db, viewer, global.id)
                     .await
                     .map_err(hide)?
@@ -51,7 +51,7 @@ impl ViewerQuery {
                 visible(db, viewer, &consent.msp_id, consent.client_id)
                     .await
                     .map_err(hide)?;
-                Node::DelegatedConsent(DelegatedConsent(consent))
+                Node::DelegatedConsent(DelegatedConsent::from(consent))
             }
             IdKind::ServicePrincipalRequest => {
                 let request = domain::service_principal_requests::find(db, global.id)

@@ -13,12 +13,11 @@ use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 use uuid::Uuid;
 
 use crate::{
-    auth::Viewer,
     domain::{Error, access, clients},
     events::{Bus, Change, Delivery},
     graphql::{
         ids::{GlobalId, IdKind},
-        query::{database, viewer},
+        query::{database, shared_viewer},
         types::{DelegatedConsent, GraphApiTile, ServicePrincipalRequest},
     },
     http::metrics::Metrics,
@@ -44,7 +43,7 @@ where
     T: Send + 'static,
     F: Fn(&Change) -> Option<T> + Send + 'static,
 {
-    let viewer: Viewer = viewer(ctx)?.clone();
+    let viewer = shared_viewer(ctx)?;
     let only: Option<Uuid> = match client_id {
         Some(id) => {
             let id = GlobalId::expect("clientId", &id, IdKind::Client)?;
@@ -127,7 +126,7 @@ impl SubscriptionRoot {
     ) -> Result<impl Stream<Item = Result<ServicePrincipalRequest>>> {
         events(ctx, client_id, |change| match change {
             Change::ServicePrincipalRequest(request) => {
-                Some(ServicePrincipalRequest::new(request.clone()))
+                Some(ServicePrincipalRequest::shared(request.clone()))
             }
             _ => None,
         })

@@ -59,7 +59,7 @@ impl Client {
 
     /// The Microsoft Graph API authorisation state.
     async fn graph_api_tile(&self) -> GraphApiTile {
-        GraphApiTile(self.0.tile.clone())
+        GraphApiTile::from(self.0.tile.clone())
     }
 
     /// Users of the client tenant who granted delegated permissions, newest first.
@@ -73,7 +73,7 @@ impl Client {
             .map_err(load_error)?
             .unwrap_or_default()
             .into_iter()
-            .map(DelegatedConsent)
+            .map(DelegatedConsent::from)
             .collect())
     }
 

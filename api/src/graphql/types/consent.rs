@@ -1,5 +1,7 @@
 //! Delegated consents.
 
+use std::sync::Arc;
+
 use async_graphql::{ID, Object};
 use chrono::{DateTime, Utc};
 use entity::delegated_consent;
@@ -11,7 +13,13 @@ use crate::{
 };
 
 /// One client-tenant user's delegated consent. Tokens never leave the server.
-pub struct DelegatedConsent(pub delegated_consent::Model);
+pub struct DelegatedConsent(pub Arc<delegated_consent::Model>);
+
+impl From<delegated_consent::Model> for DelegatedConsent {
+    fn from(consent: delegated_consent::Model) -> Self {
+        Self(Arc::new(consent))
+    }
+}
 
 #[Object]
 impl DelegatedConsent {

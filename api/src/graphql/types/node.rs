@@ -7,6 +7,10 @@ use super::{Client, DelegatedConsent, GraphApiTile, ServicePrincipalRequest};
 /// An object with a global id, fetchable with `node(id:)`.
 #[derive(Interface)]
 #[graphql(field(name = "id", ty = "ID"))]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per `node(id:)` answer, never stored or sent through a channel"
+)]
 pub enum Node {
     Client(Client),
     GraphApiTile(GraphApiTile),

@@ -1,5 +1,7 @@
 //! Service principal requests.
 
+use std::sync::Arc;
+
 use async_graphql::{ID, Object};
 use chrono::{DateTime, Utc};
 use entity::service_principal_request;
@@ -8,15 +10,20 @@ use super::enums::ServicePrincipalRequestStatus;
 use crate::graphql::ids::{GlobalId, IdKind};
 
 /// One attempt to create a missing service principal in a client's tenant.
-pub struct ServicePrincipalRequest(pub service_principal_request::Model, Option<String>);
+pub struct ServicePrincipalRequest(pub Arc<service_principal_request::Model>, Option<String>);
 
 impl ServicePrincipalRequest {
     pub fn new(request: service_principal_request::Model) -> Self {
+        Self::shared(Arc::new(request))
+    }
+
+    /// An event's request, shared with every subscriber it reaches.
+    pub fn shared(request: Arc<service_principal_request::Model>) -> Self {
         Self(request, None)
     }
 
     pub fn with_sign_in(request: service_principal_request::Model, url: Option<String>) -> Self {
-        Self(request, url)
+        Self(Arc::new(request), url)
     }
 }
 

@@ -1,5 +1,7 @@
 //! The Graph API tile.
 
+use std::sync::Arc;
+
 use async_graphql::{ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::graph_api_tile;
@@ -10,8 +12,15 @@ use crate::{
     graphql::ids::{GlobalId, IdKind},
 };
 
-/// The authorisation state of one client's Microsoft Graph API access.
-pub struct GraphApiTile(pub graph_api_tile::Model);
+/// The authorisation state of one client's Microsoft Graph API access. Shared: an event's
+/// tile is the same allocation for every subscriber it reaches.
+pub struct GraphApiTile(pub Arc<graph_api_tile::Model>);
+
+impl From<graph_api_tile::Model> for GraphApiTile {
+    fn from(tile: graph_api_tile::Model) -> Self {
+        Self(Arc::new(tile))
+    }
+}
 
 #[Object]
 impl GraphApiTile {
