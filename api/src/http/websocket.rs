@@ -4,7 +4,7 @@
 //! default accepts anything: the caller's token must come in its payload as
 //! `{"Authorization": "Bearer …"}` (never in the URL), within 10 seconds.
 
-use std::{collections::HashSet, time::Duration};
+use std::time::Duration;
 
 use async_graphql::{Data, http::ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
@@ -61,6 +61,7 @@ pub async fn upgrade(
             "this Origin may not open GraphQL subscriptions: add it to CONSENTRY_CORS_ORIGINS",
         );
     }
+    let state = Box::new(state);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(MAX_MESSAGE_BYTES)
@@ -70,11 +71,14 @@ pub async fn upgrade(
         // nothing is held in a write buffer between events.
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| serve(state, protocol, socket))
+        .on_upgrade(move |socket| serve(state, protocol, Box::new(socket)))
 }
 
-async fn serve(state: AppState, protocol: GraphQLProtocol, socket: WebSocket) {
-    let (mut sink, mut stream) = socket.split();
+/// One subscriber's connection, for as long as it stays. The state and the socket come boxed:
+/// a future keeps room for its arguments for its whole life, even once they have been moved
+/// out or dropped, and these two (a few hundred bytes each) are only needed at the start.
+async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebSocket>) {
+    let (mut sink, mut stream) = (*socket).split();
     // Boxed: the handshake's futures (parsing, a database lookup) are large, and a future's
     // size is that of its largest state — inline, every idle subscriber would keep them.
     let Some((init, viewer)) = Box::pin(handshake(&state, &mut sink, &mut stream)).await else {
@@ -89,7 +93,7 @@ async fn serve(state: AppState, protocol: GraphQLProtocol, socket: WebSocket) {
     // async-graphql sees the same connection_init again and acknowledges it.
     let replayed = stream::once(async move { Ok(Message::Text(init.into())) })
         .chain(stream)
-        .scan(HashSet::<String>::new(), |active, message| {
+        .scan(Vec::<Box<str>>::new(), |active, message| {
             let within = count_subscriptions(active, &message);
             std::future::ready(within.then_some(message))
         });
@@ -172,10 +176,7 @@ async fn handshake(
 
 /// Tracks the connection's subscription ids; false once there would be too many, which
 /// ends the connection.
-fn count_subscriptions(
-    active: &mut HashSet<String>,
-    message: &Result<Message, axum::Error>,
-) -> bool {
+fn count_subscriptions(active: &mut Vec<Box<str>>, message: &Result<Message, axum::Error>) -> bool {
     let Ok(Message::Text(text)) = message else {
         return true;
     };
@@ -188,11 +189,14 @@ fn count_subscriptions(
         .unwrap_or_default();
     match parsed.get("type").and_then(|t| t.as_str()) {
         Some("subscribe" | "start") => {
-            active.insert(id.to_owned());
+            // A handful of ids at most: a list is smaller than a set.
+            if !active.iter().any(|a| &**a == id) {
+                active.push(id.into());
+            }
             active.len() <= MAX_SUBSCRIPTIONS
         }
         Some("complete" | "stop") => {
-            active.remove(id);
+            active.retain(|a| &**a != id);
             true
         }
         _ => true,
