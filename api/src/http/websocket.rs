@@ -90,13 +90,15 @@ async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebS
     drop(state);
     let mut data = Data::default();
     data.insert(std::sync::Arc::new(viewer));
-    // async-graphql sees the same connection_init again and acknowledges it.
+    // async-graphql sees the same connection_init again and acknowledges it. Boxed:
+    // async-graphql keeps the stream it is given twice over, as given and as it wraps it.
     let replayed = stream::once(async move { Ok(Message::Text(init.into())) })
         .chain(stream)
         .scan(Vec::<Box<str>>::new(), |active, message| {
             let within = count_subscriptions(active, &message);
             std::future::ready(within.then_some(message))
-        });
+        })
+        .boxed();
     let serve = GraphQLWebSocket::new_with_pair(sink, replayed, schema, protocol)
         .with_data(data)
         .serve();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, ID, Result, Subscription};
 use futures_util::{Stream, StreamExt};
-use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
+use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use crate::{
@@ -65,10 +65,18 @@ where
         .data::<Arc<Metrics>>()
         .ok()
         .map(|metrics| metrics.subscription_opened());
-    let stream = BroadcastStream::new(receiver).filter_map(move |received| {
+    // Each next delivery, awaited inside the stream itself (tokio-stream's wrapper would box
+    // the wait: one more allocation for every idle subscriber). A closed bus ends the stream.
+    let deliveries = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        match receiver.recv().await {
+            Err(RecvError::Closed) => None,
+            received => Some((received, receiver)),
+        }
+    });
+    let stream = deliveries.filter_map(move |received| {
         let _open = &guard;
         let item = match received {
-            Err(BroadcastStreamRecvError::Lagged(_)) => Some(Err(resync())),
+            Err(RecvError::Lagged(_) | RecvError::Closed) => Some(Err(resync())),
             Ok(delivery) => match &*delivery {
                 Delivery::Resync => Some(Err(resync())),
                 Delivery::Event(event) => {
