@@ -15,7 +15,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 use url::Url;
 
-use super::{Bench, client_id, graphql, simulator};
+use super::{AUTHORISE, Bench, client_id, graphql, simulator};
 use crate::{
     database::Backend,
     process::Server,
@@ -23,8 +23,6 @@ use crate::{
     seed,
     stats::{Samples, ms, ratio},
 };
-
-const AUTHORISE: &str = "mutation($id: ID!) { authoriseGraphApi(clientId: $id) { url } }";
 
 pub(super) async fn run(bench: &Bench, backend: Backend) -> anyhow::Result<Vec<Row>> {
     let (concurrent, rounds, alone) = if bench.quick() {

@@ -258,8 +258,9 @@ async fn simulator(tenants: Vec<SimTenant>) -> anyhow::Result<Simulator> {
     .await
 }
 
-/// A change to a client's tile that needs no Microsoft call: a new consent link.
-const AUTHORISE: &str = "mutation($id: ID!) { authoriseGraphApi(clientId: $id) { expiresAt } }";
+/// A change to a client's tile that needs no Microsoft call: a new consent link (its `url`
+/// is what the admin opens).
+const AUTHORISE: &str = "mutation($id: ID!) { authoriseGraphApi(clientId: $id) { url } }";
 
 /// Runs a GraphQL operation on `server` and returns its `data`, failing on any error.
 async fn graphql(
