@@ -1,7 +1,12 @@
 //! The application: shared state, the Router (tests build the very same one), and the
 //! listening server with graceful shutdown.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    future::{Future, IntoFuture},
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
 
 use axum::{
     Router,
@@ -50,6 +55,56 @@ pub struct AppState {
     pub bus: Bus,
     /// A token GraphiQL starts with (`consentry demo` only).
     pub graphiql_token: Option<Arc<str>>,
+    /// Tells WebSocket subscribers the server is stopping, and counts them out.
+    pub draining: Draining,
+}
+
+/// The server's stop, as long-lived connections see it: HTTP requests are drained by axum,
+/// but an upgraded WebSocket is no longer axum's, so each subscriber watches this signal,
+/// says goodbye (close code 1001) and is counted out before the process exits.
+#[derive(Clone, Debug)]
+pub struct Draining {
+    signal: Arc<tokio::sync::watch::Sender<bool>>,
+    connections: tokio_util::task::TaskTracker,
+}
+
+impl Default for Draining {
+    fn default() -> Self {
+        Self {
+            signal: Arc::new(tokio::sync::watch::Sender::new(false)),
+            connections: tokio_util::task::TaskTracker::new(),
+        }
+    }
+}
+
+impl Draining {
+    /// Runs a long-lived connection, counted until it ends.
+    pub fn track<F: Future>(
+        &self,
+        connection: F,
+    ) -> tokio_util::task::task_tracker::TrackedFuture<F> {
+        self.connections.track_future(connection)
+    }
+
+    /// Completes once the server has begun to stop.
+    pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut signal = self.signal.subscribe();
+        async move {
+            let _ = signal.wait_for(|stopping| *stopping).await;
+        }
+    }
+
+    fn begin(&self) {
+        self.signal.send_replace(true);
+        self.connections.close();
+    }
+
+    /// Waits for every tracked connection to end, at most `limit`; false if some did not.
+    async fn finished(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.connections.wait())
+            .await
+            .is_ok()
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -72,10 +127,17 @@ impl AppState {
             settings.reverify_interval,
             settings.keepalive_interval,
             token_keys,
-        );
+        )
+        .with_callback_lease(settings.callback_lease);
         let bus = Bus::new(SUBSCRIBER_BUFFER);
         Self {
-            schema: graphql::schema(db.clone(), metrics.clone(), consents.clone(), bus.clone()),
+            schema: graphql::schema(
+                db.clone(),
+                metrics.clone(),
+                consents.clone(),
+                bus.clone(),
+                graphql::Limits::from_settings(&settings),
+            ),
             consents,
             bus,
             db,
@@ -84,6 +146,7 @@ impl AppState {
             settings: Arc::new(settings),
             microsoft,
             graphiql_token: None,
+            draining: Draining::default(),
         }
     }
 }
@@ -200,7 +263,8 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves until `shutdown` completes; then stops accepting, tells WebSocket subscribers
+    /// (close 1001) and lets in-flight requests finish, for at most `CONSENTRY_SHUTDOWN_TIMEOUT`.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -224,14 +288,42 @@ impl Application {
             tokio::spawn(crate::sweeps::flows(self.state.clone(), interval)),
             tokio::spawn(crate::sweeps::reverification(self.state.clone(), interval)),
         ];
+        let draining = self.state.draining.clone();
+        let begin = {
+            let draining = draining.clone();
+            async move {
+                shutdown.await;
+                draining.begin();
+            }
+        };
         let served = axum::serve(without_nagle(self.listener), router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+            .with_graceful_shutdown(begin)
+            .into_future();
+        let limit = settings.shutdown_timeout;
+        let overdue = {
+            let stopping = draining.stopping();
+            async move {
+                stopping.await;
+                tokio::time::sleep(limit).await;
+            }
+        };
+        let served = tokio::select! {
+            served = served => served,
+            () = overdue => {
+                tracing::warn!(timeout = ?limit, "requests still in flight when the shutdown timeout ran out: stopping anyway");
+                Ok(())
+            }
+        };
+        // Subscribers were told when the stop began; give their goodbyes a moment to go out.
+        if !draining.finished(Duration::from_secs(5)).await {
+            tracing::warn!("some WebSocket connections did not close in time");
+        }
         // Every sweep step is its own transaction: stopping between two is safe.
         for sweep in sweeps {
             sweep.abort();
         }
         served?;
+        tracing::info!("stopped");
         Ok(())
     }
 }

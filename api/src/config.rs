@@ -191,6 +191,49 @@ pub struct Settings {
     )]
     pub cors_origins: Vec<String>,
 
+    /// Mutations each MSP may run per minute on this instance (every root field of a mutation
+    /// counts, aliases included); a burst of as many is allowed. `0` turns the limit off.
+    #[arg(
+        long,
+        env = "CONSENTRY_MSP_MUTATIONS_PER_MINUTE",
+        default_value_t = 120,
+        global = true
+    )]
+    pub msp_mutations_per_minute: u32,
+
+    /// Longest a query may run before it is cancelled with `TIMEOUT`, e.g. `30s`. Mutations
+    /// are never cut short (each call to Microsoft has its own timeout).
+    #[arg(
+        long,
+        env = "CONSENTRY_QUERY_TIMEOUT",
+        default_value = "30s",
+        value_parser = humantime::parse_duration,
+        global = true
+    )]
+    pub query_timeout: Duration,
+
+    /// How long a consent callback may work on its flow before another instance's sweep takes
+    /// it for interrupted (the process died) and fails it so the user can start again, e.g. `5m`.
+    #[arg(
+        long,
+        env = "CONSENTRY_CALLBACK_LEASE",
+        default_value = "5m",
+        value_parser = humantime::parse_duration,
+        global = true
+    )]
+    pub callback_lease: Duration,
+
+    /// On SIGTERM, how long in-flight requests may take to finish before the process exits
+    /// anyway, e.g. `30s`. WebSocket subscribers are told at once (close code 1001).
+    #[arg(
+        long,
+        env = "CONSENTRY_SHUTDOWN_TIMEOUT",
+        default_value = "30s",
+        value_parser = humantime::parse_duration,
+        global = true
+    )]
+    pub shutdown_timeout: Duration,
+
     /// Log format: `text` for people, `json` for log collectors. Levels come from `RUST_LOG`.
     #[arg(
         long,
@@ -344,6 +387,20 @@ impl Settings {
             return Err(invalid(
                 "CONSENTRY_DB_MAX_CONNECTIONS",
                 "must be at least 1",
+            ));
+        }
+        if self.query_timeout.is_zero() {
+            return Err(invalid("CONSENTRY_QUERY_TIMEOUT", "must be more than 0s"));
+        }
+        // A lease shorter than one call to Microsoft would fail callbacks that are merely slow.
+        if self.callback_lease <= Duration::from_secs(self.ms_timeout_seconds) {
+            return Err(invalid(
+                "CONSENTRY_CALLBACK_LEASE",
+                format!(
+                    "must be longer than CONSENTRY_MS_TIMEOUT_SECONDS ({}s): a callback that is still \
+                     waiting for Microsoft would be taken for interrupted",
+                    self.ms_timeout_seconds
+                ),
             ));
         }
         for origin in &self.cors_origins {

@@ -25,7 +25,7 @@ pub async fn flows(state: AppState, interval: Duration) {
         count(
             metrics,
             "callback_interrupted",
-            graph_api::fail_interrupted(&state.db).await,
+            graph_api::fail_interrupted(&state.db, &state.consents).await,
         );
         count(
             metrics,

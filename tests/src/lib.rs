@@ -546,3 +546,336 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+impl TestDatabase {
+    /// A new empty PostgreSQL schema in the database at `admin_url` (e.g. a
+    /// [`PrivatePostgres`]), dropped with the value.
+    pub async fn create_in_postgres(admin_url: &str) -> Self {
+        let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(admin_url).await.unwrap();
+        admin
+            .execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let separator = if admin_url.contains('?') { '&' } else { '?' };
+        Self {
+            url: format!("{admin_url}{separator}options=-c%20search_path%3D{schema}"),
+            backend: Backend::Postgres,
+            token_keys: new_token_keys(),
+            cleanup: Cleanup::PostgresSchema {
+                admin_url: admin_url.to_owned(),
+                schema,
+            },
+        }
+    }
+}
+
+impl TestApp {
+    /// A `TestApp` for a server the test runs as a process ([`ServerProcess`]): callers,
+    /// tokens and database access as usual; starting and stopping it is the process's
+    /// business (`server_db` is a connection of the test's own).
+    pub async fn attach(port: u16, secret: &str, database: &TestDatabase) -> TestApp {
+        let db = Database::connect(&database.url).await.unwrap();
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            server_db: db.clone(),
+            db,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            secret: secret.to_owned(),
+            database: None,
+            shutdown: None,
+            server: None,
+        }
+    }
+}
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `consentry serve` as a process of the test's own, on `database`, talking to `simulator`:
+/// what `kill -9` and SIGTERM are tried on. Killed when dropped; its log is kept in a file.
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub port: u16,
+    log: std::path::PathBuf,
+    _log_dir: tempfile::TempDir,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServerProcess {
+    /// Starts `binary` (the tests' `env!("CARGO_BIN_EXE_consentry-under-test")`) serving on
+    /// `port`, and waits until it is ready. `env` adds or overrides settings (`CONSENTRY_…`).
+    pub async fn start(
+        binary: &str,
+        database: &TestDatabase,
+        secret: &str,
+        simulator: &api::microsoft::simulator::Simulator,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let log_dir = tempfile::tempdir().unwrap();
+        let log = log_dir.path().join("consentry.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let address = format!("http://127.0.0.1:{port}");
+        let mut command = std::process::Command::new(binary);
+        command
+            .arg("serve")
+            .env("DATABASE_URL", &database.url)
+            .env("CONSENTRY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CONSENTRY_PUBLIC_URL", &address)
+            .env("CONSENTRY_AUTH_HS256_SECRET", secret)
+            .env("CONSENTRY_AUTH_ISSUER", ISSUER)
+            .env("CONSENTRY_AUTH_AUDIENCE", AUDIENCE)
+            .env("CONSENTRY_TOKEN_KEYS", &database.token_keys)
+            .env("CONSENTRY_MS_CLIENT_ID", simulator.client_id())
+            .env("CONSENTRY_MS_CLIENT_SECRET", simulator.client_secret())
+            .env("CONSENTRY_MS_AUTHORITY_URL", simulator.base_url().as_str())
+            .env("CONSENTRY_MS_GRAPH_URL", simulator.base_url().as_str())
+            .env("CONSENTRY_DB_MAX_CONNECTIONS", "5")
+            .env("RUST_LOG", "info")
+            .env_remove("CONSENTRY_AUTH_JWKS_URL")
+            .env_remove("CONSENTRY_CORS_ORIGINS")
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut process = Self {
+            child: command.spawn().unwrap(),
+            port,
+            log,
+            _log_dir: log_dir,
+        };
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("consentry exited at start ({status}):\n{}", process.log());
+            }
+            let ready = http
+                .get(format!("{address}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return process;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "consentry was not ready within 60 s:\n{}",
+                process.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`: the process dies on the spot, whatever it was doing.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM (what an orchestrator sends to stop an instance).
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// The exit status, once the process has exited; panics after `within`.
+    pub async fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "consentry still running {within:?} after it was asked to stop:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A PostgreSQL server of the test's own (its own data directory and port), so that a test
+/// can stop and restart it without disturbing other tests.
+pub struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+    /// `Some("postgres")` when the tests run as root (PostgreSQL refuses to run as root).
+    user: Option<&'static str>,
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl(&["stop", "-m", "immediate"]);
+    }
+}
+
+impl PrivatePostgres {
+    /// Creates and starts one; `None` when PostgreSQL's server programs are not installed
+    /// (a panic instead under `CONSENTRY_TEST_REQUIRE_POSTGRES=1`).
+    pub fn start() -> Option<Self> {
+        let Some(bin) = postgres_bin() else {
+            assert!(
+                std::env::var("CONSENTRY_TEST_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "CONSENTRY_TEST_REQUIRE_POSTGRES=1 but no PostgreSQL server programs (initdb, pg_ctl) were found"
+            );
+            eprintln!("skipped: PostgreSQL's server programs are not installed");
+            return None;
+        };
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let user = root.then_some("postgres");
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(user) = user {
+            let status = std::process::Command::new("chown")
+                .args(["-R", user, &dir.path().display().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success(), "chown of the data directory failed");
+        }
+        let postgres = Self {
+            dir,
+            bin,
+            port: free_port(),
+            user,
+        };
+        let data = postgres.data();
+        let initdb = postgres.bin.join("initdb").display().to_string();
+        postgres.run(&[
+            &initdb,
+            "-D",
+            &data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ]);
+        postgres.start_again();
+        Some(postgres)
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts (again) and waits until it accepts connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("postgres.log").display().to_string();
+        let status = self.pg_ctl(&["start", "-w", "-t", "60", "-o", &options, "-l", &log]);
+        assert!(
+            status,
+            "PostgreSQL did not start:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// Stops it as a crash would (`pg_ctl stop -m immediate`): every connection drops.
+    pub fn stop(&self) {
+        assert!(
+            self.pg_ctl(&["stop", "-w", "-m", "immediate"]),
+            "pg_ctl stop failed"
+        );
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> bool {
+        let pg_ctl = self.bin.join("pg_ctl").display().to_string();
+        let data = self.data();
+        let mut all = vec![pg_ctl.as_str(), "-D", data.as_str()];
+        all.extend_from_slice(args);
+        self.command(&all)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn run(&self, args: &[&str]) {
+        let output = self.command(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        match self.user {
+            Some(user) => {
+                let mut command = std::process::Command::new("runuser");
+                command.args(["-u", user, "--"]).args(args);
+                command
+            }
+            None => {
+                let mut command = std::process::Command::new(args[0]);
+                command.args(&args[1..]);
+                command
+            }
+        }
+    }
+}
+
+/// The directory of PostgreSQL's server programs (Debian keeps them per version).
+fn postgres_bin() -> Option<std::path::PathBuf> {
+    let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("bin"))
+        .filter(|bin| bin.join("initdb").exists() && bin.join("pg_ctl").exists())
+        .collect();
+    versions.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions.pop()
+}

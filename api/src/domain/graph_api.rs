@@ -61,6 +61,9 @@ pub struct Consents {
     pub token_keys: Option<Arc<TokenKeys>>,
     /// How often a delegated consent's refresh token is renewed.
     pub keepalive_interval: std::time::Duration,
+    /// How long a callback may work on a flow it claimed (and a repair stay `CREATING`)
+    /// before a sweep takes it for interrupted (`CONSENTRY_CALLBACK_LEASE`, checklist 92).
+    pub callback_lease: Duration,
 }
 
 impl Consents {
@@ -76,7 +79,14 @@ impl Consents {
             sign_in_tokens: Arc::default(),
             token_keys,
             keepalive_interval,
+            callback_lease: oauth_flows::EXCHANGE_LEASE,
         }
+    }
+
+    /// With another lease for interrupted callbacks (see [`Consents::callback_lease`]).
+    pub fn with_callback_lease(mut self, lease: std::time::Duration) -> Self {
+        self.callback_lease = Duration::from_std(lease).unwrap_or(oauth_flows::EXCHANGE_LEASE);
+        self
     }
 
     /// When a consent refreshed at `now` is next renewed.
@@ -960,10 +970,10 @@ pub async fn expire_flow(db: &DatabaseConnection, flow: &oauth_flow::Model) -> R
 
 /// Fails flows whose callback was interrupted (the instance died between claiming the flow
 /// and writing its outcome), so the tile does not stay `VERIFYING` forever (checklist 92).
-pub async fn fail_interrupted(db: &DatabaseConnection) -> Result<usize> {
+pub async fn fail_interrupted(db: &DatabaseConnection, consents: &Consents) -> Result<usize> {
     let now = now();
     let mut failed = 0;
-    for flow in oauth_flows::stuck(db, now, SWEEP_BATCH).await? {
+    for flow in oauth_flows::stuck(db, now - consents.callback_lease, SWEEP_BATCH).await? {
         if flow.kind == OAuthFlowKind::ServicePrincipalSignIn {
             if super::service_principal_requests::fail_interrupted_sign_in(db, &flow).await? {
                 failed += 1;

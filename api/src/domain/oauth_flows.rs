@@ -21,9 +21,9 @@ use super::Result;
 /// Longest a `state` Consentry issues can be; anything longer is not ours and is not hashed.
 const MAX_STATE_CHARS: usize = 512;
 
-/// How long a callback that claimed a flow may take to finish it. A flow still `EXCHANGING`
-/// after this (its instance died mid-exchange) is failed by a sweep so the user can restart
-/// (checklist 92).
+/// How long a callback that claimed a flow may take to finish it, unless
+/// `CONSENTRY_CALLBACK_LEASE` says otherwise. A flow still `EXCHANGING` after this (its
+/// instance died mid-exchange) is failed by a sweep so the user can restart (checklist 92).
 pub const EXCHANGE_LEASE: Duration = Duration::minutes(5);
 
 /// How long a finished flow is kept, so that a replayed callback shows its first outcome;
@@ -254,15 +254,16 @@ pub async fn expired<C: ConnectionTrait>(
         .await?)
 }
 
-/// Flows claimed by a callback that never finished them (checklist 92).
+/// Flows claimed by a callback, at or before `claimed_before`, that it never finished
+/// (checklist 92).
 pub async fn stuck<C: ConnectionTrait>(
     db: &C,
-    now: DateTime<Utc>,
+    claimed_before: DateTime<Utc>,
     limit: u64,
 ) -> Result<Vec<oauth_flow::Model>> {
     Ok(oauth_flow::Entity::find()
         .filter(oauth_flow::Column::Status.eq(OAuthFlowStatus::Exchanging))
-        .filter(oauth_flow::Column::ClaimedAt.lte(now - EXCHANGE_LEASE))
+        .filter(oauth_flow::Column::ClaimedAt.lte(claimed_before))
         .limit(limit)
         .all(db)
         .await?)

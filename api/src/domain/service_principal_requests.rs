@@ -59,8 +59,6 @@ const MAX_POLL_INTERVAL: Duration = Duration::seconds(30);
 /// A claimed lookup not finished within this is taken over by another sweep (also after a
 /// restart that interrupted one). Lookups are idempotent, so an overlap is harmless.
 const POLL_LEASE: Duration = Duration::seconds(30);
-/// A request stuck in `CREATING` this long was interrupted (the process died).
-const CREATING_LEASE: Duration = Duration::minutes(5);
 
 /// The display name of a well-known application.
 pub fn display_name(app_id: &str) -> Option<&'static str> {
@@ -546,7 +544,7 @@ fn creation_problem(error: &MicrosoftError) -> Problem {
 /// Sweeps: watches new principals replicate, fails interrupted creations. Returns how many
 /// requests moved on.
 pub async fn sweep(db: &DatabaseConnection, consents: &Consents) -> Result<usize> {
-    let mut moved = fail_interrupted(db).await?;
+    let mut moved = fail_interrupted(db, consents.callback_lease).await?;
     let now = now();
     let due = service_principal_request::Entity::find()
         .filter(service_principal_request::Column::Status.eq(Status::Propagating))
@@ -680,12 +678,13 @@ async fn poll(
     }
 }
 
-/// Requests whose process died between `CREATING` and Graph's answer: failed, so the user
-/// can start again (creation is idempotent: an existing principal reads as `ALREADY_EXISTS`).
-async fn fail_interrupted(db: &DatabaseConnection) -> Result<usize> {
+/// Requests whose process died between `CREATING` and Graph's answer (still `CREATING`
+/// after `lease`): failed, so the user can start again (creation is idempotent: an existing
+/// principal reads as `ALREADY_EXISTS`).
+async fn fail_interrupted(db: &DatabaseConnection, lease: Duration) -> Result<usize> {
     let stuck = service_principal_request::Entity::find()
         .filter(service_principal_request::Column::Status.eq(Status::Creating))
-        .filter(service_principal_request::Column::UpdatedAt.lte(now() - CREATING_LEASE))
+        .filter(service_principal_request::Column::UpdatedAt.lte(now() - lease))
         .limit(20)
         .all(db)
         .await?;

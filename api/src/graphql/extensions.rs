@@ -1,14 +1,15 @@
 //! The schema's one extension: the rules every operation passes through — stable codes on
-//! parse and validation errors, the depth limit, introspection only with a token, its own
-//! DataLoaders — and its metrics.
+//! parse and validation errors, the depth and alias limits, introspection only with a token,
+//! each MSP's mutation rate, the query timeout, its own DataLoaders — and its metrics.
 //!
 //! One extension rather than one per rule: async-graphql runs every field of every answer
 //! (and of every event pushed to every subscriber) through each extension's `resolve` hook,
 //! even a default one, so each extension costs on every field. This one has no `resolve`.
 
 use std::{
+    num::NonZeroU32,
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use async_graphql::{
@@ -38,18 +39,45 @@ fn with_code(mut error: ServerError, code: &str) -> ServerError {
     error
 }
 
+/// Each MSP's budget of mutations on this instance (GCRA: a steady rate, and a burst of as
+/// many as a minute allows).
+#[derive(Clone)]
+struct MutationBudget {
+    per_minute: NonZeroU32,
+    spent: Arc<governor::DefaultKeyedRateLimiter<String>>,
+}
+
 /// Every operation's rules and metrics (see the module docs).
 pub(crate) struct Operations {
-    /// Deepest selection an operation may nest (checklist 52).
-    pub(crate) max_depth: usize,
-    pub(crate) metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
+    query_timeout: Duration,
+    /// `None` when mutations are not limited.
+    mutations: Option<MutationBudget>,
+}
+
+impl Operations {
+    pub(crate) fn new(limits: super::Limits, metrics: Arc<Metrics>) -> Self {
+        let mutations =
+            NonZeroU32::new(limits.mutations_per_minute).map(|per_minute| MutationBudget {
+                per_minute,
+                spent: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
+                    per_minute,
+                ))),
+            });
+        Self {
+            metrics,
+            query_timeout: limits.query_timeout,
+            mutations,
+        }
+    }
 }
 
 impl ExtensionFactory for Operations {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(Operation {
-            max_depth: self.max_depth,
             metrics: self.metrics.clone(),
+            query_timeout: self.query_timeout,
+            mutations: self.mutations.clone(),
             requested_name: Mutex::new(None),
             selected: Mutex::new(None),
         })
@@ -58,43 +86,110 @@ impl ExtensionFactory for Operations {
 
 /// One operation on its way through.
 struct Operation {
-    max_depth: usize,
     metrics: Arc<Metrics>,
+    query_timeout: Duration,
+    mutations: Option<MutationBudget>,
     requested_name: Mutex<Option<String>>,
-    /// The operation's name and type, once its document is parsed.
-    selected: Mutex<Option<(String, &'static str)>>,
+    /// The operation that runs, once its document is parsed.
+    selected: Mutex<Option<Selected>>,
+}
+
+/// The operation of a document that runs.
+#[derive(Clone)]
+struct Selected {
+    name: String,
+    kind: &'static str,
+    /// Root fields of a mutation (each is one mutation; aliases included).
+    mutations: u32,
 }
 
 impl Operation {
-    fn selected(&self) -> Option<(String, &'static str)> {
+    fn selected(&self) -> Option<Selected> {
         self.selected.lock().ok().and_then(|op| op.clone())
     }
 
-    /// Remembers which operation of the document runs, for the metrics.
+    /// Remembers which operation of the document runs: its name and type for the metrics,
+    /// and how many mutations it runs for the rate limit.
     fn select(&self, document: &ExecutableDocument) {
         let requested = self.requested_name.lock().ok().and_then(|n| n.clone());
         let selected = match (&document.operations, requested.as_deref()) {
-            (DocumentOperations::Single(op), _) => Some((None, op.node.ty)),
+            (DocumentOperations::Single(op), _) => Some((None, &op.node)),
             (DocumentOperations::Multiple(ops), Some(name)) => {
-                ops.get(name).map(|op| (Some(name.to_owned()), op.node.ty))
+                ops.get(name).map(|op| (Some(name.to_owned()), &op.node))
             }
             (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
                 .iter()
                 .next()
-                .map(|(name, op)| (Some(name.to_string()), op.node.ty)),
+                .map(|(name, op)| (Some(name.to_string()), &op.node)),
             (DocumentOperations::Multiple(_), None) => None,
         };
-        if let Some((name, ty)) = selected {
-            let name = name.unwrap_or_else(|| "(anonymous)".to_owned());
-            let kind = match ty {
-                OperationType::Query => "query",
-                OperationType::Mutation => "mutation",
-                OperationType::Subscription => "subscription",
-            };
-            if let Ok(mut op) = self.selected.lock() {
-                *op = Some((name, kind));
+        let Some((name, operation)) = selected else {
+            return;
+        };
+        let (kind, mutations) = match operation.ty {
+            OperationType::Query => ("query", 0),
+            OperationType::Mutation => {
+                let fields = root_fields(document, &operation.selection_set.node, &mut Vec::new());
+                ("mutation", u32::try_from(fields).unwrap_or(u32::MAX))
             }
+            OperationType::Subscription => ("subscription", 0),
+        };
+        if let Ok(mut op) = self.selected.lock() {
+            *op = Some(Selected {
+                name: name.unwrap_or_else(|| "(anonymous)".to_owned()),
+                kind,
+                mutations,
+            });
         }
+    }
+
+    /// Takes the operation's mutations out of its MSP's budget; the refusal when they do not
+    /// fit (checklist 55: the limit counts operations' mutations, not HTTP requests).
+    fn spend(&self, ctx: &ExtensionContext<'_>, mutations: u32) -> Result<(), ServerError> {
+        let (Some(budget), Some(n)) = (&self.mutations, NonZeroU32::new(mutations)) else {
+            return Ok(());
+        };
+        // Anonymous mutations are refused by their resolvers; they cost nothing here.
+        let Some(viewer) = ctx.data_opt::<Arc<crate::auth::Viewer>>() else {
+            return Ok(());
+        };
+        let msp = viewer.msp_id().to_owned();
+        let wait = match budget.spent.check_key_n(&msp, n) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(not_until)) => {
+                use governor::clock::Clock as _;
+                Some(not_until.wait_time_from(governor::clock::DefaultClock::default().now()))
+            }
+            // More mutations in one operation than a whole minute allows: never fits.
+            Err(_) => None,
+        };
+        tracing::info!(msp = %msp, mutations, "mutation rate limit reached");
+        let mut error = match wait {
+            Some(wait) => {
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let mut error = ServerError::new(
+                    format!(
+                        "too many mutations: your MSP may run at most {} a minute; retry in {seconds} s",
+                        budget.per_minute
+                    ),
+                    None,
+                );
+                error
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .set("retryAfter", seconds.max(1));
+                error
+            }
+            None => ServerError::new(
+                format!(
+                    "this operation runs {mutations} mutations, more than your MSP may run in a minute ({}); split it",
+                    budget.per_minute
+                ),
+                None,
+            ),
+        };
+        error = with_code(error, "RATE_LIMITED");
+        Err(error)
     }
 }
 
@@ -104,9 +199,10 @@ impl Extension for Operation {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let started = Instant::now();
         let response = next.run(ctx).await;
-        let (name, kind) = self
-            .selected()
-            .unwrap_or_else(|| ("(invalid)".to_owned(), "unknown"));
+        let (name, kind) = self.selected().map_or_else(
+            || ("(invalid)".to_owned(), "unknown"),
+            |op| (op.name, op.kind),
+        );
         self.metrics
             .observe_operation(&name, kind, response.is_ok(), started.elapsed());
         response
@@ -155,12 +251,25 @@ impl Extension for Operation {
             .map(|(_, op)| depth(&document, &op.node.selection_set.node, &mut Vec::new()))
             .max()
             .unwrap_or(0);
-        if deepest > self.max_depth {
+        if deepest > super::MAX_DEPTH {
             return Err(with_code(
                 ServerError::new(
                     format!(
                         "Query is nested too deep (the limit is {}).",
-                        self.max_depth
+                        super::MAX_DEPTH
+                    ),
+                    None,
+                ),
+                "GRAPHQL_VALIDATION_FAILED",
+            ));
+        }
+        let aliases = aliases(&document);
+        if aliases > super::MAX_ALIASES {
+            return Err(with_code(
+                ServerError::new(
+                    format!(
+                        "Query uses {aliases} aliases; at most {} are allowed.",
+                        super::MAX_ALIASES
                     ),
                     None,
                 ),
@@ -196,20 +305,48 @@ impl Extension for Operation {
         })
     }
 
-    /// Records the SQL statements the operation ran.
+    /// Holds mutations to their MSP's rate and queries to the timeout (checklist 55, 65), and
+    /// records the SQL statements the operation ran. Only valid operations get here.
     async fn execute(
         &self,
         ctx: &ExtensionContext<'_>,
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        let response = next.run(ctx, operation_name).await;
+        let selected = self.selected();
+        let response = match &selected {
+            Some(op) if op.mutations > 0 => match self.spend(ctx, op.mutations) {
+                Ok(()) => next.run(ctx, operation_name).await,
+                Err(refusal) => return Response::from_errors(vec![refusal]),
+            },
+            // A query only reads, so cancelling it leaves nothing behind. Mutations are never
+            // cut short: each of their calls to Microsoft has its own timeout, and stopping one
+            // between two steps would leave the second undone.
+            Some(op) if op.kind == "query" => {
+                match tokio::time::timeout(self.query_timeout, next.run(ctx, operation_name)).await
+                {
+                    Ok(response) => response,
+                    Err(_) => {
+                        tracing::warn!(operation = %op.name, timeout = ?self.query_timeout, "query timed out");
+                        let error = ServerError::new(
+                            format!(
+                                "the query ran longer than {} and was stopped; ask for less (a smaller `first`, fewer fields) or retry",
+                                humantime::format_duration(self.query_timeout)
+                            ),
+                            None,
+                        );
+                        Response::from_errors(vec![with_code(error, "TIMEOUT")])
+                    }
+                }
+            }
+            _ => next.run(ctx, operation_name).await,
+        };
         // The request's own data (the statement counter) is only visible from here on.
         if let Some(statements) = ctx.data_opt::<crate::db::StatementCount>()
-            && let Some((name, kind)) = self.selected()
+            && let Some(op) = selected
         {
             self.metrics
-                .observe_statements(&name, kind, statements.get());
+                .observe_statements(&op.name, op.kind, statements.get());
         }
         response
     }
@@ -279,4 +416,62 @@ fn introspects<'d>(
             found
         }
     })
+}
+
+/// How many fields a root selection set runs, fragments expanded (each spread counted where it
+/// is spread, at most once per path).
+fn root_fields<'d>(
+    document: &'d ExecutableDocument,
+    set: &'d SelectionSet,
+    spreading: &mut Vec<&'d str>,
+) -> usize {
+    set.items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(_) => 1,
+            Selection::InlineFragment(fragment) => {
+                root_fields(document, &fragment.node.selection_set.node, spreading)
+            }
+            Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
+                let Some(fragment) = document.fragments.get(&spread.node.fragment_name.node) else {
+                    return 0;
+                };
+                if spreading.contains(&name) {
+                    return 0;
+                }
+                spreading.push(name);
+                let n = root_fields(document, &fragment.node.selection_set.node, spreading);
+                spreading.pop();
+                n
+            }
+        })
+        .sum()
+}
+
+/// Aliases written anywhere in the document (its operations and fragments).
+fn aliases(document: &ExecutableDocument) -> usize {
+    fn count(set: &SelectionSet) -> usize {
+        set.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(field) => {
+                    usize::from(field.node.alias.is_some()) + count(&field.node.selection_set.node)
+                }
+                Selection::InlineFragment(fragment) => count(&fragment.node.selection_set.node),
+                Selection::FragmentSpread(_) => 0,
+            })
+            .sum()
+    }
+    document
+        .operations
+        .iter()
+        .map(|(_, op)| count(&op.node.selection_set.node))
+        .chain(
+            document
+                .fragments
+                .values()
+                .map(|fragment| count(&fragment.node.selection_set.node)),
+        )
+        .sum()
 }

@@ -27,6 +27,45 @@ pub type AppSchema =
 pub const MAX_DEPTH: usize = 12;
 /// Deepest nesting of input values and fragments (checklist 56).
 pub const MAX_RECURSIVE_DEPTH: usize = 32;
+/// Most an operation may cost (checklist 53): every field costs 1, and a list costs its page
+/// size times what one item selects, so `clients(first: 100)` with 300 fields per client
+/// (its consents and repairs included) is within it, and the same with 100 audit events per
+/// client is not.
+pub const MAX_COMPLEXITY: usize = 50_000;
+/// Most aliases one document may use (checklist 54): a thousand aliases of one field, or one
+/// mutation aliased many times, are refused before anything runs.
+pub const MAX_ALIASES: usize = 32;
+/// Most directives on one field (checklist 56).
+pub const MAX_DIRECTIVES: usize = 4;
+
+/// What an operation costs to run, as `#[graphql(complexity = …)]` of a list field: its
+/// page size (`first`, else `default`, within 1 to 100) times what each item selects, plus
+/// one for the field itself.
+pub(crate) fn list_cost(first: Option<i32>, default: i32, child_complexity: usize) -> usize {
+    let page = first.unwrap_or(default).clamp(1, 100);
+    usize::try_from(page)
+        .unwrap_or(100)
+        .saturating_mul(child_complexity)
+        .saturating_add(1)
+}
+
+/// Limits each MSP and each operation is held to, from the settings.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Mutations (root fields) each MSP may run per minute on this instance; 0: no limit.
+    pub mutations_per_minute: u32,
+    /// Longest a query may run before it is cancelled.
+    pub query_timeout: std::time::Duration,
+}
+
+impl Limits {
+    pub fn from_settings(settings: &crate::Settings) -> Self {
+        Self {
+            mutations_per_minute: settings.msp_mutations_per_minute,
+            query_timeout: settings.query_timeout,
+        }
+    }
+}
 
 fn builder()
 -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot> {
@@ -36,6 +75,8 @@ fn builder()
         subscription::SubscriptionRoot,
     )
     .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .limit_directives(MAX_DIRECTIVES)
     .disable_suggestions()
 }
 
@@ -45,12 +86,10 @@ pub fn schema(
     metrics: Arc<Metrics>,
     consents: Consents,
     bus: Bus,
+    limits: Limits,
 ) -> AppSchema {
     builder()
-        .extension(extensions::Operations {
-            max_depth: MAX_DEPTH,
-            metrics: metrics.clone(),
-        })
+        .extension(extensions::Operations::new(limits, metrics.clone()))
         .data(metrics)
         .data(db)
         .data(consents)

@@ -1,12 +1,9 @@
 //! GraphQL over HTTP (`POST /graphql`, `GET /graphql` for queries) and over WebSocket
 //! (`/graphql/ws`). Transport rules live here; the schema does the rest.
 
-use async_graphql::{
-    http::parse_query_string,
-    parser::{
-        parse_query,
-        types::{DocumentOperations, OperationType},
-    },
+use async_graphql::parser::{
+    parse_query,
+    types::{DocumentOperations, OperationType},
 };
 use axum::{
     body::Bytes,
@@ -145,6 +142,14 @@ pub async fn post(
             "batched operations are not supported; send one operation per request",
         );
     }
+    // async-graphql would take a missing `query` for an empty document.
+    if !value.get("query").is_some_and(serde_json::Value::is_string) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "the body must be an object with `query` (string) and optional `variables` (object) and `operationName` (string)",
+        );
+    }
     let request: async_graphql::Request = match serde_json::from_value(value) {
         Ok(request) => request,
         Err(_) => {
@@ -165,15 +170,12 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) ->
         Ok(format) => format,
         Err(refusal) => return refusal.into_response(),
     };
-    let request = match parse_query_string(uri.query().unwrap_or_default()) {
-        Ok(request) => request,
-        Err(_) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
-                "pass the operation as ?query=…[&variables=JSON][&operationName=…]",
-            );
-        }
+    let Some(request) = query_string_request(uri.query().unwrap_or_default()) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "pass the operation as ?query=…[&variables=JSON][&operationName=…][&extensions=JSON]",
+        );
     };
     if let Ok(document) = parse_query(&request.query) {
         let ty = match (&document.operations, request.operation_name.as_deref()) {
@@ -202,6 +204,38 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) ->
     execute(&state, &headers, request, format).await
 }
 
+/// The operation a GET carries in its query string (GraphQL over HTTP: `query`, and
+/// optionally `variables` and `extensions` as JSON, `operationName`); `None` when it is not
+/// one, or names a parameter twice.
+fn query_string_request(raw: &str) -> Option<async_graphql::Request> {
+    let (mut query, mut variables, mut operation_name, mut extensions) = (None, None, None, None);
+    for (name, value) in url::form_urlencoded::parse(raw.as_bytes()) {
+        let slot = match name.as_ref() {
+            "query" => &mut query,
+            "variables" => &mut variables,
+            "operationName" => &mut operation_name,
+            "extensions" => &mut extensions,
+            _ => continue,
+        };
+        if slot.replace(value.into_owned()).is_some() {
+            return None;
+        }
+    }
+    let mut request = async_graphql::Request::new(query?);
+    if let Some(variables) = variables.filter(|v| !v.is_empty()) {
+        let variables: serde_json::Value = serde_json::from_str(&variables).ok()?;
+        if !variables.is_object() {
+            return None;
+        }
+        request = request.variables(async_graphql::Variables::from_json(variables));
+    }
+    if let Some(extensions) = extensions.filter(|e| !e.is_empty()) {
+        request.extensions = serde_json::from_str(&extensions).ok()?;
+    }
+    request.operation_name = operation_name.filter(|n| !n.is_empty());
+    Some(request)
+}
+
 /// Authenticates the caller (a presented token must be valid) and runs the operation.
 async fn execute(
     state: &AppState,
@@ -228,23 +262,47 @@ async fn execute(
         request = request.data(std::sync::Arc::new(viewer));
     }
     let response = state.schema.execute(request).await;
+    // An error before execution (parsing, validation, limits) leaves no `data` at all.
     let request_error = response.data == async_graphql::Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty());
-    let status = if format == Format::GraphqlResponseJson && request_error {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    let body = match serde_json::to_vec(&response) {
-        Ok(body) => body,
-        Err(_) => {
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
-                "cannot encode the response",
-            );
+    let refusal = response
+        .errors
+        .first()
+        .and_then(|e| e.extensions.as_ref())
+        .and_then(|e| e.get("code").cloned());
+    let mut retry_after = None;
+    let status = match refusal {
+        // Checklist 55: 429 whatever the media type, so proxies and clients back off.
+        Some(async_graphql::Value::String(code)) if request_error && code == "RATE_LIMITED" => {
+            retry_after = response
+                .errors
+                .first()
+                .and_then(|e| e.extensions.as_ref())
+                .and_then(|e| match e.get("retryAfter") {
+                    Some(async_graphql::Value::Number(n)) => n.as_u64(),
+                    _ => None,
+                });
+            StatusCode::TOO_MANY_REQUESTS
         }
+        Some(async_graphql::Value::String(code)) if request_error && code == "TIMEOUT" => {
+            StatusCode::GATEWAY_TIMEOUT
+        }
+        _ if format == Format::GraphqlResponseJson && request_error => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    };
+    let body = serde_json::to_value(&response).and_then(|mut body| {
+        if request_error && let Some(body) = body.as_object_mut() {
+            body.remove("data");
+        }
+        serde_json::to_vec(&body)
+    });
+    let Ok(body) = body else {
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "cannot encode the response",
+        );
     };
     let content_type = match format {
         Format::Json => "application/json",
@@ -254,6 +312,10 @@ async fn execute(
     // Answers depend on the caller's token: never cache them in shared caches.
     http.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(seconds) = retry_after {
+        http.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     http
 }
 

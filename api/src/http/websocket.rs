@@ -42,6 +42,8 @@ mod close {
     pub(super) const UNAUTHORIZED: u16 = 4401;
     pub(super) const FORBIDDEN: u16 = 4403;
     pub(super) const INIT_TIMEOUT: u16 = 4408;
+    /// RFC 6455 "going away": the server is shutting down.
+    pub(super) const GOING_AWAY: u16 = 1001;
 }
 
 /// `GET /graphql/ws`. A browser's `Origin` must be Consentry's own or one of
@@ -61,6 +63,7 @@ pub async fn upgrade(
             "this Origin may not open GraphQL subscriptions: add it to CONSENTRY_CORS_ORIGINS",
         );
     }
+    let draining = state.draining.clone();
     let state = Box::new(state);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
@@ -71,7 +74,7 @@ pub async fn upgrade(
         // nothing is held in a write buffer between events.
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| serve(state, protocol, Box::new(socket)))
+        .on_upgrade(move |socket| draining.track(serve(state, protocol, Box::new(socket))))
 }
 
 /// One subscriber's connection, for as long as it stays. The state and the socket come boxed:
@@ -86,6 +89,7 @@ async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebS
     };
     let expires_at = viewer.expires_at;
     let schema = state.schema.clone();
+    let stopping = state.draining.stopping();
     // Nothing else of the state is needed for as long as the subscriber stays.
     drop(state);
     let mut data = Data::default();
@@ -99,18 +103,25 @@ async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebS
             std::future::ready(within.then_some(message))
         })
         .boxed();
-    let serve = GraphQLWebSocket::new_with_pair(sink, replayed, schema, protocol)
+    // The sink is lent, so that a goodbye can still be sent when the server stops or the
+    // token expires.
+    let serve = GraphQLWebSocket::new_with_pair(&mut sink, replayed, schema, protocol)
         .with_data(data)
         .serve();
     // Checklist 72: the connection ends when the caller's token does.
     let left = (expires_at - chrono::Utc::now())
         .to_std()
         .unwrap_or_default();
-    tokio::select! {
-        () = serve => {}
+    let goodbye = tokio::select! {
+        () = serve => None,
         () = tokio::time::sleep(left) => {
             tracing::info!("a subscriber's token expired; its connection is closed");
+            Some((close::FORBIDDEN, "Forbidden: the token expired; reconnect with a new one"))
         }
+        () = stopping => Some((close::GOING_AWAY, "Consentry is shutting down; reconnect")),
+    };
+    if let Some((code, reason)) = goodbye {
+        close_with(&mut sink, code, reason).await;
     }
 }
 

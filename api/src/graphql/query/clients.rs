@@ -7,6 +7,7 @@ use crate::{
     domain::clients::{self, ClientFilter},
     graphql::{
         ids::{GlobalId, IdKind},
+        list_cost,
         types::decode_cursor,
         types::{Client, ClientConnection, enums::GraphApiStatus},
     },
@@ -37,6 +38,7 @@ impl ClientQuery {
     }
 
     /// The caller's clients in name order (support staff: every MSP's), a page at a time.
+    #[graphql(complexity = "list_cost(first, 50, child_complexity)")]
     async fn clients(
         &self,
         ctx: &Context<'_>,

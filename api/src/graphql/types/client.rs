@@ -16,6 +16,7 @@ use crate::{
     graphql::{
         Loaders,
         ids::{GlobalId, IdKind},
+        list_cost,
         loaders::load_error,
         query::{database, page_size, viewer},
     },
@@ -63,7 +64,15 @@ impl Client {
     }
 
     /// Users of the client tenant who granted delegated permissions, newest first.
-    async fn delegated_consents(&self, ctx: &Context<'_>) -> Result<Vec<DelegatedConsent>> {
+    #[graphql(complexity = "list_cost(first, 20, child_complexity)")]
+    async fn delegated_consents(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20, desc = "At most this many (the newest), 1 to 100.")] first: Option<
+            i32,
+        >,
+    ) -> Result<Vec<DelegatedConsent>> {
+        let first = page_size(first.unwrap_or(20))?;
         let loaders = ctx.data::<Loaders>()?;
         Ok(loaders
             .lists()
@@ -73,15 +82,21 @@ impl Client {
             .map_err(load_error)?
             .unwrap_or_default()
             .into_iter()
+            .take(first as usize)
             .map(DelegatedConsent::from)
             .collect())
     }
 
     /// Attempts to create missing service principals, newest first.
+    #[graphql(complexity = "list_cost(first, 20, child_complexity)")]
     async fn service_principal_requests(
         &self,
         ctx: &Context<'_>,
+        #[graphql(default = 20, desc = "At most this many (the newest), 1 to 100.")] first: Option<
+            i32,
+        >,
     ) -> Result<Vec<ServicePrincipalRequest>> {
+        let first = page_size(first.unwrap_or(20))?;
         let loaders = ctx.data::<Loaders>()?;
         Ok(loaders
             .lists()
@@ -91,11 +106,13 @@ impl Client {
             .map_err(load_error)?
             .unwrap_or_default()
             .into_iter()
+            .take(first as usize)
             .map(ServicePrincipalRequest::new)
             .collect())
     }
 
     /// Who did what to this client, newest first. Survives the client's deletion in storage.
+    #[graphql(complexity = "list_cost(first, 20, child_complexity)")]
     async fn audit_log(
         &self,
         ctx: &Context<'_>,
