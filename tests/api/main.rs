@@ -8,6 +8,7 @@
 )]
 
 mod auth;
+mod callback_security;
 mod canary;
 mod cli;
 mod clients;
@@ -21,6 +22,7 @@ mod isolation;
 mod jwks;
 mod limits;
 mod microsoft;
+mod microsoft_faults;
 mod schema;
 mod service_principals;
 mod statements;

@@ -706,6 +706,8 @@ async fn a_failing_token_endpoint_is_retried_only_for_app_tokens() {
     );
 }
 
+/// Checklist 19: a 302 from the token endpoint is not followed (nor is any other redirect),
+/// and answers in an undocumented shape are refused.
 #[tokio::test]
 async fn answers_in_an_undocumented_shape_are_refused_and_redirects_not_followed() {
     for fault in [

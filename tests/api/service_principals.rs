@@ -98,6 +98,8 @@ fn posts(world: &World) -> usize {
         .count()
 }
 
+/// Checklist 88: the new principal stays invisible for two lookups (replication lag); the
+/// request polls with backoff until it shows, and Authorise then succeeds.
 async fn missing_principal_is_repaired_then_authorise_succeeds(backend: Backend) {
     let tenant = missing_teams(Faults {
         propagation_lookups: 2,

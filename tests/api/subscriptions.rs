@@ -410,8 +410,19 @@ async fn origins_tokens_and_limits_are_enforced(backend: Backend) {
     });
     let mut ws = connect(&app, &short).await;
     subscribe(&mut ws, "1", TILES, json!({})).await;
-    assert!(
-        next_message(&mut ws).await.is_none(),
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("closed within 15 s")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame when the token expired, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        u16::from(closed.unwrap().code),
+        4403,
         "closed when the token expired"
     );
 

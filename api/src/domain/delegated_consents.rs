@@ -503,8 +503,18 @@ async fn redeem(
                 }
                 arm = Some(tokens);
             }
-            Err(error) => {
+            Err(error) if error.is_refusal() => {
                 tracing::info!(%error, "Azure management was not granted");
+            }
+            // Not an answer about the grant: the user may well have granted it, so the flow
+            // fails as retryable rather than record a permission as refused.
+            Err(error) => {
+                tracing::warn!(%error, "Azure management could not be asked");
+                let mut problem = error.problem();
+                problem.remediation = "Microsoft could not be asked for the Azure management \
+                    access just granted. Nothing was changed: send a new link in a few minutes."
+                    .to_owned();
+                return Err(problem);
             }
         }
     }
@@ -674,7 +684,8 @@ async fn refresh(
     let result = microsoft.refresh(&consent.tenant_id, &token, scopes).await;
     let tokens = match result {
         Ok(tokens) => tokens,
-        Err(error) if error.is_transient() || error.problem().ours => {
+        // An outage, a garbled answer or our own credentials: the token is not at fault.
+        Err(error) if !error.is_refusal() => {
             release(db, consent.id, Some(now + RETRY_AFTER_FAILURE)).await?;
             return Ok(Refreshed::Unavailable(error.to_string()));
         }

@@ -325,6 +325,27 @@ pub async fn complete_sign_in(
     let Some(client) = client::Entity::find_by_id(flow.client_id).one(db).await? else {
         return Ok(FlowOutcome::cancelled(flow, "", "the client was removed"));
     };
+    if request.status != Status::PendingSignIn {
+        // The repair went ahead (or ended) without this sign-in: redeem nothing.
+        let out = FlowOutcome::cancelled(
+            flow,
+            &client.name,
+            &format!(
+                "the repair no longer needs it (it is {})",
+                status_name(request.status).to_lowercase().replace('_', " ")
+            ),
+        );
+        oauth_flows::finish(
+            db,
+            flow.id,
+            &[OAuthFlowStatus::Exchanging],
+            OAuthFlowStatus::Failed,
+            &out,
+            now(),
+        )
+        .await?;
+        return Ok(out);
+    }
     let result = match (error, code) {
         (Some((error, description)), _) => Err(crate::microsoft::errors::from_identity(
             error,
@@ -466,6 +487,16 @@ async fn act(
     else {
         return Ok(());
     };
+    // The request no longer waits for a sign-in: a link still out (this went ahead with a
+    // stored consent) must not later redeem a code and promise a creation it will not do.
+    oauth_flows::cancel_open_for_request(
+        &txn,
+        request.id,
+        "",
+        "the repair went ahead without this sign-in",
+        now(),
+    )
+    .await?;
     txn.commit().await?;
     // Look first: `az ad sp create` fails on an existing principal; we call that success.
     let result = match microsoft

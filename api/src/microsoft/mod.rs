@@ -158,6 +158,13 @@ impl MicrosoftError {
             Self::Timeout(_) | Self::Unreachable(_) | Self::Unavailable { .. }
         )
     }
+
+    /// Microsoft answered, in its documented shape, that it will not — a refusal someone must
+    /// act on (consent again), as opposed to an outage, a garbled answer, or a refusal of
+    /// Consentry's own credentials. Only a refusal may expire a stored consent.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Identity { .. } | Self::Graph { .. }) && !self.problem().ours
+    }
 }
 
 /// Microsoft refused Consentry's own app credentials (bad or expired client secret): an
