@@ -13,6 +13,8 @@ pub mod db;
 pub mod demo;
 pub mod domain;
 pub mod events;
+#[cfg(test)]
+mod fuzz_regressions;
 pub mod graphql;
 pub mod http;
 pub mod jwks;

@@ -232,7 +232,75 @@ async fn checklist_8_18_sign_ins_use_the_code_flow_with_s256_and_one_redirect_ur
     assert!(refused.contains("https"), "{refused}");
 }
 
+/// Checklist 11 (RFC 9207): an answer whose `iss` is not exactly the issuer the request went
+/// to (`{authority}/{tenant}/v2.0`, compared after form-decoding) fails its flow like an error
+/// answer, and its code is never redeemed; the right `iss` is accepted. (Microsoft does not
+/// advertise `authorization_response_iss_parameter_supported`, so a missing `iss` is fine.)
+async fn checklist_11_an_answer_from_another_issuer_is_refused(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(world) = world(backend, vec![contoso.clone()], |_| {}).await else {
+        return;
+    };
+    let app = &world.app;
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let authority = world
+        .sim
+        .base_url()
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    let good = format!("{authority}/{}/v2.0", contoso.id);
+    let admin = contoso.admin().unwrap().id;
+
+    // A delegated sign-in whose answer names another issuer: no code is redeemed.
+    let client = new_client(&caller, "Contoso", Some(&contoso.domain), Some(contoso.id)).await;
+    for wrong in [
+        format!("https://evil.example.com/{}/v2.0", contoso.id),
+        format!("{authority}/{}/v2.0", uuid::Uuid::new_v4()),
+        format!("{authority}/{}/v2.0/", contoso.id),
+        format!("{authority}/organizations/v2.0"),
+    ] {
+        let link = caller
+            .run(
+                "mutation($id: ID!) { startDelegatedConsent(clientId: $id, permissions: [MAIL_SEND]) { url } }",
+                json!({ "id": client }),
+            )
+            .await;
+        let url = link.data()["startDelegatedConsent"]["url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let back = consent_page(&url, admin, "accept").await;
+        let response = callback(app, &with_param(&back, "iss", &wrong)).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{wrong}");
+        let page = browser().get(location(&response)).send().await.unwrap();
+        assert_eq!(page.headers()["x-consentry-outcome"], "failed", "{wrong}");
+        assert_eq!(token_requests(&world), 0, "{wrong}: no code redeemed");
+    }
+    let consents = caller
+        .run(
+            "query($id: ID!) { client(id: $id) { delegatedConsents { id } } }",
+            json!({ "id": client }),
+        )
+        .await;
+    assert_eq!(consents.data()["client"]["delegatedConsents"], json!([]));
+
+    // Admin consent: another issuer fails the tile; the right one is verified as usual.
+    let link = authorise(&caller, &client).await;
+    let back = consent_page(link["url"].as_str().unwrap(), admin, "accept").await;
+    let evil = format!("https://evil.example.com/{}/v2.0", contoso.id);
+    callback(app, &with_param(&back, "iss", &evil)).await;
+    assert_eq!(tile(&caller, &client).await["status"], "FAILED");
+    assert_eq!(token_requests(&world), 0);
+    let link = authorise(&caller, &client).await;
+    let back = consent_page(link["url"].as_str().unwrap(), admin, "accept").await;
+    let response = callback(app, &with_param(&back, "iss", &good)).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(tile(&caller, &client).await["status"], "AUTHORISED");
+}
+
 consentry_tests::on_both_backends!(
+    checklist_11_an_answer_from_another_issuer_is_refused,
     checklist_5_6_states_are_bound_to_their_flow_and_tampering_is_refused,
     checklist_16_17_20_redirects_stay_home_whatever_the_request_says,
     checklist_8_18_sign_ins_use_the_code_flow_with_s256_and_one_redirect_uri,

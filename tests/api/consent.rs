@@ -498,7 +498,7 @@ async fn each_failure_scenario_ends_in_its_status_problem_and_actions(backend: B
     }
 }
 
-/// Checklist 1, 2: a missing or never-issued state is a 400 that stores nothing and asks
+/// Checklist 1, 2: a missing, never-issued or repeated state is a 400 that stores nothing and asks
 /// Microsoft nothing.
 async fn checklist_1_2_unknown_or_missing_state_is_400_and_stores_nothing(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
@@ -507,13 +507,25 @@ async fn checklist_1_2_unknown_or_missing_state_is_400_and_stores_nothing(backen
     };
     let caller = app.caller("msp-a", &["admin"]).await;
     let client = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
-    authorise(&caller, &client).await;
+    let link = authorise(&caller, &client).await;
+    let issued: BTreeMap<_, _> = Url::parse(link["url"].as_str().unwrap())
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
     let audit_before = audit_actions(&caller, &client).await;
     let flows_before = flows(&app).await;
 
     let tenant = contoso.id.to_string();
     for query in [
         format!("admin_consent=True&tenant={tenant}"),
+        // Two states, even the issued one twice: ambiguous, so not acted on.
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("admin_consent", "True")
+            .append_pair("tenant", &tenant)
+            .append_pair("state", &issued["state"])
+            .append_pair("state", &issued["state"])
+            .finish(),
         format!("admin_consent=True&tenant={tenant}&state="),
         format!(
             "admin_consent=True&tenant={tenant}&state=never-issued-{}",

@@ -152,6 +152,27 @@ backend_tests! {
         assert_eq!(caller.run(query, json!({})).await.data()["__schema"]["queryType"]["name"], "Query");
     }
 
+    async fn no_cookie_is_ever_set_or_honoured(app: TestApp) {
+        // Web hygiene: the API authenticates by bearer token only, so a browser's ambient
+        // cookies can never act for anyone (no CSRF through cookies), and nothing sets one.
+        let caller = app.caller("msp-a", &["admin"]).await;
+        let token = caller.token.clone().unwrap();
+        let as_cookie = app.http.post(app.url("/graphql"))
+            .header("content-type", "application/json")
+            .header("cookie", format!("Authorization=Bearer {token}; token={token}; session={token}"))
+            .body(r#"{"query":"mutation { createClient(input: { name: \"Via a cookie\" }) { id } }"}"#)
+            .send().await.unwrap();
+        assert!(as_cookie.headers().get("set-cookie").is_none());
+        assert_eq!(json_of(as_cookie).await["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+        assert_eq!(caller.run("{ clients { totalCount } }", json!({})).await.data()["clients"]["totalCount"], 0);
+        for path in ["/graphiql", "/graphiql/app.js", "/healthz", "/readyz", "/metrics", "/oauth/callback?state=x", "/oauth/result/00000000-0000-0000-0000-000000000000"] {
+            let response = app.http.get(app.url(path)).send().await.unwrap();
+            assert!(response.headers().get("set-cookie").is_none(), "{path} sets a cookie");
+        }
+        let answer = caller.run("{ viewer { subject } }", json!({})).await;
+        assert!(answer.headers.get("set-cookie").is_none());
+    }
+
     async fn cors_allows_only_listed_origins(app: TestApp) {
         // Checklist 64.
         let preflight = |origin: &'static str| {

@@ -10,6 +10,7 @@
 mod auth;
 mod callback_security;
 mod canary;
+mod checklist;
 mod cli;
 mod clients;
 mod consent;

@@ -233,6 +233,10 @@ impl CallerAuth {
         validation.leeway = LEEWAY_SECONDS;
         let data = jsonwebtoken::decode::<CallerClaims>(token, &key, &validation)
             .map_err(|e| self.explain(e.kind()))?;
+        // `jsonwebtoken` only requires `sub` to be present: `""` or `" "` names nobody.
+        if data.claims.sub.trim().is_empty() {
+            return Err(unauthenticated("the bearer token's sub claim is empty"));
+        }
         Ok(data.claims)
     }
 
@@ -269,9 +273,6 @@ impl CallerAuth {
     ) -> Result<Viewer, AuthError> {
         let token = bearer_token(authorization)?;
         let claims = self.verify(token).await?;
-        if claims.sub.trim().is_empty() {
-            return Err(unauthenticated("the bearer token's sub claim is empty"));
-        }
         let msp_id = claims
             .msp
             .as_deref()
@@ -369,5 +370,98 @@ mod tests {
         }
         assert_eq!(Role::parse("Admin"), None);
         assert_eq!(Role::parse("owner"), None);
+    }
+
+    /// The secret, issuer and audience of the `caller_token` and `caller_claims` fuzz targets.
+    const FUZZ_SECRET: &str = "consentry-fuzz-hs256-secret-0123456789abcdef";
+    const FUZZ_ISSUER: &str = "consentry";
+    const FUZZ_AUDIENCE: &str = "consentry-api";
+
+    fn fuzz_auth() -> CallerAuth {
+        CallerAuth::hs256(
+            &SecretString::from(FUZZ_SECRET),
+            FUZZ_ISSUER.to_owned(),
+            FUZZ_AUDIENCE.to_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_token_whose_sub_is_blank_is_refused() {
+        let claims = CallerClaims {
+            sub: " ".to_owned(),
+            msp: Some("msp-a".to_owned()),
+            roles: OneOrMany::One("admin".to_owned()),
+            iss: FUZZ_ISSUER.to_owned(),
+            aud: OneOrMany::One(FUZZ_AUDIENCE.to_owned()),
+            exp: Utc::now().timestamp() + 3600,
+            iat: None,
+            nbf: None,
+        };
+        let token = mint_hs256(&SecretString::from(FUZZ_SECRET), &claims).unwrap();
+        let error = fuzz_auth().verify(&token).await.unwrap_err();
+        assert_eq!(error.to_string(), "the bearer token's sub claim is empty");
+    }
+
+    /// What the `caller_token` fuzz target checks, on the inputs it kept: nothing unsigned is
+    /// accepted, whether as a header or as a bare token.
+    #[tokio::test]
+    async fn fuzz_regressions_of_unsigned_tokens_are_refused() {
+        let auth = fuzz_auth();
+        for (name, authorization) in crate::fuzz_regressions::text_inputs("caller_token") {
+            let mut tokens = vec![authorization.as_str()];
+            match bearer_token(&authorization) {
+                Ok(token) => {
+                    assert!(!token.is_empty() && token == token.trim(), "{name}");
+                    tokens.push(token);
+                }
+                Err(error) => assert!(matches!(error, AuthError::Unauthenticated(_)), "{name}"),
+            }
+            for token in tokens {
+                let error = auth.verify(token).await.unwrap_err();
+                assert!(matches!(error, AuthError::Unauthenticated(_)), "{name}");
+                assert!(error.to_string().len() <= 512, "{name}");
+            }
+        }
+    }
+
+    /// What the `caller_claims` fuzz target checks, on the inputs it kept: a header line and a
+    /// claims set, signed with the fuzz secret; whatever is accepted keeps the rules.
+    #[tokio::test]
+    async fn fuzz_regressions_of_signed_claims_keep_the_rules() {
+        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+        use jsonwebtoken::EncodingKey;
+
+        let auth = fuzz_auth();
+        let key = EncodingKey::from_secret(FUZZ_SECRET.as_bytes());
+        let mut accepted = 0;
+        for (name, input) in crate::fuzz_regressions::inputs("caller_claims") {
+            let Some(newline) = input.iter().position(|b| *b == b'\n') else {
+                continue;
+            };
+            let message = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(&input[..newline]),
+                URL_SAFE_NO_PAD.encode(&input[newline + 1..])
+            );
+            let signature =
+                jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256).unwrap();
+            let before = Utc::now().timestamp();
+            let Ok(claims) = auth.verify(&format!("{message}.{signature}")).await else {
+                continue;
+            };
+            accepted += 1;
+            let leeway = LEEWAY_SECONDS as i64;
+            assert!(claims.exp.saturating_add(leeway) >= before, "{name}");
+            if let Some(nbf) = claims.nbf {
+                assert!(nbf <= Utc::now().timestamp() + leeway, "{name}");
+            }
+            assert_eq!(claims.iss, FUZZ_ISSUER, "{name}");
+            assert!(claims.aud.iter().any(|aud| aud == FUZZ_AUDIENCE), "{name}");
+            assert!(!claims.sub.trim().is_empty(), "{name}");
+        }
+        assert!(
+            accepted > 0,
+            "the seeds reach the checks past the signature"
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use entity::enums::{OAuthFlowKind, OAuthFlowStatus};
 use sea_orm::DatabaseConnection;
+use url::form_urlencoded;
 use uuid::Uuid;
 
 use super::{
@@ -34,9 +35,41 @@ impl std::fmt::Debug for CallbackParams {
     }
 }
 
+/// The parameters the callback acts on.
+const READ: [&str; 6] = [
+    "state",
+    "code",
+    "error",
+    "error_description",
+    "tenant",
+    "iss",
+];
+
+/// A callback query that cannot be read. Answered like a missing `state`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidCallbackQuery {
+    /// A parameter the callback acts on appears more than once.
+    #[error("the callback's {0} parameter appears more than once")]
+    Repeated(&'static str),
+}
+
 impl CallbackParams {
-    pub fn new(params: HashMap<String, String>) -> Self {
-        Self { params }
+    /// Reads the raw query string (without the `?`) as `application/x-www-form-urlencoded`,
+    /// as axum's `Query` does: `+` is a space, a malformed percent-escape is kept as written,
+    /// invalid UTF-8 becomes U+FFFD, and unknown parameters are kept but ignored.
+    pub fn from_query(raw: &str) -> Result<Self, InvalidCallbackQuery> {
+        let mut params = HashMap::new();
+        for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+            // Microsoft sends each parameter once; with two `state`s or `code`s, which one
+            // counts would be up to the parser rather than the sender, so refuse the query.
+            if let Some(read) = READ.into_iter().find(|read| *read == name)
+                && params.contains_key(read)
+            {
+                return Err(InvalidCallbackQuery::Repeated(read));
+            }
+            params.insert(name.into_owned(), value.into_owned());
+        }
+        Ok(Self { params })
     }
 
     fn get(&self, name: &str) -> Option<&str> {
@@ -46,7 +79,39 @@ impl CallbackParams {
             .filter(|v| !v.trim().is_empty())
     }
 
-    fn consent(&self) -> ConsentCallback {
+    /// The `state` that names the flow, when present and not blank.
+    pub fn state(&self) -> Option<&str> {
+        self.get("state")
+    }
+
+    /// The authorization `code`, when present and not blank.
+    pub fn code(&self) -> Option<&str> {
+        self.get("code")
+    }
+
+    /// Microsoft's `error` and its `error_description` (empty when absent), when Microsoft
+    /// reported one.
+    pub fn error(&self) -> Option<(&str, &str)> {
+        self.get("error")
+            .map(|e| (e, self.get("error_description").unwrap_or_default()))
+    }
+
+    /// The issuer the answer names (RFC 9207's `iss`), when present and not blank.
+    pub fn issuer(&self) -> Option<&str> {
+        self.get("iss")
+    }
+
+    /// The same answer, as an error that says why it is not used (its code is dropped).
+    fn refused(&self, error: &str, description: &str) -> Self {
+        let mut params = self.params.clone();
+        params.remove("code");
+        params.insert("error".to_owned(), error.to_owned());
+        params.insert("error_description".to_owned(), description.to_owned());
+        Self { params }
+    }
+
+    /// What an admin-consent callback reports.
+    pub fn consent(&self) -> ConsentCallback {
         ConsentCallback {
             error: self.get("error").map(str::to_owned),
             error_description: self.get("error_description").map(str::to_owned),
@@ -77,7 +142,7 @@ pub async fn handle(
     consents: &Consents,
     params: &CallbackParams,
 ) -> Result<CallbackResult> {
-    let Some(state) = params.get("state") else {
+    let Some(state) = params.state() else {
         return Ok(CallbackResult::Rejected);
     };
     let Some(flow) = oauth_flows::find_by_state(db, state).await? else {
@@ -96,6 +161,22 @@ pub async fn handle(
             return Ok(finished(&flow, oauth_flows::outcome_of(&flow)));
         }
     }
+
+    // Checklist 11 (RFC 9207): an answer naming another issuer than the one the request went
+    // to is a mix-up; it fails its flow like an error answer, and its code is never redeemed.
+    let refused;
+    let params = match wrong_issuer(consents, &flow, params) {
+        Some(issuer) => {
+            tracing::warn!(flow = %flow.id, %issuer, "callback from an unexpected issuer refused");
+            refused = params.refused(
+                "invalid_request",
+                "The answer did not come from the Microsoft sign-in this link started (its issuer \
+                 is not the expected one), so Consentry did not use it.",
+            );
+            &refused
+        }
+        None => params,
+    };
 
     let now = now();
     if flow.expires_at <= now {
@@ -121,27 +202,56 @@ pub async fn handle(
         }
         OAuthFlowKind::ServicePrincipalSignIn => {
             claim.commit().await?;
-            let error = params
-                .get("error")
-                .map(|e| (e, params.get("error_description").unwrap_or_default()));
             service_principal_requests::complete_sign_in(
                 db,
                 consents,
                 &flow,
-                error,
-                params.get("code"),
+                params.error(),
+                params.code(),
             )
             .await?
         }
         OAuthFlowKind::DelegatedConsent => {
             claim.commit().await?;
-            let error = params
-                .get("error")
-                .map(|e| (e, params.get("error_description").unwrap_or_default()));
-            delegated_consents::complete(db, consents, &flow, error, params.get("code")).await?
+            delegated_consents::complete(db, consents, &flow, params.error(), params.code()).await?
         }
     };
     Ok(finished(&flow, outcome))
+}
+
+/// The `iss` of an answer that is not the issuer its request went to: exactly
+/// `{authority}/{tenant}/v2.0`, with the flow's tenant when it knows its id, else any tenant
+/// id (Microsoft's per-tenant issuer). `None` when the answer names none (Microsoft does not
+/// advertise `authorization_response_iss_parameter_supported`, so one is not required) or the
+/// right one.
+fn wrong_issuer<'p>(
+    consents: &Consents,
+    flow: &entity::oauth_flow::Model,
+    params: &'p CallbackParams,
+) -> Option<&'p str> {
+    let issuer = params.issuer()?;
+    let Some(microsoft) = consents.microsoft.as_deref() else {
+        return Some(issuer);
+    };
+    let authority = microsoft.config().authority.as_str().trim_end_matches('/');
+    let tenant = issuer
+        .strip_prefix(authority)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .and_then(|rest| rest.strip_suffix("/v2.0"))
+        .and_then(|tenant| {
+            Uuid::try_parse(tenant)
+                .ok()
+                .filter(|id| id.to_string() == tenant)
+        });
+    let expected = flow
+        .expected_tenant
+        .as_deref()
+        .and_then(|t| Uuid::try_parse(t).ok());
+    match (tenant, expected) {
+        (Some(tenant), Some(expected)) if tenant == expected => None,
+        (Some(_), None) => None,
+        _ => Some(issuer),
+    }
 }
 
 /// Expires a pending flow whose link ran out, with what its kind does on expiry (a tile
@@ -181,4 +291,84 @@ async fn reread(db: &DatabaseConnection, flow_id: Uuid) -> Result<Option<Callbac
             outcome: oauth_flows::outcome_of(&flow),
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callback_query_is_read_like_axum_reads_a_form() {
+        let params = CallbackParams::from_query(
+            "error=access_denied&error_description=AADSTS65004%3A+User+declined&state=s%2B1&tenant=%20",
+        )
+        .unwrap();
+        assert_eq!(params.state(), Some("s+1"));
+        assert_eq!(params.code(), None);
+        assert_eq!(
+            params.error(),
+            Some(("access_denied", "AADSTS65004: User declined"))
+        );
+        assert_eq!(params.consent().tenant, None, "blank counts as absent");
+        assert!(CallbackParams::from_query("").unwrap().state().is_none());
+    }
+
+    #[test]
+    fn a_parameter_the_callback_acts_on_may_not_appear_twice() {
+        for query in ["state=a&state=b", "state=a&code=1&code=2", "error=&error=x"] {
+            assert!(CallbackParams::from_query(query).is_err(), "{query}");
+        }
+        let params = CallbackParams::from_query("state=a&extra=1&extra=2").unwrap();
+        assert_eq!(params.state(), Some("a"), "other parameters are ignored");
+    }
+
+    #[test]
+    fn debug_names_the_parameters_and_shows_no_value() {
+        let params =
+            CallbackParams::from_query("code=SECRET-CODE&state=SECRET-STATE&tenant=x").unwrap();
+        let debug = format!("{params:?}");
+        assert_eq!(
+            debug,
+            r#"CallbackParams { names: ["code", "state", "tenant"] }"#
+        );
+    }
+
+    /// What the `callback_query` fuzz target checks, on the inputs it kept.
+    #[test]
+    fn fuzz_regressions_show_no_value_and_read_like_a_plain_form() {
+        for (name, query) in crate::fuzz_regressions::text_inputs("callback_query") {
+            let parsed = CallbackParams::from_query(&query);
+            let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+            // The same names with other values: Debug, and whether the query is read at all,
+            // must not change.
+            let renamed = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs.iter().map(|(n, _)| (n.as_str(), "other value")))
+                .finish();
+            match (&parsed, &CallbackParams::from_query(&renamed)) {
+                (Ok(params), Ok(other)) => {
+                    assert_eq!(format!("{params:?}"), format!("{other:?}"), "{name}")
+                }
+                (Err(error), Err(other)) => assert_eq!(error, other, "{name}"),
+                _ => panic!("{name}: the values changed whether the query is read"),
+            }
+            let Ok(params) = parsed else { continue };
+            let value = |n: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.as_str())
+                    .filter(|v| !v.trim().is_empty())
+            };
+            assert_eq!(params.state(), value("state"), "{name}");
+            assert_eq!(params.code(), value("code"), "{name}");
+            assert_eq!(params.error().map(|(e, _)| e), value("error"), "{name}");
+            assert_eq!(
+                params.consent().tenant.as_deref(),
+                value("tenant"),
+                "{name}"
+            );
+        }
+    }
 }

@@ -33,6 +33,19 @@ impl IdKind {
     }
 }
 
+/// How much of a refused id an error message repeats: the longest id this API issues
+/// (`ServicePrincipalRequest:<uuid>`, base64url) fits whole.
+const ECHOED_CHARS: usize = 80;
+
+/// The id as error messages quote it. Cut short: the caller may send anything, of any length,
+/// and the message goes back to them and into logs.
+fn quoted(id: &str) -> String {
+    match id.char_indices().nth(ECHOED_CHARS) {
+        Some((end, _)) => format!("{:?}…", &id[..end]),
+        None => format!("{id:?}"),
+    }
+}
+
 /// A decoded global id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GlobalId {
@@ -51,7 +64,12 @@ impl GlobalId {
 
     /// Decodes any global id; `field` names the argument in the error.
     pub fn decode(field: &str, id: &str) -> Result<Self, Error> {
-        let invalid = || Error::bad_input(field, format!("{id:?} is not an id issued by this API"));
+        let invalid = || {
+            Error::bad_input(
+                field,
+                format!("{} is not an id issued by this API", quoted(id)),
+            )
+        };
         if id.len() > 128 {
             return Err(invalid());
         }
@@ -63,6 +81,11 @@ impl GlobalId {
             .find(|k| k.name() == kind)
             .ok_or_else(invalid)?;
         let id = Uuid::try_parse(uuid).map_err(|_| invalid())?;
+        // `try_parse` also reads upper-case hex and the simple, braced and URN forms; only the
+        // form `encode` writes was issued here, and one spelling per id keeps ids comparable.
+        if id.hyphenated().encode_lower(&mut Uuid::encode_buffer()) != uuid {
+            return Err(invalid());
+        }
         Ok(Self { kind, id })
     }
 
@@ -73,7 +96,8 @@ impl GlobalId {
             return Err(Error::bad_input(
                 field,
                 format!(
-                    "{id:?} is the id of a {}, not of a {}",
+                    "{} is the id of a {}, not of a {}",
+                    quoted(id),
                     decoded.kind.name(),
                     kind.name()
                 ),
@@ -111,6 +135,62 @@ mod tests {
         ] {
             let err = GlobalId::decode("id", bad).unwrap_err();
             assert_eq!(err.code(), "BAD_USER_INPUT", "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_id_has_one_spelling() {
+        let id = Uuid::parse_str("0190f3a2-7c1e-7b4d-9e8f-1a2b3c4d5e70").unwrap();
+        for spelling in [
+            id.hyphenated().to_string().to_uppercase(),
+            id.simple().to_string(),
+            id.braced().to_string(),
+            id.urn().to_string(),
+        ] {
+            let other = URL_SAFE_NO_PAD.encode(format!("Client:{spelling}"));
+            assert!(GlobalId::decode("id", &other).is_err(), "{spelling}");
+        }
+    }
+
+    #[test]
+    fn a_refused_id_is_quoted_only_in_part() {
+        let long = "A".repeat(4096);
+        let message = GlobalId::decode("id", &long).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            format!("\"{}\"… is not an id issued by this API", "A".repeat(80))
+        );
+    }
+
+    /// What the `global_id` fuzz target checks, on the inputs it kept.
+    #[test]
+    fn fuzz_regressions_decode_to_one_spelling_or_fail_briefly() {
+        for (name, input) in crate::fuzz_regressions::text_inputs("global_id") {
+            let brief = |error: Error, name: &str| {
+                assert_eq!(error.code(), "BAD_USER_INPUT", "{name}");
+                let message = error.to_string();
+                assert!(message.chars().count() <= 1024, "{name}");
+                if input.chars().count() > ECHOED_CHARS {
+                    assert!(
+                        !message.contains(&format!("{input:?}")),
+                        "{name}: quoted whole"
+                    );
+                }
+            };
+            match GlobalId::decode("id", &input) {
+                Ok(id) => assert_eq!(id.encode().as_str(), input, "{name}"),
+                Err(error) => brief(error, &name),
+            }
+            for kind in IdKind::ALL {
+                match GlobalId::expect("id", &input, kind) {
+                    Ok(uuid) => assert_eq!(
+                        GlobalId::decode("id", &input).ok(),
+                        Some(GlobalId::new(kind, uuid)),
+                        "{name}"
+                    ),
+                    Err(error) => brief(error, &name),
+                }
+            }
         }
     }
 }

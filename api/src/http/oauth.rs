@@ -6,13 +6,10 @@
 //! answer carries `Referrer-Policy: no-referrer` and redirects at once, so the query leaves
 //! the address bar (checklist 13, 17).
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{Path, RawQuery, State},
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -35,13 +32,10 @@ const WAIT_FOR_OTHER: Duration = Duration::from_secs(15);
 
 /// `GET /oauth/callback`. `Server-Timing` tells Consentry's own time (`app`) from the time
 /// spent waiting for Microsoft (`microsoft`), for operators and the benchmark tool.
-pub async fn callback(
-    State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let started = Instant::now();
     let (mut response, microsoft) =
-        crate::microsoft::timed(answer(&state, CallbackParams::new(params))).await;
+        crate::microsoft::timed(answer(&state, query.as_deref().unwrap_or_default())).await;
     let app = started.elapsed().saturating_sub(microsoft);
     let timing = format!(
         "app;dur={:.3};desc=\"Consentry\", microsoft;dur={:.3};desc=\"Microsoft\"",
@@ -56,22 +50,23 @@ pub async fn callback(
     response
 }
 
-async fn answer(state: &AppState, params: CallbackParams) -> Response {
+async fn answer(state: &AppState, query: &str) -> Response {
+    // A query that cannot be read gets the page of a link without a valid `state`: nothing
+    // was stored and nothing was asked of Microsoft.
+    let params = match CallbackParams::from_query(query) {
+        Ok(params) => params,
+        Err(error) => {
+            tracing::info!(%error, "callback query refused");
+            return rejected(state);
+        }
+    };
     let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER;
     loop {
         match callback::handle(&state.db, &state.consents, &params).await {
             Ok(CallbackResult::Finished {
                 flow_id, outcome, ..
             }) => return finished(state, flow_id, &outcome),
-            Ok(CallbackResult::Rejected) => {
-                state.metrics.callback("rejected");
-                return page(
-                    StatusCode::BAD_REQUEST,
-                    "This link is not valid",
-                    "<p>Consentry does not recognise this sign-in. The link may be incomplete, or it \
-                     was never issued by Consentry.</p><p>Ask your IT provider for a new link.</p>",
-                );
-            }
+            Ok(CallbackResult::Rejected) => return rejected(state),
             Ok(CallbackResult::InProgress) if tokio::time::Instant::now() < deadline => {
                 // Another request (a double click, a refresh) is acting on this flow: wait for
                 // its outcome rather than act twice (checklist 84).
@@ -119,6 +114,18 @@ async fn answer(state: &AppState, params: CallbackParams) -> Response {
             }
         }
     }
+}
+
+/// A callback Consentry does not recognise: no `state`, one it never issued, or a query it
+/// cannot read.
+fn rejected(state: &AppState) -> Response {
+    state.metrics.callback("rejected");
+    page(
+        StatusCode::BAD_REQUEST,
+        "This link is not valid",
+        "<p>Consentry does not recognise this sign-in. The link may be incomplete, or it was \
+         never issued by Consentry.</p><p>Ask your IT provider for a new link.</p>",
+    )
 }
 
 /// Sends the browser on: to the frontend's client page when one is configured, else to
