@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use api::microsoft::simulator::{Faults, Simulator};
+use api::microsoft::simulator::{Faults, SimTenant, Simulator};
 use consentry_tests::{
     Backend, PrivatePostgres, ServerProcess, TestApp, TestDatabase, eventually, free_port, start,
     start_simulator,
@@ -14,16 +14,17 @@ use entity::{
     enums::{GraphApiStatus, OAuthFlowStatus},
     graph_api_tile, oauth_flow,
 };
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use reqwest::StatusCode;
 use sea_orm::EntityTrait;
 use serde_json::json;
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+use tokio_tungstenite::tungstenite::Message;
 use url::Url;
 
 use crate::consent::{
     authorise, browser, consent_page, healthy, location, new_client, tile, token_requests,
 };
+use crate::subscriptions::{connect_port, subscribe};
 
 const CONSENTRY: &str = env!("CARGO_BIN_EXE_consentry-under-test");
 
@@ -75,6 +76,38 @@ async fn callback_waiting_on_microsoft(
     pending
 }
 
+/// A `consentry serve` process on a fresh database, talking to its own simulator with one
+/// tenant, and a [`TestApp`] to call it as MSP `msp-a`'s admin.
+struct ProcessWorld {
+    database: TestDatabase,
+    sim: Simulator,
+    tenant: SimTenant,
+    secret: String,
+    port: u16,
+    server: ServerProcess,
+    app: TestApp,
+}
+
+impl ProcessWorld {
+    async fn start(backend: Backend, tenant: SimTenant, env: &[(&str, &str)]) -> Option<Self> {
+        let database = TestDatabase::create(backend).await?;
+        let sim = start_simulator(vec![tenant.clone()]).await;
+        let secret = format!("test-secret-{}", uuid::Uuid::new_v4());
+        let port = free_port();
+        let server = ServerProcess::start(CONSENTRY, &database, &secret, &sim, port, env).await;
+        let app = TestApp::attach(port, &secret, &database).await;
+        Some(Self {
+            database,
+            sim,
+            tenant,
+            secret,
+            port,
+            server,
+            app,
+        })
+    }
+}
+
 /// Checklist 92: `kill -9` while an admin-consent callback waits on Microsoft. After a
 /// restart nothing is half-written: the tile was never marked authorised, the claimed flow
 /// is failed by the sweep once its lease runs out, a replay of the same callback does not
@@ -82,16 +115,11 @@ async fn callback_waiting_on_microsoft(
 async fn checklist_92_kill_9_during_a_consent_callback_leaves_nothing_half_written(
     backend: Backend,
 ) {
-    let Some(database) = TestDatabase::create(backend).await else {
+    let tenant = healthy("contoso.onmicrosoft.com").with_faults(slow_tokens());
+    let Some(mut world) = ProcessWorld::start(backend, tenant, &INTERRUPTIBLE).await else {
         return;
     };
-    let tenant = healthy("contoso.onmicrosoft.com").with_faults(slow_tokens());
-    let sim = start_simulator(vec![tenant.clone()]).await;
-    let secret = format!("test-secret-{}", uuid::Uuid::new_v4());
-    let port = free_port();
-    let mut server =
-        ServerProcess::start(CONSENTRY, &database, &secret, &sim, port, &INTERRUPTIBLE).await;
-    let app = TestApp::attach(port, &secret, &database).await;
+    let (app, sim, tenant) = (&world.app, &world.sim, world.tenant.clone());
     let caller = app.caller("msp-a", &["admin"]).await;
     let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
     let link = authorise(&caller, &client).await;
@@ -102,22 +130,29 @@ async fn checklist_92_kill_9_during_a_consent_callback_leaves_nothing_half_writt
     )
     .await;
 
-    let pending = callback_waiting_on_microsoft(&sim, &back, "client_credentials").await;
-    server.kill9();
+    let pending = callback_waiting_on_microsoft(sim, &back, "client_credentials").await;
+    world.server.kill9();
     assert!(
         pending.await.unwrap().is_err(),
         "the browser lost its connection"
     );
 
     // What the crash left: a claimed flow and a tile being verified — nothing authorised.
-    let flow = flows(&app).await.remove(0);
+    let flow = flows(app).await.remove(0);
     assert_eq!(flow.status, OAuthFlowStatus::Exchanging);
     let row = graph_api_tile::Entity::find().all(&app.db).await.unwrap();
     assert_eq!(row[0].status, GraphApiStatus::Verifying);
     assert!(row[0].authorised_at.is_none());
 
-    let _server =
-        ServerProcess::start(CONSENTRY, &database, &secret, &sim, port, &INTERRUPTIBLE).await;
+    world.server = ServerProcess::start(
+        CONSENTRY,
+        &world.database,
+        &world.secret,
+        &world.sim,
+        world.port,
+        &INTERRUPTIBLE,
+    )
+    .await;
     let failed = eventually(
         Duration::from_secs(20),
         "the sweep to fail the interrupted callback",
@@ -134,16 +169,16 @@ async fn checklist_92_kill_9_during_a_consent_callback_leaves_nothing_half_writt
             .contains(&json!("AUTHORISE")),
         "{failed}"
     );
-    assert_eq!(flows(&app).await[0].status, OAuthFlowStatus::Failed);
+    assert_eq!(flows(app).await[0].status, OAuthFlowStatus::Failed);
 
     // The browser reloads the callback: it shows the outcome and asks Microsoft nothing.
-    let asked = token_requests(&sim, &tenant.id.to_string(), "client_credentials");
+    let asked = token_requests(sim, &tenant.id.to_string(), "client_credentials");
     let replay = browser().get(back.clone()).send().await.unwrap();
     assert_eq!(replay.status(), StatusCode::SEE_OTHER);
     let page = browser().get(location(&replay)).send().await.unwrap();
     assert_eq!(page.headers()["x-consentry-outcome"], "failed");
     assert_eq!(
-        token_requests(&sim, &tenant.id.to_string(), "client_credentials"),
+        token_requests(sim, &tenant.id.to_string(), "client_credentials"),
         asked
     );
 
@@ -168,16 +203,11 @@ const START_DELEGATED: &str = "mutation($id: ID!) {
 /// row exists afterwards (the tokens and the consent are committed together or not at all),
 /// the flow is failed once its lease runs out, and a new link works.
 async fn checklist_92_kill_9_during_a_delegated_consent_stores_no_consent(backend: Backend) {
-    let Some(database) = TestDatabase::create(backend).await else {
+    let tenant = healthy("contoso.onmicrosoft.com").with_faults(slow_tokens());
+    let Some(mut world) = ProcessWorld::start(backend, tenant, &INTERRUPTIBLE).await else {
         return;
     };
-    let tenant = healthy("contoso.onmicrosoft.com").with_faults(slow_tokens());
-    let sim = start_simulator(vec![tenant.clone()]).await;
-    let secret = format!("test-secret-{}", uuid::Uuid::new_v4());
-    let port = free_port();
-    let mut server =
-        ServerProcess::start(CONSENTRY, &database, &secret, &sim, port, &INTERRUPTIBLE).await;
-    let app = TestApp::attach(port, &secret, &database).await;
+    let (app, sim, tenant) = (&world.app, &world.sim, world.tenant.clone());
     let caller = app.caller("msp-a", &["admin"]).await;
     let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
     let start_link = || async {
@@ -192,8 +222,8 @@ async fn checklist_92_kill_9_during_a_delegated_consent_stores_no_consent(backen
     let user = tenant.admin().unwrap().id;
     let back = consent_page(&start_link().await, user, "accept").await;
 
-    let pending = callback_waiting_on_microsoft(&sim, &back, "authorization_code").await;
-    server.kill9();
+    let pending = callback_waiting_on_microsoft(sim, &back, "authorization_code").await;
+    world.server.kill9();
     assert!(pending.await.unwrap().is_err());
     let consents = delegated_consent::Entity::find()
         .all(&app.db)
@@ -201,12 +231,19 @@ async fn checklist_92_kill_9_during_a_delegated_consent_stores_no_consent(backen
         .unwrap();
     assert!(consents.is_empty(), "no consent half-written: {consents:?}");
 
-    let _server =
-        ServerProcess::start(CONSENTRY, &database, &secret, &sim, port, &INTERRUPTIBLE).await;
+    world.server = ServerProcess::start(
+        CONSENTRY,
+        &world.database,
+        &world.secret,
+        &world.sim,
+        world.port,
+        &INTERRUPTIBLE,
+    )
+    .await;
     eventually(
         Duration::from_secs(20),
         "the sweep to fail the interrupted sign-in",
-        || async { (flows(&app).await[0].status == OAuthFlowStatus::Failed).then_some(()) },
+        || async { (flows(app).await[0].status == OAuthFlowStatus::Failed).then_some(()) },
     )
     .await;
     assert!(
@@ -236,15 +273,12 @@ async fn checklist_92_kill_9_during_a_delegated_consent_stores_no_consent(backen
 /// SIGTERM: the server stops accepting, tells its WebSocket subscribers (close 1001), lets
 /// the request in flight finish with its answer, and exits cleanly.
 async fn sigterm_drains_in_flight_requests_and_closes_subscriptions_with_1001(backend: Backend) {
-    let Some(database) = TestDatabase::create(backend).await else {
+    let Some(mut world) =
+        ProcessWorld::start(backend, healthy("contoso.onmicrosoft.com"), &[]).await
+    else {
         return;
     };
-    let tenant = healthy("contoso.onmicrosoft.com");
-    let sim = start_simulator(vec![tenant.clone()]).await;
-    let secret = format!("test-secret-{}", uuid::Uuid::new_v4());
-    let port = free_port();
-    let mut server = ServerProcess::start(CONSENTRY, &database, &secret, &sim, port, &[]).await;
-    let app = TestApp::attach(port, &secret, &database).await;
+    let (app, sim, tenant, port) = (&world.app, &world.sim, world.tenant.clone(), world.port);
     let caller = app.caller("msp-a", &["admin"]).await;
     let token = caller.token.clone().unwrap();
     let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
@@ -259,28 +293,14 @@ async fn sigterm_drains_in_flight_requests_and_closes_subscriptions_with_1001(ba
     assert_eq!(tile(&caller, &client).await["status"], "AUTHORISED");
 
     // A subscriber, acknowledged and subscribed.
-    let mut request = format!("ws://127.0.0.1:{port}/graphql/ws")
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static("graphql-transport-ws"),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    ws.send(Message::text(
-        json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } })
-            .to_string(),
-    ))
-    .await
-    .unwrap();
-    let ack = ws.next().await.unwrap().unwrap();
-    assert!(ack.to_text().unwrap().contains("connection_ack"), "{ack:?}");
-    ws.send(Message::text(
-        json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { graphApiTileChanged { status } }" } })
-            .to_string(),
-    ))
-    .await
-    .unwrap();
+    let mut ws = connect_port(port, &token).await;
+    subscribe(
+        &mut ws,
+        "1",
+        "subscription { graphApiTileChanged { status } }",
+        json!({}),
+    )
+    .await;
 
     // A request in flight: re-verification waits 1.5 s for Microsoft's token endpoint.
     sim.set_faults(tenant.id, slow_tokens());
@@ -294,18 +314,18 @@ async fn sigterm_drains_in_flight_requests_and_closes_subscriptions_with_1001(ba
         }))
         .send();
     let in_flight = tokio::spawn(verify);
-    let asked = token_requests(&sim, &tenant.id.to_string(), "client_credentials");
+    let asked = token_requests(sim, &tenant.id.to_string(), "client_credentials");
     eventually(
         Duration::from_secs(10),
         "the request to reach Microsoft",
         || async {
-            (token_requests(&sim, &tenant.id.to_string(), "client_credentials") > asked)
+            (token_requests(sim, &tenant.id.to_string(), "client_credentials") > asked)
                 .then_some(())
         },
     )
     .await;
 
-    server.terminate();
+    world.server.terminate();
     // The subscriber is told at once: 1001, "going away".
     let goodbye = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
@@ -334,9 +354,17 @@ async fn sigterm_drains_in_flight_requests_and_closes_subscriptions_with_1001(ba
         body["data"]["verifyGraphApi"]["status"], "AUTHORISED",
         "{body}"
     );
-    let status = server.exited(Duration::from_secs(15)).await;
-    assert!(status.success(), "exit status {status}:\n{}", server.log());
-    assert!(server.log().contains("stopped"), "{}", server.log());
+    let status = world.server.exited(Duration::from_secs(15)).await;
+    assert!(
+        status.success(),
+        "exit status {status}:\n{}",
+        world.server.log()
+    );
+    assert!(
+        world.server.log().contains("stopped"),
+        "{}",
+        world.server.log()
+    );
 }
 
 /// Checklist 91 and §H: PostgreSQL goes away (a crash: `pg_ctl stop -m immediate`) and comes

@@ -16,7 +16,7 @@ use tokio_tungstenite::{
 
 use crate::consent::{authorise, callback, consent_page, healthy, new_client, world};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const TILES: &str =
     "subscription($id: ID) { graphApiTileChanged(clientId: $id) { id status version } }";
@@ -54,7 +54,7 @@ async fn connect(app: &TestApp, token: &str) -> Ws {
     connect_port(app.port, token).await
 }
 
-async fn connect_port(port: u16, token: &str) -> Ws {
+pub(crate) async fn connect_port(port: u16, token: &str) -> Ws {
     let mut ws = open_port(port, None).await.unwrap();
     ws.send(Message::text(
         json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }).to_string(),
@@ -68,7 +68,7 @@ async fn connect_port(port: u16, token: &str) -> Ws {
     ws
 }
 
-async fn subscribe(ws: &mut Ws, id: &str, query: &str, variables: Value) {
+pub(crate) async fn subscribe(ws: &mut Ws, id: &str, query: &str, variables: Value) {
     ws.send(Message::text(
         json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } }).to_string(),
     ))
