@@ -655,6 +655,58 @@ async fn queries_run_over_the_websocket_too(backend: Backend) {
     }
 }
 
+/// Checklist 52–55 over the socket: operations sent over the WebSocket meet the same limits
+/// as over HTTP — the depth limit, and each MSP's mutation rate (shared with HTTP).
+async fn the_websocket_holds_operations_to_the_same_limits(backend: Backend) {
+    let Some(app) =
+        consentry_tests::spawn_app_with(backend, |s| s.msp_mutations_per_minute = 1).await
+    else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    caller.create_client("Over HTTP").await;
+    let mut ws = connect(&app, &token(&caller)).await;
+    subscribe(
+        &mut ws,
+        "m1",
+        "mutation { createClient(input: { name: \"Over the socket\" }) { id } }",
+        json!({}),
+    )
+    .await;
+    let refused = loop {
+        let message = next_message(&mut ws).await.expect("an answer");
+        if message["id"] == "m1" && message["type"] != "complete" {
+            break message;
+        }
+    };
+    let errors = if refused["type"] == "error" {
+        refused["payload"].clone()
+    } else {
+        refused["payload"]["errors"].clone()
+    };
+    assert_eq!(errors[0]["extensions"]["code"], "RATE_LIMITED", "{refused}");
+    let deep = format!(
+        "{{ {} __typename {} }}",
+        "viewer { ".repeat(13),
+        "} ".repeat(13)
+    );
+    subscribe(&mut ws, "q1", &deep, json!({})).await;
+    let refused = loop {
+        let message = next_message(&mut ws).await.expect("an answer");
+        if message["id"] == "q1" && message["type"] != "complete" {
+            break message;
+        }
+    };
+    assert!(refused.to_string().contains("nested too deep"), "{refused}");
+    let names = caller
+        .run("{ clients { nodes { name } } }", json!({}))
+        .await;
+    assert_eq!(
+        names.data()["clients"]["nodes"],
+        json!([{ "name": "Over HTTP" }])
+    );
+}
+
 /// Checklist 68: no `connection_init` within 10 s closes the socket with 4408.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_is_closed_with_4408() {
@@ -671,6 +723,7 @@ async fn a_silent_connection_is_closed_with_4408() {
 
 consentry_tests::on_both_backends!(
     queries_run_over_the_websocket_too,
+    the_websocket_holds_operations_to_the_same_limits,
     the_legacy_graphql_ws_protocol_works_too,
     repairs_and_delegated_consents_push_their_steps,
     a_dropped_listener_connection_means_resync_not_a_silent_gap,
