@@ -7,32 +7,11 @@
 
 #![no_main]
 
-use std::sync::LazyLock;
+#[path = "common/verifier.rs"]
+mod verifier;
 
-use api::auth::{AuthError, CallerAuth, bearer_token};
+use api::auth::{AuthError, bearer_token};
 use libfuzzer_sys::fuzz_target;
-use secrecy::SecretString;
-use tokio::runtime::Runtime;
-
-/// The seeds are signed with another secret: real-looking, but never valid here.
-const SECRET: &str = "consentry-fuzz-hs256-secret-0123456789abcdef";
-const ISSUER: &str = "consentry";
-const AUDIENCE: &str = "consentry-api";
-
-static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread runtime")
-});
-
-static AUTH: LazyLock<CallerAuth> = LazyLock::new(|| {
-    CallerAuth::hs256(
-        &SecretString::from(SECRET),
-        ISSUER.to_owned(),
-        AUDIENCE.to_owned(),
-    )
-});
 
 fn assert_refused(error: &AuthError) {
     assert!(matches!(error, AuthError::Unauthenticated(_)), "{error:?}");
@@ -40,7 +19,7 @@ fn assert_refused(error: &AuthError) {
 }
 
 fn assert_not_accepted(token: &str) {
-    match RUNTIME.block_on(AUTH.verify(token)) {
+    match verifier::verify(token) {
         Ok(claims) => panic!("an unsigned token was accepted: {claims:?}"),
         Err(error) => assert_refused(&error),
     }

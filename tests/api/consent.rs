@@ -152,6 +152,14 @@ pub(crate) fn token_requests(sim: &Simulator, tenant: &str, grant: &str) -> usiz
         .count()
 }
 
+/// Token requests of grant type `grant` the simulator received, to any tenant's path.
+pub(crate) fn token_grants(sim: &Simulator, grant: &str) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/oauth2/v2.0/token") && r.param("grant_type") == Some(grant))
+        .count()
+}
+
 fn all_token_requests(sim: &Simulator) -> usize {
     sim.requests()
         .iter()
@@ -174,7 +182,7 @@ pub(crate) async fn audit_actions(caller: &Caller<'_>, client: &str) -> Vec<Stri
         .collect()
 }
 
-async fn flows(app: &TestApp) -> Vec<oauth_flow::Model> {
+pub(crate) async fn flows(app: &TestApp) -> Vec<oauth_flow::Model> {
     oauth_flow::Entity::find().all(&app.db).await.unwrap()
 }
 

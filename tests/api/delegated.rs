@@ -32,7 +32,7 @@ const ALL: [&str; 4] = [
     "DIRECTORY_ACCESS_AS_USER_ALL",
 ];
 
-async fn start_link(caller: &Caller<'_>, client: &str, permissions: &[&str]) -> String {
+pub(crate) async fn start_link(caller: &Caller<'_>, client: &str, permissions: &[&str]) -> String {
     let response = caller
         .run(START, json!({ "id": client, "permissions": permissions }))
         .await;
@@ -57,14 +57,14 @@ async fn consent_as(app: &TestApp, url: &str, user: uuid::Uuid) -> String {
         .unwrap()
 }
 
-async fn consents_of(caller: &Caller<'_>, client: &str) -> Vec<Value> {
+pub(crate) async fn consents_of(caller: &Caller<'_>, client: &str) -> Vec<Value> {
     caller.run(CONSENTS, json!({ "id": client })).await.data()["client"]["delegatedConsents"]
         .as_array()
         .unwrap()
         .clone()
 }
 
-async fn rows(app: &TestApp) -> Vec<delegated_consent::Model> {
+pub(crate) async fn rows(app: &TestApp) -> Vec<delegated_consent::Model> {
     delegated_consent::Entity::find()
         .all(&app.db)
         .await

@@ -12,7 +12,7 @@ use consentry_tests::{
 use entity::{
     delegated_consent,
     enums::{GraphApiStatus, OAuthFlowStatus},
-    graph_api_tile, oauth_flow,
+    graph_api_tile,
 };
 use futures_util::StreamExt;
 use reqwest::StatusCode;
@@ -22,7 +22,8 @@ use tokio_tungstenite::tungstenite::Message;
 use url::Url;
 
 use crate::consent::{
-    authorise, browser, consent_page, healthy, location, new_client, tile, token_requests,
+    authorise, browser, consent_page, flows, healthy, location, new_client, tile, token_grants,
+    token_requests,
 };
 use crate::subscriptions::{connect_port, subscribe};
 
@@ -44,18 +45,6 @@ fn slow_tokens() -> Faults {
         token_delay_ms: 1_500,
         ..Faults::default()
     }
-}
-
-async fn flows(app: &TestApp) -> Vec<oauth_flow::Model> {
-    oauth_flow::Entity::find().all(&app.db).await.unwrap()
-}
-
-/// Token requests of grant type `grant` the simulator received, to any tenant path.
-fn token_grants(sim: &Simulator, grant: &str) -> usize {
-    sim.requests()
-        .iter()
-        .filter(|r| r.path.ends_with("/oauth2/v2.0/token") && r.param("grant_type") == Some(grant))
-        .count()
 }
 
 /// Starts the callback `url` in the background, as a browser would, and waits until it is

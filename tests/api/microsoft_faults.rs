@@ -26,20 +26,17 @@ use axum::{
 use consentry_tests::{
     Backend, Caller, TestApp, eventually, serde_json::Value, spawn_app_with, start_simulator,
 };
-use entity::{
-    delegated_consent,
-    enums::{DelegatedConsentStatus, OAuthFlowKind, OAuthFlowStatus},
-    oauth_flow,
-};
+use entity::enums::{DelegatedConsentStatus, OAuthFlowKind, OAuthFlowStatus};
 use reqwest::StatusCode;
-use sea_orm::EntityTrait;
 use serde_json::json;
 use url::Url;
 
 use crate::consent::{
-    TEAMS, World, authorise, authorised, browser, callback, consent_page, healthy, location,
-    new_client, strings, token_requests, world,
+    TEAMS, World, authorise, authorised, browser, callback, consent_page, flows, healthy, location,
+    new_client, strings, token_grants, token_requests, world,
 };
+use crate::delegated::{consents_of, rows, start_link};
+use crate::service_principals::{posts, settled_within};
 
 /// What Microsoft's broken answers carry that must never reach a page, an error, a tile, a
 /// request or the audit trail: Consentry describes a fault in its own words.
@@ -382,10 +379,6 @@ async fn audit_trail(caller: &Caller<'_>, client: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn flows(app: &TestApp) -> Vec<oauth_flow::Model> {
-    oauth_flow::Entity::find().all(&app.db).await.unwrap()
-}
-
 /// No flow is left mid-exchange: every callback finished what it claimed (checklist 92).
 async fn assert_no_flow_exchanging(app: &TestApp, what: &str) {
     let stuck: Vec<_> = flows(app)
@@ -441,13 +434,6 @@ fn organization_reads(sim: &Simulator) -> usize {
     sim.requests()
         .iter()
         .filter(|r| r.path == "/v1.0/organization")
-        .count()
-}
-
-fn requests_with_grant(sim: &Simulator, grant: &str) -> usize {
-    sim.requests()
-        .iter()
-        .filter(|r| r.path.ends_with("/oauth2/v2.0/token") && r.param("grant_type") == Some(grant))
         .count()
 }
 
@@ -763,38 +749,8 @@ async fn checklist_86_87_verify_graph_api_while_microsoft_fails_changes_nothing(
 // ---------------------------------------------------------------------------------------
 // 3. Delegated consents.
 
-const START: &str = "mutation($id: ID!, $permissions: [DelegatedPermission!]!) {
-    startDelegatedConsent(clientId: $id, permissions: $permissions) { url } }";
-
-const CONSENTS: &str = "query($id: ID!) { client(id: $id) { delegatedConsents {
-    id userObjectId permissions missingPermissions status statusReason grantedAt lastRefreshedAt } } }";
-
 const VERIFY_CONSENT: &str = "mutation($id: ID!) { verifyDelegatedConsent(id: $id) {
     status statusReason lastRefreshedAt } }";
-
-async fn start_link(caller: &Caller<'_>, client: &str, permissions: &[&str]) -> String {
-    let response = caller
-        .run(START, json!({ "id": client, "permissions": permissions }))
-        .await;
-    response.data()["startDelegatedConsent"]["url"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn consents_of(caller: &Caller<'_>, client: &str) -> Vec<Value> {
-    caller.run(CONSENTS, json!({ "id": client })).await.data()["client"]["delegatedConsents"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-async fn consent_rows(app: &TestApp) -> Vec<delegated_consent::Model> {
-    delegated_consent::Entity::find()
-        .all(&app.db)
-        .await
-        .unwrap()
-}
 
 /// The user consents through the page and comes back: the result page's outcome and text.
 async fn consent_through_the_page(
@@ -836,7 +792,7 @@ async fn checklist_86_87_delegated_consent_exchange_faults_store_nothing_and_a_n
 
     for fault in TOKEN_FAULTS.into_iter().chain(GRAPH_FAULTS) {
         let what = format!("{fault:?}");
-        let existing = consent_rows(app).await;
+        let existing = rows(app).await;
         assert_eq!(existing.len(), 1, "{what}");
         let url = start_link(
             &caller,
@@ -848,18 +804,18 @@ async fn checklist_86_87_delegated_consent_exchange_faults_store_nothing_and_a_n
 
         inject(sim, None, &tenant, fault);
         let since = sim.requests().len();
-        let exchanges = requests_with_grant(sim, "authorization_code");
+        let exchanges = token_grants(sim, "authorization_code");
         let response = callback(app, &back).await;
         assert_fault_met(sim, since, fault, &what);
         let (outcome, html) = result_page(sim, &response, &what).await;
         assert_eq!(outcome, "failed", "{what}: {html}");
         assert_eq!(
-            requests_with_grant(sim, "authorization_code") - exchanges,
+            token_grants(sim, "authorization_code") - exchanges,
             1,
             "{what}: the code is sent once, never re-POSTed (checklist 86)"
         );
         assert_eq!(
-            consent_rows(app).await,
+            rows(app).await,
             existing,
             "{what}: no consent written, the existing one untouched"
         );
@@ -888,7 +844,7 @@ async fn checklist_86_87_delegated_consent_exchange_faults_store_nothing_and_a_n
         let again = callback(app, &back).await;
         assert_eq!(location(&again), location(&response), "{what}");
         assert_eq!(
-            requests_with_grant(sim, "authorization_code") - exchanges,
+            token_grants(sim, "authorization_code") - exchanges,
             1,
             "{what}: a replay exchanges nothing"
         );
@@ -903,7 +859,7 @@ async fn checklist_86_87_delegated_consent_exchange_faults_store_nothing_and_a_n
         )
         .await;
         assert_eq!(outcome, "succeeded", "{what}: {html}");
-        let rows = consent_rows(app).await;
+        let rows = rows(app).await;
         assert_eq!(rows.len(), 1, "{what}: one consent per user");
         assert_eq!(
             rows[0].id, existing[0].id,
@@ -926,12 +882,12 @@ async fn verify_during(
 ) {
     let (sim, app) = (&world.sim, &world.app);
     let what = format!("{fault:?}");
-    let before = consent_rows(app).await.remove(0);
+    let before = rows(app).await.remove(0);
     assert_eq!(before.status, DelegatedConsentStatus::Active, "{what}");
 
     inject(sim, None, tenant, fault);
     let since = sim.requests().len();
-    let refreshes = requests_with_grant(sim, "refresh_token");
+    let refreshes = token_grants(sim, "refresh_token");
     let answer = caller.run(VERIFY_CONSENT, json!({ "id": id })).await;
     assert_fault_met(sim, since, fault, &what);
     assert_no_raw_body(
@@ -940,11 +896,11 @@ async fn verify_during(
         &answer.body.to_string(),
     );
     assert_eq!(
-        requests_with_grant(sim, "refresh_token") - refreshes,
+        token_grants(sim, "refresh_token") - refreshes,
         1,
         "{what}: a refresh is never sent twice"
     );
-    let after = consent_rows(app).await.remove(0);
+    let after = rows(app).await.remove(0);
     assert_eq!(
         after.status,
         DelegatedConsentStatus::Active,
@@ -992,7 +948,7 @@ async fn verify_during(
         verified["status"], "ACTIVE",
         "{what}: the token still works"
     );
-    let renewed = consent_rows(app).await.remove(0);
+    let renewed = rows(app).await.remove(0);
     assert!(
         renewed.last_refreshed_at > after.last_refreshed_at,
         "{what}: refreshed again"
@@ -1103,10 +1059,10 @@ async fn checklist_87_an_azure_outage_during_a_delegated_consent_is_not_a_refuse
             ..Faults::default()
         },
     );
-    let exchanges = requests_with_grant(sim, "authorization_code");
+    let exchanges = token_grants(sim, "authorization_code");
     let (response, ()) = tokio::join!(callback(app, &back), async {
         eventually(Duration::from_secs(5), "the code exchange", || async {
-            (requests_with_grant(sim, "authorization_code") > exchanges).then_some(())
+            (token_grants(sim, "authorization_code") > exchanges).then_some(())
         })
         .await;
         sim.set_faults(tenant.id, Fault::TokenStatus(503).simulated());
@@ -1172,7 +1128,7 @@ async fn checklist_87_repair_with_a_stored_consent_survives_an_outage(backend: B
     )
     .await;
     assert_eq!(outcome, "succeeded", "{html}");
-    let stored = consent_rows(app).await.remove(0);
+    let stored = rows(app).await.remove(0);
 
     // The token endpoint fails: the stored consent cannot be used now, and is kept.
     inject(sim, None, &tenant, Fault::TokenStatus(503));
@@ -1183,7 +1139,7 @@ async fn checklist_87_repair_with_a_stored_consent_survives_an_outage(backend: B
         created["signInUrl"].is_string(),
         "a sign-in instead: {created}"
     );
-    let kept = consent_rows(app).await.remove(0);
+    let kept = rows(app).await.remove(0);
     assert_eq!(kept.status, DelegatedConsentStatus::Active);
     assert_eq!(
         kept.refresh_token, stored.refresh_token,
@@ -1199,7 +1155,13 @@ async fn checklist_87_repair_with_a_stored_consent_survives_an_outage(backend: B
         throttled["id"], created["id"],
         "the open request is continued"
     );
-    let request = settled(&caller, &client, "the throttled request").await;
+    let request = settled_within(
+        &caller,
+        &client,
+        Duration::from_secs(20),
+        "the throttled request",
+    )
+    .await;
     assert_eq!(request["status"], "FAILED", "{request}");
     assert_eq!(
         request["problemCode"], "IDENTITY_PROVIDER_UNAVAILABLE",
@@ -1213,11 +1175,11 @@ async fn checklist_87_repair_with_a_stored_consent_survives_an_outage(backend: B
     );
     assert_no_raw_body(sim, "the throttled request", &request.to_string());
     assert_eq!(
-        consent_rows(app).await.remove(0).status,
+        rows(app).await.remove(0).status,
         DelegatedConsentStatus::Active
     );
     assert!(!sim.has_service_principal(tenant.id, TEAMS));
-    assert_eq!(principal_posts(sim), 0);
+    assert_eq!(posts(sim), 0);
     assert_no_flow_exchanging(app, "throttled").await;
 
     // Well again: a new request acts at once with the stored consent.
@@ -1226,10 +1188,10 @@ async fn checklist_87_repair_with_a_stored_consent_survives_an_outage(backend: B
     let again = again.data()["createServicePrincipal"].clone();
     assert_ne!(again["id"], created["id"], "a new request");
     assert!(again["signInUrl"].is_null(), "no sign-in needed: {again}");
-    let done = settled(&caller, &client, "the repair").await;
+    let done = settled_within(&caller, &client, Duration::from_secs(20), "the repair").await;
     assert_eq!(done["status"], "READY", "{done}");
     assert!(sim.has_service_principal(tenant.id, TEAMS));
-    assert_eq!(principal_posts(sim), 1, "created once");
+    assert_eq!(posts(sim), 1, "created once");
     assert_eq!(
         full_tile(&caller, &client).await["problem"]["code"],
         "SERVICE_PRINCIPAL_CREATED"
@@ -1267,7 +1229,13 @@ async fn checklist_92_a_repair_that_went_ahead_cancels_its_open_sign_in_link(bac
     inject(sim, None, &tenant, Fault::GraphThrottled);
     caller.run(CREATE, json!({ "id": client })).await;
     assert_eq!(
-        settled(&caller, &client, "the throttled request").await["status"],
+        settled_within(
+            &caller,
+            &client,
+            Duration::from_secs(20),
+            "the throttled request"
+        )
+        .await["status"],
         "FAILED"
     );
 
@@ -1299,33 +1267,6 @@ async fn checklist_92_a_repair_that_went_ahead_cancels_its_open_sign_in_link(bac
 
 const CREATE: &str = "mutation($id: ID!) { createServicePrincipal(clientId: $id) {
     id status signInUrl problemCode remediation } }";
-
-const REQUESTS: &str = "query($id: ID!) { client(id: $id) { servicePrincipalRequests {
-    id status signInUrl problemCode problemMessage remediation } } }";
-
-async fn newest_request(caller: &Caller<'_>, client: &str) -> Value {
-    let response = caller.run(REQUESTS, json!({ "id": client })).await;
-    response.data()["client"]["servicePrincipalRequests"][0].clone()
-}
-
-async fn settled(caller: &Caller<'_>, client: &str, what: &str) -> Value {
-    eventually(Duration::from_secs(20), what, || async {
-        let request = newest_request(caller, client).await;
-        matches!(
-            request["status"].as_str(),
-            Some("READY" | "ALREADY_EXISTS" | "FAILED")
-        )
-        .then_some(request)
-    })
-    .await
-}
-
-fn principal_posts(sim: &Simulator) -> usize {
-    sim.requests()
-        .iter()
-        .filter(|r| r.method == "POST" && r.path == "/v1.0/servicePrincipals")
-        .count()
-}
 
 /// Checklist 86, 87, 92: a service principal repair whose admin sign-in meets a fault — the
 /// code exchange slow, 5xx, malformed or redirecting, or Graph's lookup of the principal
@@ -1370,14 +1311,14 @@ async fn checklist_86_87_92_service_principal_repair_faults_fail_cleanly_and_a_n
 
         inject(sim, None, &tenant, fault);
         let since = sim.requests().len();
-        let exchanges = requests_with_grant(sim, "authorization_code");
+        let exchanges = token_grants(sim, "authorization_code");
         let response = callback(app, &back).await;
         assert_fault_met(sim, since, fault, &what);
         let (outcome, html) = result_page(sim, &response, &what).await;
         if fault.at_token_endpoint() {
             assert_eq!(outcome, "failed", "{what}: {html}");
         }
-        let request = settled(&caller, &client, &what).await;
+        let request = settled_within(&caller, &client, Duration::from_secs(20), &what).await;
         assert_eq!(request["id"], created["id"], "{what}");
         assert_eq!(request["status"], "FAILED", "{what}: {request}");
         assert_eq!(
@@ -1393,7 +1334,7 @@ async fn checklist_86_87_92_service_principal_repair_faults_fail_cleanly_and_a_n
         );
         assert_no_raw_body(sim, &format!("{what}: the request"), &request.to_string());
         assert_eq!(
-            requests_with_grant(sim, "authorization_code") - exchanges,
+            token_grants(sim, "authorization_code") - exchanges,
             1,
             "{what}: the code is sent once"
         );
@@ -1401,7 +1342,7 @@ async fn checklist_86_87_92_service_principal_repair_faults_fail_cleanly_and_a_n
             !sim.has_service_principal(tenant.id, TEAMS),
             "{what}: nothing half-created"
         );
-        assert_eq!(principal_posts(sim), 0, "{what}");
+        assert_eq!(posts(sim), 0, "{what}");
         assert_no_flow_exchanging(app, &what).await;
         let tile = full_tile(&caller, &client).await;
         assert_eq!(
@@ -1432,10 +1373,10 @@ async fn checklist_86_87_92_service_principal_repair_faults_fail_cleanly_and_a_n
         .to_owned();
     let back = consent_page(&url, admin, "accept").await;
     callback(app, &back).await;
-    let done = settled(&caller, &client, "the repair").await;
+    let done = settled_within(&caller, &client, Duration::from_secs(20), "the repair").await;
     assert_eq!(done["status"], "READY", "{done}");
     assert!(sim.has_service_principal(tenant.id, TEAMS));
-    assert_eq!(principal_posts(sim), 1, "created once");
+    assert_eq!(posts(sim), 1, "created once");
     assert_eq!(
         full_tile(&caller, &client).await["problem"]["code"],
         "SERVICE_PRINCIPAL_CREATED"

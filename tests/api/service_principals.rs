@@ -41,11 +41,23 @@ async fn request_status(caller: &Caller<'_>, client: &str) -> Value {
 }
 
 async fn settled(caller: &Caller<'_>, client: &str) -> Value {
-    settled_within(caller, client, Duration::from_secs(20)).await
+    settled_within(
+        caller,
+        client,
+        Duration::from_secs(20),
+        "the request to finish",
+    )
+    .await
 }
 
-async fn settled_within(caller: &Caller<'_>, client: &str, deadline: Duration) -> Value {
-    eventually(deadline, "the request to finish", || async {
+/// The newest request, once it is `READY`, `ALREADY_EXISTS` or `FAILED`.
+pub(crate) async fn settled_within(
+    caller: &Caller<'_>,
+    client: &str,
+    deadline: Duration,
+    what: &str,
+) -> Value {
+    eventually(deadline, what, || async {
         let request = request_status(caller, client).await;
         matches!(
             request["status"].as_str(),
@@ -89,10 +101,9 @@ async fn sign_in(app: &TestApp, url: &str, tenant: &SimTenant) -> String {
         .unwrap()
 }
 
-fn posts(world: &World) -> usize {
-    world
-        .sim
-        .requests()
+/// Principals created (`POST /v1.0/servicePrincipals`).
+pub(crate) fn posts(sim: &api::microsoft::simulator::Simulator) -> usize {
+    sim.requests()
         .iter()
         .filter(|r| r.method == "POST" && r.path == "/v1.0/servicePrincipals")
         .count()
@@ -143,7 +154,7 @@ async fn missing_principal_is_repaired_then_authorise_succeeds(backend: Backend)
     let done = settled(&caller, &client).await;
     assert_eq!(done["status"], "READY", "{done}");
     assert!(world.sim.has_service_principal(tenant.id, TEAMS));
-    assert_eq!(posts(&world), 1, "created once");
+    assert_eq!(posts(&world.sim), 1, "created once");
     let lookups = world
         .sim
         .requests()
@@ -217,7 +228,7 @@ async fn an_existing_principal_is_found_and_nothing_created(backend: Backend) {
     sign_in(&world.app, &url, &tenant).await;
     let done = settled(&caller, &client).await;
     assert_eq!(done["status"], "ALREADY_EXISTS");
-    assert_eq!(posts(&world), 0);
+    assert_eq!(posts(&world.sim), 0);
     assert_eq!(
         tile(&caller, &client).await["status"],
         "NOT_AUTHORISED",
@@ -319,7 +330,13 @@ async fn a_restart_during_propagation_resumes_and_finishes(backend: Backend) {
     .await;
     let caller = app.caller("msp-a", &["admin"]).await;
     // A lookup the stop interrupted holds its 30 s lease before this instance takes over.
-    let done = settled_within(&caller, &client, Duration::from_secs(60)).await;
+    let done = settled_within(
+        &caller,
+        &client,
+        Duration::from_secs(60),
+        "the request to finish",
+    )
+    .await;
     assert_eq!(done["status"], "READY", "{done}");
     assert!(
         done["problemMessage"]
@@ -409,7 +426,7 @@ async fn requests_are_validated_and_made_once(backend: Backend) {
     assert!(page.contains("no longer valid"), "{page}");
     sign_in(app, &newest, &tenant).await;
     assert_eq!(settled(&caller, &client).await["status"], "READY");
-    assert_eq!(posts(&world), 1, "one principal");
+    assert_eq!(posts(&world.sim), 1, "one principal");
     assert_eq!(
         token_requests(&world.sim, &tenant.domain, "authorization_code"),
         1
