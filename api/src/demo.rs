@@ -159,7 +159,10 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
         "Authorise a client: in GraphiQL, take an id from `{{ clients {{ nodes {{ id name }} }} }}`,"
     );
     println!(
-        "run `mutation {{ authoriseGraphApi(clientId: \"ID\") {{ url }} }}`, open the url and press Accept."
+        "run `mutation {{ authoriseGraphApi(clientId: \"ID\") {{ url }} }}` and open the url: sign in as the"
+    );
+    println!(
+        "client's admin (that proves the tenant), then press Accept on the consent page that follows."
     );
     println!();
     println!("Press Ctrl-C to stop. Data stays in the demo database; delete it to start over.");

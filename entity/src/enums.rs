@@ -145,6 +145,10 @@ pub enum AuditAction {
     /// Microsoft sent the browser back to the consent callback.
     #[sea_orm(string_value = "CONSENT_CALLBACK_RECEIVED")]
     ConsentCallbackReceived,
+    /// An admin signed in for an admin consent and proved their tenant (and their role in
+    /// it); Microsoft's consent page comes next.
+    #[sea_orm(string_value = "TENANT_PROVEN")]
+    TenantProven,
     /// The Graph API tile changed status (or, when re-verified, what it was granted).
     #[sea_orm(string_value = "GRAPH_API_STATUS_CHANGED")]
     GraphApiStatusChanged,

@@ -25,6 +25,9 @@ pub struct Model {
     pub last_verified_at: Option<DateTimeUtc>,
     /// When an authorised tile is next re-verified (also the claim of the instance doing it).
     pub next_verification_at: Option<DateTimeUtc>,
+    /// Which signed-in admin proved the tenant of the current authorisation (the domain's
+    /// `TenantProof`); none for tiles authorised before tenants were proven.
+    pub tenant_proof: Option<Json>,
     pub version: i64,
     pub status_changed_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

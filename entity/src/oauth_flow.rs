@@ -29,6 +29,11 @@ pub struct Model {
     pub completed_at: Option<DateTimeUtc>,
     /// When a callback claimed the flow (status `EXCHANGING`).
     pub claimed_at: Option<DateTimeUtc>,
+    /// Admin consent's second step (Microsoft's consent page): the hash of its own `state`,
+    /// set once the first step proved the tenant.
+    pub consent_state_hash: Option<String>,
+    /// Admin consent: who signed in and which tenant that proved (the domain's `TenantProof`).
+    pub tenant_proof: Option<Json>,
 }
 
 // Hand-written so that the PKCE verifier and nonce can never reach a log line.

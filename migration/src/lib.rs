@@ -17,6 +17,7 @@ mod m20261126_000006_create_delegated_consent;
 mod m20261126_000007_create_audit_event;
 mod m20261202_000008_consent_flow_leases;
 mod m20261202_000009_create_event_outbox;
+mod m20261204_000010_tenant_proof;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000007_create_audit_event::Migration),
             Box::new(m20261202_000008_consent_flow_leases::Migration),
             Box::new(m20261202_000009_create_event_outbox::Migration),
+            Box::new(m20261204_000010_tenant_proof::Migration),
         ]
     }
 }

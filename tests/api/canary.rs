@@ -18,7 +18,7 @@ use secrecy::SecretString;
 use serde_json::json;
 use url::Url;
 
-use crate::consent::{browser, consent_page, location};
+use crate::consent::{admin_consent, browser, consent_page, location};
 
 struct Server(Child);
 
@@ -181,7 +181,7 @@ async fn checklist_80_81_no_secret_reaches_logs_answers_or_the_audit_trail() {
             json!({ "id": contoso_id }),
         )
         .await;
-    let back = consent_page(
+    let back = admin_consent(
         link["authoriseGraphApi"]["url"].as_str().unwrap(),
         contoso.admin().unwrap().id,
         "accept",

@@ -256,6 +256,7 @@ backend_tests! {
             pkce_verifier: Set(None), nonce: Set(None), expected_tenant: Set(None), requested_permissions: Set(None),
             service_principal_request_id: Set(None), status: Set(entity::enums::OAuthFlowStatus::Pending), outcome: Set(None),
             created_by: Set("t".into()), created_at: Set(now), expires_at: Set(now), completed_at: Set(None), claimed_at: Set(None),
+            consent_state_hash: Set(None), tenant_proof: Set(None),
         }.insert(&app.db).await.unwrap();
         delegated_consent::ActiveModel {
             id: Set(uuid::Uuid::now_v7()), msp_id: Set("msp-a".into()), client_id: Set(id), tenant_id: Set("t".into()),

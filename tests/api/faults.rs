@@ -22,8 +22,8 @@ use tokio_tungstenite::tungstenite::Message;
 use url::Url;
 
 use crate::consent::{
-    authorise, browser, consent_page, flows, healthy, location, new_client, tile, token_grants,
-    token_requests,
+    admin_consent, authorise, browser, consent_page, flows, healthy, location, new_client, tile,
+    token_grants, token_requests,
 };
 use crate::subscriptions::{connect_port, subscribe};
 
@@ -112,7 +112,7 @@ async fn checklist_92_kill_9_during_a_consent_callback_leaves_nothing_half_writt
     let caller = app.caller("msp-a", &["admin"]).await;
     let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
     let link = authorise(&caller, &client).await;
-    let back = consent_page(
+    let back = admin_consent(
         link["url"].as_str().unwrap(),
         tenant.admin().unwrap().id,
         "accept",
@@ -174,7 +174,7 @@ async fn checklist_92_kill_9_during_a_consent_callback_leaves_nothing_half_writt
     // And the admin can simply start again.
     sim.set_faults(tenant.id, Faults::default());
     let link = authorise(&caller, &client).await;
-    let back = consent_page(
+    let back = admin_consent(
         link["url"].as_str().unwrap(),
         tenant.admin().unwrap().id,
         "accept",
@@ -272,7 +272,7 @@ async fn sigterm_drains_in_flight_requests_and_closes_subscriptions_with_1001(ba
     let token = caller.token.clone().unwrap();
     let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
     let link = authorise(&caller, &client).await;
-    let back = consent_page(
+    let back = admin_consent(
         link["url"].as_str().unwrap(),
         tenant.admin().unwrap().id,
         "accept",
@@ -379,7 +379,7 @@ async fn database_outage_fails_readiness_and_service_resumes_by_itself(backend: 
     let caller = app.caller("msp-a", &["admin"]).await;
     let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
     let link = authorise(&caller, &client).await;
-    let back = consent_page(
+    let back = admin_consent(
         link["url"].as_str().unwrap(),
         tenant.admin().unwrap().id,
         "accept",

@@ -329,7 +329,9 @@ async fn authorization_code_with_pkce_yields_validated_tokens_that_refresh() {
         Some("consent"),
     );
     let query = params(&url);
-    assert_eq!(url.path(), format!("/{}/oauth2/v2.0/authorize", tenant.id));
+    // Every sign-in goes to `organizations`; the client's tenant is only a hint.
+    assert_eq!(url.path(), "/organizations/oauth2/v2.0/authorize");
+    assert_eq!(query["domain_hint"], tenant.id.to_string());
     assert_eq!(query["response_type"], "code");
     assert_eq!(query["code_challenge_method"], "S256");
     assert_eq!(query["prompt"], "consent");
@@ -339,12 +341,7 @@ async fn authorization_code_with_pkce_yields_validated_tokens_that_refresh() {
     let callback = answer(&url, admin.id, "accept").await;
     let graph_scopes = vec!["https://graph.microsoft.com/Mail.Send".to_owned()];
     let tokens = microsoft
-        .redeem_code(
-            &tenant.id.to_string(),
-            &callback["code"],
-            &secrets.pkce_verifier,
-            &graph_scopes,
-        )
+        .redeem_sign_in(&callback["code"], &secrets.pkce_verifier, &graph_scopes)
         .await
         .unwrap();
     assert!(
@@ -373,6 +370,17 @@ async fn authorization_code_with_pkce_yields_validated_tokens_that_refresh() {
     assert_eq!(
         claims.preferred_username.as_deref(),
         Some("admin@litware.onmicrosoft.com")
+    );
+    assert_eq!(
+        claims.directory_roles.as_deref(),
+        Some(
+            [
+                api::microsoft::simulator::roles::USER,
+                api::microsoft::simulator::roles::GLOBAL_ADMINISTRATOR
+            ]
+            .as_slice()
+        ),
+        "wids: the admin's directory roles"
     );
 
     let me = microsoft.me(&tokens.access_token).await.unwrap();
@@ -407,6 +415,7 @@ async fn authorization_code_with_pkce_yields_validated_tokens_that_refresh() {
         .into_iter()
         .find(|r| r.path.ends_with("/token") && r.param("grant_type") == Some("authorization_code"))
         .unwrap();
+    assert_eq!(token_request.path, "/organizations/oauth2/v2.0/token");
     assert!(
         token_request.notes.iter().any(|n| n == "pkce=ok (S256)"),
         "{:?}",

@@ -32,8 +32,8 @@ use serde_json::json;
 use url::Url;
 
 use crate::consent::{
-    TEAMS, World, authorise, authorised, browser, callback, consent_page, flows, healthy, location,
-    new_client, strings, token_grants, token_requests, world,
+    TEAMS, World, admin_consent, authorise, authorised, browser, callback, consent_page, flows,
+    healthy, location, new_client, strings, token_grants, token_requests, world,
 };
 use crate::delegated::{consents_of, rows, start_link};
 use crate::service_principals::{posts, settled_within};
@@ -478,7 +478,7 @@ async fn checklist_86_87_microsoft_faults_during_authorise_leave_the_tile_failed
         let client = new_client(&caller, &tenant.display_name, Some(&tenant.domain), None).await;
         let link = authorise(&caller, &client).await;
         let admin = tenant.admin().unwrap().id;
-        let back = consent_page(link["url"].as_str().unwrap(), admin, "accept").await;
+        let back = admin_consent(link["url"].as_str().unwrap(), admin, "accept").await;
 
         inject(sim, Some(&front), tenant, fault);
         let since = sim.requests().len();
@@ -597,7 +597,7 @@ async fn checklist_86_87_microsoft_faults_during_authorise_leave_the_tile_failed
             json!(["AUTHORISE"]),
             "{what}"
         );
-        let back = consent_page(link["url"].as_str().unwrap(), admin, "accept").await;
+        let back = admin_consent(link["url"].as_str().unwrap(), admin, "accept").await;
         let response = callback(app, &back).await;
         let (outcome, html) = result_page(sim, &response, &what).await;
         assert_eq!(outcome, "succeeded", "{what}: {html}");
@@ -623,7 +623,7 @@ async fn checklist_87_graph_503_within_the_retry_bound_is_waited_out(backend: Ba
     let caller = world.app.caller("msp-a", &["admin"]).await;
     let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
     let link = authorise(&caller, &client).await;
-    let back = consent_page(
+    let back = admin_consent(
         link["url"].as_str().unwrap(),
         tenant.admin().unwrap().id,
         "accept",
@@ -726,7 +726,7 @@ async fn checklist_86_87_verify_graph_api_while_microsoft_fails_changes_nothing(
     // A re-consent that meets a fault leaves the working authorisation alone.
     let before = full_tile(&caller, &client).await;
     let link = authorise(&caller, &client).await;
-    let back = consent_page(
+    let back = admin_consent(
         link["url"].as_str().unwrap(),
         tenant.admin().unwrap().id,
         "accept",
@@ -1114,7 +1114,7 @@ async fn checklist_87_repair_with_a_stored_consent_survives_an_outage(backend: B
     let client = new_client(&caller, "Fabrikam", Some(&tenant.domain), None).await;
     let admin = tenant.admin().unwrap().id;
     let link = authorise(&caller, &client).await;
-    let back = consent_page(link["url"].as_str().unwrap(), admin, "accept").await;
+    let back = admin_consent(link["url"].as_str().unwrap(), admin, "accept").await;
     callback(app, &back).await;
     assert_eq!(
         full_tile(&caller, &client).await["problem"]["code"],
@@ -1290,7 +1290,7 @@ async fn checklist_86_87_92_service_principal_repair_faults_fail_cleanly_and_a_n
     let client = new_client(&caller, "Fabrikam", Some(&tenant.domain), Some(tenant.id)).await;
     let admin = tenant.admin().unwrap().id;
     let link = authorise(&caller, &client).await;
-    let back = consent_page(link["url"].as_str().unwrap(), admin, "accept").await;
+    let back = admin_consent(link["url"].as_str().unwrap(), admin, "accept").await;
     callback(app, &back).await;
     let tile = full_tile(&caller, &client).await;
     assert_eq!(
@@ -1382,7 +1382,7 @@ async fn checklist_86_87_92_service_principal_repair_faults_fail_cleanly_and_a_n
         "SERVICE_PRINCIPAL_CREATED"
     );
     let link = authorise(&caller, &client).await;
-    let back = consent_page(link["url"].as_str().unwrap(), admin, "accept").await;
+    let back = admin_consent(link["url"].as_str().unwrap(), admin, "accept").await;
     callback(app, &back).await;
     assert_eq!(full_tile(&caller, &client).await["status"], "AUTHORISED");
 }

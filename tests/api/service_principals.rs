@@ -13,8 +13,8 @@ use serde_json::json;
 use url::Url;
 
 use crate::consent::{
-    TEAMS, World, audit_actions, authorise, browser, callback, consent_page, healthy, location,
-    new_client, strings, tile, token_requests, world,
+    TEAMS, World, admin_consent, audit_actions, authorise, browser, callback, consent_page,
+    healthy, location, new_client, strings, tile, token_requests, world,
 };
 
 const CREATE: &str = "mutation($id: ID!, $appId: String) {
@@ -72,7 +72,7 @@ pub(crate) async fn settled_within(
 async fn failing_authorise(world: &World, caller: &Caller<'_>, tenant: &SimTenant) -> String {
     let client = new_client(caller, &tenant.display_name, Some(&tenant.domain), None).await;
     let link = authorise(caller, &client).await;
-    let back = consent_page(
+    let back = admin_consent(
         link["url"].as_str().unwrap(),
         tenant.admin().unwrap().id,
         "accept",
@@ -131,11 +131,9 @@ async fn missing_principal_is_repaired_then_authorise_succeeds(backend: Backend)
         "Skype and Teams Tenant Admin API"
     );
     let url = Url::parse(request["signInUrl"].as_str().unwrap()).unwrap();
-    assert_eq!(
-        url.path(),
-        "/fabrikam.onmicrosoft.com/oauth2/v2.0/authorize"
-    );
+    assert_eq!(url.path(), "/organizations/oauth2/v2.0/authorize");
     let query: BTreeMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["domain_hint"], "fabrikam.onmicrosoft.com");
     assert_eq!(query["response_type"], "code");
     assert_eq!(query["code_challenge_method"], "S256");
     assert!(query.contains_key("nonce") && query.contains_key("code_challenge"));
@@ -203,7 +201,7 @@ async fn missing_principal_is_repaired_then_authorise_succeeds(backend: Backend)
     assert_eq!(steps, 4, "requested, creating, propagating, ready");
 
     let link = authorise(&caller, &client).await;
-    let back = consent_page(
+    let back = admin_consent(
         link["url"].as_str().unwrap(),
         tenant.admin().unwrap().id,
         "accept",
@@ -347,7 +345,7 @@ async fn a_restart_during_propagation_resumes_and_finishes(backend: Backend) {
     );
 
     let link = authorise(&caller, &client).await;
-    let back = consent_page(
+    let back = admin_consent(
         link["url"].as_str().unwrap(),
         tenant.admin().unwrap().id,
         "accept",
@@ -428,8 +426,9 @@ async fn requests_are_validated_and_made_once(backend: Backend) {
     assert_eq!(settled(&caller, &client).await["status"], "READY");
     assert_eq!(posts(&world.sim), 1, "one principal");
     assert_eq!(
-        token_requests(&world.sim, &tenant.domain, "authorization_code"),
-        1
+        token_requests(&world.sim, "organizations", "authorization_code"),
+        1,
+        "one code redeemed, at organizations like every sign-in"
     );
 }
 

@@ -14,7 +14,9 @@ use tokio_tungstenite::{
     tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
 };
 
-use crate::consent::{authorise, callback, consent_page, healthy, new_client, world};
+use crate::consent::{
+    admin_consent, authorise, callback, consent_page, healthy, new_client, world,
+};
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -153,7 +155,7 @@ async fn a_tile_walks_through_every_state_in_order(backend: Backend) {
     live(&world.app, 2).await;
 
     let link = authorise(&caller, &client).await;
-    let back = consent_page(
+    let back = admin_consent(
         link["url"].as_str().unwrap(),
         tenant.admin().unwrap().id,
         "accept",
@@ -207,7 +209,7 @@ async fn another_msp_receives_nothing(backend: Backend) {
     live(&world.app, 1).await;
 
     let link = authorise(&a, &a_client).await;
-    let back = consent_page(
+    let back = admin_consent(
         link["url"].as_str().unwrap(),
         tenant.admin().unwrap().id,
         "accept",
@@ -325,7 +327,7 @@ async fn events_cross_processes(backend: Backend) {
     live_at(&address, 1).await;
 
     let link = authorise(&caller, &client).await;
-    let back = consent_page(
+    let back = admin_consent(
         link["url"].as_str().unwrap(),
         tenant.admin().unwrap().id,
         "accept",

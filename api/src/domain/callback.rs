@@ -6,17 +6,21 @@ use std::collections::HashMap;
 
 use entity::enums::{OAuthFlowKind, OAuthFlowStatus};
 use sea_orm::DatabaseConnection;
-use url::form_urlencoded;
+use url::{Url, form_urlencoded};
 use uuid::Uuid;
 
 use super::{
     Result, delegated_consents,
-    graph_api::{self, ConsentCallback, Consents},
+    graph_api::{self, Consents},
     now,
-    oauth_flows::{self, FlowOutcome},
+    oauth_flows::{self, FlowOutcome, Step},
     service_principal_requests,
+    tenant_proof::{self, SignInStep},
 };
-use crate::db::begin_write;
+use crate::{
+    db::begin_write,
+    microsoft::{Problem, errors},
+};
 
 /// The callback's query parameters. Values are kept only for this request.
 #[derive(Clone, Default)]
@@ -101,23 +105,29 @@ impl CallbackParams {
         self.get("iss")
     }
 
-    /// The same answer, as an error that says why it is not used (its code is dropped).
-    fn refused(&self, error: &str, description: &str) -> Self {
-        let mut params = self.params.clone();
-        params.remove("code");
-        params.insert("error".to_owned(), error.to_owned());
-        params.insert("error_description".to_owned(), description.to_owned());
-        Self { params }
+    /// The error Microsoft reported, as a problem: only its AADSTS number and error name
+    /// count, since anyone can put anything in a redirect (checklist 13, 96).
+    pub fn refusal(&self) -> Option<Problem> {
+        self.error()
+            .map(|(error, description)| errors::from_redirect(error, description))
     }
 
-    /// What an admin-consent callback reports.
-    pub fn consent(&self) -> ConsentCallback {
-        ConsentCallback {
-            error: self.get("error").map(str::to_owned),
-            error_description: self.get("error_description").map(str::to_owned),
-            tenant: self.get("tenant").map(str::to_owned),
-        }
+    /// The `tenant` an admin-consent redirect names: unauthenticated, only ever compared
+    /// with the tenant the admin proved (checklist 14, 95).
+    pub fn tenant(&self) -> Option<&str> {
+        self.get("tenant")
     }
+}
+
+/// What a redirect says, as far as it can be believed: Microsoft's refusal (as a problem),
+/// or a code to redeem, or neither.
+#[derive(Clone, Debug)]
+pub struct Answer<'a> {
+    pub refusal: Option<Problem>,
+    /// The authorization code; never set together with a refusal.
+    pub code: Option<&'a str>,
+    /// Admin consent's `tenant`, unauthenticated.
+    pub tenant: Option<&'a str>,
 }
 
 /// What the callback request gets.
@@ -128,6 +138,14 @@ pub enum CallbackResult {
     Rejected,
     /// Another request is acting on this flow right now.
     InProgress,
+    /// The flow goes on at Microsoft: admin consent's sign-in proved the tenant, and the
+    /// admin's browser continues to Microsoft's consent page for it. The URL carries the
+    /// next step's `state`: it is given only to whoever presented this step's `state` *and*
+    /// its authorization code.
+    Continue { url: Url },
+    /// Admin consent's sign-in link, used again after its sign-in: the admin continues on
+    /// Microsoft's consent page, not here.
+    AlreadySignedIn,
     /// The flow's outcome: the first one, however often the callback is repeated.
     Finished {
         flow_id: Uuid,
@@ -145,7 +163,7 @@ pub async fn handle(
     let Some(state) = params.state() else {
         return Ok(CallbackResult::Rejected);
     };
-    let Some(flow) = oauth_flows::find_by_state(db, state).await? else {
+    let Some((flow, step)) = oauth_flows::find_by_state(db, state).await? else {
         return Ok(CallbackResult::Rejected);
     };
     let finished =
@@ -161,21 +179,41 @@ pub async fn handle(
             return Ok(finished(&flow, oauth_flows::outcome_of(&flow)));
         }
     }
+    if step == Step::SignIn && flow.consent_state_hash.is_some() {
+        // Admin consent's sign-in is done and its consent step is open: a repeat of the same
+        // callback (a refresh, a double click) goes on to the same consent page; anything
+        // else learns nothing about it.
+        return Ok(
+            match tenant_proof::repeat_sign_in(consents, &flow, state, params.code()) {
+                Some(url) => CallbackResult::Continue { url },
+                None => CallbackResult::AlreadySignedIn,
+            },
+        );
+    }
 
     // Checklist 11 (RFC 9207): an answer naming another issuer than the one the request went
     // to is a mix-up; it fails its flow like an error answer, and its code is never redeemed.
-    let refused;
-    let params = match wrong_issuer(consents, &flow, params) {
+    let answer = match wrong_issuer(consents, &flow, params) {
         Some(issuer) => {
-            tracing::warn!(flow = %flow.id, %issuer, "callback from an unexpected issuer refused");
-            refused = params.refused(
-                "invalid_request",
-                "The answer did not come from the Microsoft sign-in this link started (its issuer \
-                 is not the expected one), so Consentry did not use it.",
-            );
-            &refused
+            tracing::warn!(flow = %flow.id, issuer = ?issuer, "callback from an unexpected issuer refused");
+            Answer {
+                refusal: Some(graph_api::problem(
+                    entity::enums::GraphApiProblemCode::Unknown,
+                    "The answer did not come from the Microsoft sign-in this link started (its \
+                     issuer is not the expected one), so Consentry did not use it. Send a new link.",
+                )),
+                code: None,
+                tenant: None,
+            }
         }
-        None => params,
+        None => {
+            let refusal = params.refusal();
+            Answer {
+                code: params.code().filter(|_| refusal.is_none()),
+                refusal,
+                tenant: params.tenant(),
+            }
+        }
     };
 
     let now = now();
@@ -195,35 +233,42 @@ pub async fn handle(
             .await?
             .unwrap_or(CallbackResult::Rejected));
     }
-    tracing::info!(flow = %flow.id, kind = ?flow.kind, "callback claimed its flow");
-    let outcome = match flow.kind {
-        OAuthFlowKind::AdminConsent => {
-            graph_api::complete_consent(db, claim, consents, &flow, &params.consent()).await?
+    tracing::info!(flow = %flow.id, kind = ?flow.kind, ?step, "callback claimed its flow");
+    let outcome = match (flow.kind, step) {
+        (OAuthFlowKind::AdminConsent, Step::SignIn) => {
+            claim.commit().await?;
+            match tenant_proof::complete_sign_in(db, consents, &flow, state, &answer).await? {
+                SignInStep::Continue(url) => return Ok(CallbackResult::Continue { url }),
+                SignInStep::Finished(outcome) => outcome,
+            }
         }
-        OAuthFlowKind::ServicePrincipalSignIn => {
+        (OAuthFlowKind::AdminConsent, Step::Consent) => {
+            graph_api::complete_consent(db, claim, consents, &flow, &answer).await?
+        }
+        (OAuthFlowKind::ServicePrincipalSignIn, _) => {
             claim.commit().await?;
             service_principal_requests::complete_sign_in(
                 db,
                 consents,
                 &flow,
-                params.error(),
-                params.code(),
+                answer.refusal,
+                answer.code,
             )
             .await?
         }
-        OAuthFlowKind::DelegatedConsent => {
+        (OAuthFlowKind::DelegatedConsent, _) => {
             claim.commit().await?;
-            delegated_consents::complete(db, consents, &flow, params.error(), params.code()).await?
+            delegated_consents::complete(db, consents, &flow, answer.refusal, answer.code).await?
         }
     };
     Ok(finished(&flow, outcome))
 }
 
 /// The `iss` of an answer that is not the issuer its request went to: exactly
-/// `{authority}/{tenant}/v2.0`, with the flow's tenant when it knows its id, else any tenant
-/// id (Microsoft's per-tenant issuer). `None` when the answer names none (Microsoft does not
-/// advertise `authorization_response_iss_parameter_supported`, so one is not required) or the
-/// right one.
+/// `{authority}/{tenant}/v2.0`, with the tenant the admin proved or the flow's tenant when
+/// it knows one, else any tenant id (Microsoft's per-tenant issuer). `None` when the answer
+/// names none (Microsoft does not advertise `authorization_response_iss_parameter_supported`,
+/// so one is not required) or the right one.
 fn wrong_issuer<'p>(
     consents: &Consents,
     flow: &entity::oauth_flow::Model,
@@ -243,10 +288,13 @@ fn wrong_issuer<'p>(
                 .ok()
                 .filter(|id| id.to_string() == tenant)
         });
-    let expected = flow
-        .expected_tenant
-        .as_deref()
-        .and_then(|t| Uuid::try_parse(t).ok());
+    let expected = tenant_proof::TenantProof::stored(flow.tenant_proof.as_ref())
+        .map(|proof| proof.tenant_id)
+        .or_else(|| {
+            flow.expected_tenant
+                .as_deref()
+                .and_then(|t| Uuid::try_parse(t).ok())
+        });
     match (tenant, expected) {
         (Some(tenant), Some(expected)) if tenant == expected => None,
         (Some(_), None) => None,
@@ -309,7 +357,7 @@ mod tests {
             params.error(),
             Some(("access_denied", "AADSTS65004: User declined"))
         );
-        assert_eq!(params.consent().tenant, None, "blank counts as absent");
+        assert_eq!(params.tenant(), None, "blank counts as absent");
         assert!(CallbackParams::from_query("").unwrap().state().is_none());
     }
 
@@ -364,11 +412,7 @@ mod tests {
             assert_eq!(params.state(), value("state"), "{name}");
             assert_eq!(params.code(), value("code"), "{name}");
             assert_eq!(params.error().map(|(e, _)| e), value("error"), "{name}");
-            assert_eq!(
-                params.consent().tenant.as_deref(),
-                value("tenant"),
-                "{name}"
-            );
+            assert_eq!(params.tenant(), value("tenant"), "{name}");
         }
     }
 }

@@ -70,6 +70,9 @@ pub struct ClientFilter {
     pub search: Option<String>,
     /// Support staff only: one MSP's clients.
     pub msp_id: Option<String>,
+    /// Only clients whose tile has (`true`) or lacks (`false`) a tenant proof: with status
+    /// `AUTHORISED`, `false` lists the authorisations made before tenants were proven.
+    pub tenant_proven: Option<bool>,
 }
 
 /// Position in the name-ordered list: the last client of the previous page.
@@ -396,6 +399,11 @@ fn scope(viewer: &Viewer, filter: &ClientFilter) -> Result<Condition> {
     if !filter.statuses.is_empty() {
         condition =
             condition.add(graph_api_tile::Column::Status.is_in(filter.statuses.iter().copied()));
+    }
+    match filter.tenant_proven {
+        Some(true) => condition = condition.add(graph_api_tile::Column::TenantProof.is_not_null()),
+        Some(false) => condition = condition.add(graph_api_tile::Column::TenantProof.is_null()),
+        None => {}
     }
     if let Some(search) = filter
         .search

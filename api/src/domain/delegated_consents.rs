@@ -32,7 +32,7 @@ use crate::{
     auth::Viewer,
     db::begin_write,
     microsoft::{
-        Microsoft, TenantHint,
+        Microsoft, Problem, TenantHint,
         id_token::IdTokenClaims,
         identity::{FlowSecrets, TokenSet},
     },
@@ -240,6 +240,8 @@ pub async fn start(
         expires_at: now + lifetime,
         completed_at: None,
         claimed_at: None,
+        consent_state_hash: None,
+        tenant_proof: None,
     };
     oauth_flow::Entity::insert(oauth_flow::ActiveModel::from(flow.clone()))
         .exec_without_returning(&txn)
@@ -289,7 +291,7 @@ pub async fn complete(
     db: &DatabaseConnection,
     consents: &Consents,
     flow: &oauth_flow::Model,
-    error: Option<(&str, &str)>,
+    refusal: Option<Problem>,
     code: Option<&str>,
 ) -> Result<FlowOutcome> {
     let Some(client) = client::Entity::find_by_id(flow.client_id).one(db).await? else {
@@ -309,12 +311,8 @@ pub async fn complete(
             }
         };
     let requested = permissions(&flow.requested_permissions.clone().unwrap_or_default().0);
-    let result = match (error, code) {
-        (Some((error, description)), _) => Err(crate::microsoft::errors::from_identity(
-            error,
-            description,
-            &[],
-        )),
+    let result = match (refusal, code) {
+        (Some(refusal), _) => Err(refusal),
         (None, Some(code)) => redeem(consents, flow, &client, &requested, code).await,
         (None, None) => Err(graph_api::problem(
             entity::enums::GraphApiProblemCode::Unknown,
@@ -711,6 +709,7 @@ async fn refresh(
             preferred_username: None,
             name: None,
             issuer: consent.id_token_issuer.clone().unwrap_or_default(),
+            directory_roles: None,
         };
         if let Err(error) = microsoft
             .validate_refreshed_id_token(id_token, &original)

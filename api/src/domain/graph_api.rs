@@ -25,6 +25,7 @@ use uuid::Uuid;
 use super::{
     Error, Result, access,
     audit::{self, Actor},
+    callback::Answer,
     clients::{self, ClientView},
     crypto::TokenKeys,
     now,
@@ -32,11 +33,12 @@ use super::{
     service_principal_requests::{
         SignInTokens, TEAMS_ADMIN_API_APP_ID, TEAMS_ADMIN_API_DISPLAY_NAME,
     },
+    tenant_proof::TenantProof,
 };
 use crate::{
     auth::Viewer,
     db::{WriteTransaction, begin_write},
-    microsoft::{Microsoft, MicrosoftError, Problem, TenantHint, errors, identity::FlowSecrets},
+    microsoft::{Microsoft, MicrosoftError, Problem, TenantHint, identity::FlowSecrets},
 };
 
 /// Lifetime of a consent link when the caller gives none.
@@ -122,18 +124,11 @@ pub struct ConsentLink {
     pub view: ClientView,
 }
 
-/// The callback's query, as Microsoft sends it (reference §1). Unknown parameters are ignored.
-#[derive(Clone, Debug, Default)]
-pub struct ConsentCallback {
-    pub error: Option<String>,
-    pub error_description: Option<String>,
-    /// Unauthenticated: only ever compared and then verified (checklist 14).
-    pub tenant: Option<String>,
-}
-
 /// Starts admin consent for a client: records a single-use flow (its `state` kept only as a
-/// hash), moves the tile to `AWAITING_CONSENT` (an `AUTHORISED` tile stays so while a
-/// re-consent is pending), replaces any earlier link, and audits who asked.
+/// hash, with the PKCE verifier and nonce of its sign-in), moves the tile to
+/// `AWAITING_CONSENT` (an `AUTHORISED` tile stays so while a re-consent is pending), replaces
+/// any earlier link, and audits who asked. The link is the sign-in that proves the admin's
+/// tenant ([`super::tenant_proof`]); Microsoft's consent page follows it.
 #[tracing::instrument(skip_all, fields(msp = %viewer.msp_id(), client = %client_id))]
 pub async fn authorise(
     db: &DatabaseConnection,
@@ -167,9 +162,9 @@ pub async fn authorise(
         client_id,
         kind: OAuthFlowKind::AdminConsent,
         state_hash: oauth_flows::state_hash(secrets.state.secret()),
-        // Admin consent has no code to protect: no PKCE verifier or nonce to keep.
-        pkce_verifier: None,
-        nonce: None,
+        // The sign-in that proves the tenant is a code flow with PKCE and a nonce.
+        pkce_verifier: Some(secrets.pkce_verifier.secret().clone()),
+        nonce: Some(secrets.nonce.secret().clone()),
         expected_tenant: view.client.azure_tenant_id.map(|t| t.to_string()),
         requested_permissions: None,
         service_principal_request_id: None,
@@ -180,6 +175,8 @@ pub async fn authorise(
         expires_at,
         completed_at: None,
         claimed_at: None,
+        consent_state_hash: None,
+        tenant_proof: None,
     };
     oauth_flow::Entity::insert(oauth_flow::ActiveModel::from(flow.clone()))
         .exec_without_returning(&txn)
@@ -216,7 +213,7 @@ pub async fn authorise(
     txn.commit().await?;
     tracing::info!(flow = %flow.id, %expires_at, "consent link created");
 
-    let url = microsoft.admin_consent_url(&tenant_hint(&view.client), &secrets.state);
+    let url = microsoft.tenant_sign_in_url(&tenant_hint(&view.client), &secrets);
     Ok(ConsentLink {
         url,
         expires_at,
@@ -244,10 +241,13 @@ pub(super) fn link_lifetime(minutes: Option<i64>) -> Result<Duration> {
     Ok(Duration::minutes(minutes))
 }
 
-/// What the callback concluded, before it is written.
-enum Verdict {
-    /// Verified: the tenant granted every required permission.
-    Authorised { tenant: Uuid, granted: Vec<String> },
+/// What a callback concluded, before it is written.
+pub(super) enum Verdict {
+    /// Verified: the tenant an admin proved granted every required permission.
+    Authorised {
+        proof: TenantProof,
+        granted: Vec<String>,
+    },
     /// The consent failed or proved insufficient.
     Failed {
         problem: Problem,
@@ -260,7 +260,7 @@ enum Verdict {
 }
 
 impl Verdict {
-    fn failed(problem: Problem) -> Self {
+    pub(super) fn failed(problem: Problem) -> Self {
         if problem.ours {
             return Self::Ours(problem);
         }
@@ -272,9 +272,10 @@ impl Verdict {
     }
 }
 
-/// Acts on the callback of an admin-consent flow, given the transaction that claimed it.
-/// Success is decided by the absence of `error` and then verified with an app-only token;
-/// the callback's `tenant` is only compared, never trusted (checklist 13, 14).
+/// Acts on the callback of admin consent's second step (Microsoft's consent page), given the
+/// transaction that claimed it. Success is decided by the absence of `error`, the redirect's
+/// `tenant` must be the one the admin proved when signing in, and the consent is then
+/// verified with an app-only token for that tenant (checklist 13, 14, 95).
 ///
 /// Two commits at most: the claim together with the tile's `VERIFYING` (or, when there is
 /// nothing to ask Microsoft, with the verdict), and the verdict after Microsoft answered.
@@ -285,26 +286,19 @@ pub async fn complete_consent(
     claim: WriteTransaction,
     consents: &Consents,
     flow: &oauth_flow::Model,
-    callback: &ConsentCallback,
+    answer: &Answer<'_>,
 ) -> Result<FlowOutcome> {
     let Some(view) = locked_view(&claim, flow.client_id).await? else {
         // The client was deleted (and with it this flow) while we were on our way.
         return Ok(FlowOutcome::cancelled(flow, "", "the client was removed"));
     };
-    let (microsoft, tenant) = match &callback.error {
-        Some(error) => {
-            let description = callback.error_description.as_deref().unwrap_or_default();
-            tracing::info!(error = %error, "Microsoft returned a consent error");
-            let verdict = Verdict::failed(errors::from_identity(error, description, &[]));
+    let (microsoft, proof) = match to_verify(consents, flow, answer) {
+        Verification::Ask { microsoft, proof } => (microsoft, proof),
+        Verification::Settled(verdict) => {
             return conclude(db, claim, view, consents, flow, verdict).await;
         }
-        None => match to_verify(consents, flow, &view, callback) {
-            Verification::Ask { microsoft, tenant } => (microsoft, tenant),
-            Verification::Settled(verdict) => {
-                return conclude(db, claim, view, consents, flow, verdict).await;
-            }
-        },
     };
+    let tenant = proof.tenant_id;
     if !matches!(
         view.tile.status,
         GraphApiStatus::Authorised | GraphApiStatus::Verifying
@@ -324,7 +318,7 @@ pub async fn complete_consent(
 
     let verdict = match check_tenant(microsoft, tenant, view.client.domain.as_deref()).await {
         Ok(check) if check.missing.is_empty() => Verdict::Authorised {
-            tenant,
+            proof,
             granted: check.granted,
         },
         Ok(check) => Verdict::Failed {
@@ -345,12 +339,12 @@ pub async fn complete_consent(
     conclude(db, txn, view, consents, flow, verdict).await
 }
 
-/// What a callback without `error` leads to.
+/// What a consent step's callback leads to.
 enum Verification<'a> {
-    /// Ask Microsoft what this tenant granted.
+    /// Ask Microsoft what the proven tenant granted.
     Ask {
         microsoft: &'a Microsoft,
-        tenant: Uuid,
+        proof: TenantProof,
     },
     /// There is nothing Microsoft could confirm: this is the verdict.
     Settled(Verdict),
@@ -359,49 +353,48 @@ enum Verification<'a> {
 fn to_verify<'a>(
     consents: &'a Consents,
     flow: &oauth_flow::Model,
-    view: &ClientView,
-    callback: &ConsentCallback,
+    answer: &Answer<'_>,
 ) -> Verification<'a> {
-    let Some(tenant) = callback
-        .tenant
-        .as_deref()
-        .and_then(|t| Uuid::parse_str(t.trim()).ok())
-    else {
+    if let Some(refusal) = &answer.refusal {
+        return Verification::Settled(Verdict::failed(refusal.clone()));
+    }
+    let Some(proof) = TenantProof::stored(flow.tenant_proof.as_ref()) else {
         return Verification::Settled(Verdict::failed(problem(
             GraphApiProblemCode::Unknown,
-            "Microsoft's answer did not say which tenant consented. Send a new link and try again.",
+            "No admin signed in for this consent, so the tenant was never proven. Send a new link.",
         )));
     };
-    let expected = flow
-        .expected_tenant
-        .as_deref()
-        .and_then(|t| Uuid::parse_str(t).ok())
-        .or(view.client.azure_tenant_id);
-    if let Some(expected) = expected
-        && expected != tenant
-    {
+    // The redirect's `tenant` is never adopted, only compared with the proven one.
+    let named = answer.tenant.and_then(|t| Uuid::try_parse(t.trim()).ok());
+    if named != Some(proof.tenant_id) {
         return Verification::Settled(Verdict::failed(wrong_tenant(&format!(
-            "The consent came from tenant {tenant}, but this client's tenant is {expected}. The admin \
-             must sign in with an account of the client's own tenant; if the client moved tenants, \
-             correct its azureTenantId first."
+            "Microsoft's answer did not name the tenant {} signed in to ({}), so Consentry did \
+             not use it. Send a new link, and have the admin accept the consent in the same \
+             browser window they signed in with.",
+            proof.signed_in_as, proof.tenant_id
         ))));
     }
     let Ok(microsoft) = consents.microsoft() else {
-        let mut p = problem(
-            GraphApiProblemCode::IdentityProviderUnavailable,
-            "Consentry has no Microsoft app registration configured, so it cannot verify the consent. \
-             An operator must set CONSENTRY_MS_CLIENT_ID and CONSENTRY_MS_CLIENT_SECRET.",
-        );
-        p.ours = true;
-        return Verification::Settled(Verdict::Ours(p));
+        return Verification::Settled(no_microsoft());
     };
-    Verification::Ask { microsoft, tenant }
+    Verification::Ask { microsoft, proof }
+}
+
+/// The verdict when no Microsoft app registration is configured: an operator's problem.
+pub(super) fn no_microsoft() -> Verdict {
+    let mut p = problem(
+        GraphApiProblemCode::IdentityProviderUnavailable,
+        "Consentry has no Microsoft app registration configured, so it cannot complete the \
+         consent. An operator must set CONSENTRY_MS_CLIENT_ID and CONSENTRY_MS_CLIENT_SECRET.",
+    );
+    p.ours = true;
+    Verdict::Ours(p)
 }
 
 /// Writes the verdict in `txn`, on the client `view` locked in it: the flow's outcome, the
 /// tile, the client's tenant, and the audit trail, committed together. A flow someone else
 /// finished meanwhile keeps their outcome.
-async fn conclude(
+pub(super) async fn conclude(
     db: &DatabaseConnection,
     txn: WriteTransaction,
     view: ClientView,
@@ -414,7 +407,8 @@ async fn conclude(
     let reconsent = tile.status == GraphApiStatus::Authorised;
     let mut verdict = verdict;
     // Within one MSP a tenant belongs to one client (checklist 15).
-    if let Verdict::Authorised { tenant, .. } = &verdict
+    if let Verdict::Authorised { proof, .. } = &verdict
+        && let tenant = &proof.tenant_id
         && client.azure_tenant_id != Some(*tenant)
         && let Some(other) = client::Entity::find()
             .filter(client::Column::MspId.eq(client.msp_id.clone()))
@@ -443,7 +437,8 @@ async fn conclude(
             microsoft_message: None,
         };
     let (flow_status, outcome, change, details) = match &verdict {
-        Verdict::Authorised { tenant, granted } => {
+        Verdict::Authorised { proof, granted } => {
+            let tenant = &proof.tenant_id;
             if client.azure_tenant_id.is_none() {
                 client::ActiveModel {
                     id: Set(client.id),
@@ -462,6 +457,7 @@ async fn conclude(
                 authorised_at: Some(now),
                 verified_at: Some(now),
                 next_verification_at: Some(consents.next_verification(now)),
+                proof: Some(proof.clone()),
             };
             (
                 OAuthFlowStatus::Succeeded,
@@ -472,7 +468,12 @@ async fn conclude(
                     "Nothing more to do: you can close this window.".to_owned(),
                 ),
                 Some(change),
-                json!({ "result": "AUTHORISED", "tenant": tenant, "grantedPermissions": granted }),
+                json!({
+                    "result": "AUTHORISED",
+                    "tenant": tenant,
+                    "grantedPermissions": granted,
+                    "provenBy": proof.signed_in_as,
+                }),
             )
         }
         Verdict::Failed {
@@ -508,6 +509,7 @@ async fn conclude(
                 authorised_at: None,
                 verified_at: None,
                 next_verification_at: None,
+                proof: None,
             });
             (
                 OAuthFlowStatus::Failed,
@@ -641,7 +643,7 @@ async fn check_tenant(
     if Uuid::parse_str(&organization.id).ok() != Some(tenant) {
         return Err(CheckFailure::WrongTenant(wrong_tenant(&format!(
             "Microsoft Graph answered for organization {} instead of tenant {tenant}.",
-            organization.id
+            crate::microsoft::bounded(&organization.id, 64)
         ))));
     }
     if let Some(domain) = domain
@@ -729,6 +731,7 @@ async fn reverify(
             authorised_at: None,
             verified_at: Some(now),
             next_verification_at: Some(consents.next_verification(now)),
+            proof: None,
         },
         Ok(check) => TileChange {
             status: GraphApiStatus::Revoked,
@@ -738,6 +741,7 @@ async fn reverify(
             authorised_at: None,
             verified_at: Some(now),
             next_verification_at: None,
+            proof: None,
         },
         Err(CheckFailure::WrongTenant(problem)) => TileChange {
             verified_at: Some(now),
@@ -1109,6 +1113,8 @@ struct TileChange {
     authorised_at: Option<DateTime<Utc>>,
     verified_at: Option<DateTime<Utc>>,
     next_verification_at: Option<DateTime<Utc>>,
+    /// Who proved the tenant of a new authorisation (`None` keeps the current proof).
+    proof: Option<TenantProof>,
 }
 
 impl TileChange {
@@ -1121,6 +1127,7 @@ impl TileChange {
             authorised_at: None,
             verified_at: None,
             next_verification_at: None,
+            proof: None,
         }
     }
 
@@ -1157,9 +1164,13 @@ async fn write_tile<C: ConnectionTrait>(
     if let Some(missing) = &change.missing {
         active.missing_permissions = Set(StringList(missing.clone()));
     }
+    if let Some(proof) = &change.proof {
+        active.tenant_proof = Set(Some(proof.to_json()));
+    }
     if change.status == GraphApiStatus::NotAuthorised {
         active.granted_permissions = Set(StringList::default());
         active.missing_permissions = Set(StringList::default());
+        active.tenant_proof = Set(None);
     }
     if let Some(at) = change.authorised_at {
         active.authorised_at = Set(Some(at));
@@ -1238,7 +1249,10 @@ async fn lock_client<C: ConnectionTrait>(txn: &C, client_id: Uuid) -> Result<Cli
 
 /// The client with its tile, the tile locked for this transaction (one statement);
 /// `None` when it is gone.
-async fn locked_view<C: ConnectionTrait>(txn: &C, client_id: Uuid) -> Result<Option<ClientView>> {
+pub(super) async fn locked_view<C: ConnectionTrait>(
+    txn: &C,
+    client_id: Uuid,
+) -> Result<Option<ClientView>> {
     let mut select =
         graph_api_tile::Entity::find_by_id(client_id).find_also_related(client::Entity);
     // The tile's row only: every writer locks a client's tile first, and only it.
@@ -1261,7 +1275,7 @@ pub(super) fn problem(code: GraphApiProblemCode, remediation: &str) -> Problem {
     }
 }
 
-fn wrong_tenant(remediation: &str) -> Problem {
+pub(super) fn wrong_tenant(remediation: &str) -> Problem {
     problem(GraphApiProblemCode::WrongTenant, remediation)
 }
 

@@ -13,6 +13,7 @@ pub mod msp;
 pub mod oauth_flows;
 pub mod service_principal_requests;
 mod sign_in;
+pub mod tenant_proof;
 pub mod tile;
 pub mod validate;
 

@@ -9,7 +9,7 @@ use entity::{
     oauth_flow,
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::Expr,
 };
 use serde::{Deserialize, Serialize};
@@ -96,18 +96,41 @@ pub fn outcome_of(flow: &oauth_flow::Model) -> FlowOutcome {
         .unwrap_or_else(|| FlowOutcome::cancelled(flow, "", "it was already used"))
 }
 
-/// The flow a `state` belongs to, if any.
+/// Which of a flow's `state`s a callback came back with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The `state` of the link Consentry handed out: every flow's first (or only) step.
+    SignIn,
+    /// Admin consent's second step: Microsoft's consent page, after the sign-in that proved
+    /// the tenant.
+    Consent,
+}
+
+/// The flow a `state` belongs to, if any, and which of its steps that `state` is.
 pub async fn find_by_state<C: ConnectionTrait>(
     db: &C,
     state: &str,
-) -> Result<Option<oauth_flow::Model>> {
+) -> Result<Option<(oauth_flow::Model, Step)>> {
     if state.is_empty() || state.chars().count() > MAX_STATE_CHARS {
         return Ok(None);
     }
-    Ok(oauth_flow::Entity::find()
-        .filter(oauth_flow::Column::StateHash.eq(state_hash(state)))
+    let hash = state_hash(state);
+    let flow = oauth_flow::Entity::find()
+        .filter(
+            Condition::any()
+                .add(oauth_flow::Column::StateHash.eq(hash.clone()))
+                .add(oauth_flow::Column::ConsentStateHash.eq(hash.clone())),
+        )
         .one(db)
-        .await?)
+        .await?;
+    Ok(flow.map(|flow| {
+        let step = if flow.state_hash == hash {
+            Step::SignIn
+        } else {
+            Step::Consent
+        };
+        (flow, step)
+    }))
 }
 
 pub async fn find<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<Option<oauth_flow::Model>> {
@@ -133,6 +156,46 @@ pub async fn claim<C: ConnectionTrait>(
         .exec(db)
         .await?;
     Ok(claimed.rows_affected == 1)
+}
+
+/// Opens admin consent's second step on a flow its sign-in proved: the flow is pending again,
+/// now found by the consent step's `state`, with the proof kept and the sign-in's PKCE
+/// verifier and nonce erased (they are used up). False when the flow had moved on.
+pub async fn open_consent_step<C: ConnectionTrait>(
+    db: &C,
+    flow_id: Uuid,
+    consent_state: &str,
+    proof: serde_json::Value,
+    expires_at: DateTime<Utc>,
+) -> Result<bool> {
+    let opened = oauth_flow::Entity::update_many()
+        .col_expr(
+            oauth_flow::Column::Status,
+            Expr::value(OAuthFlowStatus::Pending),
+        )
+        .col_expr(
+            oauth_flow::Column::ConsentStateHash,
+            Expr::value(state_hash(consent_state)),
+        )
+        .col_expr(oauth_flow::Column::TenantProof, Expr::value(proof))
+        .col_expr(oauth_flow::Column::ExpiresAt, Expr::value(expires_at))
+        .col_expr(
+            oauth_flow::Column::ClaimedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            oauth_flow::Column::PkceVerifier,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            oauth_flow::Column::Nonce,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(oauth_flow::Column::Id.eq(flow_id))
+        .filter(oauth_flow::Column::Status.eq(OAuthFlowStatus::Exchanging))
+        .exec(db)
+        .await?;
+    Ok(opened.rows_affected == 1)
 }
 
 /// Finishes a flow that is still in one of `from`, with its outcome, and erases its PKCE

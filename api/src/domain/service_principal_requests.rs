@@ -257,6 +257,8 @@ pub async fn create(
         expires_at: now + lifetime,
         completed_at: None,
         claimed_at: None,
+        consent_state_hash: None,
+        tenant_proof: None,
     }))
     .exec_without_returning(&txn)
     .await?;
@@ -311,7 +313,7 @@ pub async fn complete_sign_in(
     db: &DatabaseConnection,
     consents: &Consents,
     flow: &oauth_flow::Model,
-    error: Option<(&str, &str)>,
+    refusal: Option<Problem>,
     code: Option<&str>,
 ) -> Result<FlowOutcome> {
     let Some(request_id) = flow.service_principal_request_id else {
@@ -346,12 +348,8 @@ pub async fn complete_sign_in(
         .await?;
         return Ok(out);
     }
-    let result = match (error, code) {
-        (Some((error, description)), _) => Err(crate::microsoft::errors::from_identity(
-            error,
-            description,
-            &[],
-        )),
+    let result = match (refusal, code) {
+        (Some(refusal), _) => Err(refusal),
         (None, Some(code)) => sign_in_token(consents, flow, &client, code).await,
         (None, None) => Err(graph_api::problem(
             GraphApiProblemCode::Unknown,

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::graph_api::{self, Consents};
 use crate::microsoft::{
-    Microsoft, Problem, TenantHint,
+    Microsoft, Problem,
     id_token::{ExpectedTenant, IdTokenClaims, IdTokenError},
     identity::TokenSet,
 };
@@ -56,17 +56,9 @@ pub(super) async fn redeem<'a>(
         .expected_tenant
         .as_deref()
         .and_then(|t| Uuid::parse_str(t).ok());
-    let path = match expected {
-        Some(id) => id.to_string(),
-        None => TenantHint::for_client(None, client.domain.as_deref()).path(),
-    };
+    // At `organizations`, like the sign-in itself: no tenant a caller named is asked anything.
     let tokens = microsoft
-        .redeem_code(
-            &path,
-            code,
-            &PkceCodeVerifier::new(verifier.clone()),
-            scopes,
-        )
+        .redeem_sign_in(code, &PkceCodeVerifier::new(verifier.clone()), scopes)
         .await
         .map_err(|e| e.problem())?;
     // Checklist 10: nothing from the answer is used before its id_token is validated.
@@ -78,12 +70,10 @@ pub(super) async fn redeem<'a>(
             ),
         ));
     };
-    let tenant = match expected {
-        Some(id) => ExpectedTenant::Exactly(id),
-        None => ExpectedTenant::AnyOrganization,
-    };
+    // Any organisation's issuer, exactly for the token's own tenant; then that tenant must be
+    // the client's (checklist 12, 23).
     let claims = microsoft
-        .validate_id_token(id_token, &tenant, nonce)
+        .validate_id_token(id_token, &ExpectedTenant::AnyOrganization, nonce)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, kind = ?flow.kind, "a sign-in's id_token was rejected");
@@ -99,6 +89,19 @@ pub(super) async fn redeem<'a>(
                 ),
             )
         })?;
+    if let Some(expected) = expected
+        && expected != claims.tenant_id
+    {
+        tracing::warn!(kind = ?flow.kind, "a sign-in came from another tenant than the client's");
+        return Err(graph_api::problem(
+            Code::WrongTenant,
+            &format!(
+                "The account that signed in belongs to tenant {}, not to the client's tenant \
+                 {expected}. Sign in with an account of the client's own tenant. {again}",
+                claims.tenant_id
+            ),
+        ));
+    }
     if expected.is_none()
         && let Some(domain) = client.domain.as_deref()
     {

@@ -58,6 +58,7 @@ pub fn initial(client_id: Uuid, now: DateTime<Utc>) -> graph_api_tile::ActiveMod
         authorised_at: Set(None),
         last_verified_at: Set(None),
         next_verification_at: Set(None),
+        tenant_proof: Set(None),
         version: Set(0),
         status_changed_at: Set(now),
         updated_at: Set(now),

@@ -67,6 +67,21 @@ async fn answer(state: &AppState, query: &str) -> Response {
                 flow_id, outcome, ..
             }) => return finished(state, flow_id, &outcome),
             Ok(CallbackResult::Rejected) => return rejected(state),
+            Ok(CallbackResult::Continue { url }) => {
+                // The admin proved their tenant: on to Microsoft's consent page for it.
+                state.metrics.callback("continued");
+                return onward(&url);
+            }
+            Ok(CallbackResult::AlreadySignedIn) => {
+                state.metrics.callback("already_signed_in");
+                return page(
+                    StatusCode::CONFLICT,
+                    "Already signed in",
+                    "<p>This sign-in was already used, and Microsoft's consent page was opened \
+                     from it. Finish there: press Accept in that window.</p><p>If you closed it, \
+                     ask your IT provider for a new link.</p>",
+                );
+            }
             Ok(CallbackResult::InProgress) if tokio::time::Instant::now() < deadline => {
                 // Another request (a double click, a refresh) is acting on this flow: wait for
                 // its outcome rather than act twice (checklist 84).
@@ -151,6 +166,17 @@ fn finished(state: &AppState, flow_id: Uuid, outcome: &FlowOutcome) -> Response 
     };
     let mut response = StatusCode::SEE_OTHER.into_response();
     if let Ok(value) = HeaderValue::from_str(location.as_str()) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    protect(response.headers_mut());
+    response
+}
+
+/// Sends the browser on to Microsoft (the next step of a flow). Like every answer of the
+/// callback: no referrer, no caching.
+fn onward(url: &url::Url) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(url.as_str()) {
         response.headers_mut().insert(header::LOCATION, value);
     }
     protect(response.headers_mut());

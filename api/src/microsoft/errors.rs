@@ -4,6 +4,8 @@
 
 use entity::enums::GraphApiProblemCode;
 
+use super::{MAX_MESSAGE_CHARS, MAX_NAME_CHARS, bounded};
+
 /// What went wrong, ready for a tile or a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
@@ -72,33 +74,62 @@ pub fn clean_description(description: &str) -> String {
             .trim(),
         None => first,
     };
-    text.chars().take(1000).collect()
+    bounded(text, MAX_MESSAGE_CHARS)
 }
 
 /// The application id and display name named by an AADSTS650052 message:
 /// `…access a service '{appId}'({name}) that your organization …`, or the older
-/// `…needs access to a service ("{name}") that your organization …`.
+/// `…needs access to a service ("{name}") that your organization …`. The id is kept only
+/// when it is a GUID, the name only bounded.
 pub fn missing_service(description: &str) -> (Option<String>, Option<String>) {
+    let name_of = |name: &str| Some(bounded(name, MAX_NAME_CHARS)).filter(|n| !n.is_empty());
     if let Some(start) = description.find("service '") {
         let rest = &description[start + "service '".len()..];
         if let Some(end) = rest.find('\'') {
-            let app_id = rest[..end].trim().to_owned();
+            let app_id = uuid::Uuid::try_parse(rest[..end].trim())
+                .ok()
+                .map(|id| id.to_string());
             let name = rest[end + 1..]
                 .strip_prefix('(')
                 .and_then(|r| r.split_once(')'))
-                .map(|(name, _)| name.trim().to_owned())
-                .filter(|n| !n.is_empty());
-            let app_id = (!app_id.is_empty()).then_some(app_id);
+                .and_then(|(name, _)| name_of(name));
             return (app_id, name);
         }
     }
     if let Some(start) = description.find("service (\"") {
         let rest = &description[start + "service (\"".len()..];
         if let Some((name, _)) = rest.split_once("\")") {
-            return (None, Some(name.trim().to_owned()));
+            return (None, name_of(name));
         }
     }
     (None, None)
+}
+
+/// A problem reported by a browser redirect: the `error` and `error_description` of a
+/// callback. Nothing a redirect carries is authenticated — anyone can send a browser, or
+/// request the callback themselves, with any text — so only its AADSTS number and its
+/// `error` name choose the problem; the words are Consentry's own, Microsoft's message is
+/// not kept, and no application id or name is read from it (checklist 96). A missing
+/// service principal names the Teams admin API, the usual cause, from Consentry's own table.
+pub fn from_redirect(error: &str, description: &str) -> Problem {
+    let codes = aadsts_codes(&[], description);
+    let error = bounded(error, 64);
+    let mut problem = from_identity(&error, "", &codes);
+    problem.message = None;
+    if problem.code == GraphApiProblemCode::MissingServicePrincipal {
+        use crate::domain::service_principal_requests::{
+            TEAMS_ADMIN_API_APP_ID, TEAMS_ADMIN_API_DISPLAY_NAME,
+        };
+        problem.app_id = Some(TEAMS_ADMIN_API_APP_ID.to_owned());
+        problem.app_display_name = Some(TEAMS_ADMIN_API_DISPLAY_NAME.to_owned());
+        problem.remediation = format!(
+            "The tenant is missing the service principal of an API Consentry needs: usually the \
+             {TEAMS_ADMIN_API_DISPLAY_NAME} ({TEAMS_ADMIN_API_APP_ID}), in tenants without Teams \
+             licences. Create it with createServicePrincipal (no PowerShell needed), wait a few \
+             minutes, then authorise again."
+        );
+    }
+    problem
 }
 
 /// A problem reported by the identity platform (`error`, `error_description`, `error_codes`),
@@ -215,8 +246,8 @@ pub fn from_identity(error: &str, description: &str, error_codes: &[u64]) -> Pro
             .ours(),
             _ => Problem::new(
                 Unknown,
-                "Microsoft reported an error Consentry does not recognise; its message is shown. Try again, \
-                 and contact support if it persists.",
+                "Microsoft reported an error Consentry does not recognise. Try again, and contact \
+                 support if it persists.",
             ),
         },
     };
@@ -252,8 +283,8 @@ pub fn from_graph(status: u16, code: &str, message: &str) -> Problem {
             "Microsoft Graph reported an error Consentry does not recognise; its message is shown.",
         ),
     };
-    let message = message.trim();
-    problem.message = (!message.is_empty()).then(|| message.chars().take(1000).collect());
+    let message = bounded(message, MAX_MESSAGE_CHARS);
+    problem.message = (!message.is_empty()).then_some(message);
     problem
 }
 
@@ -370,6 +401,54 @@ mod tests {
             assert_eq!(problem.aadsts, Some(code));
             assert!(problem.remediation.len() > 20, "AADSTS{code} has no advice");
         }
+    }
+
+    #[test]
+    fn checklist_96_a_redirect_yields_only_its_code_and_consentrys_own_words() {
+        let planted = format!(
+            "AADSTS650052: The app is trying to access a service '{}'(Evil Corp <b>Backdoor</b>) \
+             that your organization lacks a service principal for. Call +1 555 0100 to fix it. {}",
+            uuid::Uuid::new_v4(),
+            "x".repeat(50_000)
+        );
+        let problem = from_redirect("invalid_client", &planted);
+        assert_eq!(problem.code, GraphApiProblemCode::MissingServicePrincipal);
+        assert_eq!(problem.aadsts, Some(650052));
+        assert_eq!(problem.message, None, "Microsoft's words are not kept");
+        assert_eq!(
+            problem.app_id.as_deref(),
+            Some(crate::domain::service_principal_requests::TEAMS_ADMIN_API_APP_ID),
+            "the app to repair comes from Consentry's own table"
+        );
+        assert!(
+            !problem.remediation.contains("Evil"),
+            "{}",
+            problem.remediation
+        );
+        assert!(
+            !problem.remediation.contains("555"),
+            "{}",
+            problem.remediation
+        );
+        let declined = from_redirect("access_denied", "AADSTS65004: Call +1 555 0100.");
+        assert_eq!(declined.code, GraphApiProblemCode::ConsentDeclined);
+        assert_eq!(declined.message, None);
+        assert_eq!(from_redirect(&"e".repeat(10_000), "").aadsts, None);
+    }
+
+    #[test]
+    fn names_and_ids_from_microsoft_are_bounded() {
+        let long = format!(
+            "AADSTS650052: a service 'not-a-guid'({}) that your organization lacks",
+            "n".repeat(10_000)
+        );
+        let (app_id, name) = missing_service(&long);
+        assert_eq!(app_id, None, "an app id is a GUID or nothing");
+        assert!(name.unwrap().chars().count() <= MAX_NAME_CHARS);
+        let problem = from_identity("invalid_grant", &"m".repeat(50_000), &[]);
+        assert!(problem.message.unwrap().chars().count() <= MAX_MESSAGE_CHARS);
+        let graph = from_graph(400, "x", &"m".repeat(50_000));
+        assert!(graph.message.unwrap().chars().count() <= MAX_MESSAGE_CHARS);
     }
 
     #[test]

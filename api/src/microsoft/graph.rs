@@ -13,7 +13,7 @@ use super::{Microsoft, MicrosoftError, is_json, retry_after, transport};
 #[serde(rename_all = "camelCase")]
 pub struct Organization {
     pub id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::bounded_name")]
     pub display_name: Option<String>,
     #[serde(default)]
     pub verified_domains: Vec<VerifiedDomain>,
@@ -34,11 +34,11 @@ pub struct VerifiedDomain {
 #[serde(rename_all = "camelCase")]
 pub struct Me {
     pub id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::bounded_name")]
     pub user_principal_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::bounded_name")]
     pub display_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::bounded_name")]
     pub mail: Option<String>,
 }
 
@@ -48,7 +48,7 @@ pub struct Me {
 pub struct ServicePrincipal {
     pub id: String,
     pub app_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::bounded_name")]
     pub app_display_name: Option<String>,
 }
 
@@ -221,8 +221,8 @@ async fn read_graph_response<T: DeserializeOwned>(
     match serde_json::from_slice::<GraphErrorBody>(&body) {
         Ok(error) => Err(MicrosoftError::Graph {
             status,
-            code: error.error.code,
-            message: error.error.message,
+            code: super::bounded(&error.error.code, 100),
+            message: super::bounded(&error.error.message, super::MAX_MESSAGE_CHARS),
         }),
         Err(_) if status >= 500 => Err(MicrosoftError::Unavailable {
             status,

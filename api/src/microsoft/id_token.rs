@@ -37,6 +37,10 @@ pub struct IdTokenClaims {
     pub preferred_username: Option<String>,
     pub name: Option<String>,
     pub issuer: String,
+    /// `wids`: the directory role templates the user holds in the tenant. `None` when the
+    /// token carries no such claim: the app registration must ask for it
+    /// (`groupMembershipClaims` set to `DirectoryRole` or `All`).
+    pub directory_roles: Option<Vec<Uuid>>,
 }
 
 /// Why an id_token was rejected. Messages never contain the token.
@@ -88,10 +92,12 @@ struct RawClaims {
     iat: Option<i64>,
     #[serde(default)]
     azp: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::bounded_name")]
     preferred_username: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::bounded_name")]
     name: Option<String>,
+    #[serde(default)]
+    wids: Option<Vec<String>>,
 }
 
 impl Microsoft {
@@ -229,11 +235,22 @@ impl Microsoft {
         }
         Ok(IdTokenClaims {
             tenant_id,
-            object_id: claims.oid,
-            subject,
+            // Graph's `user.id`: a GUID, or nothing.
+            object_id: claims
+                .oid
+                .and_then(|oid| Uuid::try_parse(&oid).ok())
+                .map(|oid| oid.to_string()),
+            subject: super::bounded(&subject, super::MAX_NAME_CHARS),
             preferred_username: claims.preferred_username,
             name: claims.name,
             issuer,
+            directory_roles: claims.wids.map(|roles| {
+                roles
+                    .iter()
+                    .filter_map(|role| Uuid::try_parse(role).ok())
+                    .take(256)
+                    .collect()
+            }),
         })
     }
 }

@@ -148,7 +148,36 @@ enum Grant {
     ClientCredentials,
 }
 
+/// The scopes of the sign-in that proves an admin's tenant: OpenID Connect's, and the profile
+/// (`oid`, `preferred_username`) for the audit trail. No resource is asked for.
+pub const TENANT_SIGN_IN_SCOPES: [&str; 2] = ["openid", "profile"];
+
+/// The authority path of every sign-in and of its token request. Always `organizations`,
+/// never a tenant a caller named: until a tenant is proven, nothing Consentry asks Microsoft
+/// may depend on which tenant a client claims (checklist 95). The client's tenant goes in
+/// `domain_hint` only, which merely picks the sign-in page.
+const SIGN_IN_AUTHORITY: &str = "organizations";
+
 impl Microsoft {
+    /// [`Microsoft::authorize_url`] for the first step of admin
+    /// consent: an OpenID Connect sign-in (code, PKCE S256, nonce) that proves which tenant
+    /// the admin belongs to. `prompt=select_account` makes the admin pick the account
+    /// deliberately; `domain_hint` names the client's tenant when it is known.
+    pub fn tenant_sign_in_url(&self, hint: &TenantHint, secrets: &FlowSecrets) -> Url {
+        let scopes = TENANT_SIGN_IN_SCOPES.map(str::to_owned);
+        self.authorize_url(hint, &scopes, secrets, Some("select_account"))
+    }
+
+    /// Redeems the code of that sign-in. Never retried.
+    pub async fn redeem_tenant_sign_in(
+        &self,
+        code: &str,
+        verifier: &PkceCodeVerifier,
+    ) -> Result<TokenSet, MicrosoftError> {
+        let scopes = TENANT_SIGN_IN_SCOPES.map(str::to_owned);
+        self.redeem_sign_in(code, verifier, &scopes).await
+    }
+
     /// `GET {authority}/{tenant}/v2.0/adminconsent`: tenant-wide admin consent to every
     /// application permission of the app registration (`{graph}/.default`).
     pub fn admin_consent_url(&self, tenant: &TenantHint, state: &CsrfToken) -> Url {
@@ -161,8 +190,11 @@ impl Microsoft {
         url
     }
 
-    /// `GET {authority}/{tenant}/oauth2/v2.0/authorize`: authorization code flow with PKCE
-    /// S256 and a nonce; `response_type=code` only (checklist 8, 18).
+    /// `GET {authority}/organizations/oauth2/v2.0/authorize`: authorization code flow with
+    /// PKCE S256 and a nonce; `response_type=code` only (checklist 8, 18). The client's
+    /// tenant, when known, is only a `domain_hint`: until an id_token proves a tenant,
+    /// nothing Consentry asks Microsoft depends on which tenant a client claims (checklist
+    /// 95), so every sign-in and its token request go to `organizations`.
     pub fn authorize_url(
         &self,
         tenant: &TenantHint,
@@ -172,7 +204,7 @@ impl Microsoft {
     ) -> Url {
         let mut url = self
             .config
-            .endpoint(&tenant.path(), "oauth2/v2.0/authorize");
+            .endpoint(SIGN_IN_AUTHORITY, "oauth2/v2.0/authorize");
         {
             let mut query = url.query_pairs_mut();
             query
@@ -191,8 +223,23 @@ impl Microsoft {
             if let Some(prompt) = prompt {
                 query.append_pair("prompt", prompt);
             }
+            if *tenant != TenantHint::Organizations {
+                query.append_pair("domain_hint", &tenant.path());
+            }
         }
         url
+    }
+
+    /// Redeems the code of a sign-in started with [`Microsoft::authorize_url`], at the same
+    /// `organizations` authority, for the one resource of `scopes`. Never retried.
+    pub async fn redeem_sign_in(
+        &self,
+        code: &str,
+        verifier: &PkceCodeVerifier,
+        scopes: &[String],
+    ) -> Result<TokenSet, MicrosoftError> {
+        self.redeem_code(SIGN_IN_AUTHORITY, code, verifier, scopes)
+            .await
     }
 
     /// Redeems an authorization code, for the one resource of `scopes` (reference §2: one
@@ -403,12 +450,14 @@ async fn read_token_response(response: reqwest::Response) -> Result<TokenRespons
             "the token endpoint answered {status} with unexpected JSON"
         ))
     })?;
+    // Microsoft's words are kept only bounded (the description is cleaned and cut again
+    // where it is shown).
     Err(MicrosoftError::Identity {
         status,
-        error: error.error,
-        description: error.error_description,
-        codes: error.error_codes,
-        suberror: error.suberror,
+        error: super::bounded(&error.error, 100),
+        description: super::bounded(&error.error_description, 4 * super::MAX_MESSAGE_CHARS),
+        codes: error.error_codes.into_iter().take(8).collect(),
+        suberror: error.suberror.map(|s| super::bounded(&s, 100)),
     })
 }
 

@@ -62,8 +62,9 @@ pub(super) async fn run(bench: &Bench, backend: Backend) -> anyhow::Result<Vec<R
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
 
-    // The admin's part, before any clock starts: a link per client, accepted on the
-    // (simulated) consent page. What comes back is the callback URL to open.
+    // The admin's part, before any clock starts: a link per client, the sign-in that proves
+    // the tenant, and the (simulated) consent page accepted. What comes back is the consent
+    // step's callback URL to open: the one that verifies and authorises.
     let links: Vec<anyhow::Result<Url>> = stream::iter(clients.iter().zip(&tenants))
         .map(|(client, tenant)| {
             let (http, browser_http, server, token) = (&http, &browser_http, &server, &token);
@@ -80,7 +81,7 @@ pub(super) async fn run(bench: &Bench, backend: Backend) -> anyhow::Result<Vec<R
                     .as_str()
                     .context("authoriseGraphApi returned no url")?;
                 let admin = tenant.admin().context("a tenant without an admin")?;
-                browser::consent(browser_http, link, admin.id, "accept").await
+                browser::admin_consent(browser_http, link, admin.id, "accept").await
             }
         })
         .buffered(8)

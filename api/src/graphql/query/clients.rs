@@ -25,6 +25,10 @@ pub(crate) struct ClientFilterInput {
     pub search: Option<String>,
     /// Support staff only: one MSP's clients (default: every MSP).
     pub msp_id: Option<ID>,
+    /// Only clients whose Graph API tile has (`true`) or lacks (`false`) a `tenantProof`.
+    /// With `status: [AUTHORISED]`, `false` lists authorisations made before Consentry proved
+    /// tenants: they need one more consent.
+    pub tenant_proven: Option<bool>,
 }
 
 #[Object]
@@ -59,6 +63,7 @@ impl ClientQuery {
                 .collect(),
             search: input.search,
             msp_id: input.msp_id.map(|id| id.0),
+            tenant_proven: input.tenant_proven,
         };
         let page = clients::list(database(ctx)?, viewer, &filter, first, after.as_ref()).await?;
         Ok(ClientConnection { page, filter })

@@ -135,6 +135,8 @@ pub enum AuditAction {
     GraphApiAuthorisationStarted,
     /// Microsoft sent the client's admin back with the result of a consent link.
     ConsentCallbackReceived,
+    /// An admin signed in for a consent link and proved their tenant and their role in it.
+    TenantProven,
     /// The Graph API tile changed status, or what it was granted changed.
     GraphApiStatusChanged,
     /// A requested re-check found the authorisation unchanged.

@@ -8,7 +8,7 @@ use entity::graph_api_tile;
 
 use super::enums::{GraphApiAction, GraphApiProblemCode, GraphApiStatus};
 use crate::{
-    domain::tile,
+    domain::{tenant_proof, tile},
     graphql::ids::{GlobalId, IdKind},
 };
 
@@ -71,6 +71,21 @@ impl GraphApiTile {
         self.0.last_verified_at
     }
 
+    /// Who proved the tenant of the current (or last) authorisation: the admin who signed in
+    /// during that very consent. Null for a tile never authorised, and for authorisations
+    /// made before Consentry proved tenants (they stay `AUTHORISED` until the next consent,
+    /// which proves it; list them with `clients(filter: {status: [AUTHORISED], tenantProven:
+    /// false})`).
+    async fn tenant_proof(&self) -> Option<TenantProof> {
+        tenant_proof::TenantProof::stored(self.0.tenant_proof.as_ref()).map(|proof| TenantProof {
+            roles: proof.role_names().into_iter().map(str::to_owned).collect(),
+            tenant_id: proof.tenant_id.to_string(),
+            signed_in_as: proof.signed_in_as,
+            user_object_id: proof.user_object_id,
+            proven_at: proof.proven_at,
+        })
+    }
+
     /// When `status` last changed.
     async fn status_changed_at(&self) -> DateTime<Utc> {
         self.0.status_changed_at
@@ -80,6 +95,21 @@ impl GraphApiTile {
     async fn version(&self) -> i64 {
         self.0.version
     }
+}
+
+/// The proof of a tile's tenant: an admin of that tenant signed in during the consent, and
+/// Microsoft's signed id_token said so.
+#[derive(SimpleObject, Clone, Debug)]
+pub(crate) struct TenantProof {
+    /// The tenant the validated id_token named (`tid`).
+    pub(crate) tenant_id: String,
+    /// The admin's sign-in name.
+    pub(crate) signed_in_as: String,
+    /// The admin's object id in the tenant.
+    pub(crate) user_object_id: Option<String>,
+    /// The directory roles that allowed them to consent.
+    pub(crate) roles: Vec<String>,
+    pub(crate) proven_at: DateTime<Utc>,
 }
 
 /// What went wrong, in Microsoft's words and ours.

@@ -76,3 +76,41 @@ pub async fn consent(
         .to_str()?;
     Ok(Url::parse(location)?)
 }
+
+/// Admin consent as the admin's browser goes through it: signs in as `user` on the link
+/// (Microsoft's sign-in page), lets the redirect URI (Consentry's callback) send the browser
+/// on to Microsoft's consent page for the tenant the sign-in proved, and presses `decision`
+/// there. Returns where Microsoft then sends the browser back to: the callback of the
+/// consent step. Fails when the sign-in's callback ends the flow instead of going on (its
+/// answer is in the error). `http` must not follow redirects.
+pub async fn admin_consent(
+    http: &reqwest::Client,
+    link: &str,
+    user: Uuid,
+    decision: &str,
+) -> anyhow::Result<Url> {
+    let back = consent(http, link, user, "accept").await?;
+    let onward = sign_in_callback(http, &back).await?;
+    consent(http, onward.as_str(), user, decision).await
+}
+
+/// Opens the callback of a sign-in and returns where it sends the browser on to: Microsoft's
+/// consent page. Fails when it answers anything else.
+pub async fn sign_in_callback(http: &reqwest::Client, callback: &Url) -> anyhow::Result<Url> {
+    let response = http.get(callback.clone()).send().await?;
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned);
+    match location {
+        Some(location) if status.is_redirection() && location.contains("/adminconsent") => {
+            Ok(Url::parse(&location)?)
+        }
+        _ => bail!(
+            "the sign-in's callback answered {status} ({}) instead of going on to the consent page",
+            location.unwrap_or_default()
+        ),
+    }
+}

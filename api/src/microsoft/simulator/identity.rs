@@ -204,6 +204,7 @@ fn chosen_user(tenants: &[SimTenant], params: &Params) -> Option<(SimTenant, Sim
 pub(super) async fn admin_consent_page(
     State(inner): State<Shared>,
     Path(tenant): Path<String>,
+    headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Response {
     record(
@@ -228,9 +229,39 @@ pub(super) async fn admin_consent_page(
         "Consentry",
         &permissions,
         &tenants,
+        signed_in(&headers),
         &params,
     ))
     .into_response()
+}
+
+/// The session cookie the simulator sets when someone signs in: who is signed in in this
+/// browser, so that the next page (admin consent after the sign-in that proved the tenant)
+/// has them chosen already, like Microsoft's single sign-on.
+const SESSION_COOKIE: &str = "sim-signed-in";
+
+fn signed_in(headers: &HeaderMap) -> Option<Uuid> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == SESSION_COOKIE).then(|| Uuid::try_parse(value).ok())?
+        })
+}
+
+/// `tenants` with the one `domain_hint` names first, as Microsoft's home realm discovery
+/// leads with the hinted organisation (other accounts stay available).
+fn hinted_first(inner: &Inner, mut tenants: Vec<SimTenant>, params: &Params) -> Vec<SimTenant> {
+    if let Some(hinted) = params
+        .get("domain_hint")
+        .and_then(|hint| find_tenant(inner, hint))
+    {
+        tenants.sort_by_key(|t| t.id != hinted.id);
+    }
+    tenants
 }
 
 pub(super) async fn admin_consent_decision(
@@ -348,6 +379,7 @@ fn missing_principal(inner: &Inner, tenant_id: Uuid) -> Option<String> {
 pub(super) async fn authorize_page(
     State(inner): State<Shared>,
     Path(tenant): Path<String>,
+    headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Response {
     let index = record(
@@ -376,12 +408,16 @@ pub(super) async fn authorize_page(
         .get("scope")
         .map(|s| s.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
+    // `prompt=select_account` asks the user to pick an account again.
+    let session = signed_in(&headers)
+        .filter(|_| params.get("prompt").map(String::as_str) != Some("select_account"));
     Html(pages::consent(
         &format!("/{tenant}/oauth2/v2.0/authorize"),
         "Permissions requested",
         "Consentry",
         &scopes,
-        &tenants,
+        &hinted_first(&inner, tenants, &params),
+        session,
         &params,
     ))
     .into_response()
@@ -510,13 +546,20 @@ pub(super) async fn authorize_decision(
     if let Some(state) = params.get("state") {
         out.push(("state", state.clone()));
     }
-    redirect(
+    let mut response = redirect(
         params
             .get("redirect_uri")
             .map(String::as_str)
             .unwrap_or_default(),
         &out,
-    )
+    );
+    if let Ok(cookie) = header::HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
+        user.id
+    )) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 /// The part of a scope after its resource: `https://graph.microsoft.com/Mail.Send` → `Mail.Send`.
@@ -948,6 +991,13 @@ fn issue_user_tokens(
             "tid": tenant_id, "oid": user.id, "sub": sub, "ver": "2.0",
             "preferred_username": user.user_principal_name, "name": user.display_name,
         });
+        if read(&inner.config).directory_roles_in_id_tokens {
+            let mut wids = vec![super::roles::USER];
+            if user.is_admin {
+                wids.push(super::roles::GLOBAL_ADMINISTRATOR);
+            }
+            id_claims["wids"] = json!(wids);
+        }
         if let Some(nonce) = nonce {
             id_claims["nonce"] = Value::String(nonce.to_owned());
         }

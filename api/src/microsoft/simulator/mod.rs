@@ -60,8 +60,26 @@ pub struct SimulatorConfig {
     /// The application permissions the app registration requires (`requiredResourceAccess`);
     /// admin consent grants these.
     pub required_roles: Vec<String>,
+    /// Whether id_tokens carry `wids`, the user's directory roles: Microsoft adds them when the
+    /// app registration's `groupMembershipClaims` is `DirectoryRole` or `All`.
+    #[serde(default = "yes")]
+    pub directory_roles_in_id_tokens: bool,
     #[serde(default)]
     pub tenants: Vec<SimTenant>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Directory role template ids the simulator puts in `wids`.
+pub mod roles {
+    use uuid::Uuid;
+
+    /// Global Administrator: the simulator's admins hold it.
+    pub const GLOBAL_ADMINISTRATOR: Uuid = Uuid::from_u128(0x62e90394_69f5_4237_9190_012177145e10);
+    /// The role every member of a tenant holds ("User").
+    pub const USER: Uuid = Uuid::from_u128(0xb79fbf4d_3ef9_4689_8143_76b194e85509);
 }
 
 /// The application permissions the simulator's app registration requires by default.
@@ -81,6 +99,7 @@ impl Default for SimulatorConfig {
                 .iter()
                 .map(|r| (*r).to_owned())
                 .collect(),
+            directory_roles_in_id_tokens: true,
             tenants: Vec::new(),
         }
     }

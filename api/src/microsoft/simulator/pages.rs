@@ -37,12 +37,23 @@ fn hidden(params: &BTreeMap<String, String>) -> String {
         .collect()
 }
 
-fn user_choices(tenants: &[SimTenant]) -> String {
+/// Every user of `tenants` to pick from: `signed_in` (the browser's session) checked when it
+/// is among them, else the first.
+fn user_choices(tenants: &[SimTenant], signed_in: Option<uuid::Uuid>) -> String {
     let mut html = String::new();
+    let offered = signed_in.filter(|id| {
+        tenants
+            .iter()
+            .any(|tenant| tenant.users.iter().any(|user| user.id == *id))
+    });
     let mut first = true;
     for tenant in tenants {
         for user in &tenant.users {
-            html.push_str(&user_choice(tenant, user, first));
+            let checked = match offered {
+                Some(id) => user.id == id,
+                None => first,
+            };
+            html.push_str(&user_choice(tenant, user, checked));
             first = false;
         }
     }
@@ -75,6 +86,7 @@ pub(crate) fn consent(
     app_name: &str,
     permissions: &[String],
     tenants: &[SimTenant],
+    signed_in: Option<uuid::Uuid>,
     params: &BTreeMap<String, String>,
 ) -> String {
     let permissions: String = permissions
@@ -92,7 +104,7 @@ pub(crate) fn consent(
             heading = escape(heading),
             app = escape(app_name),
             action = escape(action),
-            users = user_choices(tenants),
+            users = user_choices(tenants, signed_in),
             hidden = hidden(params),
         ),
     )
@@ -127,6 +139,7 @@ mod tests {
             "<App>",
             &["x".into()],
             &[],
+            None,
             &params,
         );
         assert!(!html.contains("<script>alert"));
