@@ -1,9 +1,12 @@
 //! Background sweeps, on every instance: expire consent links nobody used, fail callbacks
-//! that were interrupted, re-verify authorised tiles that are due, and delete old flows.
+//! that were interrupted, re-verify authorised tiles that are due, and delete old flows and
+//! (PostgreSQL) old outbox events.
 //! Each step claims its rows with a conditional UPDATE, so any number of instances can sweep
 //! the same database without doing one job twice.
 
 use std::time::Duration;
+
+use sea_orm::DatabaseBackend;
 
 use crate::{
     app::AppState,
@@ -42,6 +45,17 @@ pub async fn flows(state: AppState, interval: Duration) {
             "flow_deleted",
             oauth_flows::collect_garbage(&state.db, domain::now()).await,
         );
+        // On PostgreSQL the outbox holds only events too big for a NOTIFY; SQLite's outbox
+        // poller prunes its own table.
+        if state.db.get_database_backend() == DatabaseBackend::Postgres {
+            count(
+                metrics,
+                "event_outbox_pruned",
+                crate::events::prune_outbox(&state.db)
+                    .await
+                    .map_err(Into::into),
+            );
+        }
     }
 }
 

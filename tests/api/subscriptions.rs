@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use consentry_tests::{Backend, Caller, TestApp, serde_json::Value};
 use futures_util::{SinkExt, StreamExt};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
@@ -595,6 +595,124 @@ async fn a_dropped_listener_connection_means_resync_not_a_silent_gap(backend: Ba
     }
 }
 
+/// An event bigger than PostgreSQL's NOTIFY payload limit (8,000 bytes) still commits with
+/// its change and reaches subscribers whole. Here the callback names a missing service with a
+/// display name of about 8,000 bytes (Microsoft's description is the caller's to write), which
+/// the tile's problem carries twice: as the name and inside the remediation.
+async fn an_event_larger_than_a_notify_payload_reaches_subscribers_whole(backend: Backend) {
+    let tenant = healthy("contoso.onmicrosoft.com");
+    let Some(world) = world(backend, vec![tenant.clone()], |_| {}).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
+    let mut ws = connect(&world.app, &token(&caller)).await;
+    subscribe(
+        &mut ws,
+        "1",
+        "subscription($id: ID) { graphApiTileChanged(clientId: $id) {
+            status problem { code appDisplayName remediation } } }",
+        json!({ "id": client }),
+    )
+    .await;
+    live(&world.app, 1).await;
+    let link = authorise(&caller, &client).await;
+    let awaiting = next_data(&mut ws, "1").await;
+    assert_eq!(
+        awaiting["graphApiTileChanged"]["status"],
+        "AWAITING_CONSENT"
+    );
+
+    // Multi-byte characters too: the limit counts bytes, not characters.
+    let name = (0..300)
+        .map(|i| format!("Teams Admin API — Ä{i:03}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let state: std::collections::BTreeMap<_, _> = url::Url::parse(link["url"].as_str().unwrap())
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let mut back = url::Url::parse(&world.app.url("/oauth/callback")).unwrap();
+    back.query_pairs_mut()
+        .append_pair("error", "invalid_client")
+        .append_pair(
+            "error_description",
+            &format!(
+                "AADSTS650052: The app is trying to access a service '{}'({name}) that your \
+                 organization '{}' lacks a service principal for.",
+                api::domain::service_principal_requests::TEAMS_ADMIN_API_APP_ID,
+                tenant.id
+            ),
+        )
+        .append_pair("admin_consent", "True")
+        .append_pair("state", &state["state"]);
+    let response = callback(&world.app, &back).await;
+    assert_eq!(
+        response.status(),
+        reqwest::StatusCode::SEE_OTHER,
+        "the callback's transaction commits"
+    );
+
+    let failed = next_data(&mut ws, "1").await;
+    let tile = &failed["graphApiTileChanged"];
+    assert!(
+        tile.to_string().len() > 8_000,
+        "the event exceeds a NOTIFY payload"
+    );
+    assert_eq!(tile["status"], "FAILED");
+    assert_eq!(tile["problem"]["code"], "MISSING_SERVICE_PRINCIPAL");
+    assert_eq!(tile["problem"]["appDisplayName"], name.as_str());
+    assert!(
+        tile["problem"]["remediation"]
+            .as_str()
+            .unwrap()
+            .contains(&name),
+        "{tile}"
+    );
+    let stored = crate::consent::tile(&caller, &client).await;
+    assert_eq!(stored["status"], "FAILED");
+    assert_eq!(stored["problem"]["appDisplayName"], name.as_str());
+}
+
+/// PostgreSQL: the sweeps delete outbox events past their ten minutes (SQLite's outbox
+/// poller prunes its own), whichever instance runs them.
+async fn old_outbox_events_are_pruned_on_postgres_too(backend: Backend) {
+    if backend != Backend::Postgres {
+        return;
+    }
+    let Some(app) =
+        consentry_tests::spawn_app_with(backend, |s| s.sweep_interval = Duration::from_millis(50))
+            .await
+    else {
+        return;
+    };
+    let now = chrono::Utc::now();
+    for (payload, created_at) in [("old", now - chrono::Duration::minutes(11)), ("new", now)] {
+        entity::event_outbox::ActiveModel {
+            payload: sea_orm::ActiveValue::Set(payload.to_owned()),
+            created_at: sea_orm::ActiveValue::Set(created_at),
+            ..Default::default()
+        }
+        .insert(&app.db)
+        .await
+        .unwrap();
+    }
+    let left = consentry_tests::eventually(
+        Duration::from_secs(10),
+        "the old outbox event to be pruned",
+        || async {
+            let rows = entity::event_outbox::Entity::find()
+                .all(&app.db)
+                .await
+                .unwrap();
+            (rows.len() == 1).then_some(rows)
+        },
+    )
+    .await;
+    assert_eq!(left[0].payload, "new");
+}
+
 /// The legacy `graphql-ws` subprotocol (`start`/`data`) delivers the same events.
 async fn the_legacy_graphql_ws_protocol_works_too(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
@@ -729,6 +847,8 @@ consentry_tests::on_both_backends!(
     the_legacy_graphql_ws_protocol_works_too,
     repairs_and_delegated_consents_push_their_steps,
     a_dropped_listener_connection_means_resync_not_a_silent_gap,
+    an_event_larger_than_a_notify_payload_reaches_subscribers_whole,
+    old_outbox_events_are_pruned_on_postgres_too,
     a_tile_walks_through_every_state_in_order,
     another_msp_receives_nothing,
     support_staff_subscriptions_are_audited,

@@ -141,7 +141,7 @@ impl Metrics {
         let sweeps = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "sweep_actions",
-            "Background sweep actions (link_expired, callback_interrupted, tile_reverified, flow_deleted, sweep_failed)",
+            "Background sweep actions (link_expired, callback_interrupted, tile_reverified, flow_deleted, event_outbox_pruned, sweep_failed)",
             sweeps.clone(),
         );
         registry.register(
