@@ -595,10 +595,77 @@ async fn a_dropped_listener_connection_means_resync_not_a_silent_gap(backend: Ba
     }
 }
 
-/// An event bigger than PostgreSQL's NOTIFY payload limit (8,000 bytes) still commits with
-/// its change and reaches subscribers whole. Here the callback names a missing service with a
-/// display name of about 8,000 bytes (Microsoft's description is the caller's to write), which
-/// the tile's problem carries twice: as the name and inside the remediation.
+/// Checklist 96, the hostile form: a forged error callback whose description is 50 KB
+/// (naming a made-up service) commits on both backends, and neither the description nor
+/// anything named in it is kept, shown or pushed: the tile fails with Consentry's own words.
+async fn checklist_96_a_50_kb_forged_description_is_neither_kept_nor_a_failure(backend: Backend) {
+    let tenant = healthy("contoso.onmicrosoft.com");
+    let Some(world) = world(backend, vec![tenant.clone()], |_| {}).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
+    let mut ws = connect(&world.app, &token(&caller)).await;
+    subscribe(
+        &mut ws,
+        "1",
+        "subscription($id: ID) { graphApiTileChanged(clientId: $id) {
+            status problem { code message appId appDisplayName remediation } } }",
+        json!({ "id": client }),
+    )
+    .await;
+    live(&world.app, 1).await;
+    let link = authorise(&caller, &client).await;
+    next_data(&mut ws, "1").await;
+
+    let planted = format!("Evil Backdoor {}", "x".repeat(50_000));
+    let state: std::collections::BTreeMap<_, _> = url::Url::parse(link["url"].as_str().unwrap())
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let mut back = url::Url::parse(&world.app.url("/oauth/callback")).unwrap();
+    back.query_pairs_mut()
+        .append_pair("error", "invalid_client")
+        .append_pair(
+            "error_description",
+            &format!(
+                "AADSTS650052: The app is trying to access a service '{}'({planted}) that your \
+                 organization '{}' lacks a service principal for.",
+                uuid::Uuid::new_v4(),
+                tenant.id
+            ),
+        )
+        .append_pair("admin_consent", "True")
+        .append_pair("state", &state["state"]);
+    assert!(back.as_str().len() > 50_000);
+    let response = callback(&world.app, &back).await;
+    assert_eq!(
+        response.status(),
+        reqwest::StatusCode::SEE_OTHER,
+        "the callback's transaction commits"
+    );
+
+    let failed = next_data(&mut ws, "1").await;
+    let tile = &failed["graphApiTileChanged"];
+    assert_eq!(tile["status"], "FAILED");
+    assert_eq!(tile["problem"]["code"], "MISSING_SERVICE_PRINCIPAL");
+    assert!(tile["problem"]["message"].is_null(), "{tile}");
+    assert_eq!(
+        tile["problem"]["appId"],
+        api::domain::service_principal_requests::TEAMS_ADMIN_API_APP_ID,
+        "the app to repair is Consentry's, not the redirect's"
+    );
+    assert!(!tile.to_string().contains("Evil"), "{tile}");
+    assert!(tile.to_string().len() < 2_000, "{tile}");
+    let stored = crate::consent::tile(&caller, &client).await;
+    assert!(!stored.to_string().contains("Evil"), "{stored}");
+}
+
+/// An event too big for a PostgreSQL NOTIFY payload (8,000 bytes) still reaches subscribers
+/// whole, in order: it travels by reference through the outbox. (Consentry bounds every
+/// string it keeps from Microsoft, so a tile's event stays far smaller; this is the
+/// mechanism's own test, with a change written as an older version or a future field might.)
 async fn an_event_larger_than_a_notify_payload_reaches_subscribers_whole(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![tenant.clone()], |_| {}).await else {
@@ -611,68 +678,47 @@ async fn an_event_larger_than_a_notify_payload_reaches_subscribers_whole(backend
         &mut ws,
         "1",
         "subscription($id: ID) { graphApiTileChanged(clientId: $id) {
-            status problem { code appDisplayName remediation } } }",
+            status version problem { code message } } }",
         json!({ "id": client }),
     )
     .await;
     live(&world.app, 1).await;
-    let link = authorise(&caller, &client).await;
-    let awaiting = next_data(&mut ws, "1").await;
-    assert_eq!(
-        awaiting["graphApiTileChanged"]["status"],
-        "AWAITING_CONSENT"
-    );
 
     // Multi-byte characters too: the limit counts bytes, not characters.
-    let name = (0..300)
+    let message = (0..600)
         .map(|i| format!("Teams Admin API — Ä{i:03}"))
         .collect::<Vec<_>>()
         .join(" ");
-    let state: std::collections::BTreeMap<_, _> = url::Url::parse(link["url"].as_str().unwrap())
+    let id = api::graphql::GlobalId::expect("id", &client, api::graphql::IdKind::Client).unwrap();
+    let txn = sea_orm::TransactionTrait::begin(&world.app.db)
+        .await
+        .unwrap();
+    let mut tile = entity::graph_api_tile::Entity::find_by_id(id)
+        .one(&txn)
+        .await
         .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect();
-    let mut back = url::Url::parse(&world.app.url("/oauth/callback")).unwrap();
-    back.query_pairs_mut()
-        .append_pair("error", "invalid_client")
-        .append_pair(
-            "error_description",
-            &format!(
-                "AADSTS650052: The app is trying to access a service '{}'({name}) that your \
-                 organization '{}' lacks a service principal for.",
-                api::domain::service_principal_requests::TEAMS_ADMIN_API_APP_ID,
-                tenant.id
-            ),
-        )
-        .append_pair("admin_consent", "True")
-        .append_pair("state", &state["state"]);
-    let response = callback(&world.app, &back).await;
-    assert_eq!(
-        response.status(),
-        reqwest::StatusCode::SEE_OTHER,
-        "the callback's transaction commits"
-    );
+        .unwrap();
+    tile.status = entity::enums::GraphApiStatus::Failed;
+    tile.problem_code = Some(entity::enums::GraphApiProblemCode::Unknown);
+    tile.problem_message = Some(message.clone());
+    tile.version += 1;
+    let tile = entity::graph_api_tile::ActiveModel::from(tile.clone())
+        .reset_all()
+        .update(&txn)
+        .await
+        .unwrap();
+    api::events::tile(&txn, "msp-a", &tile).await.unwrap();
+    txn.commit().await.unwrap();
 
     let failed = next_data(&mut ws, "1").await;
-    let tile = &failed["graphApiTileChanged"];
+    let pushed = &failed["graphApiTileChanged"];
     assert!(
-        tile.to_string().len() > 8_000,
+        pushed.to_string().len() > 8_000,
         "the event exceeds a NOTIFY payload"
     );
-    assert_eq!(tile["status"], "FAILED");
-    assert_eq!(tile["problem"]["code"], "MISSING_SERVICE_PRINCIPAL");
-    assert_eq!(tile["problem"]["appDisplayName"], name.as_str());
-    assert!(
-        tile["problem"]["remediation"]
-            .as_str()
-            .unwrap()
-            .contains(&name),
-        "{tile}"
-    );
-    let stored = crate::consent::tile(&caller, &client).await;
-    assert_eq!(stored["status"], "FAILED");
-    assert_eq!(stored["problem"]["appDisplayName"], name.as_str());
+    assert_eq!(pushed["status"], "FAILED");
+    assert_eq!(pushed["version"], tile.version);
+    assert_eq!(pushed["problem"]["message"], message.as_str());
 }
 
 /// PostgreSQL: the sweeps delete outbox events past their ten minutes (SQLite's outbox
@@ -848,6 +894,7 @@ consentry_tests::on_both_backends!(
     repairs_and_delegated_consents_push_their_steps,
     a_dropped_listener_connection_means_resync_not_a_silent_gap,
     an_event_larger_than_a_notify_payload_reaches_subscribers_whole,
+    checklist_96_a_50_kb_forged_description_is_neither_kept_nor_a_failure,
     old_outbox_events_are_pruned_on_postgres_too,
     a_tile_walks_through_every_state_in_order,
     another_msp_receives_nothing,
