@@ -29,3 +29,4 @@ mod service_principals;
 mod statements;
 mod storage;
 mod subscriptions;
+mod tenant_proof;
