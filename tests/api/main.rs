@@ -22,6 +22,7 @@ mod id_token;
 mod isolation;
 mod jwks;
 mod limits;
+mod logs;
 mod microsoft;
 mod microsoft_faults;
 mod schema;
