@@ -437,6 +437,13 @@ mod tests {
                 authorised_at: None,
                 last_verified_at: Some(now),
                 next_verification_at: None,
+                tenant_proof: Some(serde_json::json!({
+                    "tenantId": Uuid::new_v4(),
+                    "signedInAs": "admin@contoso.onmicrosoft.com",
+                    "userObjectId": Uuid::new_v4(),
+                    "roles": ["62e90394-69f5-4237-9190-012177145e10"],
+                    "provenAt": now,
+                })),
                 version: 3,
                 status_changed_at: now,
                 updated_at: now,
