@@ -77,7 +77,7 @@ async fn checklist_101_request_values_are_logged_escaped(backend: Backend) {
     drop(server);
 
     assert!(
-        log.contains("Microsoft returned a consent error")
+        log.contains("the answer is an error")
             && log.contains("callback from an unexpected issuer refused"),
         "both hostile values reached the code that logs them: {log:?}"
     );

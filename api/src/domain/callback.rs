@@ -195,7 +195,7 @@ pub async fn handle(
     // to is a mix-up; it fails its flow like an error answer, and its code is never redeemed.
     let answer = match wrong_issuer(consents, &flow, params) {
         Some(issuer) => {
-            tracing::warn!(flow = %flow.id, issuer = ?issuer, "callback from an unexpected issuer refused");
+            tracing::warn!(flow = %flow.id, %issuer, "callback from an unexpected issuer refused");
             Answer {
                 refusal: Some(graph_api::problem(
                     entity::enums::GraphApiProblemCode::Unknown,
@@ -208,6 +208,10 @@ pub async fn handle(
         }
         None => {
             let refusal = params.refusal();
+            if let (Some(refusal), Some((error, _))) = (&refusal, params.error()) {
+                // Logged (escaped) for operators; the description is nobody's word.
+                tracing::info!(flow = %flow.id, %error, aadsts = ?refusal.aadsts, "the answer is an error");
+            }
             Answer {
                 code: params.code().filter(|_| refusal.is_none()),
                 refusal,
