@@ -29,7 +29,7 @@ use crate::{
     auth::CallerAuth,
     config::Settings,
     db,
-    domain::{crypto::TokenKeys, graph_api::Consents},
+    domain::{crypto::TokenKeys, graph_api::Consents, service_principal_requests::RepairableApps},
     events::Bus,
     graphql::{self, AppSchema},
     http::{self, metrics::Metrics},
@@ -120,6 +120,7 @@ impl AppState {
         auth: Arc<CallerAuth>,
         microsoft: Option<Arc<Microsoft>>,
         token_keys: Option<Arc<TokenKeys>>,
+        repairable_apps: RepairableApps,
     ) -> Self {
         let metrics = Arc::new(Metrics::new());
         let consents = Consents::new(
@@ -128,7 +129,8 @@ impl AppState {
             settings.keepalive_interval,
             token_keys,
         )
-        .with_callback_lease(settings.callback_lease);
+        .with_callback_lease(settings.callback_lease)
+        .with_repairable_apps(repairable_apps);
         let bus = Bus::new(SUBSCRIBER_BUFFER);
         Self {
             schema: graphql::schema(
@@ -243,7 +245,8 @@ impl Application {
                 None
             }
         };
-        let state = AppState::new(settings, db, auth, microsoft, token_keys);
+        let repairable_apps = settings.repairable_apps()?;
+        let state = AppState::new(settings, db, auth, microsoft, token_keys, repairable_apps);
         // The router's only fallible part: fail at start, not when serving begins.
         state.settings.allowed_origins()?;
         Ok(Self { listener, state })

@@ -8,6 +8,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::domain::service_principal_requests::{REPAIRABLE_APP_IDS_SETTING, RepairableApps};
+
 /// The embedded default: one SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://consentry.db?mode=rwc";
 /// Issuer and audience of HS256 caller tokens when none are configured.
@@ -117,6 +119,17 @@ pub struct Settings {
         global = true
     )]
     pub ms_required_roles: Vec<String>,
+
+    /// Applications whose missing service principal `createServicePrincipal` may create, as
+    /// comma-separated application (client) ids, besides the Skype and Teams Tenant Admin API
+    /// (48ac35b8-9aa8-4d74-927d-1f4a14a0b239), which is always allowed. Any other is refused.
+    #[arg(
+        long,
+        env = "CONSENTRY_MS_REPAIRABLE_APP_IDS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub ms_repairable_app_ids: Vec<String>,
 
     /// How often every authorised tile is re-verified, e.g. `6h`, `30m`.
     #[arg(
@@ -362,6 +375,7 @@ impl Settings {
                 format!("{bad:?} is not a permission name such as Organization.Read.All"),
             ));
         }
+        self.repairable_apps()?;
         if let Some(keys) = &self.token_keys {
             crate::domain::crypto::TokenKeys::parse(keys)
                 .map_err(|e| invalid("CONSENTRY_TOKEN_KEYS", e.to_string()))?;
@@ -437,6 +451,22 @@ impl Settings {
             }
         }
         roles
+    }
+
+    /// The applications service principal repairs may create: the Teams admin API and
+    /// `CONSENTRY_MS_REPAIRABLE_APP_IDS`.
+    pub fn repairable_apps(&self) -> Result<RepairableApps, ConfigError> {
+        RepairableApps::parse(&self.ms_repairable_app_ids).map_err(|bad| {
+            invalid(
+                REPAIRABLE_APP_IDS_SETTING,
+                format!(
+                    "{bad:?} is not an application id: list application (client) ids, separated \
+                     by commas, in their GUID form such as 00000003-0000-0000-c000-000000000000 \
+                     (the id AADSTS650052 names, or Application ID under Enterprise applications \
+                     in Entra ID); unset it to repair only the Teams admin API"
+                ),
+            )
+        })
     }
 
     /// The one redirect URI of every flow.
@@ -668,6 +698,53 @@ mod tests {
         for bad in ["*", "https://app.example.com/path", "app.example.com"] {
             settings.cors_origins = vec![bad.into()];
             assert!(settings.validate().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn repairable_app_ids_must_be_application_ids() {
+        let mut settings = Settings::defaults();
+        assert_eq!(
+            settings.repairable_apps().unwrap(),
+            RepairableApps::default()
+        );
+        settings.ms_repairable_app_ids = vec![
+            " 00000003-0000-0000-C000-000000000000".into(),
+            String::new(),
+            "797f4846-ba00-4fd7-ba43-dac1f8f63013".into(),
+        ];
+        settings.validate().unwrap();
+        let apps = settings.repairable_apps().unwrap();
+        assert!(apps.contains("00000003-0000-0000-c000-000000000000"));
+        assert!(apps.contains("797f4846-ba00-4fd7-ba43-dac1f8f63013"));
+        assert!(apps.contains("48ac35b8-9aa8-4d74-927d-1f4a14a0b239"));
+        // The flag (like the variable) takes one comma-separated list.
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let parsed = <Only as clap::Parser>::try_parse_from([
+            "consentry",
+            "--ms-repairable-app-ids",
+            "00000003-0000-0000-c000-000000000000,797f4846-ba00-4fd7-ba43-dac1f8f63013",
+        ])
+        .unwrap()
+        .settings;
+        assert_eq!(parsed.repairable_apps().unwrap(), apps);
+        for bad in [
+            "teams",
+            "0000000300000000c000000000000000",
+            "00000000-0000-0000-0000-000000000000",
+        ] {
+            settings.ms_repairable_app_ids = vec![bad.into()];
+            let err = settings.validate().unwrap_err().to_string();
+            assert!(
+                err.starts_with("CONSENTRY_MS_REPAIRABLE_APP_IDS: ")
+                    && err.contains(bad)
+                    && err.contains("comma"),
+                "{err}"
+            );
         }
     }
 

@@ -43,7 +43,7 @@ pub(crate) async fn start_link(caller: &Caller<'_>, client: &str, permissions: &
 }
 
 /// The user consents through the page; returns the result page's text.
-async fn consent_as(app: &TestApp, url: &str, user: uuid::Uuid) -> String {
+pub(crate) async fn consent_as(app: &TestApp, url: &str, user: uuid::Uuid) -> String {
     let back = consent_page(url, user, "accept").await;
     let response = callback(app, &back).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);

@@ -1,20 +1,24 @@
 //! Repairing a missing service principal from the API: `createServicePrincipal`, the admin
-//! sign-in, creation, the replication wait (a job row that survives a restart), and Authorise
-//! succeeding afterwards — on SQLite and PostgreSQL.
+//! sign-in, creation, the replication wait (a job row that survives a restart), Authorise
+//! succeeding afterwards, and only allow-listed applications repaired (checklist 96) — on
+//! SQLite and PostgreSQL.
 
 use std::{collections::BTreeMap, time::Duration};
 
 use api::microsoft::simulator::{Faults, SimTenant, Throttle};
 use consentry_tests::{Backend, Caller, TestApp, eventually, serde_json::Value, start};
-use entity::delegated_consent;
+use entity::{delegated_consent, service_principal_request};
 use reqwest::StatusCode;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
 use url::Url;
 
-use crate::consent::{
-    TEAMS, World, admin_consent, audit_actions, authorise, browser, callback, consent_page,
-    healthy, location, new_client, strings, tile, token_requests, world,
+use crate::{
+    consent::{
+        TEAMS, World, admin_consent, audit_actions, authorise, browser, callback, consent_page,
+        healthy, location, new_client, strings, tile, token_requests, world,
+    },
+    delegated::{consent_as, start_link},
 };
 
 const CREATE: &str = "mutation($id: ID!, $appId: String) {
@@ -109,6 +113,36 @@ pub(crate) fn posts(sim: &api::microsoft::simulator::Simulator) -> usize {
         .count()
 }
 
+/// Principal lookups (`GET /v1.0/servicePrincipals`).
+fn lookups(sim: &api::microsoft::simulator::Simulator) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/v1.0/servicePrincipals")
+        .count()
+}
+
+/// The details of the audit event in which the client's repair started creating: whose
+/// token it acts with.
+async fn creating_step(caller: &Caller<'_>, client: &str) -> Value {
+    let response = caller
+        .run(
+            "query($id: ID!) { client(id: $id) { auditLog(first: 100) { edges { node { action details } } } } }",
+            json!({ "id": client }),
+        )
+        .await;
+    response.data()["client"]["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| &edge["node"])
+        .find(|node| {
+            node["action"] == "SERVICE_PRINCIPAL_REQUEST_CHANGED"
+                && node["details"]["to"] == "CREATING"
+        })
+        .map(|node| node["details"].clone())
+        .unwrap_or_else(|| panic!("no CREATING step in the audit log of {client}"))
+}
+
 /// Checklist 88: the new principal stays invisible for two lookups (replication lag); the
 /// request polls with backoff until it shows, and Authorise then succeeds.
 async fn missing_principal_is_repaired_then_authorise_succeeds(backend: Backend) {
@@ -153,12 +187,14 @@ async fn missing_principal_is_repaired_then_authorise_succeeds(backend: Backend)
     assert_eq!(done["status"], "READY", "{done}");
     assert!(world.sim.has_service_principal(tenant.id, TEAMS));
     assert_eq!(posts(&world.sim), 1, "created once");
-    let lookups = world
-        .sim
-        .requests()
-        .iter()
-        .filter(|r| r.method == "GET" && r.path == "/v1.0/servicePrincipals")
-        .count();
+    let acted = creating_step(&caller, &client).await;
+    assert_eq!(acted["actedWith"], "ADMIN_SIGN_IN", "{acted}");
+    assert_eq!(
+        acted["userPrincipalName"],
+        tenant.admin().unwrap().user_principal_name
+    );
+    assert_eq!(acted["appId"], TEAMS);
+    let lookups = lookups(&world.sim);
     assert!(
         lookups >= 3,
         "looked up, then polled until replicated ({lookups})"
@@ -432,6 +468,228 @@ async fn requests_are_validated_and_made_once(backend: Backend) {
     );
 }
 
+/// An application no allow-list names.
+const ARBITRARY: &str = "5d3c7a52-8f1e-4b6a-9c0d-2e4f6a8b1c3d";
+/// An application the operator allow-lists through the setting.
+const LISTED: &str = "a7c1e9f3-2b4d-4e6f-8a0c-1d3e5f7a9b2c";
+const SETTING: &str = "CONSENTRY_MS_REPAIRABLE_APP_IDS";
+
+/// A tenant that lacks the principals of the Teams admin API, `LISTED` and `ARBITRARY`
+/// (the simulator would create any of them).
+fn missing_three(domain: &str, faults: Faults) -> SimTenant {
+    let mut tenant = SimTenant::missing_teams(domain, "Fabrikam").with_faults(faults);
+    tenant
+        .missing_service_principals
+        .extend([LISTED.to_owned(), ARBITRARY.to_owned()]);
+    tenant
+}
+
+/// A client of `tenant` whose admin has stored a delegated consent with
+/// Directory.AccessAsUser.All: a repair then acts at once, with nobody signing in.
+async fn client_with_stored_admin_consent(
+    app: &TestApp,
+    caller: &Caller<'_>,
+    tenant: &SimTenant,
+) -> String {
+    let client = new_client(caller, &tenant.display_name, Some(&tenant.domain), None).await;
+    let link = start_link(caller, &client, &["DIRECTORY_ACCESS_AS_USER_ALL"]).await;
+    consent_as(app, &link, tenant.admin().unwrap().id).await;
+    client
+}
+
+async fn request_rows(app: &TestApp) -> u64 {
+    service_principal_request::Entity::find()
+        .count(&app.db)
+        .await
+        .unwrap()
+}
+
+/// Checklist 96: a stored consent could create any application's principal at once, so an
+/// application outside the allow-list is refused — naming the setting — before a request is
+/// stored or Microsoft is called. A well-known application is no exception.
+async fn checklist_96_only_allow_listed_apps_are_repaired(backend: Backend) {
+    let tenant = missing_three("fabrikam.onmicrosoft.com", Faults::default());
+    let Some(world) = world_with(backend, &tenant).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = client_with_stored_admin_consent(&world.app, &caller, &tenant).await;
+    let calls = world.sim.requests().len();
+
+    for app_id in [ARBITRARY, LISTED, "00000003-0000-0000-c000-000000000000"] {
+        let refused = caller
+            .run(CREATE, json!({ "id": client, "appId": app_id }))
+            .await;
+        assert_eq!(refused.error_code(), "BAD_USER_INPUT", "{app_id}");
+        assert_eq!(refused.errors()[0]["extensions"]["field"], "appId");
+        let message = refused.error_message();
+        assert!(
+            message.contains(SETTING) && message.contains(app_id),
+            "{message}"
+        );
+    }
+    assert_eq!(request_rows(&world.app).await, 0, "no request was stored");
+    assert_eq!(
+        world.sim.requests().len(),
+        calls,
+        "Microsoft was not called: no token refreshed, nothing looked up or created"
+    );
+    assert_eq!(posts(&world.sim), 0);
+    assert!(!world.sim.has_service_principal(tenant.id, ARBITRARY));
+}
+
+/// Checklist 96: an application the operator lists in CONSENTRY_MS_REPAIRABLE_APP_IDS is
+/// repaired like the Teams admin API, shown by its id (Consentry does not know its name);
+/// one the setting does not list still is not.
+async fn checklist_96_apps_listed_in_the_setting_are_repaired(backend: Backend) {
+    let tenant = missing_three("fabrikam.onmicrosoft.com", Faults::default());
+    let Some(world) = world(backend, vec![tenant.clone()], |s| {
+        s.sweep_interval = Duration::from_millis(100);
+        s.ms_repairable_app_ids = vec![LISTED.to_owned()];
+    })
+    .await
+    else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = client_with_stored_admin_consent(&world.app, &caller, &tenant).await;
+
+    let refused = caller
+        .run(CREATE, json!({ "id": client, "appId": ARBITRARY }))
+        .await;
+    assert_eq!(refused.error_code(), "BAD_USER_INPUT");
+    let created = caller
+        .run(CREATE, json!({ "id": client, "appId": LISTED }))
+        .await;
+    let request = &created.data()["createServicePrincipal"];
+    assert_eq!(request["appId"], LISTED);
+    assert_eq!(
+        request["appDisplayName"], LISTED,
+        "an application without a known name shows its id"
+    );
+    assert!(
+        request["signInUrl"].is_null(),
+        "the stored consent acts at once"
+    );
+    assert_eq!(settled(&caller, &client).await["status"], "READY");
+    assert!(world.sim.has_service_principal(tenant.id, LISTED));
+    assert!(!world.sim.has_service_principal(tenant.id, ARBITRARY));
+    assert_eq!(posts(&world.sim), 1);
+    assert_eq!(request_rows(&world.app).await, 1);
+}
+
+/// Checklist 96: a repair that acts with a stored delegated consent (nobody signs in) names,
+/// in the client's audit log, the user whose token it used and the application.
+async fn checklist_96_a_repair_with_a_stored_consent_is_audited_with_its_user_and_app(
+    backend: Backend,
+) {
+    let tenant = missing_teams(Faults::default());
+    let Some(world) = world_with(backend, &tenant).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["technician"]).await;
+    let client = client_with_stored_admin_consent(&world.app, &caller, &tenant).await;
+    let created = caller.run(CREATE, json!({ "id": client })).await;
+    assert!(created.data()["createServicePrincipal"]["signInUrl"].is_null());
+    assert_eq!(settled(&caller, &client).await["status"], "READY");
+
+    let admin = tenant.admin().unwrap();
+    let acted = creating_step(&caller, &client).await;
+    assert_eq!(acted["actedWith"], "STORED_DELEGATED_CONSENT", "{acted}");
+    assert_eq!(acted["userPrincipalName"], admin.user_principal_name);
+    assert_eq!(acted["userObjectId"], admin.id.to_string());
+    assert_eq!(acted["appId"], TEAMS);
+    let consent = &crate::delegated::rows(&world.app).await[0];
+    assert_eq!(acted["delegatedConsentId"], consent.id.to_string());
+}
+
+/// Checklist 96: requests made while an application was allow-listed are not acted on once
+/// it no longer is: an old sign-in link's code is not redeemed, and a repair waiting for
+/// replication is ended rather than watched.
+async fn checklist_96_requests_for_apps_no_longer_listed_are_not_acted_on(backend: Backend) {
+    let pending = missing_three("fabrikam.onmicrosoft.com", Faults::default());
+    // Replication that the first instance never sees finish.
+    let mut watched = missing_three(
+        "northwind.onmicrosoft.com",
+        Faults {
+            propagation_lookups: 1_000,
+            ..Faults::default()
+        },
+    );
+    watched.display_name = "Northwind".to_owned();
+    let Some(World { sim, app }) = world(backend, vec![pending.clone(), watched.clone()], |s| {
+        s.sweep_interval = Duration::from_millis(100);
+        s.ms_repairable_app_ids = vec![LISTED.to_owned()];
+    })
+    .await
+    else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let pending_client = new_client(&caller, "Fabrikam", Some(&pending.domain), None).await;
+    let created = caller
+        .run(CREATE, json!({ "id": pending_client, "appId": LISTED }))
+        .await;
+    let url = created.data()["createServicePrincipal"]["signInUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let watched_client = client_with_stored_admin_consent(&app, &caller, &watched).await;
+    caller
+        .run(CREATE, json!({ "id": watched_client, "appId": LISTED }))
+        .await;
+    eventually(Duration::from_secs(10), "PROPAGATING", || async {
+        (request_status(&caller, &watched_client).await["status"] == "PROPAGATING").then_some(())
+    })
+    .await;
+    drop(caller);
+
+    // The operator takes the application off the list and restarts Consentry (at the same
+    // public URL: the link's redirect URI stays valid).
+    let public_url = Url::parse(&app.address).unwrap();
+    let database = app.stop().await;
+    let looked_up = lookups(&sim);
+    let app = start(database, |s| {
+        sim.configure(s);
+        s.public_url = public_url;
+        s.sweep_interval = Duration::from_millis(100);
+    })
+    .await;
+    let caller = app.caller("msp-a", &["admin"]).await;
+
+    let mut back = consent_page(&url, pending.admin().unwrap().id, "accept").await;
+    back.set_port(Some(app.port)).unwrap();
+    browser().get(back).send().await.unwrap();
+    let refused = settled(&caller, &pending_client).await;
+    assert_eq!(refused["status"], "FAILED", "{refused}");
+    assert!(
+        refused["remediation"].as_str().unwrap().contains(SETTING),
+        "{refused}"
+    );
+    assert_eq!(
+        token_requests(&sim, &pending.domain, "authorization_code"),
+        0,
+        "the sign-in's code was not redeemed"
+    );
+
+    // A lookup the stop interrupted holds its 30 s lease before this instance takes over.
+    let ended = settled_within(
+        &caller,
+        &watched_client,
+        Duration::from_secs(60),
+        "the watched repair to end",
+    )
+    .await;
+    assert_eq!(ended["status"], "FAILED", "{ended}");
+    assert!(
+        ended["remediation"].as_str().unwrap().contains(SETTING),
+        "{ended}"
+    );
+    assert_eq!(lookups(&sim), looked_up, "not watched any more");
+    assert_eq!(posts(&sim), 1, "only the repair made while it was listed");
+    assert!(!sim.has_service_principal(pending.id, LISTED));
+}
+
 consentry_tests::on_both_backends!(
     missing_principal_is_repaired_then_authorise_succeeds,
     an_existing_principal_is_found_and_nothing_created,
@@ -439,4 +697,8 @@ consentry_tests::on_both_backends!(
     throttling_is_waited_out,
     a_restart_during_propagation_resumes_and_finishes,
     requests_are_validated_and_made_once,
+    checklist_96_only_allow_listed_apps_are_repaired,
+    checklist_96_apps_listed_in_the_setting_are_repaired,
+    checklist_96_a_repair_with_a_stored_consent_is_audited_with_its_user_and_app,
+    checklist_96_requests_for_apps_no_longer_listed_are_not_acted_on,
 );

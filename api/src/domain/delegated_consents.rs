@@ -1045,13 +1045,24 @@ pub async fn keep_alive(db: &DatabaseConnection, consents: &Consents) -> Result<
     Ok(refreshed)
 }
 
+/// A stored consent's Graph token that can act as an admin of the client's tenant, with
+/// whose it is: nobody signs in when it is used, so the audit trail names its user.
+#[derive(Debug)]
+pub struct AdminToken {
+    pub token: SecretString,
+    pub tenant: Uuid,
+    pub consent_id: Uuid,
+    pub user_principal_name: String,
+    pub user_object_id: String,
+}
+
 /// A Graph token that can act as an admin of the client's tenant, from an active consent
 /// holding `Directory.AccessAsUser.All` (service principal repair without a sign-in).
 pub async fn admin_token(
     db: &DatabaseConnection,
     consents: &Consents,
     client_id: Uuid,
-) -> Result<Option<(SecretString, Uuid)>> {
+) -> Result<Option<AdminToken>> {
     let (Some(microsoft), Some(_)) = (
         consents.microsoft.as_deref(),
         consents.token_keys.as_deref(),
@@ -1096,7 +1107,13 @@ pub async fn admin_token(
         )
         .await?
         {
-            return Ok(Some((token, tenant)));
+            return Ok(Some(AdminToken {
+                token,
+                tenant,
+                consent_id: consent.id,
+                user_principal_name: consent.user_principal_name,
+                user_object_id: consent.user_object_id,
+            }));
         }
     }
     Ok(None)

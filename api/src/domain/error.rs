@@ -18,7 +18,9 @@ pub enum Error {
     /// reported exactly like objects that do not exist.
     #[error("no {what} with this id")]
     NotFound { what: &'static str, id: String },
-    /// `BAD_USER_INPUT`: an argument is invalid; `field` names it.
+    /// `BAD_USER_INPUT`: an argument is invalid, or names something this server does not
+    /// allow (an `appId` outside `CONSENTRY_MS_REPAIRABLE_APP_IDS`); `field` names it and the
+    /// message says what to do.
     #[error("{message}")]
     BadUserInput { field: String, message: String },
     /// `CONFLICT`: the change collides with existing data.

@@ -31,7 +31,7 @@ use super::{
     now,
     oauth_flows::{self, FlowOutcome},
     service_principal_requests::{
-        SignInTokens, TEAMS_ADMIN_API_APP_ID, TEAMS_ADMIN_API_DISPLAY_NAME,
+        RepairableApps, SignInTokens, TEAMS_ADMIN_API_APP_ID, TEAMS_ADMIN_API_DISPLAY_NAME,
     },
     tenant_proof::TenantProof,
 };
@@ -66,6 +66,9 @@ pub struct Consents {
     /// How long a callback may work on a flow it claimed (and a repair stay `CREATING`)
     /// before a sweep takes it for interrupted (`CONSENTRY_CALLBACK_LEASE`, checklist 92).
     pub callback_lease: Duration,
+    /// The applications whose service principals repairs may create
+    /// (`CONSENTRY_MS_REPAIRABLE_APP_IDS`, checklist 96).
+    pub repairable_apps: RepairableApps,
 }
 
 impl Consents {
@@ -82,7 +85,15 @@ impl Consents {
             token_keys,
             keepalive_interval,
             callback_lease: oauth_flows::EXCHANGE_LEASE,
+            repairable_apps: RepairableApps::default(),
         }
+    }
+
+    /// With more applications to repair than the Teams admin API (see
+    /// [`Consents::repairable_apps`]).
+    pub fn with_repairable_apps(mut self, apps: RepairableApps) -> Self {
+        self.repairable_apps = apps;
+        self
     }
 
     /// With another lease for interrupted callbacks (see [`Consents::callback_lease`]).

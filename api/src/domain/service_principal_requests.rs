@@ -3,7 +3,8 @@
 //! An admin signs in once (authorization code + PKCE + nonce, `Application.ReadWrite.All`);
 //! Consentry looks the principal up, creates it when absent, waits until Microsoft's
 //! replicas all see it, and then offers Authorise again. The wait is a job row any instance
-//! can claim, so it survives a restart.
+//! can claim, so it survives a restart. Only allow-listed applications are repaired
+//! (checklist 96): see [`RepairableApps`].
 
 use std::{
     collections::HashMap,
@@ -50,6 +51,10 @@ use crate::{
 pub const TEAMS_ADMIN_API_APP_ID: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239";
 /// Its display name, as Microsoft names it (reference §7).
 pub const TEAMS_ADMIN_API_DISPLAY_NAME: &str = "Skype and Teams Tenant Admin API";
+/// [`TEAMS_ADMIN_API_APP_ID`] as a value.
+const TEAMS_ADMIN_API: Uuid = Uuid::from_u128(0x48ac35b8_9aa8_4d74_927d_1f4a14a0b239);
+/// The setting that names further applications Consentry may repair.
+pub const REPAIRABLE_APP_IDS_SETTING: &str = "CONSENTRY_MS_REPAIRABLE_APP_IDS";
 
 /// How long Consentry watches a new principal replicate before it calls it ready anyway
 /// (it was created; replicas catch up).
@@ -67,6 +72,73 @@ pub fn display_name(app_id: &str) -> Option<&'static str> {
         "00000003-0000-0000-c000-000000000000" => Some("Microsoft Graph"),
         "797f4846-ba00-4fd7-ba43-dac1f8f63013" => Some("Windows Azure Service Management API"),
         _ => None,
+    }
+}
+
+/// The display name of an application as a request shows it: its well-known name, else
+/// its id (an application an operator allow-listed is not in the table).
+fn display_name_or_id(app_id: &str) -> String {
+    display_name(app_id).map_or_else(|| app_id.to_owned(), str::to_owned)
+}
+
+/// An application id as Consentry accepts one: a GUID in its 36-character form, not nil.
+pub fn parse_app_id(raw: &str) -> Option<Uuid> {
+    Uuid::try_parse(raw)
+        .ok()
+        .filter(|id| raw.len() == 36 && !id.is_nil())
+}
+
+/// The applications whose service principals Consentry creates (checklist 96): the Teams
+/// admin API always, plus those an operator names in `CONSENTRY_MS_REPAIRABLE_APP_IDS`. A
+/// stored delegated consent can create a principal with nobody signing in, so an arbitrary
+/// application id must never get that far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepairableApps {
+    extra: Vec<Uuid>,
+}
+
+impl RepairableApps {
+    /// The Teams admin API and `extra`.
+    pub fn new(extra: impl IntoIterator<Item = Uuid>) -> Self {
+        let mut apps = Self::default();
+        for id in extra {
+            if !apps.extra.contains(&id) {
+                apps.extra.push(id);
+            }
+        }
+        apps
+    }
+
+    /// The setting's comma-separated entries (blanks ignored); the first that is not an
+    /// application id is the error.
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, String> {
+        let mut extra = Vec::new();
+        for raw in entries.iter().map(|e| e.as_ref().trim()) {
+            if raw.is_empty() {
+                continue;
+            }
+            extra.push(parse_app_id(raw).ok_or_else(|| raw.to_owned())?);
+        }
+        Ok(Self::new(extra))
+    }
+
+    /// Whether Consentry may create this application's principal.
+    pub fn contains(&self, app_id: &str) -> bool {
+        Uuid::try_parse(app_id).is_ok_and(|id| id == TEAMS_ADMIN_API || self.extra.contains(&id))
+    }
+
+    /// Why a request for `app_id` is refused, and what to do about it.
+    fn refusal(app_id: &str) -> String {
+        let app = match display_name(app_id) {
+            Some(name) => format!("{name} ({app_id})"),
+            None => app_id.to_owned(),
+        };
+        format!(
+            "Consentry does not repair {app}: it creates service principals only for the \
+             {TEAMS_ADMIN_API_DISPLAY_NAME} ({TEAMS_ADMIN_API_APP_ID}) and the applications the \
+             server setting {REPAIRABLE_APP_IDS_SETTING} names. If this client needs it, ask \
+             your Consentry operator to add its application id there and restart Consentry."
+        )
     }
 }
 
@@ -132,6 +204,10 @@ pub async fn create(
 ) -> Result<StartedRequest> {
     access::require_writer(viewer)?;
     let app_id = app_id_or_default(app_id)?;
+    // Before anything is stored or Microsoft is asked (checklist 96).
+    if !consents.repairable_apps.contains(&app_id) {
+        return Err(Error::bad_input("appId", RepairableApps::refusal(&app_id)));
+    }
     let lifetime = graph_api::link_lifetime(lifetime_minutes)?;
     let txn = begin_write(db).await?;
     // The tile's row lock serialises requests for one client (SQLite: the write lock).
@@ -171,7 +247,7 @@ pub async fn create(
                 id: Uuid::new_v4(),
                 msp_id: view.client.msp_id.clone(),
                 client_id,
-                app_display_name: display_name(&app_id).map(str::to_owned),
+                app_display_name: Some(display_name_or_id(&app_id)),
                 app_id: app_id.clone(),
                 status: Status::PendingSignIn,
                 problem_code: None,
@@ -209,14 +285,28 @@ pub async fn create(
     txn.commit().await?;
 
     // A stored admin consent that can act in the directory: act at once, no sign-in.
-    if let Some((token, tenant)) = delegated_consents::admin_token(db, consents, client_id).await?
+    if let Some(admin) = delegated_consents::admin_token(db, consents, client_id).await?
         && view
             .client
             .azure_tenant_id
-            .is_none_or(|known| known == tenant)
+            .is_none_or(|known| known == admin.tenant)
     {
-        tracing::info!(request = %request.id, "acting with a stored delegated consent");
-        act(db, consents, request.id, tenant, token, &actor).await?;
+        tracing::info!(request = %request.id, consent = %admin.consent_id, "acting with a stored delegated consent");
+        let authority = Authority::StoredConsent {
+            consent_id: admin.consent_id,
+            user_principal_name: admin.user_principal_name,
+            user_object_id: admin.user_object_id,
+        };
+        act(
+            db,
+            consents,
+            &request,
+            admin.tenant,
+            admin.token,
+            &authority,
+            &actor,
+        )
+        .await?;
         let request = find(db, request.id)
             .await?
             .ok_or_else(|| Error::not_found("service principal request", request.id.to_string()))?;
@@ -278,9 +368,9 @@ fn app_id_or_default(app_id: Option<&str>) -> Result<String> {
     let Some(raw) = raw else {
         return Ok(TEAMS_ADMIN_API_APP_ID.to_owned());
     };
-    match Uuid::try_parse(raw) {
-        Ok(id) if raw.len() == 36 && !id.is_nil() => Ok(id.to_string()),
-        _ => Err(Error::bad_input(
+    match parse_app_id(raw) {
+        Some(id) => Ok(id.to_string()),
+        None => Err(Error::bad_input(
             "appId",
             format!(
                 "{raw:?} is not an application id: expected a GUID like {TEAMS_ADMIN_API_APP_ID} \
@@ -349,6 +439,11 @@ pub async fn complete_sign_in(
         return Ok(out);
     }
     let result = match (refusal, code) {
+        // A request made before the allow-list (or for an application since taken off it):
+        // its code is not even redeemed (checklist 96).
+        _ if !consents.repairable_apps.contains(&request.app_id) => {
+            Err(not_repairable(&request.app_id))
+        }
         (Some(refusal), _) => Err(refusal),
         (None, Some(code)) => sign_in_token(consents, flow, &client, code).await,
         (None, None) => Err(graph_api::problem(
@@ -399,7 +494,7 @@ pub async fn complete_sign_in(
             txn.commit().await?;
             Ok(out)
         }
-        Ok((token, tenant)) => {
+        Ok((token, tenant, authority)) => {
             let out = outcome(
                 true,
                 Status::Creating,
@@ -422,9 +517,10 @@ pub async fn complete_sign_in(
                 act(
                     db,
                     consents,
-                    request.id,
+                    &request,
                     tenant,
                     token,
+                    &authority,
                     &Actor::callback(&flow.msp_id),
                 )
                 .await?;
@@ -441,7 +537,7 @@ async fn sign_in_token(
     flow: &oauth_flow::Model,
     client: &client::Model,
     code: &str,
-) -> std::result::Result<(SecretString, Uuid), Problem> {
+) -> std::result::Result<(SecretString, Uuid, Authority), Problem> {
     let graph = consents
         .microsoft
         .as_deref()
@@ -462,25 +558,101 @@ async fn sign_in_token(
         "Start the repair again.",
     )
     .await?;
-    Ok((signed_in.tokens.access_token, signed_in.claims.tenant_id))
+    let authority = Authority::AdminSignIn {
+        user_principal_name: signed_in.claims.preferred_username,
+        user_object_id: signed_in.claims.object_id,
+    };
+    Ok((
+        signed_in.tokens.access_token,
+        signed_in.claims.tenant_id,
+        authority,
+    ))
+}
+
+/// Whose authority a repair acts with, written on the step that starts creating.
+#[derive(Clone, Debug)]
+enum Authority {
+    /// An admin of the client's tenant signed in for this repair.
+    AdminSignIn {
+        user_principal_name: Option<String>,
+        user_object_id: Option<String>,
+    },
+    /// A stored delegated consent holding `Directory.AccessAsUser.All`: nobody signed in
+    /// for this repair, so the trail names the user whose token was used.
+    StoredConsent {
+        consent_id: Uuid,
+        user_principal_name: String,
+        user_object_id: String,
+    },
+}
+
+impl Authority {
+    fn audit_details(&self) -> serde_json::Value {
+        match self {
+            Self::AdminSignIn {
+                user_principal_name,
+                user_object_id,
+            } => json!({
+                "actedWith": "ADMIN_SIGN_IN",
+                "userPrincipalName": user_principal_name,
+                "userObjectId": user_object_id,
+            }),
+            Self::StoredConsent {
+                consent_id,
+                user_principal_name,
+                user_object_id,
+            } => json!({
+                "actedWith": "STORED_DELEGATED_CONSENT",
+                "delegatedConsentId": consent_id,
+                "userPrincipalName": user_principal_name,
+                "userObjectId": user_object_id,
+            }),
+        }
+    }
+}
+
+/// The problem of a request for an application that is not allow-listed.
+fn not_repairable(app_id: &str) -> Problem {
+    let mut problem = graph_api::problem(
+        GraphApiProblemCode::Unknown,
+        &RepairableApps::refusal(app_id),
+    );
+    problem.ours = true;
+    problem
 }
 
 /// Acts with an admin's token: looks the principal up, creates it when absent, and starts
-/// the replication wait. Every step is written with its audit event.
+/// the replication wait. Every step is written with its audit event; the first names whose
+/// token it acts with.
 async fn act(
     db: &DatabaseConnection,
     consents: &Consents,
-    request_id: Uuid,
+    pending: &service_principal_request::Model,
     tenant: Uuid,
     token: SecretString,
+    authority: &Authority,
     actor: &Actor,
 ) -> Result<()> {
     let microsoft = consents.microsoft()?;
     let txn = begin_write(db).await?;
-    let Some(request) = step(&txn, request_id, &[Status::PendingSignIn], actor, |r| {
-        r.status = Set(Status::Creating);
-        r.tenant_id = Set(Some(tenant.to_string()));
-    })
+    // Every path to a creation passes here (checklist 96).
+    if !consents.repairable_apps.contains(&pending.app_id) {
+        tracing::warn!(request = %pending.id, app = %pending.app_id, "refused to repair an application that is not allow-listed");
+        fail(&txn, pending, &not_repairable(&pending.app_id), actor).await?;
+        txn.commit().await?;
+        return Ok(());
+    }
+    let Some(request) = step(
+        &txn,
+        pending.id,
+        &[Status::PendingSignIn],
+        actor,
+        authority.audit_details(),
+        |r| {
+            r.status = Set(Status::Creating);
+            r.tenant_id = Set(Some(tenant.to_string()));
+        },
+    )
     .await?
     else {
         return Ok(());
@@ -519,13 +691,20 @@ async fn act(
                 .sign_in_tokens
                 .put(request.id, token, StdDuration::from_secs(50 * 60));
             let txn = begin_write(db).await?;
-            step(&txn, request.id, &[Status::Creating], actor, |r| {
-                r.status = Set(Status::Propagating);
-                r.graph_object_id = Set(Some(object_id));
-                r.propagating_since = Set(Some(now));
-                r.next_attempt_at = Set(Some(now));
-                r.attempts = Set(0);
-            })
+            step(
+                &txn,
+                request.id,
+                &[Status::Creating],
+                actor,
+                json!({}),
+                |r| {
+                    r.status = Set(Status::Propagating);
+                    r.graph_object_id = Set(Some(object_id));
+                    r.propagating_since = Set(Some(now));
+                    r.next_attempt_at = Set(Some(now));
+                    r.attempts = Set(0);
+                },
+            )
             .await?;
             txn.commit().await?;
         }
@@ -588,6 +767,21 @@ pub async fn sweep(db: &DatabaseConnection, consents: &Consents) -> Result<usize
         .all(db)
         .await?;
     for request in due {
+        // Made before the allow-list: ended, never watched or finished as a repair
+        // (checklist 96). Left due, it would be picked again by every sweep.
+        if !consents.repairable_apps.contains(&request.app_id) {
+            let txn = begin_write(db).await?;
+            let mut problem = not_repairable(&request.app_id);
+            problem.remediation.push_str(
+                " Its service principal may have been created already: check Enterprise \
+                 applications in the client's Entra ID.",
+            );
+            if fail(&txn, &request, &problem, &Actor::system(&request.msp_id)).await? {
+                moved += 1;
+            }
+            txn.commit().await?;
+            continue;
+        }
         // Claimed with a conditional UPDATE: of several instances one polls it.
         let claimed = service_principal_request::Entity::update_many()
             .col_expr(
@@ -817,6 +1011,7 @@ async fn finish_ready(
         request_id,
         &[Status::Creating, Status::Propagating],
         actor,
+        json!({}),
         |r| {
             r.status = Set(status);
             if object_id.is_some() {
@@ -851,6 +1046,7 @@ async fn fail<C: ConnectionTrait>(
         request.id,
         &[Status::PendingSignIn, Status::Creating, Status::Propagating],
         actor,
+        json!({}),
         |r| {
             r.status = Set(Status::Failed);
             r.problem_code = Set(Some(problem_code_name(problem.code)));
@@ -865,12 +1061,14 @@ async fn fail<C: ConnectionTrait>(
     .is_some())
 }
 
-/// Moves a request on one step if it is in one of `from`, with its audit event.
+/// Moves a request on one step if it is in one of `from`, with its audit event (`details`
+/// and the step).
 async fn step<C: ConnectionTrait>(
     db: &C,
     request_id: Uuid,
     from: &[Status],
     actor: &Actor,
+    details: serde_json::Value,
     change: impl FnOnce(&mut service_principal_request::ActiveModel),
 ) -> Result<Option<service_principal_request::Model>> {
     let Some(current) = service_principal_request::Entity::find_by_id(request_id)
@@ -887,7 +1085,7 @@ async fn step<C: ConnectionTrait>(
     change(&mut active);
     active.updated_at = Set(now());
     let updated = active.update(db).await?;
-    record(db, &updated, actor, Some(current.status), json!({})).await?;
+    record(db, &updated, actor, Some(current.status), details).await?;
     crate::events::request(db, &updated).await?;
     Ok(Some(updated))
 }
@@ -965,6 +1163,35 @@ pub async fn find<C: ConnectionTrait>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checklist_96_only_the_teams_admin_api_and_listed_apps_are_repairable() {
+        assert_eq!(TEAMS_ADMIN_API.to_string(), TEAMS_ADMIN_API_APP_ID);
+        let graph = "00000003-0000-0000-c000-000000000000";
+        let only_teams = RepairableApps::default();
+        assert!(only_teams.contains(TEAMS_ADMIN_API_APP_ID));
+        assert!(only_teams.contains(&TEAMS_ADMIN_API_APP_ID.to_uppercase()));
+        assert!(!only_teams.contains(graph));
+        assert!(!only_teams.contains("not an id"));
+
+        let listed =
+            RepairableApps::parse(&[" 00000003-0000-0000-C000-000000000000 ", ""]).unwrap();
+        assert!(listed.contains(graph) && listed.contains(TEAMS_ADMIN_API_APP_ID));
+        assert!(!listed.contains("797f4846-ba00-4fd7-ba43-dac1f8f63013"));
+        assert_eq!(
+            RepairableApps::parse(&["00000000-0000-0000-0000-000000000000"]).unwrap_err(),
+            "00000000-0000-0000-0000-000000000000"
+        );
+
+        let refusal = RepairableApps::refusal(graph);
+        assert!(
+            refusal.contains(REPAIRABLE_APP_IDS_SETTING) && refusal.contains("Microsoft Graph"),
+            "{refusal}"
+        );
+        assert_eq!(display_name_or_id(graph), "Microsoft Graph");
+        let unknown = "11111111-2222-3333-4444-555555555555";
+        assert_eq!(display_name_or_id(unknown), unknown);
+    }
 
     #[test]
     fn the_app_id_defaults_to_the_teams_admin_api_and_must_be_a_guid() {

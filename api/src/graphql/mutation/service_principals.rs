@@ -22,13 +22,15 @@ impl ServicePrincipalMutation {
     /// a `signInUrl` for an admin of the tenant; after the sign-in Consentry creates the
     /// principal, waits until it has replicated, and the tile offers Authorise again. A
     /// request already under way for the same client and application is returned instead of
-    /// a second one (with a fresh `signInUrl` while it waits for a sign-in).
+    /// a second one (with a fresh `signInUrl` while it waits for a sign-in). Only the Teams
+    /// admin API and the applications the server setting `CONSENTRY_MS_REPAIRABLE_APP_IDS`
+    /// names are repaired; any other `appId` is refused with `BAD_USER_INPUT`.
     async fn create_service_principal(
         &self,
         ctx: &Context<'_>,
         client_id: ID,
         #[graphql(
-            desc = "The application whose principal is missing (a GUID; AADSTS650052 names it). Default: 48ac35b8-9aa8-4d74-927d-1f4a14a0b239."
+            desc = "The application whose principal is missing (a GUID; AADSTS650052 names it): the Teams admin API or one in CONSENTRY_MS_REPAIRABLE_APP_IDS. Default: 48ac35b8-9aa8-4d74-927d-1f4a14a0b239."
         )]
         app_id: Option<String>,
         #[graphql(desc = "How long the sign-in link works, in minutes: 1 to 10080. Default 15.")]

@@ -38,8 +38,9 @@ impl ServicePrincipalRequest {
         &self.0.app_id
     }
 
+    /// The application's name, or its id when Consentry does not know its name.
     async fn app_display_name(&self) -> Option<&str> {
-        self.0.app_display_name.as_deref()
+        Some(self.0.app_display_name.as_deref().unwrap_or(&self.0.app_id))
     }
 
     async fn status(&self) -> ServicePrincipalRequestStatus {
