@@ -5,8 +5,9 @@
 
 use std::collections::BTreeSet;
 
-/// §A 1–20, §D 46–51, §E 52–65, §H 83–94.
-const REQUIRED: [(u32, u32); 3] = [(1, 20), (46, 65), (83, 94)];
+/// §A 1–20, §D 46–51, §E 52–65, §H 83–94, and of §I the cases built so far: 95, 96 (the
+/// tenant proof) and 101 (escaped logs).
+const REQUIRED: [(u32, u32); 4] = [(1, 20), (46, 65), (83, 96), (101, 101)];
 
 /// The case numbers cited after each "checklist" in `text`: `checklist_3_83_name`,
 /// `Checklist 1–4, 12, 83`, `checklist 66-73`.

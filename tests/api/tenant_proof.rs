@@ -13,9 +13,12 @@ use serde_json::json;
 use url::Url;
 use uuid::Uuid;
 
-use crate::consent::{
-    World, admin_consent, authorise, browser, callback, client_view, consent_page, flows, healthy,
-    location, new_client, tile, world,
+use crate::{
+    consent::{
+        World, admin_consent, authorise, browser, callback, client_view, consent_page, flows,
+        healthy, location, new_client, tile, world,
+    },
+    delegated::{consent_as, start_link},
 };
 
 /// MSP A's client Contoso, authorised through the pages by Contoso's admin.
@@ -368,6 +371,88 @@ async fn checklist_13_96_a_forged_result_page_shows_only_consentrys_words(backen
     assert!(!tile.to_string().contains("evil.example"), "{tile}");
 }
 
+/// Checklist 96, the hostile form: an MSP whose client has a stored Directory.AccessAsUser.All
+/// consent (which would create a principal at once, with no admin in the loop) forges an
+/// AADSTS650052 callback planting an arbitrary application and a display name. The tile
+/// offers to repair only what Consentry repairs (the Teams admin API), with its own name;
+/// and asking for the planted application is refused before anything is stored or
+/// Microsoft is asked.
+async fn checklist_96_a_planted_app_id_is_never_repaired(backend: Backend) {
+    let fabrikam = SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam");
+    let Some(world) = world(backend, vec![fabrikam.clone()], |_| {}).await else {
+        return;
+    };
+    let b = world.app.caller("msp-b", &["admin"]).await;
+    let client = new_client(&b, "Fabrikam", Some(&fabrikam.domain), None).await;
+    let admin = fabrikam.admin().unwrap().id;
+    let stored = consent_as(
+        &world.app,
+        &start_link(&b, &client, &["DIRECTORY_ACCESS_AS_USER_ALL"]).await,
+        admin,
+    )
+    .await;
+    assert!(stored.contains("granted"), "{stored}");
+
+    let planted = Uuid::new_v4().to_string();
+    let link = authorise(&b, &client).await;
+    let state = state_of(&link);
+    let description = format!(
+        "AADSTS650052: The app is trying to access a service '{planted}'(Contoso Payroll \
+         Exporter) that your organization '{}' lacks a service principal for.",
+        fabrikam.id
+    );
+    let url = forged(
+        &world.app,
+        &[
+            ("error", "invalid_client"),
+            ("error_description", &description),
+            ("admin_consent", "True"),
+            ("state", &state),
+        ],
+    );
+    callback(&world.app, &url).await;
+    let tile = tile(&b, &client).await;
+    assert_eq!(tile["problem"]["code"], "MISSING_SERVICE_PRINCIPAL");
+    assert_eq!(tile["problem"]["appId"], crate::consent::TEAMS, "{tile}");
+    assert_eq!(
+        tile["problem"]["appDisplayName"],
+        "Skype and Teams Tenant Admin API"
+    );
+    assert!(!tile.to_string().contains("Payroll"), "{tile}");
+    assert!(!tile.to_string().contains(&planted), "{tile}");
+
+    let since = world.sim.requests().len();
+    let refused = b
+        .run(
+            "mutation($id: ID!, $appId: String) {
+                createServicePrincipal(clientId: $id, appId: $appId) { id status } }",
+            json!({ "id": client, "appId": planted }),
+        )
+        .await;
+    assert_eq!(refused.error_code(), "BAD_USER_INPUT");
+    assert!(
+        refused
+            .error_message()
+            .contains("CONSENTRY_MS_REPAIRABLE_APP_IDS"),
+        "{}",
+        refused.error_message()
+    );
+    assert!(
+        asked_since(&world.sim, since).is_empty(),
+        "Microsoft was asked"
+    );
+    let requests = b
+        .run(
+            "query($id: ID!) { client(id: $id) { servicePrincipalRequests { id } } }",
+            json!({ "id": client }),
+        )
+        .await;
+    assert_eq!(
+        requests.data()["client"]["servicePrincipalRequests"],
+        json!([])
+    );
+}
+
 /// Checklist 83, 95: the sign-in's callback, repeated with its code (a refresh, a double
 /// click), leads to the same consent page; its `state` without that code — all an MSP knows
 /// of a link it handed out — reveals nothing of the consent step.
@@ -569,6 +654,7 @@ consentry_tests::on_both_backends!(
     checklist_95_what_another_msp_sees_is_the_same_whether_a_tenant_uses_consentry,
     checklist_12_another_msps_admin_cannot_sign_in_for_a_tenant_it_does_not_control,
     checklist_13_96_a_forged_result_page_shows_only_consentrys_words,
+    checklist_96_a_planted_app_id_is_never_repaired,
     checklist_83_95_only_the_admins_browser_can_continue_to_the_consent_page,
     authorisations_made_before_tenant_proof_stay_and_can_be_listed,
     without_directory_roles_in_id_tokens_no_tenant_is_proven,

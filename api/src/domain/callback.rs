@@ -14,7 +14,7 @@ use super::{
     graph_api::{self, Consents},
     now,
     oauth_flows::{self, FlowOutcome, Step},
-    service_principal_requests,
+    service_principal_requests::{self, RepairableApps},
     tenant_proof::{self, SignInStep},
 };
 use crate::{
@@ -106,10 +106,12 @@ impl CallbackParams {
     }
 
     /// The error Microsoft reported, as a problem: only its AADSTS number and error name
-    /// count, since anyone can put anything in a redirect (checklist 13, 96).
-    pub fn refusal(&self) -> Option<Problem> {
-        self.error()
-            .map(|(error, description)| errors::from_redirect(error, description))
+    /// count, since anyone can put anything in a redirect (checklist 13, 96). A missing
+    /// service principal may name only an application Consentry repairs anyway.
+    pub fn refusal(&self, repairable: &RepairableApps) -> Option<Problem> {
+        self.error().map(|(error, description)| {
+            errors::from_redirect(error, description, &|app| repairable.contains(app))
+        })
     }
 
     /// The `tenant` an admin-consent redirect names: unauthenticated, only ever compared
@@ -207,7 +209,7 @@ pub async fn handle(
             }
         }
         None => {
-            let refusal = params.refusal();
+            let refusal = params.refusal(&consents.repairable_apps);
             if let (Some(refusal), Some((error, _))) = (&refusal, params.error()) {
                 // Logged (escaped) for operators; the description is nobody's word.
                 tracing::info!(flow = %flow.id, %error, aadsts = ?refusal.aadsts, "the answer is an error");

@@ -109,25 +109,38 @@ pub fn missing_service(description: &str) -> (Option<String>, Option<String>) {
 /// callback. Nothing a redirect carries is authenticated — anyone can send a browser, or
 /// request the callback themselves, with any text — so only its AADSTS number and its
 /// `error` name choose the problem; the words are Consentry's own, Microsoft's message is
-/// not kept, and no application id or name is read from it (checklist 96). A missing
-/// service principal names the Teams admin API, the usual cause, from Consentry's own table.
-pub fn from_redirect(error: &str, description: &str) -> Problem {
+/// not kept, and no name is read from it (checklist 96). A missing service principal is the
+/// application the description names only when `repairable` says Consentry may repair it
+/// anyway (so a redirect can only choose among those); otherwise the Teams admin API, the
+/// usual cause. Its name comes from Consentry's own table.
+pub fn from_redirect(error: &str, description: &str, repairable: &dyn Fn(&str) -> bool) -> Problem {
+    use crate::domain::service_principal_requests::{TEAMS_ADMIN_API_APP_ID, display_name};
     let codes = aadsts_codes(&[], description);
     let error = bounded(error, 64);
     let mut problem = from_identity(&error, "", &codes);
     problem.message = None;
     if problem.code == GraphApiProblemCode::MissingServicePrincipal {
-        use crate::domain::service_principal_requests::{
-            TEAMS_ADMIN_API_APP_ID, TEAMS_ADMIN_API_DISPLAY_NAME,
+        let app_id = missing_service(description)
+            .0
+            .filter(|id| repairable(id))
+            .unwrap_or_else(|| TEAMS_ADMIN_API_APP_ID.to_owned());
+        let name = display_name(&app_id);
+        let app = match name {
+            Some(name) => format!("the {name} ({app_id})"),
+            None => format!("application {app_id}"),
         };
-        problem.app_id = Some(TEAMS_ADMIN_API_APP_ID.to_owned());
-        problem.app_display_name = Some(TEAMS_ADMIN_API_DISPLAY_NAME.to_owned());
+        let usual = if app_id == TEAMS_ADMIN_API_APP_ID {
+            ", common in tenants without Teams licences"
+        } else {
+            ""
+        };
         problem.remediation = format!(
-            "The tenant is missing the service principal of an API Consentry needs: usually the \
-             {TEAMS_ADMIN_API_DISPLAY_NAME} ({TEAMS_ADMIN_API_APP_ID}), in tenants without Teams \
-             licences. Create it with createServicePrincipal (no PowerShell needed), wait a few \
-             minutes, then authorise again."
+            "The tenant is missing the service principal of an API Consentry needs: most likely \
+             {app}{usual}. Create it with createServicePrincipal (no PowerShell needed), wait a \
+             few minutes, then authorise again."
         );
+        problem.app_display_name = name.map(str::to_owned);
+        problem.app_id = Some(app_id);
     }
     problem
 }
@@ -411,7 +424,7 @@ mod tests {
             uuid::Uuid::new_v4(),
             "x".repeat(50_000)
         );
-        let problem = from_redirect("invalid_client", &planted);
+        let problem = from_redirect("invalid_client", &planted, &|_| false);
         assert_eq!(problem.code, GraphApiProblemCode::MissingServicePrincipal);
         assert_eq!(problem.aadsts, Some(650052));
         assert_eq!(problem.message, None, "Microsoft's words are not kept");
@@ -430,10 +443,24 @@ mod tests {
             "{}",
             problem.remediation
         );
-        let declined = from_redirect("access_denied", "AADSTS65004: Call +1 555 0100.");
+        let declined = from_redirect("access_denied", "AADSTS65004: Call +1 555 0100.", &|_| true);
         assert_eq!(declined.code, GraphApiProblemCode::ConsentDeclined);
         assert_eq!(declined.message, None);
-        assert_eq!(from_redirect(&"e".repeat(10_000), "").aadsts, None);
+        assert_eq!(
+            from_redirect(&"e".repeat(10_000), "", &|_| true).aadsts,
+            None
+        );
+
+        // An application the operator allow-listed may be named; its name is still ours.
+        let listed = uuid::Uuid::new_v4().to_string();
+        let named = format!(
+            "AADSTS650052: The app is trying to access a service '{listed}'(Planted Name) that \
+             your organization lacks a service principal for."
+        );
+        let problem = from_redirect("invalid_client", &named, &|id| id == listed);
+        assert_eq!(problem.app_id.as_deref(), Some(listed.as_str()));
+        assert_eq!(problem.app_display_name, None);
+        assert!(!problem.remediation.contains("Planted"));
     }
 
     #[test]
