@@ -135,4 +135,212 @@ async fn the_demo_starts_with_a_simulator_sample_clients_and_a_ready_token() {
         .await
         .unwrap();
     assert_eq!(ready["checks"]["microsoft"], "configured");
+
+    walk_every_scenario(&http, &base, &token, &simulator).await;
+}
+
+/// What Authorise ends in for each demo client, walked through the pages as a browser would:
+/// the sign-in that proves the tenant, then Microsoft's consent page.
+const EXPECTED: [(&str, &str, Option<&str>); 10] = [
+    ("contoso.onmicrosoft.com", "AUTHORISED", None),
+    (
+        "fabrikam.onmicrosoft.com",
+        "FAILED",
+        Some("MISSING_SERVICE_PRINCIPAL"),
+    ),
+    (
+        "northwind.onmicrosoft.com",
+        "FAILED",
+        Some("CONSENT_DECLINED"),
+    ),
+    (
+        "tailspin.onmicrosoft.com",
+        "FAILED",
+        Some("ADMIN_CONSENT_REQUIRED"),
+    ),
+    (
+        "woodgrove.onmicrosoft.com",
+        "FAILED",
+        Some("CONDITIONAL_ACCESS"),
+    ),
+    (
+        "adatum.onmicrosoft.com",
+        "FAILED",
+        Some("CONDITIONAL_ACCESS"),
+    ),
+    ("litware.onmicrosoft.com", "AUTHORISED", None),
+    ("proseware.onmicrosoft.com", "AUTHORISED", None),
+    (
+        "wingtip.onmicrosoft.com",
+        "FAILED",
+        Some("IDENTITY_PROVIDER_UNAVAILABLE"),
+    ),
+    ("lamna.onmicrosoft.com", "AUTHORISED", None),
+];
+
+async fn graphql(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> Value {
+    let response: Value = http
+        .post(format!("{base}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(response["errors"].is_null(), "{response}");
+    response["data"].clone()
+}
+
+/// Where a callback sends the browser (it never follows redirects).
+async fn open_callback(browser: &reqwest::Client, url: &url::Url) -> String {
+    let response = browser.get(url.clone()).send().await.unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// Every demo scenario, Authorise from the link to the result page; Fabrikam's missing
+/// principal is then repaired and Authorise succeeds.
+async fn walk_every_scenario(http: &reqwest::Client, base: &str, token: &str, simulator: &str) {
+    use api::microsoft::simulator::browser::consent;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let tenants: Value = http
+        .get(format!("{simulator}_simulator/tenants"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let clients = graphql(
+        http,
+        base,
+        token,
+        "{ clients(first: 50) { nodes { id domain } } }",
+        json!({}),
+    )
+    .await["clients"]["nodes"]
+        .clone();
+    let authorise = "mutation($id: ID!) { authoriseGraphApi(clientId: $id) { url } }";
+    let tile = "query($id: ID!) { client(id: $id) { graphApiTile { status problem { code } tenantProof { signedInAs } } } }";
+    // Through the pages: sign in (and, when that proves the tenant, Accept the consent).
+    let through_the_pages = |link: String, user: uuid::Uuid| {
+        let browser = browser.clone();
+        async move {
+            let signed_in = consent(&browser, &link, user, "accept").await.unwrap();
+            let next = open_callback(&browser, &signed_in).await;
+            if next.contains("/adminconsent") {
+                let back = consent(&browser, &next, user, "accept").await.unwrap();
+                open_callback(&browser, &back).await
+            } else {
+                next
+            }
+        }
+    };
+    for (domain, status, problem) in EXPECTED {
+        let client = clients
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["domain"] == domain)
+            .unwrap_or_else(|| panic!("no demo client for {domain}"))["id"]
+            .clone();
+        let users = tenants
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["domain"] == domain)
+            .unwrap()["users"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let user = users
+            .iter()
+            .find(|u| u["isAdmin"] == true)
+            .unwrap_or(&users[0])["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let link = graphql(http, base, token, authorise, json!({ "id": client })).await
+            ["authoriseGraphApi"]["url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let result = through_the_pages(link, user).await;
+        assert!(result.contains("/oauth/result/"), "{domain}: {result}");
+        let page = browser.get(&result).send().await.unwrap();
+        assert_eq!(page.status(), reqwest::StatusCode::OK, "{domain}");
+        let shown = graphql(http, base, token, tile, json!({ "id": client })).await["client"]
+            ["graphApiTile"]
+            .clone();
+        assert_eq!(shown["status"], status, "{domain}: {shown}");
+        assert_eq!(
+            shown["problem"]["code"].as_str(),
+            problem,
+            "{domain}: {shown}"
+        );
+        assert_eq!(
+            shown["tenantProof"].is_object(),
+            status == "AUTHORISED",
+            "{domain}: {shown}"
+        );
+
+        if domain == "fabrikam.onmicrosoft.com" {
+            // The repair: sign in, wait for READY, and Authorise again.
+            let created = graphql(
+                http,
+                base,
+                token,
+                "mutation($id: ID!) { createServicePrincipal(clientId: $id) { signInUrl } }",
+                json!({ "id": client }),
+            )
+            .await;
+            let url = created["createServicePrincipal"]["signInUrl"]
+                .as_str()
+                .unwrap();
+            let back = consent(&browser, url, user, "accept").await.unwrap();
+            open_callback(&browser, &back).await;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let requests = graphql(
+                    http,
+                    base,
+                    token,
+                    "query($id: ID!) { client(id: $id) { servicePrincipalRequests { status } } }",
+                    json!({ "id": client }),
+                )
+                .await;
+                let status = requests["client"]["servicePrincipalRequests"][0]["status"].clone();
+                if status == "READY" {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the repair did not finish: {status}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let link = graphql(http, base, token, authorise, json!({ "id": client })).await
+                ["authoriseGraphApi"]["url"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            through_the_pages(link, user).await;
+            let shown = graphql(http, base, token, tile, json!({ "id": client })).await["client"]
+                ["graphApiTile"]
+                .clone();
+            assert_eq!(shown["status"], "AUTHORISED", "{shown}");
+        }
+    }
 }

@@ -147,4 +147,25 @@ mod tests {
         let page = error(1, "<i>marker</i>");
         assert!(!page.contains("<i>marker") && page.contains("&lt;i&gt;marker"));
     }
+
+    #[test]
+    fn whoever_signed_in_is_chosen_on_the_next_page() {
+        let tenant = SimTenant::healthy("contoso.onmicrosoft.com", "Contoso");
+        let (admin, user) = (&tenant.users[0], &tenant.users[1]);
+        let checked = |signed_in| {
+            let html = user_choices(std::slice::from_ref(&tenant), signed_in);
+            html.split("<label>")
+                .filter(|choice| choice.contains(" checked"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let first = checked(None);
+        assert_eq!(first.len(), 1);
+        assert!(first[0].contains(&admin.id.to_string()));
+        let session = checked(Some(user.id));
+        assert_eq!(session.len(), 1);
+        assert!(session[0].contains(&user.id.to_string()));
+        // Someone signed in elsewhere: the first user, as without a session.
+        assert_eq!(checked(Some(uuid::Uuid::new_v4())), first);
+    }
 }

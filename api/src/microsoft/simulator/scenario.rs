@@ -221,7 +221,7 @@ pub fn demo_tenants() -> Vec<(SimTenant, &'static str)> {
         ),
         (
             SimTenant::without_admins("tailspin.onmicrosoft.com", "Tailspin Toys"),
-            "Nobody who signs in is an admin (AADSTS90094).",
+            "Nobody who signs in is an admin: stopped at the sign-in (ADMIN_CONSENT_REQUIRED).",
         ),
         (
             SimTenant::healthy("woodgrove.onmicrosoft.com", "Woodgrove Bank").with_faults(Faults {
