@@ -417,22 +417,13 @@ pub(super) async fn conclude(
     let ClientView { client, tile } = view;
     let reconsent = tile.status == GraphApiStatus::Authorised;
     let mut verdict = verdict;
-    // Within one MSP a tenant belongs to one client (checklist 15).
+    // Within one MSP a tenant belongs to one client (checklist 15); checked again here, in
+    // the transaction that records it.
     if let Verdict::Authorised { proof, .. } = &verdict
-        && let tenant = &proof.tenant_id
-        && client.azure_tenant_id != Some(*tenant)
-        && let Some(other) = client::Entity::find()
-            .filter(client::Column::MspId.eq(client.msp_id.clone()))
-            .filter(client::Column::AzureTenantId.eq(*tenant))
-            .filter(client::Column::Id.ne(client.id))
-            .one(&txn)
-            .await?
+        && client.azure_tenant_id != Some(proof.tenant_id)
+        && let Some(problem) = tenant_taken(&txn, &client, proof.tenant_id).await?
     {
-        verdict = Verdict::failed(wrong_tenant(&format!(
-            "Tenant {tenant} already belongs to your client {:?}. Each Microsoft tenant can belong to \
-             one client of an MSP: check which client this admin belongs to.",
-            other.name
-        )));
+        verdict = Verdict::failed(problem);
     }
 
     let actor = Actor::callback(&flow.msp_id);
@@ -1284,6 +1275,28 @@ pub(super) fn problem(code: GraphApiProblemCode, remediation: &str) -> Problem {
         app_display_name: None,
         ours: false,
     }
+}
+
+/// `WRONG_TENANT` when another client of the same MSP already has `tenant`: within one MSP,
+/// a tenant belongs to one client (checklist 15).
+pub(super) async fn tenant_taken<C: ConnectionTrait>(
+    db: &C,
+    client: &client::Model,
+    tenant: Uuid,
+) -> Result<Option<Problem>> {
+    let other = client::Entity::find()
+        .filter(client::Column::MspId.eq(client.msp_id.clone()))
+        .filter(client::Column::AzureTenantId.eq(tenant))
+        .filter(client::Column::Id.ne(client.id))
+        .one(db)
+        .await?;
+    Ok(other.map(|other| {
+        wrong_tenant(&format!(
+            "Tenant {tenant} already belongs to your client {:?}. Each Microsoft tenant can \
+             belong to one client of an MSP: check which client this admin belongs to.",
+            other.name
+        ))
+    }))
 }
 
 pub(super) fn wrong_tenant(remediation: &str) -> Problem {

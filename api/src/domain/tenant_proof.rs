@@ -18,7 +18,7 @@
 use chrono::{DateTime, Duration, Utc};
 use entity::{client, enums::GraphApiProblemCode as Code, oauth_flow};
 use oauth2::{CsrfToken, PkceCodeVerifier};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{DatabaseConnection, EntityTrait};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
@@ -317,27 +317,22 @@ async fn prove<'a, 'c>(
     if let Some(expected) = expected
         && expected != claims.tenant_id
     {
+        let tenant = claims.tenant_id;
+        let why = format!(
+            "{user} signed in to tenant {tenant}, but this client's tenant is {expected}. The \
+             admin must sign in with an account of the client's own tenant; if the client moved \
+             tenants, correct its azureTenantId first."
+        );
         return Ok(SignIn::Refused(Verdict::failed(graph_api::wrong_tenant(
-            &format!(
-                "{user} signed in to tenant {}, but this client's tenant is {expected}. The admin must \
-             sign in with an account of the client's own tenant; if the client moved tenants, \
-             correct its azureTenantId first.",
-                claims.tenant_id
-            ),
+            &why,
         ))));
     }
     let roles = match consent_roles(&claims, &user) {
         Ok(roles) => roles,
         Err(problem) => return Ok(SignIn::Refused(Verdict::failed(problem))),
     };
-    if let Some(other) = owner_within_msp(db, client, claims.tenant_id).await? {
-        return Ok(SignIn::Refused(Verdict::failed(graph_api::wrong_tenant(
-            &format!(
-                "Tenant {} already belongs to your client {other:?}. Each Microsoft tenant can belong \
-             to one client of an MSP: check which client this admin belongs to.",
-                claims.tenant_id
-            ),
-        ))));
+    if let Some(problem) = graph_api::tenant_taken(db, client, claims.tenant_id).await? {
+        return Ok(SignIn::Refused(Verdict::failed(problem)));
     }
     Ok(SignIn::Proven(Proven {
         microsoft,
@@ -384,22 +379,6 @@ fn consent_roles(claims: &IdTokenClaims, user: &str) -> std::result::Result<Vec<
         ));
     }
     Ok(allowed)
-}
-
-/// Another client of the same MSP that already has this tenant (checklist 15: within one
-/// MSP, a tenant belongs to one client).
-async fn owner_within_msp<C: ConnectionTrait>(
-    db: &C,
-    client: &client::Model,
-    tenant: Uuid,
-) -> Result<Option<String>> {
-    Ok(client::Entity::find()
-        .filter(client::Column::MspId.eq(client.msp_id.clone()))
-        .filter(client::Column::AzureTenantId.eq(tenant))
-        .filter(client::Column::Id.ne(client.id))
-        .one(db)
-        .await?
-        .map(|other| other.name))
 }
 
 #[cfg(test)]
