@@ -240,7 +240,8 @@ impl Application {
             None => {
                 tracing::warn!(
                     "no CONSENTRY_TOKEN_KEYS: delegated consents are unavailable until it is set \
-                     (keys are generated only beside an embedded SQLite database)"
+                     (keys are generated only beside an embedded SQLite database); sign-in links \
+                     are sealed with a key derived from CONSENTRY_MS_CLIENT_SECRET meanwhile"
                 );
                 None
             }

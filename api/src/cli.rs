@@ -227,16 +227,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "set CONSENTRY_TOKEN_KEYS: the new key first, then every key still in use (`new:…,old:…`)"
                 );
             };
-            let keys = domain::crypto::TokenKeys::parse(&setting)?;
+            let keys = std::sync::Arc::new(domain::crypto::TokenKeys::parse(&setting)?);
             let db = db::connect(&settings).await?;
             db::migrate(&db, &settings.database_label()).await?;
             let (rotated, current) = domain::delegated_consents::rotate_keys(&db, &keys)
                 .await
                 .map_err(user_error)?;
+            let flow_keys = domain::crypto::FlowKeys::new(
+                Some(keys.clone()),
+                settings.ms_client_secret.as_ref(),
+            );
+            let links = domain::oauth_flows::rotate_keys(&db, &flow_keys)
+                .await
+                .map_err(user_error)?;
             eprintln!(
                 "re-encrypted {rotated} refresh token(s) under key {:?}; {current} already used it. \
+                 Re-encrypted the sign-in secrets of {} pending link(s); {} already used it{}. \
                  Keys other than {:?} can be removed from CONSENTRY_TOKEN_KEYS once every instance runs with the new list.",
                 keys.current(),
+                links.rotated,
+                links.current,
+                if links.unreadable > 0 {
+                    format!(
+                        "; {} could not be read with these keys (those links end with \"send a new link\")",
+                        links.unreadable
+                    )
+                } else {
+                    String::new()
+                },
                 keys.current()
             );
             Ok(())

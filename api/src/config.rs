@@ -178,9 +178,10 @@ pub struct Settings {
     #[arg(long, env = "CONSENTRY_AUTH_HS256_SECRET", value_parser = secret, hide_env_values = true, global = true)]
     pub auth_hs256_secret: Option<SecretString>,
 
-    /// Keys that encrypt stored refresh tokens: `kid:base64key,…` (32-byte keys, e.g.
-    /// `k2:$(openssl rand -base64 32)`); the first encrypts, all decrypt. Unset with SQLite,
-    /// one is generated beside the database file.
+    /// Keys that encrypt stored refresh tokens and the PKCE verifiers of pending links:
+    /// `kid:base64key,…` (32-byte keys, e.g. `k2:$(openssl rand -base64 32)`); the first
+    /// encrypts, all decrypt. Unset with SQLite, one is generated beside the database file;
+    /// unset with PostgreSQL, links use a key derived from the Microsoft client secret.
     #[arg(long, env = "CONSENTRY_TOKEN_KEYS", value_parser = secret, hide_env_values = true, global = true)]
     pub token_keys: Option<SecretString>,
 

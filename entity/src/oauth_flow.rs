@@ -1,4 +1,5 @@
-//! One started sign-in or consent. The `state` is stored only as its SHA-256 hash.
+//! One started sign-in or consent. The `state` and `nonce` are stored only as their SHA-256
+//! hashes, the PKCE verifier only as AES-256-GCM ciphertext bound to the flow.
 
 use sea_orm::entity::prelude::*;
 
@@ -16,8 +17,13 @@ pub struct Model {
     pub client_id: Uuid,
     pub kind: OAuthFlowKind,
     pub state_hash: String,
-    pub pkce_verifier: Option<String>,
-    pub nonce: Option<String>,
+    /// The sign-in's PKCE verifier, sealed (`nonce ‖ ciphertext ‖ tag`) with associated data
+    /// naming this flow and column; never plaintext. Erased when the flow moves on.
+    pub sealed_pkce_verifier: Option<Vec<u8>>,
+    /// The key that sealed it (a `CONSENTRY_TOKEN_KEYS` id, or the derived key's).
+    pub pkce_verifier_key_id: Option<String>,
+    /// SHA-256 (hex) of the `nonce` the sign-in sent; the id_token's must hash to it.
+    pub nonce_hash: Option<String>,
     pub expected_tenant: Option<String>,
     pub requested_permissions: Option<StringList>,
     pub service_principal_request_id: Option<Uuid>,
@@ -36,7 +42,7 @@ pub struct Model {
     pub tenant_proof: Option<Json>,
 }
 
-// Hand-written so that the PKCE verifier and nonce can never reach a log line.
+// Hand-written so that not even the sealed verifier or the nonce's hash reaches a log line.
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("oauth_flow::Model")

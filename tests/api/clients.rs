@@ -253,7 +253,7 @@ backend_tests! {
         oauth_flow::ActiveModel {
             id: Set(uuid::Uuid::now_v7()), msp_id: Set("msp-a".into()), client_id: Set(id),
             kind: Set(entity::enums::OAuthFlowKind::AdminConsent), state_hash: Set("ab".repeat(32)),
-            pkce_verifier: Set(None), nonce: Set(None), expected_tenant: Set(None), requested_permissions: Set(None),
+            sealed_pkce_verifier: Set(None), pkce_verifier_key_id: Set(None), nonce_hash: Set(None), expected_tenant: Set(None), requested_permissions: Set(None),
             service_principal_request_id: Set(None), status: Set(entity::enums::OAuthFlowStatus::Pending), outcome: Set(None),
             created_by: Set("t".into()), created_at: Set(now), expires_at: Set(now), completed_at: Set(None), claimed_at: Set(None),
             consent_state_hash: Set(None), tenant_proof: Set(None),

@@ -275,9 +275,11 @@ async fn consent_through_the_page_is_verified_and_authorises_the_tile(backend: B
     assert_eq!(tile(&caller, &client).await["status"], "AWAITING_CONSENT");
     let stored = flows(&app).await;
     assert_eq!(stored[0].status, OAuthFlowStatus::Pending);
-    assert_eq!(
-        stored[0].pkce_verifier, None,
-        "the sign-in's verifier is used up"
+    assert!(
+        stored[0].sealed_pkce_verifier.is_none()
+            && stored[0].pkce_verifier_key_id.is_none()
+            && stored[0].nonce_hash.is_none(),
+        "the sign-in's verifier and nonce are used up"
     );
     assert_ne!(stored[0].consent_state_hash, None);
 
@@ -414,7 +416,7 @@ async fn consent_through_the_page_is_verified_and_authorises_the_tile(backend: B
     // The finished flow keeps no secret material.
     let stored = flows(&app).await;
     assert_eq!(stored[0].status, OAuthFlowStatus::Succeeded);
-    assert!(stored[0].pkce_verifier.is_none() && stored[0].nonce.is_none());
+    assert!(stored[0].sealed_pkce_verifier.is_none() && stored[0].nonce_hash.is_none());
 }
 
 /// One client per failure scenario, each consented through the page.

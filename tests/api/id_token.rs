@@ -6,7 +6,7 @@ use std::time::Duration;
 use api::jwks::KeyError;
 use api::microsoft::{
     Microsoft,
-    id_token::{ExpectedTenant, IdTokenError},
+    id_token::{ExpectedTenant, IdTokenError, NonceHash},
     simulator::{SimTenant, Simulator},
 };
 use consentry_tests::{eventually, microsoft_client, start_simulator};
@@ -16,6 +16,11 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 const NONCE: &str = "n-0S6_WzA2Mj";
+
+/// What a flow keeps of [`NONCE`].
+fn nonce() -> NonceHash {
+    NonceHash::of(NONCE)
+}
 
 struct Fixture {
     simulator: Simulator,
@@ -63,7 +68,7 @@ impl Fixture {
         token: &SecretString,
     ) -> Result<api::microsoft::id_token::IdTokenClaims, IdTokenError> {
         self.microsoft
-            .validate_id_token(token, &ExpectedTenant::Exactly(self.tenant.id), NONCE)
+            .validate_id_token(token, &ExpectedTenant::Exactly(self.tenant.id), &nonce())
             .await
     }
 
@@ -214,7 +219,11 @@ async fn any_organization_accepts_a_tenant_only_with_its_own_issuer() {
     );
     let claims = f
         .microsoft
-        .validate_id_token(&f.signed(&foreign), &ExpectedTenant::AnyOrganization, NONCE)
+        .validate_id_token(
+            &f.signed(&foreign),
+            &ExpectedTenant::AnyOrganization,
+            &nonce(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -224,7 +233,11 @@ async fn any_organization_accepts_a_tenant_only_with_its_own_issuer() {
     let mixed = with(f.claims(), "tid", json!(other));
     let result = f
         .microsoft
-        .validate_id_token(&f.signed(&mixed), &ExpectedTenant::AnyOrganization, NONCE)
+        .validate_id_token(
+            &f.signed(&mixed),
+            &ExpectedTenant::AnyOrganization,
+            &nonce(),
+        )
         .await;
     assert_eq!(result, Err(IdTokenError::Issuer));
     let not_a_guid = with(
@@ -240,7 +253,7 @@ async fn any_organization_accepts_a_tenant_only_with_its_own_issuer() {
         .validate_id_token(
             &f.signed(&not_a_guid),
             &ExpectedTenant::AnyOrganization,
-            NONCE,
+            &nonce(),
         )
         .await;
     assert_eq!(result, Err(IdTokenError::Tenant));
@@ -467,7 +480,7 @@ async fn without_any_cached_keys_validation_fails_closed() {
     f.simulator.stop().await;
     let microsoft = f.microsoft;
     let result = microsoft
-        .validate_id_token(&token, &ExpectedTenant::Exactly(f.tenant.id), NONCE)
+        .validate_id_token(&token, &ExpectedTenant::Exactly(f.tenant.id), &nonce())
         .await;
     assert_eq!(result, Err(IdTokenError::Key(KeyError::Unavailable)));
 }
@@ -485,7 +498,7 @@ async fn with_cached_keys_validation_survives_the_key_endpoint_going_away() {
     } = f;
     simulator.stop().await;
     let result = microsoft
-        .validate_id_token(&token, &ExpectedTenant::Exactly(tenant.id), NONCE)
+        .validate_id_token(&token, &ExpectedTenant::Exactly(tenant.id), &nonce())
         .await;
     assert!(result.is_ok(), "{result:?}");
 }
@@ -580,7 +593,7 @@ async fn the_simulators_refreshed_id_token_passes_the_refresh_rules() {
         .validate_id_token(
             tokens.id_token.as_ref().unwrap(),
             &ExpectedTenant::Exactly(f.tenant.id),
-            secrets.nonce.secret(),
+            &NonceHash::of(secrets.nonce.secret()),
         )
         .await
         .unwrap();

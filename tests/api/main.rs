@@ -26,6 +26,7 @@ mod logs;
 mod microsoft;
 mod microsoft_faults;
 mod schema;
+mod secrets_at_rest;
 mod service_principals;
 mod statements;
 mod storage;

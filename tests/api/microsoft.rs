@@ -358,7 +358,7 @@ async fn authorization_code_with_pkce_yields_validated_tokens_that_refresh() {
         .validate_id_token(
             tokens.id_token.as_ref().unwrap(),
             &ExpectedTenant::Exactly(tenant.id),
-            secrets.nonce.secret(),
+            &api::microsoft::id_token::NonceHash::of(secrets.nonce.secret()),
         )
         .await
         .unwrap();

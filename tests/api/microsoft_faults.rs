@@ -837,7 +837,7 @@ async fn checklist_86_87_delegated_consent_exchange_faults_store_nothing_and_a_n
             .unwrap();
         assert_eq!(flow.status, OAuthFlowStatus::Failed, "{what}: finished");
         assert!(
-            flow.pkce_verifier.is_none() && flow.nonce.is_none(),
+            flow.sealed_pkce_verifier.is_none() && flow.nonce_hash.is_none(),
             "{what}: a finished flow keeps no secret material"
         );
         // The link was used: coming back again shows the same outcome, asks nothing.

@@ -562,8 +562,9 @@ async fn authorisations_made_before_tenant_proof_stay_and_can_be_listed(backend:
         .find(|f| f.status == OAuthFlowStatus::Pending)
         .unwrap();
     let mut old: oauth_flow::ActiveModel = flow.into();
-    old.pkce_verifier = Set(None);
-    old.nonce = Set(None);
+    old.sealed_pkce_verifier = Set(None);
+    old.pkce_verifier_key_id = Set(None);
+    old.nonce_hash = Set(None);
     old.update(&world.app.db).await.unwrap();
     let state = state_of(&link);
     let response = callback(

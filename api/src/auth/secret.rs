@@ -23,7 +23,8 @@ pub const TOKEN_KEYS_FILE_SUFFIX: &str = ".token-keys";
 /// The keys that encrypt stored refresh tokens: `CONSENTRY_TOKEN_KEYS`; else the ones kept
 /// beside the SQLite file (created on first use); else, for an in-memory database, a fresh
 /// key that dies with the process. `None` on PostgreSQL without the setting: nothing is
-/// generated there, and delegated consents stay unavailable until it is set.
+/// generated there, and delegated consents stay unavailable until it is set (sign-in links
+/// then use a key derived from the Microsoft client secret: `domain::crypto::FlowKeys`).
 pub fn resolve_token_keys(settings: &Settings) -> anyhow::Result<Option<SecretString>> {
     if let Some(keys) = &settings.token_keys {
         return Ok(Some(keys.clone()));

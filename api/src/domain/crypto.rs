@@ -1,12 +1,16 @@
-//! Refresh tokens at rest (checklist 74–79): AES-256-GCM from RustCrypto's `aes-gcm`, a
-//! random 96-bit nonce per encryption, associated data that binds each ciphertext to its row
-//! and column, and a key ring from `CONSENTRY_TOKEN_KEYS` (`kid:base64key,…`): the first key
-//! encrypts, every key decrypts, and `consentry rotate-keys` re-encrypts old rows.
+//! Secrets at rest (checklist 74–79): refresh tokens and the PKCE verifiers of pending flows.
+//! AES-256-GCM from RustCrypto's `aes-gcm`, a random 96-bit nonce per encryption, associated
+//! data that binds each ciphertext to its row and column, and a key ring from
+//! `CONSENTRY_TOKEN_KEYS` (`kid:base64key,…`): the first key encrypts, every key decrypts, and
+//! `consentry rotate-keys` re-encrypts old rows. [`FlowKeys`] adds, for flows only, a key
+//! derived from the Microsoft client secret where no token keys are configured.
 
 use aes_gcm::{
     Aes256Gcm, KeyInit, Nonce,
     aead::{Aead, AeadCore, OsRng, Payload},
 };
+use std::sync::Arc;
+
 use base64::{Engine, engine::general_purpose::STANDARD};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -94,6 +98,15 @@ impl TokenKeys {
         Ok(Self { keys })
     }
 
+    /// A ring of one key given as bytes, under an id that need not be a configurable one.
+    fn single(kid: &str, key: &[u8]) -> Result<Self, KeysError> {
+        let cipher = Aes256Gcm::new_from_slice(key)
+            .map_err(|_| KeysError(format!("key {kid:?} is not 32 bytes")))?;
+        Ok(Self {
+            keys: vec![(kid.to_owned(), cipher)],
+        })
+    }
+
     /// A new setting with one fresh random key.
     pub fn generate_setting(kid: &str) -> SecretString {
         let key = Aes256Gcm::generate_key(&mut OsRng);
@@ -164,6 +177,94 @@ impl TokenKeys {
 /// column, so a ciphertext copied to another row (or column) fails to decrypt (checklist 75).
 pub fn refresh_token_aad(msp_id: &str, tenant_id: &str, consent_id: uuid::Uuid) -> String {
     format!("consentry/delegated_consent.refresh_token/{msp_id}/{tenant_id}/{consent_id}")
+}
+
+/// The associated data of a flow's PKCE verifier: MSP, flow and column, so that a
+/// ciphertext copied to another flow (or column) fails to decrypt (checklist 75).
+pub fn pkce_verifier_aad(msp_id: &str, flow_id: uuid::Uuid) -> String {
+    format!("consentry/oauth_flow.pkce_verifier/{msp_id}/{flow_id}")
+}
+
+/// The id under which [`FlowKeys`] stores what it sealed with the key derived from the
+/// Microsoft client secret. A configured id cannot contain ':', so the two never meet.
+pub const DERIVED_FLOW_KEY_ID: &str = "derived:ms-client-secret";
+
+/// HKDF-SHA256 (RFC 5869) parameters of that key: fixed, so every instance with the same
+/// client secret derives the same key, and versioned, so another use never shares it.
+const DERIVED_FLOW_KEY_SALT: &[u8] = b"consentry flow-secret key v1";
+const DERIVED_FLOW_KEY_INFO: &[u8] = b"consentry/oauth_flow.pkce_verifier";
+
+/// The keys that seal the PKCE verifiers of pending flows. The token keys when there are
+/// (always with SQLite, where they are generated beside the database); else — PostgreSQL
+/// without `CONSENTRY_TOKEN_KEYS` — a key derived with HKDF-SHA256 from the Microsoft client
+/// secret, which every instance of a deployment shares and which is never stored in the
+/// database, so that admin consent keeps working there. Verifiers sealed under the derived
+/// key stay readable after token keys are configured; a changed client secret makes the
+/// links of that moment unusable (a new link works).
+#[derive(Clone, Debug, Default)]
+pub struct FlowKeys {
+    configured: Option<Arc<TokenKeys>>,
+    derived: Option<Arc<TokenKeys>>,
+}
+
+impl FlowKeys {
+    /// From the configured token keys, if any, and the Microsoft client secret, if any.
+    pub fn new(configured: Option<Arc<TokenKeys>>, client_secret: Option<&SecretString>) -> Self {
+        let derived = client_secret
+            .and_then(derive_flow_key)
+            .and_then(|key| TokenKeys::single(DERIVED_FLOW_KEY_ID, &key).ok())
+            .map(Arc::new);
+        Self {
+            configured,
+            derived,
+        }
+    }
+
+    /// The id new ciphertexts are sealed under; `None` when there is no key at all.
+    pub fn current(&self) -> Option<&str> {
+        self.configured
+            .as_deref()
+            .or(self.derived.as_deref())
+            .map(TokenKeys::current)
+    }
+
+    /// Seals `plaintext` for `aad` under [`FlowKeys::current`]: its key id and ciphertext.
+    /// `None` when there is no key at all (no token keys and no Microsoft client secret).
+    pub fn encrypt(&self, plaintext: &SecretString, aad: &str) -> Option<(String, Vec<u8>)> {
+        self.configured
+            .as_deref()
+            .or(self.derived.as_deref())
+            .map(|keys| keys.encrypt(plaintext, aad))
+    }
+
+    /// Opens what [`FlowKeys::encrypt`] sealed under key `kid` for `aad`.
+    pub fn decrypt(
+        &self,
+        kid: &str,
+        stored: &[u8],
+        aad: &str,
+    ) -> Result<SecretString, CryptoError> {
+        let keys = if kid == DERIVED_FLOW_KEY_ID {
+            self.derived.as_deref()
+        } else {
+            self.configured.as_deref()
+        };
+        keys.ok_or_else(|| CryptoError::UnknownKey(kid.to_owned()))?
+            .decrypt(kid, stored, aad)
+    }
+}
+
+/// The flow key derived from the Microsoft client secret; `None` only if HKDF refused the
+/// length (it does not for 32 bytes of SHA-256).
+fn derive_flow_key(client_secret: &SecretString) -> Option<[u8; 32]> {
+    use ring::hkdf::{HKDF_SHA256, Salt};
+    let prk = Salt::new(HKDF_SHA256, DERIVED_FLOW_KEY_SALT)
+        .extract(client_secret.expose_secret().as_bytes());
+    let mut key = [0u8; 32];
+    prk.expand(&[DERIVED_FLOW_KEY_INFO], HKDF_SHA256)
+        .and_then(|okm| okm.fill(&mut key))
+        .ok()?;
+    Some(key)
 }
 
 #[cfg(test)]
@@ -257,5 +358,81 @@ mod tests {
                 .contains("twice")
         );
         assert!(!format!("{:?}", keys(one.expose_secret())).contains(&one.expose_secret()[3..]));
+    }
+
+    fn verifier() -> SecretString {
+        SecretString::from("pkce-verifier-0123456789abcdefghijklmnopqrstuvwxyz".to_owned())
+    }
+
+    fn ring(setting: &SecretString) -> Option<Arc<TokenKeys>> {
+        Some(Arc::new(keys(setting.expose_secret())))
+    }
+
+    #[test]
+    fn checklist_74_75_a_flow_verifier_is_sealed_to_its_flow_under_the_token_keys() {
+        let setting = TokenKeys::generate_setting("k1");
+        let secret = SecretString::from("client-secret".to_owned());
+        let flow_keys = FlowKeys::new(ring(&setting), Some(&secret));
+        assert_eq!(flow_keys.current(), Some("k1"), "the token keys come first");
+        let flow = uuid::Uuid::new_v4();
+        let aad = pkce_verifier_aad("msp-a", flow);
+        let (kid, sealed) = flow_keys.encrypt(&verifier(), &aad).unwrap();
+        assert_eq!(kid, "k1");
+        assert!(
+            !sealed.windows(12).any(|w| w == b"pkce-verifie"),
+            "no plaintext"
+        );
+        assert_eq!(
+            flow_keys
+                .decrypt(&kid, &sealed, &aad)
+                .unwrap()
+                .expose_secret(),
+            verifier().expose_secret()
+        );
+        for other in [
+            pkce_verifier_aad("msp-a", uuid::Uuid::new_v4()),
+            pkce_verifier_aad("msp-b", flow),
+            refresh_token_aad("msp-a", "tenant", flow),
+        ] {
+            assert_eq!(
+                flow_keys.decrypt(&kid, &sealed, &other).unwrap_err(),
+                CryptoError::Corrupt,
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_token_keys_flows_use_a_key_derived_from_the_client_secret() {
+        let secret = SecretString::from("client-secret".to_owned());
+        let aad = pkce_verifier_aad("msp-a", uuid::Uuid::new_v4());
+        let one = FlowKeys::new(None, Some(&secret));
+        assert_eq!(one.current(), Some(DERIVED_FLOW_KEY_ID));
+        let (kid, sealed) = one.encrypt(&verifier(), &aad).unwrap();
+        assert_eq!(kid, DERIVED_FLOW_KEY_ID);
+
+        // Another instance with the same secret reads it; one with token keys added later too.
+        let another = FlowKeys::new(None, Some(&secret));
+        assert!(another.decrypt(&kid, &sealed, &aad).is_ok());
+        let configured_later =
+            FlowKeys::new(ring(&TokenKeys::generate_setting("k1")), Some(&secret));
+        assert_eq!(configured_later.current(), Some("k1"));
+        assert!(configured_later.decrypt(&kid, &sealed, &aad).is_ok());
+
+        // A rotated client secret cannot, and says so; nor can an instance without one.
+        let rotated = FlowKeys::new(None, Some(&SecretString::from("rotated".to_owned())));
+        assert_eq!(
+            rotated.decrypt(&kid, &sealed, &aad).unwrap_err(),
+            CryptoError::Corrupt
+        );
+        assert_eq!(
+            FlowKeys::default()
+                .decrypt(&kid, &sealed, &aad)
+                .unwrap_err(),
+            CryptoError::UnknownKey(DERIVED_FLOW_KEY_ID.to_owned())
+        );
+        assert_eq!(FlowKeys::default().encrypt(&verifier(), &aad), None);
+        // A configured id is `[A-Za-z0-9_-]`: never this one.
+        assert!(DERIVED_FLOW_KEY_ID.contains(':'));
     }
 }

@@ -222,14 +222,18 @@ pub async fn start(
 
     let now = now();
     let secrets = FlowSecrets::new();
+    let id = Uuid::new_v4();
+    let sign_in =
+        oauth_flows::store_sign_in(&consents.flow_keys, &view.client.msp_id, id, &secrets)?;
     let flow = oauth_flow::Model {
-        id: Uuid::new_v4(),
+        id,
         msp_id: view.client.msp_id.clone(),
         client_id,
         kind: OAuthFlowKind::DelegatedConsent,
         state_hash: oauth_flows::state_hash(secrets.state.secret()),
-        pkce_verifier: Some(secrets.pkce_verifier.secret().clone()),
-        nonce: Some(secrets.nonce.secret().clone()),
+        sealed_pkce_verifier: Some(sign_in.sealed_pkce_verifier),
+        pkce_verifier_key_id: Some(sign_in.pkce_verifier_key_id),
+        nonce_hash: Some(sign_in.nonce_hash),
         expected_tenant: view.client.azure_tenant_id.map(|t| t.to_string()),
         requested_permissions: Some(StringList(names(chosen))),
         service_principal_request_id: None,

@@ -27,7 +27,7 @@ use super::{
     audit::{self, Actor},
     callback::Answer,
     clients::{self, ClientView},
-    crypto::TokenKeys,
+    crypto::{FlowKeys, TokenKeys},
     now,
     oauth_flows::{self, FlowOutcome},
     service_principal_requests::{
@@ -61,6 +61,9 @@ pub struct Consents {
     pub sign_in_tokens: Arc<SignInTokens>,
     /// Keys that encrypt stored refresh tokens; `None` when not configured.
     pub token_keys: Option<Arc<TokenKeys>>,
+    /// Keys that seal the PKCE verifiers of pending flows: the token keys, else one derived
+    /// from the Microsoft client secret.
+    pub flow_keys: FlowKeys,
     /// How often a delegated consent's refresh token is renewed.
     pub keepalive_interval: std::time::Duration,
     /// How long a callback may work on a flow it claimed (and a repair stay `CREATING`)
@@ -78,11 +81,16 @@ impl Consents {
         keepalive_interval: std::time::Duration,
         token_keys: Option<Arc<TokenKeys>>,
     ) -> Self {
+        let flow_keys = FlowKeys::new(
+            token_keys.clone(),
+            microsoft.as_deref().map(|m| &m.config().client_secret),
+        );
         Self {
             microsoft,
             reverify_interval,
             sign_in_tokens: Arc::default(),
             token_keys,
+            flow_keys,
             keepalive_interval,
             callback_lease: oauth_flows::EXCHANGE_LEASE,
             repairable_apps: RepairableApps::default(),
@@ -157,6 +165,10 @@ pub async fn authorise(
     let now = now();
     let expires_at = now + lifetime;
     let secrets = FlowSecrets::new();
+    // Random (v4): the id also names the flow's result page.
+    let id = Uuid::new_v4();
+    let sign_in =
+        oauth_flows::store_sign_in(&consents.flow_keys, &view.client.msp_id, id, &secrets)?;
     let superseded = oauth_flows::cancel_open(
         &txn,
         client_id,
@@ -167,15 +179,15 @@ pub async fn authorise(
     )
     .await?;
     let flow = oauth_flow::Model {
-        // Random (v4): the id also names the flow's result page.
-        id: Uuid::new_v4(),
+        id,
         msp_id: view.client.msp_id.clone(),
         client_id,
         kind: OAuthFlowKind::AdminConsent,
         state_hash: oauth_flows::state_hash(secrets.state.secret()),
         // The sign-in that proves the tenant is a code flow with PKCE and a nonce.
-        pkce_verifier: Some(secrets.pkce_verifier.secret().clone()),
-        nonce: Some(secrets.nonce.secret().clone()),
+        sealed_pkce_verifier: Some(sign_in.sealed_pkce_verifier),
+        pkce_verifier_key_id: Some(sign_in.pkce_verifier_key_id),
+        nonce_hash: Some(sign_in.nonce_hash),
         expected_tenant: view.client.azure_tenant_id.map(|t| t.to_string()),
         requested_permissions: None,
         service_principal_request_id: None,

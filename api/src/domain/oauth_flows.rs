@@ -1,22 +1,30 @@
 //! OAuth flows (DESIGN §1): one started sign-in or consent, bound server-side to its MSP,
 //! client and kind (checklist 5); found again only through the SHA-256 of its `state`;
 //! claimed by exactly one callback (checklist 84); finished with an outcome that a replayed
-//! callback shows again instead of running anything twice (checklist 3, 83).
+//! callback shows again instead of running anything twice (checklist 3, 83). What a sign-in
+//! needs back at its callback is kept so that a database dump reveals none of it: the PKCE
+//! verifier sealed to the flow, the nonce as its hash (checklist 74, 75).
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{
     enums::{OAuthFlowKind, OAuthFlowStatus},
     oauth_flow,
 };
+use oauth2::PkceCodeVerifier;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::Expr,
 };
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::Result;
+use super::{
+    Error, Result,
+    crypto::{self, CryptoError, FlowKeys},
+};
+use crate::microsoft::{id_token::NonceHash, identity::FlowSecrets};
 
 /// Longest a `state` Consentry issues can be; anything longer is not ours and is not hashed.
 const MAX_STATE_CHARS: usize = 512;
@@ -34,6 +42,96 @@ pub const RETENTION: Duration = Duration::days(7);
 /// hashes in the database, never the secret itself (checklist 7).
 pub fn state_hash(state: &str) -> String {
     format!("{:x}", Sha256::digest(state.as_bytes()))
+}
+
+/// A sign-in's secrets as a new flow stores them: the PKCE verifier sealed to the flow, and
+/// the nonce's hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSignIn {
+    pub sealed_pkce_verifier: Vec<u8>,
+    pub pkce_verifier_key_id: String,
+    pub nonce_hash: String,
+}
+
+impl std::fmt::Debug for StoredSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSignIn")
+            .field("pkce_verifier_key_id", &self.pkce_verifier_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seals the sign-in secrets of the new flow `flow_id` of `msp_id`.
+pub fn store_sign_in(
+    keys: &FlowKeys,
+    msp_id: &str,
+    flow_id: Uuid,
+    secrets: &FlowSecrets,
+) -> Result<StoredSignIn> {
+    let verifier = SecretString::from(secrets.pkce_verifier.secret().clone());
+    let Some((kid, sealed)) = keys.encrypt(&verifier, &crypto::pkce_verifier_aad(msp_id, flow_id))
+    else {
+        return Err(Error::NotConfigured(
+            "Consentry has no key to protect sign-in links with: set CONSENTRY_TOKEN_KEYS (`k1:` \
+             followed by `openssl rand -base64 32`) or CONSENTRY_MS_CLIENT_SECRET, then restart."
+                .to_owned(),
+        ));
+    };
+    Ok(StoredSignIn {
+        sealed_pkce_verifier: sealed,
+        pkce_verifier_key_id: kid,
+        nonce_hash: NonceHash::of(secrets.nonce.secret()).to_hex(),
+    })
+}
+
+/// What a sign-in's callback needs back: the verifier to redeem the code with, and the hash
+/// the id_token's nonce must match.
+pub struct SignInSecrets {
+    pub pkce_verifier: PkceCodeVerifier,
+    pub nonce: NonceHash,
+}
+
+impl std::fmt::Debug for SignInSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SignInSecrets { .. }")
+    }
+}
+
+/// Why a flow's sign-in secrets cannot be used.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unreadable {
+    /// None are stored: the flow was made by a version that kept them in plaintext (erased by
+    /// the upgrade), or before admin consent began with a sign-in, or they are used up.
+    #[error("the flow holds no sign-in secrets")]
+    Missing,
+    /// The verifier cannot be decrypted: its key was removed, the client secret its key is
+    /// derived from changed, or the row was altered.
+    #[error("the flow's PKCE verifier cannot be decrypted: {0}")]
+    Key(#[from] CryptoError),
+}
+
+/// Opens the sign-in secrets a flow stored with [`store_sign_in`].
+pub fn sign_in_secrets(
+    keys: &FlowKeys,
+    flow: &oauth_flow::Model,
+) -> std::result::Result<SignInSecrets, Unreadable> {
+    let (Some(sealed), Some(kid), Some(nonce)) = (
+        &flow.sealed_pkce_verifier,
+        &flow.pkce_verifier_key_id,
+        &flow.nonce_hash,
+    ) else {
+        return Err(Unreadable::Missing);
+    };
+    let nonce = NonceHash::from_hex(nonce).ok_or(Unreadable::Key(CryptoError::Corrupt))?;
+    let verifier = keys.decrypt(
+        kid,
+        sealed,
+        &crypto::pkce_verifier_aad(&flow.msp_id, flow.id),
+    )?;
+    Ok(SignInSecrets {
+        pkce_verifier: PkceCodeVerifier::new(verifier.expose_secret().to_owned()),
+        nonce,
+    })
 }
 
 /// What a finished flow showed the person who came back from Microsoft. Stored with the
@@ -184,11 +282,15 @@ pub async fn open_consent_step<C: ConnectionTrait>(
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .col_expr(
-            oauth_flow::Column::PkceVerifier,
+            oauth_flow::Column::SealedPkceVerifier,
+            Expr::value(Option::<Vec<u8>>::None),
+        )
+        .col_expr(
+            oauth_flow::Column::PkceVerifierKeyId,
             Expr::value(Option::<String>::None),
         )
         .col_expr(
-            oauth_flow::Column::Nonce,
+            oauth_flow::Column::NonceHash,
             Expr::value(Option::<String>::None),
         )
         .filter(oauth_flow::Column::Id.eq(flow_id))
@@ -213,11 +315,15 @@ pub async fn finish<C: ConnectionTrait>(
         .col_expr(oauth_flow::Column::Outcome, Expr::value(outcome.to_json()))
         .col_expr(oauth_flow::Column::CompletedAt, Expr::value(now))
         .col_expr(
-            oauth_flow::Column::PkceVerifier,
+            oauth_flow::Column::SealedPkceVerifier,
+            Expr::value(Option::<Vec<u8>>::None),
+        )
+        .col_expr(
+            oauth_flow::Column::PkceVerifierKeyId,
             Expr::value(Option::<String>::None),
         )
         .col_expr(
-            oauth_flow::Column::Nonce,
+            oauth_flow::Column::NonceHash,
             Expr::value(Option::<String>::None),
         )
         .filter(oauth_flow::Column::Id.eq(flow_id))
@@ -330,6 +436,64 @@ pub async fn stuck<C: ConnectionTrait>(
         .limit(limit)
         .all(db)
         .await?)
+}
+
+/// What `consentry rotate-keys` did to the sign-in secrets of pending flows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rewrapped {
+    /// Re-encrypted under the current key.
+    pub rotated: u64,
+    /// Already under it.
+    pub current: u64,
+    /// Not readable with any key given: those links fail with "send a new link" anyway.
+    pub unreadable: u64,
+}
+
+/// `consentry rotate-keys`: re-encrypts the PKCE verifier of every flow that still holds one
+/// under the current key (checklist 77), so that older keys can be retired without breaking
+/// links in flight. Each row is swapped with a compare-and-set, so a callback finishing the
+/// flow meanwhile is never overwritten.
+pub async fn rotate_keys<C: ConnectionTrait>(db: &C, keys: &FlowKeys) -> Result<Rewrapped> {
+    let mut done = Rewrapped::default();
+    let Some(current) = keys.current() else {
+        return Ok(done);
+    };
+    let flows = oauth_flow::Entity::find()
+        .filter(oauth_flow::Column::SealedPkceVerifier.is_not_null())
+        .all(db)
+        .await?;
+    for flow in flows {
+        let (Some(sealed), Some(kid)) = (&flow.sealed_pkce_verifier, &flow.pkce_verifier_key_id)
+        else {
+            continue;
+        };
+        if kid == current {
+            done.current += 1;
+            continue;
+        }
+        let aad = crypto::pkce_verifier_aad(&flow.msp_id, flow.id);
+        let Ok(verifier) = keys.decrypt(kid, sealed, &aad) else {
+            tracing::warn!(flow = %flow.id, key = %kid, "a pending link's PKCE verifier cannot be decrypted");
+            done.unreadable += 1;
+            continue;
+        };
+        let Some((new_kid, resealed)) = keys.encrypt(&verifier, &aad) else {
+            continue;
+        };
+        let swapped = oauth_flow::Entity::update_many()
+            .col_expr(
+                oauth_flow::Column::SealedPkceVerifier,
+                Expr::value(resealed),
+            )
+            .col_expr(oauth_flow::Column::PkceVerifierKeyId, Expr::value(new_kid))
+            .filter(oauth_flow::Column::Id.eq(flow.id))
+            .filter(oauth_flow::Column::PkceVerifierKeyId.eq(kid.clone()))
+            .filter(oauth_flow::Column::SealedPkceVerifier.eq(sealed.clone()))
+            .exec(db)
+            .await?;
+        done.rotated += swapped.rows_affected;
+    }
+    Ok(done)
 }
 
 /// Deletes flows finished longer than [`RETENTION`] ago (checklist 4).

@@ -328,15 +328,19 @@ pub async fn create(
     )
     .await?;
     let secrets = FlowSecrets::new();
+    let id = Uuid::new_v4();
+    let sign_in =
+        oauth_flows::store_sign_in(&consents.flow_keys, &view.client.msp_id, id, &secrets)?;
     let expected_tenant = view.client.azure_tenant_id.map(|t| t.to_string());
     oauth_flow::Entity::insert(oauth_flow::ActiveModel::from(oauth_flow::Model {
-        id: Uuid::new_v4(),
+        id,
         msp_id: view.client.msp_id.clone(),
         client_id,
         kind: OAuthFlowKind::ServicePrincipalSignIn,
         state_hash: oauth_flows::state_hash(secrets.state.secret()),
-        pkce_verifier: Some(secrets.pkce_verifier.secret().clone()),
-        nonce: Some(secrets.nonce.secret().clone()),
+        sealed_pkce_verifier: Some(sign_in.sealed_pkce_verifier),
+        pkce_verifier_key_id: Some(sign_in.pkce_verifier_key_id),
+        nonce_hash: Some(sign_in.nonce_hash),
         expected_tenant,
         requested_permissions: None,
         service_principal_request_id: Some(request.id),

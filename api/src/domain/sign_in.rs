@@ -4,10 +4,12 @@
 //! §B) — and, when only the client's domain is known, until the tenant is shown to own it.
 
 use entity::{client, enums::GraphApiProblemCode as Code, oauth_flow};
-use oauth2::PkceCodeVerifier;
 use uuid::Uuid;
 
-use super::graph_api::{self, Consents};
+use super::{
+    graph_api::{self, Consents},
+    oauth_flows::{self, Unreadable},
+};
 use crate::microsoft::{
     Microsoft, Problem,
     id_token::{ExpectedTenant, IdTokenClaims, IdTokenError},
@@ -31,6 +33,19 @@ pub(super) fn graph_base(microsoft: &Microsoft) -> String {
         .to_owned()
 }
 
+/// Why a link whose sign-in secrets cannot be used is over, in the words of its result page.
+pub(super) fn unusable_link(why: &Unreadable) -> &'static str {
+    match why {
+        Unreadable::Missing => {
+            "This link was made by an earlier version of Consentry and can no longer be used."
+        }
+        Unreadable::Key(_) => {
+            "This link can no longer be used: the key that protects it has changed since it was \
+             made."
+        }
+    }
+}
+
 /// Redeems `code` for `scopes` (one resource) and validates the answer. `again` tells the
 /// person what to restart ("Send a new link.").
 pub(super) async fn redeem<'a>(
@@ -46,19 +61,17 @@ pub(super) async fn redeem<'a>(
         p.ours = true;
         p
     })?;
-    let (Some(verifier), Some(nonce)) = (&flow.pkce_verifier, &flow.nonce) else {
-        return Err(graph_api::problem(
-            Code::Unknown,
-            &format!("This sign-in was already used. {again}"),
-        ));
-    };
+    let secrets = oauth_flows::sign_in_secrets(&consents.flow_keys, flow).map_err(|e| {
+        tracing::warn!(error = %e, kind = ?flow.kind, "a sign-in's stored secrets cannot be used");
+        graph_api::problem(Code::LinkExpired, &format!("{} {again}", unusable_link(&e)))
+    })?;
     let expected = flow
         .expected_tenant
         .as_deref()
         .and_then(|t| Uuid::parse_str(t).ok());
     // At `organizations`, like the sign-in itself: no tenant a caller named is asked anything.
     let tokens = microsoft
-        .redeem_sign_in(code, &PkceCodeVerifier::new(verifier.clone()), scopes)
+        .redeem_sign_in(code, &secrets.pkce_verifier, scopes)
         .await
         .map_err(|e| e.problem())?;
     // Checklist 10: nothing from the answer is used before its id_token is validated.
@@ -73,7 +86,7 @@ pub(super) async fn redeem<'a>(
     // Any organisation's issuer, exactly for the token's own tenant; then that tenant must be
     // the client's (checklist 12, 23).
     let claims = microsoft
-        .validate_id_token(id_token, &ExpectedTenant::AnyOrganization, nonce)
+        .validate_id_token(id_token, &ExpectedTenant::AnyOrganization, &secrets.nonce)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, kind = ?flow.kind, "a sign-in's id_token was rejected");

@@ -17,7 +17,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{client, enums::GraphApiProblemCode as Code, oauth_flow};
-use oauth2::{CsrfToken, PkceCodeVerifier};
+use oauth2::CsrfToken;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -249,13 +249,17 @@ async fn prove<'a, 'c>(
     let Ok(microsoft) = consents.microsoft() else {
         return Ok(SignIn::Refused(graph_api::no_microsoft()));
     };
-    let (Some(verifier), Some(nonce)) = (&flow.pkce_verifier, &flow.nonce) else {
-        // A link made before admins signed in first: it has nothing to prove a tenant with.
-        return Ok(failed(
-            Code::LinkExpired,
-            "This consent link was made before Consentry asked admins to sign in first, so it \
-             can no longer be used. Send a new link.",
-        ));
+    // A link made by an earlier version (before admins signed in first, or with its secrets
+    // in plaintext), or one whose key has since changed: nothing to prove a tenant with.
+    let secrets = match oauth_flows::sign_in_secrets(&consents.flow_keys, flow) {
+        Ok(secrets) => secrets,
+        Err(error) => {
+            tracing::warn!(%error, "the admin-consent link's stored secrets cannot be used");
+            return Ok(failed(
+                Code::LinkExpired,
+                &format!("{} Send a new link.", super::sign_in::unusable_link(&error)),
+            ));
+        }
     };
     let Some(code) = answer.code else {
         return Ok(failed(
@@ -265,7 +269,7 @@ async fn prove<'a, 'c>(
         ));
     };
     let tokens = match microsoft
-        .redeem_tenant_sign_in(code, &PkceCodeVerifier::new(verifier.clone()))
+        .redeem_tenant_sign_in(code, &secrets.pkce_verifier)
         .await
     {
         Ok(tokens) => tokens,
@@ -283,7 +287,7 @@ async fn prove<'a, 'c>(
         ));
     };
     let claims = match microsoft
-        .validate_id_token(id_token, &ExpectedTenant::AnyOrganization, nonce)
+        .validate_id_token(id_token, &ExpectedTenant::AnyOrganization, &secrets.nonce)
         .await
     {
         Ok(claims) => claims,

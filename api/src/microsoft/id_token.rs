@@ -7,6 +7,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
@@ -25,6 +26,48 @@ pub enum ExpectedTenant {
     /// `iss` must be that tenant's issuer (reference §4, multi-tenant validation). The caller
     /// must then bind the tenant to the client.
     AnyOrganization,
+}
+
+/// What a flow keeps of the `nonce` it sent: its SHA-256, so that a database dump holds
+/// nothing to replay. The nonce only ever needs comparing: an id_token's `nonce` matches when
+/// its hash equals this one, compared in constant time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NonceHash([u8; 32]);
+
+impl NonceHash {
+    /// The hash of a nonce sent to Microsoft.
+    pub fn of(nonce: &str) -> Self {
+        Self(Sha256::digest(nonce.as_bytes()).into())
+    }
+
+    /// A stored hash (64 hex digits); `None` for anything else.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 64 || !hex.is_ascii() {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+            let pair = std::str::from_utf8(pair).ok()?;
+            *byte = u8::from_str_radix(pair, 16).ok()?;
+        }
+        Some(Self(bytes))
+    }
+
+    /// The stored form: 64 lower-case hex digits.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Whether `nonce` is the one this is the hash of.
+    pub fn matches(&self, nonce: &str) -> bool {
+        bool::from(Self::of(nonce).0.ct_eq(&self.0))
+    }
+}
+
+impl std::fmt::Debug for NonceHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NonceHash(..)")
+    }
 }
 
 /// The claims Consentry uses from a validated id_token.
@@ -101,12 +144,12 @@ struct RawClaims {
 }
 
 impl Microsoft {
-    /// Validates an id_token for a flow that expects `tenant` and sent `nonce`.
+    /// Validates an id_token for a flow that expects `tenant` and sent the nonce of `nonce`.
     pub async fn validate_id_token(
         &self,
         id_token: &SecretString,
         tenant: &ExpectedTenant,
-        nonce: &str,
+        nonce: &NonceHash,
     ) -> Result<IdTokenClaims, IdTokenError> {
         self.validate(id_token, tenant, Some(nonce)).await
     }
@@ -135,7 +178,7 @@ impl Microsoft {
         &self,
         id_token: &SecretString,
         tenant: &ExpectedTenant,
-        nonce: Option<&str>,
+        nonce: Option<&NonceHash>,
     ) -> Result<IdTokenClaims, IdTokenError> {
         let token = id_token.expose_secret();
         let header = jsonwebtoken::decode_header(token).map_err(|_| match header_alg(token) {
@@ -229,7 +272,7 @@ impl Microsoft {
         }
         if let Some(nonce) = nonce {
             let sent = claims.nonce.as_deref().ok_or(IdTokenError::Nonce)?;
-            if !bool::from(sent.as_bytes().ct_eq(nonce.as_bytes())) {
+            if !nonce.matches(sent) {
                 return Err(IdTokenError::Nonce);
             }
         }
@@ -261,4 +304,25 @@ fn header_alg(token: &str) -> Option<String> {
     let bytes = URL_SAFE_NO_PAD.decode(header.trim_end_matches('=')).ok()?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     value.get("alg")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NonceHash;
+
+    #[test]
+    fn a_nonce_is_kept_as_its_sha256_and_only_compared() {
+        let hash = NonceHash::of("abc");
+        assert_eq!(
+            hash.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(NonceHash::from_hex(&hash.to_hex()), Some(hash.clone()));
+        assert!(hash.matches("abc"));
+        assert!(!hash.matches("abd") && !hash.matches(""));
+        assert!(!format!("{hash:?}").contains("ba78"), "Debug shows nothing");
+        for bad in ["", "ab", &"g".repeat(64), &"é".repeat(32)] {
+            assert_eq!(NonceHash::from_hex(bad), None, "{bad}");
+        }
+    }
 }

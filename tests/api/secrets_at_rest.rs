@@ -1,0 +1,459 @@
+//! Secrets at rest (issue 16): what a database dump could give away. Pending links keep
+//! their PKCE verifier only sealed to their flow and their nonce only as a hash (checklist 74,
+//! 75, 77) — on SQLite and PostgreSQL.
+
+use std::{collections::BTreeMap, process::Command, time::Duration};
+
+use api::{
+    domain::crypto::DERIVED_FLOW_KEY_ID,
+    microsoft::{id_token::NonceHash, simulator::SimTenant},
+};
+use consentry_tests::{Backend, TestApp, eventually, start};
+use entity::enums::OAuthFlowStatus;
+use migration::MigratorTrait;
+use reqwest::StatusCode;
+use sea_orm::{ConnectionTrait, Database, Statement};
+use serde_json::json;
+use url::Url;
+use uuid::Uuid;
+
+use crate::{
+    consent::{
+        World, admin_consent, authorise, browser, callback, consent_page, flows, healthy, location,
+        new_client, tile, token_grants, world,
+    },
+    delegated::{consent_as, consents_of, start_link},
+};
+
+const CREATE_SERVICE_PRINCIPAL: &str = "mutation($id: ID!) {
+    createServicePrincipal(clientId: $id) { status signInUrl } }";
+
+const SERVICE_PRINCIPAL_REQUESTS: &str =
+    "query($id: ID!) { client(id: $id) { servicePrincipalRequests { status } } }";
+
+/// The query parameters of a link.
+fn query_of(url: &str) -> BTreeMap<String, String> {
+    Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// Every row of every table, as a dump (`pg_dump`, `sqlite3 .dump`) would hold it: on
+/// PostgreSQL each row as JSON (`bytea` as hex), on SQLite each value `quote()`d (blobs as
+/// hex).
+async fn logical_dump(app: &TestApp) -> Vec<u8> {
+    let db = &app.db;
+    let query = |sql: String| async move {
+        db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| row.try_get_by_index::<String>(0).unwrap())
+            .collect::<Vec<String>>()
+    };
+    let mut rows = Vec::new();
+    match app.database().backend {
+        Backend::Sqlite => {
+            for table in query("SELECT name FROM sqlite_master WHERE type = 'table'".into()).await {
+                let columns = query(format!("SELECT name FROM pragma_table_info('{table}')")).await;
+                let row = columns
+                    .iter()
+                    .map(|c| format!("quote(\"{c}\")"))
+                    .collect::<Vec<_>>()
+                    .join(" || '|' || ");
+                rows.extend(query(format!("SELECT {row} FROM \"{table}\"")).await);
+            }
+        }
+        Backend::Postgres => {
+            let tables = query(
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_schema = current_schema()"
+                    .into(),
+            )
+            .await;
+            for table in tables {
+                rows.extend(query(format!("SELECT row_to_json(t)::text FROM \"{table}\" t")).await);
+            }
+        }
+    }
+    assert!(
+        rows.iter().any(|row| row.contains("msp-a")),
+        "the dump read the test's tables"
+    );
+    rows.join("\n").into_bytes()
+}
+
+/// Everything a dump or a copy of the data holds: the logical dump and, on SQLite, the bytes
+/// of the database file and of every file beside it (the WAL, what is not checkpointed yet).
+async fn dump(app: &TestApp) -> Vec<u8> {
+    let mut bytes = logical_dump(app).await;
+    if let Some(dir) = app.database().directory() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+        }
+    }
+    bytes
+}
+
+/// Whether `secret` appears in `dump`, as text or hex-encoded (how `bytea` is dumped).
+fn holds(dump: &[u8], secret: &str) -> bool {
+    let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+    [secret.as_bytes(), hex.as_bytes()]
+        .iter()
+        .any(|needle| dump.windows(needle.len()).any(|w| w == *needle))
+}
+
+/// The PKCE verifiers Microsoft received with authorization codes.
+fn verifiers_sent(world: &World) -> Vec<String> {
+    world
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.param("grant_type") == Some("authorization_code"))
+        .filter_map(|r| r.param("code_verifier").map(str::to_owned))
+        .collect()
+}
+
+/// Goes through an admin-consent link as the admin's browser does, when the server that made
+/// it was restarted (at the same public URL, on another port): every redirect back to
+/// Consentry reaches `app`. Returns the last callback's response.
+async fn admin_consent_after_restart(app: &TestApp, link: &str, user: Uuid) -> reqwest::Response {
+    let mut signed_in = consent_page(link, user, "accept").await;
+    signed_in.set_port(Some(app.port)).unwrap();
+    let response = browser().get(signed_in).send().await.unwrap();
+    let Some(consent) = response
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .filter(|l| l.contains("/adminconsent"))
+        .map(str::to_owned)
+    else {
+        return response;
+    };
+    let mut back = consent_page(&consent, user, "accept").await;
+    back.set_port(Some(app.port)).unwrap();
+    browser().get(back).send().await.unwrap()
+}
+
+/// Pending links of all three kinds that sign someone in (admin consent, delegated consent,
+/// a service principal repair), dumped while pending, then completed end to end: the dump
+/// holds none of their verifiers, nonces or states, and the verifier Microsoft receives is
+/// the one that was sealed (each flow succeeds).
+async fn checklist_74_75_a_dump_of_pending_links_holds_no_verifier_nonce_or_state(
+    backend: Backend,
+) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let fabrikam = SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam");
+    let Some(world) = world(backend, vec![contoso.clone(), fabrikam.clone()], |s| {
+        s.sweep_interval = Duration::from_millis(100);
+    })
+    .await
+    else {
+        return;
+    };
+    let app = &world.app;
+    let caller = app.caller("msp-a", &["admin"]).await;
+
+    // Fabrikam lacks the Teams admin API: its Authorise fails, and a repair needs a sign-in.
+    let repair = new_client(&caller, "Fabrikam", Some(&fabrikam.domain), None).await;
+    let failing = authorise(&caller, &repair).await;
+    let admin = fabrikam.admin().unwrap().id;
+    callback(
+        app,
+        &admin_consent(failing["url"].as_str().unwrap(), admin, "accept").await,
+    )
+    .await;
+    assert_eq!(
+        tile(&caller, &repair).await["problem"]["code"],
+        "MISSING_SERVICE_PRINCIPAL"
+    );
+    let created = caller
+        .run(CREATE_SERVICE_PRINCIPAL, json!({ "id": repair }))
+        .await;
+    let repair_link = created.data()["createServicePrincipal"]["signInUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let client = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
+    let admin_link = authorise(&caller, &client).await["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let delegated_link = start_link(&caller, &client, &["MAIL_SEND"]).await;
+    let links = [&admin_link, &delegated_link, &repair_link];
+
+    let pending: Vec<_> = flows(app)
+        .await
+        .into_iter()
+        .filter(|f| f.status == OAuthFlowStatus::Pending)
+        .collect();
+    assert_eq!(pending.len(), 3, "{pending:?}");
+    for flow in &pending {
+        assert_eq!(flow.pkce_verifier_key_id.as_deref(), Some("k1"), "{flow:?}");
+        assert!(flow.sealed_pkce_verifier.as_ref().unwrap().len() >= 12 + 43 + 16);
+    }
+    let mut nonce_hashes: Vec<_> = pending.iter().map(|f| f.nonce_hash.clone()).collect();
+    nonce_hashes.sort();
+    let mut expected: Vec<_> = links
+        .iter()
+        .map(|link| Some(NonceHash::of(&query_of(link)["nonce"]).to_hex()))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        nonce_hashes, expected,
+        "each nonce is stored as its SHA-256"
+    );
+
+    let dumped = dump(app).await;
+
+    // Each link still completes end to end.
+    let back = admin_consent(&admin_link, contoso.admin().unwrap().id, "accept").await;
+    callback(app, &back).await;
+    assert_eq!(tile(&caller, &client).await["status"], "AUTHORISED");
+    consent_as(app, &delegated_link, contoso.admin().unwrap().id).await;
+    assert_eq!(consents_of(&caller, &client).await[0]["status"], "ACTIVE");
+    let back = consent_page(&repair_link, admin, "accept").await;
+    callback(app, &back).await;
+    eventually(Duration::from_secs(20), "the repair to finish", || async {
+        let requests = caller
+            .run(SERVICE_PRINCIPAL_REQUESTS, json!({ "id": repair }))
+            .await;
+        (requests.data()["client"]["servicePrincipalRequests"][0]["status"] == "READY")
+            .then_some(())
+    })
+    .await;
+
+    let verifiers = verifiers_sent(&world);
+    assert_eq!(
+        verifiers.len(),
+        4,
+        "Fabrikam's failed Authorise, then the three links"
+    );
+    for verifier in &verifiers {
+        assert!(verifier.len() >= 43);
+        assert!(!holds(&dumped, verifier), "a PKCE verifier is in the dump");
+    }
+    for link in links {
+        let query = query_of(link);
+        for secret in ["nonce", "state"] {
+            assert!(!holds(&dumped, &query[secret]), "a {secret} is in the dump");
+        }
+    }
+    for flow in flows(app).await {
+        assert!(
+            flow.sealed_pkce_verifier.is_none()
+                && flow.pkce_verifier_key_id.is_none()
+                && flow.nonce_hash.is_none(),
+            "a finished flow keeps nothing of its sign-in: {flow:?}"
+        );
+    }
+}
+
+/// A sealed verifier copied into another flow's row does not open there: the link fails
+/// with "send a new link", and no code is redeemed at Microsoft.
+async fn checklist_75_a_verifier_copied_to_another_flow_is_refused_before_microsoft_is_asked(
+    backend: Backend,
+) {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let northwind = healthy("northwind.onmicrosoft.com");
+    let Some(world) = world(backend, vec![contoso.clone(), northwind.clone()], |_| {}).await else {
+        return;
+    };
+    let app = &world.app;
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let first = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
+    let second = new_client(&caller, "Northwind", Some(&northwind.domain), None).await;
+    authorise(&caller, &first).await;
+    let link = authorise(&caller, &second).await["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stored = flows(app).await;
+    let state_hash = api::domain::oauth_flows::state_hash(&query_of(&link)["state"]);
+    let (target, source): (Vec<_>, Vec<_>) =
+        stored.into_iter().partition(|f| f.state_hash == state_hash);
+    let mut moved: entity::oauth_flow::ActiveModel = target[0].clone().into();
+    moved.sealed_pkce_verifier = Set(source[0].sealed_pkce_verifier.clone());
+    moved.pkce_verifier_key_id = Set(source[0].pkce_verifier_key_id.clone());
+    moved.update(&app.db).await.unwrap();
+
+    let redeemed = token_grants(&world.sim, "authorization_code");
+    let back = admin_consent(&link, northwind.admin().unwrap().id, "accept").await;
+    let response = callback(app, &back).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let tile = tile(&caller, &second).await;
+    assert_eq!(tile["status"], "FAILED", "{tile}");
+    assert_eq!(tile["problem"]["code"], "LINK_EXPIRED", "{tile}");
+    assert!(
+        tile["problem"]["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("new link"),
+        "{tile}"
+    );
+    assert_eq!(
+        token_grants(&world.sim, "authorization_code"),
+        redeemed,
+        "no code was redeemed"
+    );
+}
+
+/// With no `CONSENTRY_TOKEN_KEYS`, links are sealed all the same: under the key generated
+/// beside an SQLite database, or — PostgreSQL — under one derived from the Microsoft client
+/// secret, so that admin consent keeps working there.
+async fn checklist_74_without_configured_token_keys_links_are_sealed_and_complete(
+    backend: Backend,
+) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(world) = world(backend, vec![contoso.clone()], |s| s.token_keys = None).await else {
+        return;
+    };
+    let app = &world.app;
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
+    let link = authorise(&caller, &client).await["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flow = flows(app).await.remove(0);
+    let expected = match backend {
+        Backend::Sqlite => "k1",
+        Backend::Postgres => DERIVED_FLOW_KEY_ID,
+    };
+    assert_eq!(flow.pkce_verifier_key_id.as_deref(), Some(expected));
+    assert!(flow.sealed_pkce_verifier.is_some());
+
+    let back = admin_consent(&link, contoso.admin().unwrap().id, "accept").await;
+    callback(app, &back).await;
+    assert_eq!(tile(&caller, &client).await["status"], "AUTHORISED");
+    let verifier = verifiers_sent(&world).remove(0);
+    assert!(!holds(&dump(app).await, &verifier));
+}
+
+/// A link made before the upgrade kept its verifier and nonce in plaintext: the upgrade
+/// erases them (a dump after it holds neither), and the link then fails cleanly with "send a
+/// new link", while a new link works.
+async fn links_made_before_the_upgrade_lose_their_plaintext_and_fail_cleanly(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
+    let link = authorise(&caller, &client).await["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(caller);
+    let public_url = Url::parse(&app.address).unwrap();
+    let database = app.stop().await;
+
+    // Back to the schema before, with the link's secrets in plaintext as it kept them.
+    let db = Database::connect(&database.url).await.unwrap();
+    migration::Migrator::down(&db, Some(1)).await.unwrap();
+    db.execute_unprepared(
+        "UPDATE oauth_flow SET pkce_verifier = 'plaintext-verifier-of-an-old-link-0123456789', \
+         nonce = 'plaintext-nonce-of-an-old-link'",
+    )
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+
+    let app = start(database, |s| {
+        sim.configure(s);
+        s.public_url = public_url;
+    })
+    .await;
+    // The values, not the pages SQLite freed or PostgreSQL's dead row versions: those go with
+    // a VACUUM (the README's upgrade note).
+    let dumped = logical_dump(&app).await;
+    assert!(!holds(&dumped, "plaintext-verifier-of-an-old-link"));
+    assert!(!holds(&dumped, "plaintext-nonce-of-an-old-link"));
+
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let response = admin_consent_after_restart(&app, &link, contoso.admin().unwrap().id).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let mut result = Url::parse(&location(&response)).unwrap();
+    result.set_port(Some(app.port)).unwrap();
+    let page = reqwest::get(result).await.unwrap().text().await.unwrap();
+    assert!(page.contains("earlier version of Consentry"), "{page}");
+    let failed = tile(&caller, &client).await;
+    assert_eq!(failed["problem"]["code"], "LINK_EXPIRED", "{failed}");
+
+    let link = authorise(&caller, &client).await["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    admin_consent_after_restart(&app, &link, contoso.admin().unwrap().id).await;
+    assert_eq!(tile(&caller, &client).await["status"], "AUTHORISED");
+}
+
+/// `consentry rotate-keys` re-encrypts the verifiers of pending links too, so the old key can
+/// be removed at once without breaking a link in flight.
+async fn checklist_77_rotate_keys_rewraps_pending_links_so_the_old_key_can_go(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
+    let link = authorise(&caller, &client).await["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(caller);
+    let public_url = Url::parse(&app.address).unwrap();
+    let database = app.stop().await;
+    let new_key = {
+        use secrecy::ExposeSecret;
+        api::domain::crypto::TokenKeys::generate_setting("k2")
+            .expose_secret()
+            .to_owned()
+    };
+    let output = Command::new(env!("CARGO_BIN_EXE_consentry-under-test"))
+        .arg("rotate-keys")
+        .env("DATABASE_URL", &database.url)
+        .env(
+            "CONSENTRY_TOKEN_KEYS",
+            format!("{new_key},{}", database.token_keys),
+        )
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("sign-in secrets of 1 pending link(s)"),
+        "{stderr}"
+    );
+
+    let app = start(database, |s| {
+        sim.configure(s);
+        s.public_url = public_url;
+        s.token_keys = Some(new_key.clone().into());
+    })
+    .await;
+    assert_eq!(
+        flows(&app).await[0].pkce_verifier_key_id.as_deref(),
+        Some("k2")
+    );
+    let caller = app.caller("msp-a", &["admin"]).await;
+    admin_consent_after_restart(&app, &link, contoso.admin().unwrap().id).await;
+    assert_eq!(
+        tile(&caller, &client).await["status"],
+        "AUTHORISED",
+        "completed with k2 alone"
+    );
+}
+
+consentry_tests::on_both_backends!(
+    checklist_74_75_a_dump_of_pending_links_holds_no_verifier_nonce_or_state,
+    checklist_75_a_verifier_copied_to_another_flow_is_refused_before_microsoft_is_asked,
+    checklist_74_without_configured_token_keys_links_are_sealed_and_complete,
+    links_made_before_the_upgrade_lose_their_plaintext_and_fail_cleanly,
+    checklist_77_rotate_keys_rewraps_pending_links_so_the_old_key_can_go,
+);
