@@ -41,6 +41,13 @@ pub enum DatabaseError {
         #[source]
         source: DbErr,
     },
+    /// The SQLite file could not be created owner-only.
+    #[error("cannot create the SQLite database {path}: {source}")]
+    CreateFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
 }
@@ -57,6 +64,16 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, Database
         return Err(DatabaseError::MissingDirectory {
             path: path.display().to_string(),
         });
+    }
+    if let DatabaseKind::SqliteFile(path) = &kind {
+        private_sqlite_file(
+            path,
+            settings.database_url.expose_secret().contains("mode=rwc"),
+        )
+        .map_err(|source| DatabaseError::CreateFile {
+            path: path.display().to_string(),
+            source,
+        })?;
     }
     let mut options = ConnectOptions::new(settings.database_url.expose_secret().to_owned());
     options
@@ -82,6 +99,52 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, Database
             label: settings.database_label(),
             source,
         })
+}
+
+/// Makes the embedded database readable by its owner only: a file the URL lets SQLite create
+/// (`mode=rwc`) is created here first, empty and 0600, so that SQLite never creates it 0644;
+/// its `-wal` and `-shm` files then follow, since SQLite gives them the database file's
+/// permissions. An existing file keeps the permissions its operator chose, with a warning when
+/// others may read it.
+fn private_sqlite_file(path: &std::path::Path, create: bool) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::metadata(path) {
+            Ok(meta) => {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        path = %path.display(),
+                        mode = format!("{mode:o}"),
+                        "the SQLite database (refresh tokens, sign-in links) is readable by others: \
+                         `chmod 600` it and the files beside it"
+                    );
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                {
+                    Ok(_) => Ok(()),
+                    // Another process created it meanwhile, with the same permissions.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            // SQLite reports a missing file it may not create, with its own words.
+            Err(_) => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, create);
+        Ok(())
+    }
 }
 
 /// Applies pending migrations; a no-op on an up-to-date database. On PostgreSQL an advisory

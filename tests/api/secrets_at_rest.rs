@@ -1,14 +1,21 @@
-//! Secrets at rest (issue 16): what a database dump could give away. Pending links keep
-//! their PKCE verifier only sealed to their flow and their nonce only as a hash (checklist 74,
-//! 75, 77) — on SQLite and PostgreSQL.
+//! Secrets at rest (issue 16): what a database dump, a copy of the data directory or a
+//! `git add .` could give away. Pending links keep their PKCE verifier only sealed to their
+//! flow and their nonce only as a hash (checklist 74, 75, 77); the SQLite database and every
+//! file beside it are created 0600; every file a server start creates is git-ignored — on
+//! SQLite and PostgreSQL.
 
-use std::{collections::BTreeMap, process::Command, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
 
 use api::{
     domain::crypto::DERIVED_FLOW_KEY_ID,
     microsoft::{id_token::NonceHash, simulator::SimTenant},
 };
-use consentry_tests::{Backend, TestApp, eventually, start};
+use consentry_tests::{Backend, TestApp, TestDatabase, eventually, start};
 use entity::enums::OAuthFlowStatus;
 use migration::MigratorTrait;
 use reqwest::StatusCode;
@@ -450,10 +457,183 @@ async fn checklist_77_rotate_keys_rewraps_pending_links_so_the_old_key_can_go(ba
     );
 }
 
+/// `consentry serve`, started by `sh` under the usual umask 022 in an empty directory, as an
+/// operator would start it; stopped (SIGTERM, then SIGKILL) when dropped.
+struct Served {
+    child: Child,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve_in(dir: &Path, env: &[(&str, &str)]) -> Served {
+    let port = consentry_tests::free_port();
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "umask 022 && exec \"$0\" serve"])
+        .arg(env!("CARGO_BIN_EXE_consentry-under-test"))
+        .current_dir(dir)
+        .env("CONSENTRY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONSENTRY_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn");
+    for name in [
+        "DATABASE_URL",
+        "CONSENTRY_TOKEN_KEYS",
+        "CONSENTRY_AUTH_HS256_SECRET",
+        "CONSENTRY_AUTH_JWKS_URL",
+        "CONSENTRY_MS_CLIENT_ID",
+        "CONSENTRY_MS_CLIENT_SECRET",
+    ] {
+        command.env_remove(name);
+    }
+    command
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut served = Served {
+        child: command.spawn().unwrap(),
+    };
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = served.child.try_wait() {
+            panic!("consentry exited at start: {status}");
+        }
+        let ready = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "consentry was not ready within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    served
+}
+
+/// The repository's root, where `.gitignore` is.
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// Whether git would leave `name` out of a `git add .` at the repository's root.
+fn git_ignores(name: &str) -> bool {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(repository())
+        .args(["check-ignore", "--no-index", "--quiet", name])
+        .output()
+        .unwrap_or_else(|e| panic!("git is needed to check .gitignore: {e}"));
+    match output.status.code() {
+        Some(0) => true,
+        Some(1) => false,
+        _ => panic!(
+            "git check-ignore failed (is {} a git checkout?): {}",
+            repository().display(),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+/// The files in `dir`, by name, with their permission bits.
+fn files_in(dir: &Path) -> BTreeMap<String, u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            (entry.file_name().to_string_lossy().into_owned(), mode)
+        })
+        .collect()
+}
+
+/// A real start of `consentry serve` in an empty directory, with nothing configured but the
+/// database: on SQLite (the default `DATABASE_URL`) it creates the database, its `-wal` and
+/// `-shm`, the HS256 secret and the token keys, each 0600 and each git-ignored; on PostgreSQL
+/// it creates no file at all.
+async fn every_file_a_server_start_creates_is_owner_only_and_git_ignored(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let served = match backend {
+        Backend::Sqlite => serve_in(dir.path(), &[]).await,
+        Backend::Postgres => {
+            serve_in(
+                dir.path(),
+                &[
+                    ("DATABASE_URL", &database.url),
+                    ("CONSENTRY_AUTH_HS256_SECRET", &"s".repeat(32)),
+                ],
+            )
+            .await
+        }
+    };
+    let files = files_in(dir.path());
+    drop(served);
+    match backend {
+        Backend::Sqlite => {
+            for name in [
+                "consentry.db",
+                "consentry.db-wal",
+                "consentry.db-shm",
+                "consentry.db.hs256-secret",
+                "consentry.db.token-keys",
+            ] {
+                assert!(files.contains_key(name), "{name} was created: {files:?}");
+            }
+        }
+        Backend::Postgres => assert_eq!(files, BTreeMap::new(), "nothing is written to disk"),
+    }
+    for (name, mode) in &files {
+        assert_eq!(*mode, 0o600, "{name} is {mode:o}");
+        assert!(git_ignores(name), "{name} is not in .gitignore");
+    }
+    // `consentry demo` keeps its database and secrets under another name, beside the default.
+    for suffix in [
+        "",
+        "-wal",
+        "-shm",
+        "-journal",
+        ".hs256-secret",
+        ".token-keys",
+    ] {
+        let name = format!("consentry-demo.db{suffix}");
+        assert!(git_ignores(&name), "{name} is not in .gitignore");
+    }
+    // A secret is first written to a temporary file, which a crash could leave behind.
+    assert!(git_ignores(".consentry-secret-0b6b7a8e"));
+    assert!(!git_ignores("api/src/main.rs"), "the check itself works");
+}
+
 consentry_tests::on_both_backends!(
     checklist_74_75_a_dump_of_pending_links_holds_no_verifier_nonce_or_state,
     checklist_75_a_verifier_copied_to_another_flow_is_refused_before_microsoft_is_asked,
     checklist_74_without_configured_token_keys_links_are_sealed_and_complete,
     links_made_before_the_upgrade_lose_their_plaintext_and_fail_cleanly,
     checklist_77_rotate_keys_rewraps_pending_links_so_the_old_key_can_go,
+    every_file_a_server_start_creates_is_owner_only_and_git_ignored,
 );
