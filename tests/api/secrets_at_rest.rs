@@ -1,8 +1,8 @@
 //! Secrets at rest (issue 16): what a database dump, a copy of the data directory or a
 //! `git add .` could give away. Pending links keep their PKCE verifier only sealed to their
 //! flow and their nonce only as a hash (checklist 74, 75, 77); the SQLite database and every
-//! file beside it are created 0600; every file a server start creates is git-ignored — on
-//! SQLite and PostgreSQL.
+//! file beside it are created 0600; every file a server start creates is git-ignored; GraphiQL
+//! keeps the caller's token out of `localStorage` — on SQLite and PostgreSQL.
 
 use std::{
     collections::BTreeMap,
@@ -15,7 +15,7 @@ use api::{
     domain::crypto::DERIVED_FLOW_KEY_ID,
     microsoft::{id_token::NonceHash, simulator::SimTenant},
 };
-use consentry_tests::{Backend, TestApp, TestDatabase, eventually, start};
+use consentry_tests::{Backend, TestApp, TestDatabase, eventually, serde_json::Value, start};
 use entity::enums::OAuthFlowStatus;
 use migration::MigratorTrait;
 use reqwest::StatusCode;
@@ -629,6 +629,99 @@ async fn every_file_a_server_start_creates_is_owner_only_and_git_ignored(backend
     assert!(!git_ignores("api/src/main.rs"), "the check itself works");
 }
 
+/// What the served GraphiQL script did with storage, run by Node.js against stand-ins for
+/// the browser and GraphiQL (`fixtures/graphiql-storage.js`); `None` without Node.js outside
+/// CI.
+fn run_graphiql_script(script: &str, token: Option<&str>, browser: &str) -> Option<Value> {
+    if Command::new("node").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Node.js is needed to run GraphiQL's script (.ci/run installs it)"
+        );
+        eprintln!("skipped: Node.js is not installed");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.js");
+    std::fs::write(&path, script).unwrap();
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("api/fixtures/graphiql-storage.js");
+    let output = Command::new("node")
+        .arg(harness)
+        .arg(&path)
+        .arg(token.unwrap_or("-"))
+        .arg(browser)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(serde_json::from_slice(&output.stdout).unwrap())
+}
+
+/// GraphiQL is given the tab's `sessionStorage` (or memory, where the browser refuses it)
+/// for everything it keeps, the Headers tab with its token included; the demo's token goes
+/// there too; `localStorage` is only cleared of what earlier versions left in it.
+async fn graphiql_keeps_the_token_in_session_storage_never_in_local_storage(backend: Backend) {
+    let Some(app) = consentry_tests::spawn_app(backend).await else {
+        return;
+    };
+    let script = app
+        .http
+        .get(app.url("/graphiql/app.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !script.contains("localStorage.setItem") && !script.contains("localStorage.getItem"),
+        "{script}"
+    );
+    for (token, browser) in [
+        (None, "ordinary"),
+        (Some("demo-token-abc"), "ordinary"),
+        (Some("demo-token-abc"), "no-session-storage"),
+    ] {
+        let Some(run) = run_graphiql_script(&script, token, browser) else {
+            return;
+        };
+        let what = format!("{token:?} in a browser with {browser} storage: {run}");
+        let expected = if browser == "ordinary" {
+            "sessionStorage"
+        } else {
+            "memory"
+        };
+        assert_eq!(run["storage"], expected, "{what}");
+        assert_eq!(run["shouldPersistHeaders"], true, "{what}");
+        for call in run["calls"].as_array().unwrap() {
+            if call[0] == "localStorage" {
+                assert_eq!(call[1], "removeItem", "{what}");
+            }
+        }
+        assert_eq!(run["local"], json!({ "another-app": "kept" }), "{what}");
+        if let Some(token) = token {
+            assert!(
+                run["headersAtStart"].as_str().unwrap().contains(token),
+                "{what}"
+            );
+        }
+        if browser == "ordinary" {
+            assert!(
+                run["session"]["graphiql:headers"]
+                    .as_str()
+                    .unwrap()
+                    .contains("typed-into-the-headers-tab"),
+                "{what}"
+            );
+        } else {
+            assert_eq!(run["session"], json!({}), "{what}");
+        }
+    }
+}
+
 consentry_tests::on_both_backends!(
     checklist_74_75_a_dump_of_pending_links_holds_no_verifier_nonce_or_state,
     checklist_75_a_verifier_copied_to_another_flow_is_refused_before_microsoft_is_asked,
@@ -636,4 +729,5 @@ consentry_tests::on_both_backends!(
     links_made_before_the_upgrade_lose_their_plaintext_and_fail_cleanly,
     checklist_77_rotate_keys_rewraps_pending_links_so_the_old_key_can_go,
     every_file_a_server_start_creates_is_owner_only_and_git_ignored,
+    graphiql_keeps_the_token_in_session_storage_never_in_local_storage,
 );

@@ -1,6 +1,8 @@
 //! GraphiQL at `/graphiql`: a static page (pinned CDN assets with Subresource Integrity) wired
 //! to `/graphql` and `/graphql/ws`, with the header editor open for a caller token. The page
-//! itself can do nothing without a token (checklist 58).
+//! itself can do nothing without a token (checklist 58), and keeps the token in the tab's
+//! `sessionStorage` (GraphiQL's `storage` prop), never in `localStorage`, where any later
+//! visitor of the browser profile would find it.
 
 use axum::{
     extract::State,
@@ -109,10 +111,36 @@ const SCRIPT: &str = r#"// Consentry's GraphiQL wiring: HTTP for queries and mut
     '',
   ].join('\n');
 
+  // GraphiQL keeps its state, the headers with the token among it, in this tab's
+  // sessionStorage (gone when the tab closes), or in memory where the browser refuses it.
+  function memoryStorage() {
+    var items = {};
+    return {
+      getItem: function (k) { return Object.prototype.hasOwnProperty.call(items, k) ? items[k] : null; },
+      setItem: function (k, v) { items[k] = String(v); },
+      removeItem: function (k) { delete items[k]; },
+      clear: function () { items = {}; },
+      get length() { return Object.keys(items).length; },
+    };
+  }
+  var storage = null;
+  try { storage = window.sessionStorage || null; } catch (e) { storage = null; }
+  if (!storage) storage = memoryStorage();
+
+  // Earlier versions let GraphiQL keep tokens in localStorage: remove what they left.
+  try {
+    var stale = [];
+    for (var i = 0; i < window.localStorage.length; i++) {
+      var key = window.localStorage.key(i);
+      if (key && key.indexOf('graphiql:') === 0) stale.push(key);
+    }
+    stale.forEach(function (key) { window.localStorage.removeItem(key); });
+  } catch (e) { /* no localStorage at all */ }
+
   // `consentry demo` hands GraphiQL a ready token.
   var demoToken = document.querySelector('meta[name="consentry-token"]');
   if (demoToken) {
-    localStorage.setItem('graphiql:headers', JSON.stringify({ Authorization: 'Bearer ' + demoToken.content }, null, 2));
+    storage.setItem('graphiql:headers', JSON.stringify({ Authorization: 'Bearer ' + demoToken.content }, null, 2));
   }
 
   var root = ReactDOM.createRoot(document.getElementById('graphiql'));
@@ -122,6 +150,8 @@ const SCRIPT: &str = r#"// Consentry's GraphiQL wiring: HTTP for queries and mut
     defaultHeaders: JSON.stringify({ Authorization: 'Bearer <paste a token from: consentry token --msp demo --role admin>' }, null, 2),
     defaultEditorToolsVisibility: 'headers',
     headerEditorEnabled: true,
+    // Persisted to `storage` only: the tab's sessionStorage, never localStorage.
+    storage: storage,
     shouldPersistHeaders: true,
   }));
 })();
