@@ -62,7 +62,8 @@ pub struct TokenArgs {
     /// Who the token names (its `sub` claim).
     #[arg(long, default_value = "consentry-cli")]
     pub sub: String,
-    /// How long the token lasts: e.g. 30m, 12h, 7d (at most 30d).
+    /// How long the token lasts: e.g. 30m, 12h (at most CONSENTRY_AUTH_MAX_TOKEN_LIFETIME,
+    /// 24h unless set otherwise: the server refuses longer-lived tokens).
     #[arg(long, default_value = "12h", value_parser = parse_ttl)]
     pub ttl: Duration,
     /// Display name for the MSP if the token registers it.
@@ -283,6 +284,16 @@ fn user_error(error: domain::Error) -> anyhow::Error {
 /// `consentry token`: registers the MSP if needed and prints a signed token on stdout.
 async fn token(settings: Settings, args: TokenArgs) -> anyhow::Result<()> {
     settings.validate()?;
+    // Refused before anything is registered: the server would refuse the token anyway.
+    if args.ttl > settings.auth_max_token_lifetime {
+        bail!(
+            "--ttl {} is longer than the {} the server accepts (CONSENTRY_AUTH_MAX_TOKEN_LIFETIME): \
+             ask for at most {}, or raise the setting on every instance first",
+            auth::duration_text(args.ttl),
+            auth::duration_text(settings.auth_max_token_lifetime),
+            auth::duration_text(settings.auth_max_token_lifetime),
+        );
+    }
     let CallerAuthSettings::Hs256 {
         issuer, audience, ..
     } = settings.caller_auth()?

@@ -173,6 +173,22 @@ pub struct Settings {
     #[arg(long, env = "CONSENTRY_AUTH_AUDIENCE", global = true)]
     pub auth_audience: Option<String>,
 
+    /// Longest lifetime of an accepted caller token, e.g. `24h`: `exp - iat`, or for a token
+    /// without `iat`, `exp` - now. Longer-lived tokens are refused, whoever signed them.
+    #[arg(
+        long,
+        env = "CONSENTRY_AUTH_MAX_TOKEN_LIFETIME",
+        default_value = "24h",
+        value_parser = humantime::parse_duration,
+        global = true
+    )]
+    pub auth_max_token_lifetime: Duration,
+
+    /// The platform operator's own MSP tenant: the `support` role counts only in tokens whose
+    /// `msp` claim names it. Unset: nobody is support staff.
+    #[arg(long, env = "CONSENTRY_SUPPORT_MSP", global = true)]
+    pub support_msp: Option<String>,
+
     /// Shared secret for HS256 caller tokens (at least 32 bytes). Unset, and without a JWKS
     /// URL, one is generated and kept beside the embedded database.
     #[arg(long, env = "CONSENTRY_AUTH_HS256_SECRET", value_parser = secret, hide_env_values = true, global = true)]
@@ -417,6 +433,26 @@ impl Settings {
                     self.ms_timeout_seconds
                 ),
             ));
+        }
+        if self.auth_max_token_lifetime < Duration::from_secs(60)
+            || self.auth_max_token_lifetime > Duration::from_secs(30 * 24 * 3600)
+        {
+            return Err(invalid(
+                "CONSENTRY_AUTH_MAX_TOKEN_LIFETIME",
+                "must be between 1m and 30d: a stolen token is good for this long, and an open \
+                 WebSocket stays open for as long as its token lives",
+            ));
+        }
+        if let Some(msp) = &self.support_msp {
+            crate::domain::msp::validate_id(msp).map_err(|_| {
+                invalid(
+                    "CONSENTRY_SUPPORT_MSP",
+                    format!(
+                        "{msp:?} is not an MSP id: name the operator's own MSP tenant as its \
+                         tokens carry it in their `msp` claim (1–64 letters, digits, '.', '_' or '-')"
+                    ),
+                )
+            })?;
         }
         for origin in &self.cors_origins {
             parse_origin(origin)?;

@@ -98,7 +98,10 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
             roles: OneOrMany::Many(vec![Role::Admin.as_str().to_owned()]),
             iss: issuer,
             aud: OneOrMany::One(audience),
-            exp: now + 7 * 24 * 3600,
+            // As long as the server accepts (CONSENTRY_AUTH_MAX_TOKEN_LIFETIME).
+            exp: now.saturating_add(
+                i64::try_from(settings.auth_max_token_lifetime.as_secs()).unwrap_or(i64::MAX),
+            ),
             iat: Some(now),
             nbf: None,
         },

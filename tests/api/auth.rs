@@ -163,6 +163,59 @@ backend_tests! {
         assert_eq!(response.data()["viewer"]["roles"], json!(["VIEWER"]));
     }
 
+    async fn checklist_99_a_token_living_longer_than_the_maximum_is_refused_with_the_reason(app: TestApp) {
+        // CONSENTRY_AUTH_MAX_TOKEN_LIFETIME, 24h by default: `exp - iat`, or `exp` - now.
+        app.register_msp("msp-a").await;
+        let now = chrono::Utc::now().timestamp();
+        let month = app.token_with(|c| {
+            c.iat = Some(now);
+            c.exp = now + 30 * 86_400;
+        });
+        rejected(&app, &month, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "CONSENTRY_AUTH_MAX_TOKEN_LIFETIME").await;
+        rejected(&app, &month, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "lives 30d, longer than the 24h").await;
+        // Issued long ago, with an hour left: it still lived too long.
+        let old = app.token_with(|c| {
+            c.iat = Some(now - 7 * 86_400);
+            c.exp = now + 3600;
+        });
+        rejected(&app, &old, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "CONSENTRY_AUTH_MAX_TOKEN_LIFETIME").await;
+        // Without `iat`, or with one set ahead, what is left of it counts.
+        for iat in [None, Some(now + 29 * 86_400)] {
+            let token = app.token_with(|c| {
+                c.iat = iat;
+                c.exp = now + 30 * 86_400;
+            });
+            rejected(&app, &token, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "CONSENTRY_AUTH_MAX_TOKEN_LIFETIME").await;
+        }
+        for iat in [Some(now), None] {
+            let day = app.token_with(|c| {
+                c.iat = iat;
+                c.exp = now + 86_400;
+            });
+            let response = app.graphql(Some(&day), VIEWER, json!({})).await;
+            assert_eq!(response.data()["viewer"]["msp"]["id"], "msp-a");
+        }
+    }
+
+    async fn checklist_100_support_counts_only_in_the_operators_tenant(app: TestApp) {
+        // The test servers' operator tenant is `msp-platform` (CONSENTRY_SUPPORT_MSP).
+        let staff = app.caller(consentry_tests::SUPPORT_MSP, &["support"]).await;
+        let data = staff.run(VIEWER, json!({})).await.data().clone();
+        assert_eq!(data["viewer"]["readsAllMsps"], true);
+        app.register_msp("msp-a").await;
+        let token = app.token("msp-a", &["support"]);
+        rejected(&app, &token, StatusCode::FORBIDDEN, "FORBIDDEN", "CONSENTRY_SUPPORT_MSP").await;
+        // With another role, the token keeps that one only.
+        let viewer = app.caller("msp-a", &["viewer", "support"]).await;
+        let data = viewer.run(VIEWER, json!({})).await.data().clone();
+        assert_eq!(data["viewer"]["roles"], json!(["VIEWER"]));
+        assert_eq!(data["viewer"]["readsAllMsps"], false);
+        let b = app.caller("msp-b", &["admin"]).await;
+        b.create_client("Bravo of B").await;
+        let seen = viewer.run("{ clients { totalCount } }", json!({})).await;
+        assert_eq!(seen.data()["clients"]["totalCount"], 0, "another MSP's clients stay hidden");
+    }
+
     async fn graphql_arguments_never_override_the_token(app: TestApp) {
         // Checklist 49: an MSP id in an argument does not widen what a caller sees.
         let a = app.caller("msp-a", &["admin"]).await;
@@ -173,4 +226,64 @@ backend_tests! {
         let own = a.run("{ clients(filter: { mspId: \"msp-a\" }) { edges { node { name } } } }", json!({})).await;
         assert_eq!(own.data()["clients"]["edges"], json!([]));
     }
+}
+
+/// Tests whose server needs its own settings.
+mod configured {
+    use consentry_tests::{Backend, on_both_backends, spawn_app_with};
+
+    use super::*;
+
+    /// Checklist 100: without CONSENTRY_SUPPORT_MSP, nobody is support staff.
+    async fn checklist_100_without_an_operator_tenant_nobody_is_support(backend: Backend) {
+        let Some(app) = spawn_app_with(backend, |s| s.support_msp = None).await else {
+            return;
+        };
+        app.register_msp(consentry_tests::SUPPORT_MSP).await;
+        let token = app.token(consentry_tests::SUPPORT_MSP, &["support"]);
+        rejected(
+            &app,
+            &token,
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "CONSENTRY_SUPPORT_MSP",
+        )
+        .await;
+    }
+
+    /// Checklist 99: CONSENTRY_AUTH_MAX_TOKEN_LIFETIME sets the maximum.
+    async fn checklist_99_the_maximum_token_lifetime_is_a_setting(backend: Backend) {
+        let Some(app) = spawn_app_with(backend, |s| {
+            s.auth_max_token_lifetime = std::time::Duration::from_secs(3600);
+        })
+        .await
+        else {
+            return;
+        };
+        app.register_msp("msp-a").await;
+        let now = chrono::Utc::now().timestamp();
+        let token = app.token_with(|c| {
+            c.iat = Some(now);
+            c.exp = now + 7200;
+        });
+        rejected(
+            &app,
+            &token,
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "lives 2h, longer than the 1h",
+        )
+        .await;
+        let token = app.token_with(|c| {
+            c.iat = Some(now);
+            c.exp = now + 3600;
+        });
+        let response = app.graphql(Some(&token), VIEWER, json!({})).await;
+        assert_eq!(response.data()["viewer"]["msp"]["id"], "msp-a");
+    }
+
+    on_both_backends!(
+        checklist_100_without_an_operator_tenant_nobody_is_support,
+        checklist_99_the_maximum_token_lifetime_is_a_setting,
+    );
 }

@@ -124,6 +124,62 @@ async fn token_refuses_bad_arguments_with_advice() {
     );
 }
 
+/// Checklist 99: `consentry token` mints no token the server would refuse for living too
+/// long: a `--ttl` past CONSENTRY_AUTH_MAX_TOKEN_LIFETIME is refused, saying so, before
+/// anything is registered; within it (or a raised setting), the token works.
+async fn checklist_99_token_mints_nothing_longer_lived_than_the_server_accepts(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let secret = "a-shared-secret-for-the-cli-test-0123456789";
+    let token = |ttl: &str, max: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_consentry-under-test"));
+        command
+            .args(["token", "--msp", "acme", "--role", "admin", "--ttl", ttl])
+            .env("DATABASE_URL", &database.url)
+            .env("CONSENTRY_AUTH_HS256_SECRET", secret)
+            .env("CONSENTRY_AUTH_ISSUER", consentry_tests::ISSUER)
+            .env("CONSENTRY_AUTH_AUDIENCE", consentry_tests::AUDIENCE)
+            .env_remove("CONSENTRY_AUTH_JWKS_URL")
+            .env_remove("RUST_LOG");
+        match max {
+            Some(max) => command.env("CONSENTRY_AUTH_MAX_TOKEN_LIFETIME", max),
+            None => command.env_remove("CONSENTRY_AUTH_MAX_TOKEN_LIFETIME"),
+        };
+        command.output().unwrap()
+    };
+    let refused = token("30d", None);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--ttl 30d is longer than the 24h")
+            && stderr(&refused).contains("CONSENTRY_AUTH_MAX_TOKEN_LIFETIME"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(stdout(&refused).is_empty());
+    let day = token("24h", None);
+    assert!(day.status.success(), "{}", stderr(&day));
+    let two_days = token("2d", Some("48h"));
+    assert!(two_days.status.success(), "{}", stderr(&two_days));
+
+    let app = start(database, |s| {
+        s.auth_hs256_secret = Some(secrecy::SecretString::from(secret));
+    })
+    .await;
+    let who = "{ viewer { msp { id } } }";
+    let answer = app.graphql(Some(stdout(&day).trim()), who, json!({})).await;
+    assert_eq!(answer.data()["viewer"]["msp"]["id"], "acme");
+    // A server with the default refuses what a raised setting minted.
+    let answer = app
+        .graphql(Some(stdout(&two_days).trim()), who, json!({}))
+        .await;
+    assert_eq!(answer.status, reqwest::StatusCode::UNAUTHORIZED);
+}
+
+consentry_tests::on_both_backends!(
+    checklist_99_token_mints_nothing_longer_lived_than_the_server_accepts
+);
+
 #[tokio::test]
 async fn schema_prints_the_committed_sdl() {
     let output = consentry("sqlite::memory:", &["schema"]);

@@ -70,8 +70,9 @@ backend_tests! {
     async fn viewers_and_support_cannot_change_anything(app: TestApp) {
         let admin = app.caller("msp-a", &["admin"]).await;
         let id = admin.create_client("Keep me").await;
-        for roles in [&["viewer"][..], &["support"][..], &["viewer", "support"][..]] {
-            let caller = app.caller("msp-a", roles).await;
+        // Support staff belong to the operator's own tenant (CONSENTRY_SUPPORT_MSP).
+        for (msp, roles) in [("msp-a", &["viewer"][..]), ("msp-platform", &["support"][..]), ("msp-platform", &["viewer", "support"][..])] {
+            let caller = app.caller(msp, roles).await;
             let create = caller.run("mutation { createClient(input: { name: \"New\" }) { id } }", json!({})).await;
             assert_eq!(create.error_code(), "FORBIDDEN", "{roles:?}");
             assert!(create.error_message().contains("read-only"), "{}", create.error_message());

@@ -283,7 +283,7 @@ mod configured {
         let admin = app.caller("msp-a", &["admin"]).await;
         let client = admin.create_client("Contoso").await;
         // Support staff's reads of another MSP's client are written to its audit trail.
-        let support = app.caller("msp-support", &["support"]).await;
+        let support = app.caller(consentry_tests::SUPPORT_MSP, &["support"]).await;
         let read = "query($id: ID!) { client(id: $id) { name } }";
         support.run(read, json!({ "id": client })).await.data();
 

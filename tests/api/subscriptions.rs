@@ -240,7 +240,10 @@ async fn support_staff_subscriptions_are_audited(backend: Backend) {
         return;
     };
     let a = world.app.caller("msp-a", &["admin"]).await;
-    let support = world.app.caller("msp-platform", &["support"]).await;
+    let support = world
+        .app
+        .caller(consentry_tests::SUPPORT_MSP, &["support"])
+        .await;
     let client = new_client(&a, "Contoso", Some(&tenant.domain), None).await;
     let mut ws = connect(&world.app, &token(&support)).await;
     subscribe(&mut ws, "1", TILES, json!({ "id": client })).await;
@@ -873,6 +876,141 @@ async fn the_websocket_holds_operations_to_the_same_limits(backend: Backend) {
     );
 }
 
+/// The close frame that ends the socket (code and reason), and the messages before it;
+/// panics if none comes within `within` or the socket ends without one.
+async fn closed_with(ws: &mut Ws, within: Duration) -> ((u16, String), Vec<Value>) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut before = Vec::new();
+    loop {
+        let message = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no close within {within:?}; got {before:?}"));
+        match message {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return ((u16::from(frame.code), frame.reason.to_string()), before);
+            }
+            Some(Ok(Message::Text(text))) => {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                if !matches!(value["type"].as_str(), Some("ping" | "pong" | "ka")) {
+                    before.push(value);
+                }
+            }
+            Some(Ok(_)) => {}
+            other => panic!("the socket ended without a close frame: {other:?}, after {before:?}"),
+        }
+    }
+}
+
+/// Sends `connection_init` with `token` on a fresh socket; the close that answers it.
+async fn refused_init(port: u16, token: &str) -> (u16, String) {
+    let mut ws = open_port(port, None).await.unwrap();
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }).to_string(),
+    ))
+    .await
+    .unwrap();
+    let (close, before) = closed_with(&mut ws, Duration::from_secs(10)).await;
+    assert!(
+        before.is_empty(),
+        "no ack, nothing before the close: {before:?}"
+    );
+    close
+}
+
+/// Checklist 99 over the socket: a token that lives longer than the maximum gets no ack, and
+/// the close says why.
+async fn checklist_99_a_socket_whose_token_lives_too_long_gets_no_ack(backend: Backend) {
+    let Some(app) = consentry_tests::spawn_app(backend).await else {
+        return;
+    };
+    app.register_msp("msp-a").await;
+    let now = chrono::Utc::now().timestamp();
+    let month = app.token_with(|c| {
+        c.iat = Some(now);
+        c.exp = now + 30 * 86_400;
+    });
+    let (code, reason) = refused_init(app.port, &month).await;
+    assert_eq!(code, 4403);
+    assert!(
+        reason.contains("CONSENTRY_AUTH_MAX_TOKEN_LIFETIME"),
+        "{reason}"
+    );
+    assert!(reason.contains("lives 30d"), "{reason}");
+}
+
+/// Checklist 100: support staff must name an MSP or a client to subscribe to; naming an MSP
+/// is written to its audit trail when the subscription starts, and only that MSP's events
+/// arrive. Nobody else may name another MSP.
+async fn checklist_100_support_subscriptions_name_an_msp_or_a_client_and_are_audited(
+    backend: Backend,
+) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let fabrikam = healthy("fabrikam.onmicrosoft.com");
+    let Some(world) = world(backend, vec![contoso.clone(), fabrikam.clone()], |_| {}).await else {
+        return;
+    };
+    let a = world.app.caller("msp-a", &["admin"]).await;
+    let b = world.app.caller("msp-b", &["admin"]).await;
+    let support = world
+        .app
+        .caller(consentry_tests::SUPPORT_MSP, &["support"])
+        .await;
+    let a_client = new_client(&a, "Contoso", Some(&contoso.domain), None).await;
+    let b_client = new_client(&b, "Fabrikam", Some(&fabrikam.domain), None).await;
+    const BY_MSP: &str =
+        "subscription($msp: String) { graphApiTileChanged(mspId: $msp) { id status } }";
+
+    let mut ws = connect(&world.app, &token(&support)).await;
+    subscribe(&mut ws, "everything", TILES, json!({})).await;
+    let refused = next_message(&mut ws).await.unwrap();
+    let errors = if refused["type"] == "error" {
+        refused["payload"].clone()
+    } else {
+        refused["payload"]["errors"].clone()
+    };
+    assert_eq!(
+        errors[0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{refused}"
+    );
+    assert!(
+        errors[0]["message"].as_str().unwrap().contains("mspId"),
+        "{refused}"
+    );
+    subscribe(&mut ws, "a", BY_MSP, json!({ "msp": "msp-a" })).await;
+    live(&world.app, 1).await;
+    let audited = entity::audit_event::Entity::find()
+        .filter(entity::audit_event::Column::Action.eq(entity::enums::AuditAction::SupportRead))
+        .all(&world.app.db)
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0].msp_id, "msp-a");
+    assert_eq!(audited[0].client_id, None);
+    assert_eq!(audited[0].actor_msp_id, consentry_tests::SUPPORT_MSP);
+    assert_eq!(audited[0].details["subscription"], "graphApiTileChanged");
+
+    // B's change comes first, then A's: the first event to arrive must be A's.
+    authorise(&b, &b_client).await;
+    authorise(&a, &a_client).await;
+    let first = next_data(&mut ws, "a").await;
+    let a_tile = a
+        .run(
+            "query($id: ID!) { client(id: $id) { graphApiTile { id } } }",
+            json!({ "id": a_client }),
+        )
+        .await;
+    assert_eq!(
+        first["graphApiTileChanged"]["id"],
+        a_tile.data()["client"]["graphApiTile"]["id"]
+    );
+
+    // An MSP's own staff may name only their own MSP.
+    let mut own = connect(&world.app, &token(&a)).await;
+    subscribe(&mut own, "b", BY_MSP, json!({ "msp": "msp-b" })).await;
+    let refused = next_message(&mut own).await.unwrap();
+    assert!(refused.to_string().contains("NOT_FOUND"), "{refused}");
+}
+
 /// Checklist 68: no `connection_init` within 10 s closes the socket with 4408.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_is_closed_with_4408() {
@@ -902,4 +1040,6 @@ consentry_tests::on_both_backends!(
     events_cross_processes,
     a_stalled_subscriber_does_not_stall_another,
     origins_tokens_and_limits_are_enforced,
+    checklist_99_a_socket_whose_token_lives_too_long_gets_no_ack,
+    checklist_100_support_subscriptions_name_an_msp_or_a_client_and_are_audited,
 );

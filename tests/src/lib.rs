@@ -32,6 +32,9 @@ pub enum Backend {
 /// Issuer and audience of the test server's HS256 tokens.
 pub const ISSUER: &str = "consentry-tests";
 pub const AUDIENCE: &str = "consentry-api";
+/// The operator's own MSP tenant of test servers (`CONSENTRY_SUPPORT_MSP`): the only one
+/// whose tokens' `support` role counts.
+pub const SUPPORT_MSP: &str = "msp-platform";
 
 /// Runs each test twice: `sqlite::name` always, `postgres::name` when `TEST_DATABASE_URL` is
 /// set (and fails, instead of skipping, when `CONSENTRY_TEST_REQUIRE_POSTGRES=1`).
@@ -205,6 +208,7 @@ pub fn test_settings(database: &TestDatabase, secret: &str) -> Settings {
     settings.auth_jwks_url = None;
     settings.cors_origins = vec!["https://app.example.com".to_owned()];
     settings.token_keys = Some(SecretString::from(database.token_keys.clone()));
+    settings.support_msp = Some(SUPPORT_MSP.to_owned());
     settings
 }
 

@@ -26,7 +26,8 @@ use crate::{
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 60;
 
-/// A caller's role. `viewer` and `support` are read-only; `support` reads every MSP.
+/// A caller's role. `viewer` and `support` are read-only; `support` reads every MSP, and
+/// counts only in tokens of the operator's own tenant ([`TokenPolicy::support_msp`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     Admin,
@@ -115,11 +116,76 @@ enum Verifier {
 const HS256_ORIGIN: &str = "HS256 tokens must be printed by `consentry token` against the server's \
      DATABASE_URL, or signed with its CONSENTRY_AUTH_HS256_SECRET";
 
+/// What Consentry asks of a verified token beyond its signature and standard claims
+/// (DESIGN §2, amended 2026-12).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenPolicy {
+    /// Longest accepted lifetime: `exp - iat`, and `exp` - now.
+    pub max_lifetime: Duration,
+    /// The operator's own MSP tenant, the only one whose tokens' `support` role counts.
+    pub support_msp: Option<String>,
+}
+
+impl Default for TokenPolicy {
+    /// The settings' defaults: tokens live at most 24 hours, and nobody is support staff.
+    fn default() -> Self {
+        Self {
+            max_lifetime: Duration::from_secs(24 * 3600),
+            support_msp: None,
+        }
+    }
+}
+
+impl TokenPolicy {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            max_lifetime: settings.auth_max_token_lifetime,
+            support_msp: settings.support_msp.clone(),
+        }
+    }
+
+    /// Refuses a token that lives longer than `max_lifetime`: judged by `exp - iat`, and by
+    /// what is left of it now (which also catches an `iat` set in the future, or none).
+    fn check_lifetime(&self, claims: &CallerClaims, now: i64) -> Result<(), AuthError> {
+        let max = i64::try_from(self.max_lifetime.as_secs()).unwrap_or(i64::MAX);
+        let declared = claims.iat.map(|iat| claims.exp.saturating_sub(iat));
+        let left = claims.exp.saturating_sub(now);
+        let too_long = declared.is_some_and(|lifetime| lifetime > max)
+            || left > max.saturating_add(LEEWAY_SECONDS as i64);
+        if !too_long {
+            return Ok(());
+        }
+        let lifetime = declared.filter(|d| *d > max).unwrap_or(left);
+        Err(unauthenticated(format!(
+            "the bearer token lives {}, longer than the {} allowed \
+             (CONSENTRY_AUTH_MAX_TOKEN_LIFETIME); get a shorter one",
+            duration_text(Duration::from_secs(lifetime.unsigned_abs())),
+            duration_text(self.max_lifetime),
+        )))
+    }
+
+    /// The token's roles as they count here: `support` only in the operator's own tenant.
+    fn honoured_roles(&self, msp_id: &str, mut roles: Vec<Role>) -> Result<Vec<Role>, AuthError> {
+        if self.support_msp.as_deref() == Some(msp_id) || !roles.contains(&Role::Support) {
+            return Ok(roles);
+        }
+        roles.retain(|role| *role != Role::Support);
+        if roles.is_empty() {
+            return Err(AuthError::Forbidden(format!(
+                "the support role counts only in tokens of the operator's own MSP tenant \
+                 (CONSENTRY_SUPPORT_MSP), not of {msp_id:?}, and the token grants no other role"
+            )));
+        }
+        Ok(roles)
+    }
+}
+
 /// Verifies callers' tokens and turns them into [`Viewer`]s.
 pub struct CallerAuth {
     verifier: Verifier,
     issuer: String,
     audience: String,
+    policy: TokenPolicy,
 }
 
 impl std::fmt::Debug for CallerAuth {
@@ -134,6 +200,7 @@ impl std::fmt::Debug for CallerAuth {
             )
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -142,7 +209,7 @@ impl CallerAuth {
     /// Builds the verifier the settings ask for; with neither a secret nor a JWKS URL, uses
     /// (or creates) the secret kept beside the embedded database.
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Arc<Self>> {
-        Ok(Arc::new(match settings.caller_auth()? {
+        let auth = match settings.caller_auth()? {
             CallerAuthSettings::Hs256 {
                 issuer, audience, ..
             } => {
@@ -155,7 +222,16 @@ impl CallerAuth {
                 audience,
                 refetch_interval,
             } => Self::jwks(url, issuer, audience, refetch_interval)?,
-        }))
+        };
+        Ok(Arc::new(
+            auth.with_policy(TokenPolicy::from_settings(settings)),
+        ))
+    }
+
+    /// The same verifier, asking this of tokens (default: [`TokenPolicy::default`]).
+    pub fn with_policy(mut self, policy: TokenPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     pub fn hs256(secret: &SecretString, issuer: String, audience: String) -> Self {
@@ -163,6 +239,7 @@ impl CallerAuth {
             verifier: Verifier::Hs256(DecodingKey::from_secret(secret.expose_secret().as_bytes())),
             issuer,
             audience,
+            policy: TokenPolicy::default(),
         }
     }
 
@@ -176,6 +253,7 @@ impl CallerAuth {
             verifier: Verifier::Jwks(JwksCache::new(url, refetch_interval)?),
             issuer,
             audience,
+            policy: TokenPolicy::default(),
         })
     }
 
@@ -264,8 +342,9 @@ impl CallerAuth {
         })
     }
 
-    /// Turns an `Authorization` header value into a [`Viewer`]: a verified token, a
-    /// registered and enabled MSP, and at least one known role.
+    /// Turns an `Authorization` header value into a [`Viewer`]: a verified token that lives
+    /// no longer than the policy allows, a registered and enabled MSP, and at least one known
+    /// role that counts for it (`support` only in the operator's tenant).
     pub async fn authenticate(
         &self,
         db: &DatabaseConnection,
@@ -273,6 +352,8 @@ impl CallerAuth {
     ) -> Result<Viewer, AuthError> {
         let token = bearer_token(authorization)?;
         let claims = self.verify(token).await?;
+        self.policy
+            .check_lifetime(&claims, Utc::now().timestamp())?;
         let msp_id = claims
             .msp
             .as_deref()
@@ -291,6 +372,7 @@ impl CallerAuth {
         }
         roles.sort();
         roles.dedup();
+        let roles = self.policy.honoured_roles(msp_id, roles)?;
         if roles.is_empty() {
             return Err(AuthError::Forbidden(
                 "the bearer token grants no role; give it one of admin, technician, viewer or support".to_owned(),
@@ -343,6 +425,17 @@ pub fn bearer_token(authorization: &str) -> Result<&str, AuthError> {
     Ok(token)
 }
 
+/// A duration as a setting would be written: `30d`, `24h`, `90m`, `45s`.
+pub fn duration_text(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        s if s >= 2 * 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 fn alg_names(algs: &[Algorithm]) -> String {
     algs.iter()
         .map(|a| format!("{a:?}"))
@@ -370,6 +463,98 @@ mod tests {
         }
         assert_eq!(Role::parse("Admin"), None);
         assert_eq!(Role::parse("owner"), None);
+    }
+
+    fn claims_living(iat: Option<i64>, exp: i64) -> CallerClaims {
+        CallerClaims {
+            sub: "someone".to_owned(),
+            msp: Some("msp-a".to_owned()),
+            roles: OneOrMany::One("admin".to_owned()),
+            iss: FUZZ_ISSUER.to_owned(),
+            aud: OneOrMany::One(FUZZ_AUDIENCE.to_owned()),
+            exp,
+            iat,
+            nbf: None,
+        }
+    }
+
+    /// Checklist 72, 99: a token lives at most the policy's lifetime, by `exp - iat`, or by
+    /// what is left of it when it has no `iat` (or one in the future).
+    #[test]
+    fn checklist_99_tokens_living_longer_than_the_maximum_are_refused_with_the_reason() {
+        let policy = TokenPolicy::default();
+        let now = 1_800_000_000;
+        let day = 24 * 3600;
+        for (iat, exp) in [
+            (Some(now), now + day),
+            (Some(now - 3600), now + day - 3600),
+            (None, now + day),
+            // A minute of clock skew on a token without `iat`.
+            (None, now + day + 60),
+        ] {
+            policy
+                .check_lifetime(&claims_living(iat, exp), now)
+                .unwrap_or_else(|e| panic!("{iat:?}..{exp}: {e}"));
+        }
+        for (iat, exp) in [
+            (Some(now), now + day + 1),
+            (Some(now - 30 * day), now + 3600),
+            (None, now + day + 61),
+            // An `iat` set ahead makes a long-lived token look short.
+            (Some(now + 29 * day), now + 30 * day),
+        ] {
+            let error = policy
+                .check_lifetime(&claims_living(iat, exp), now)
+                .unwrap_err();
+            assert!(matches!(error, AuthError::Unauthenticated(_)), "{error:?}");
+            let message = error.to_string();
+            assert!(
+                message.contains("CONSENTRY_AUTH_MAX_TOKEN_LIFETIME") && message.contains("24h"),
+                "{message}"
+            );
+        }
+        let error = policy
+            .check_lifetime(&claims_living(Some(now), now + 30 * day), now)
+            .unwrap_err();
+        assert!(
+            error.to_string().starts_with("the bearer token lives 30d,"),
+            "{error}"
+        );
+    }
+
+    /// Checklist 100: `support` counts only in the operator's tenant; without it a token
+    /// keeps its other roles, or is refused when it has none.
+    #[test]
+    fn checklist_100_support_counts_only_in_the_operators_tenant() {
+        let nobody = TokenPolicy::default();
+        let operator = TokenPolicy {
+            support_msp: Some("operator".to_owned()),
+            ..TokenPolicy::default()
+        };
+        let support = vec![Role::Support];
+        let both = vec![Role::Viewer, Role::Support];
+        assert_eq!(
+            operator
+                .honoured_roles("operator", support.clone())
+                .unwrap(),
+            support
+        );
+        assert_eq!(
+            operator.honoured_roles("msp-a", both.clone()).unwrap(),
+            [Role::Viewer]
+        );
+        assert_eq!(
+            nobody.honoured_roles("operator", both).unwrap(),
+            [Role::Viewer]
+        );
+        for policy in [&nobody, &operator] {
+            let error = policy.honoured_roles("msp-a", support.clone()).unwrap_err();
+            assert!(matches!(error, AuthError::Forbidden(_)), "{error:?}");
+            assert!(
+                error.to_string().contains("CONSENTRY_SUPPORT_MSP"),
+                "{error}"
+            );
+        }
     }
 
     /// The secret, issuer and audience of the `caller_token` and `caller_claims` fuzz targets.

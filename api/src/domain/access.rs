@@ -48,3 +48,16 @@ pub fn require_writable(viewer: &Viewer, msp_id: &str, what: &'static str, id: &
         None => Err(Error::not_found(what, id)),
     }
 }
+
+/// Support staff follow events only of what they name — an MSP or a client — so that each
+/// such look is audited when it begins (checklist 100); a subscription to everything would
+/// stream every MSP's changes unaudited.
+pub fn require_named_scope(viewer: &Viewer, names_msp: bool, names_client: bool) -> Result<()> {
+    if viewer.reads_all_msps() && !names_msp && !names_client {
+        return Err(Error::bad_input(
+            "mspId",
+            "support staff subscribe to one MSP (mspId) or one client (clientId): name which",
+        ));
+    }
+    Ok(())
+}

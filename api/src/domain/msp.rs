@@ -5,7 +5,12 @@ use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryOrder, sea_query::OnConflict,
 };
 
-use super::{Error, Result};
+use super::{
+    Error, Result,
+    access::{self, Sight},
+    audit::{self, Actor},
+};
+use crate::auth::Viewer;
 
 /// An MSP id as it appears in tokens: 1–64 of `A–Z a–z 0–9 . _ -`.
 pub fn validate_id(raw: &str) -> Result<String> {
@@ -63,4 +68,39 @@ pub async fn list<C: ConnectionTrait>(db: &C) -> Result<Vec<msp_tenant::Model>, 
         .order_by_asc(msp_tenant::Column::Id)
         .all(db)
         .await
+}
+
+/// Succeeds when the viewer may follow the MSP's events: its own MSP, or for support staff any
+/// registered one — a look written to the MSP's audit trail as `SUPPORT_READ` (checklist
+/// 100). `NOT_FOUND` otherwise, exactly as for an MSP that does not exist. `what` names the
+/// subscription, e.g. `graphApiTileChanged`.
+pub async fn require_watchable<C: ConnectionTrait>(
+    db: &C,
+    viewer: &Viewer,
+    msp_id: &str,
+    what: &str,
+) -> Result<()> {
+    match access::sight(viewer, msp_id) {
+        Some(Sight::Own) => Ok(()),
+        Some(Sight::Support) => {
+            let registered = msp_tenant::Entity::find_by_id(msp_id.to_owned())
+                .one(db)
+                .await?
+                .is_some();
+            if !registered {
+                return Err(Error::not_found("MSP tenant", msp_id));
+            }
+            audit::record(
+                db,
+                &Actor::from(viewer),
+                msp_id,
+                None,
+                entity::enums::AuditAction::SupportRead,
+                serde_json::json!({ "subscription": what }),
+            )
+            .await?;
+            Ok(())
+        }
+        None => Err(Error::not_found("MSP tenant", msp_id)),
+    }
 }

@@ -1,6 +1,7 @@
 //! The Subscription root: every status change, pushed (DESIGN §2). Each event is the object's
 //! state after the change, with the same fields as the query. Events reach only subscribers
-//! who may see the client (their own MSP; support staff: every MSP), checked on every event.
+//! who may see the client (their own MSP; support staff: the MSP or client they named, a look
+//! audited when the subscription starts), checked on every event.
 //! When events may have been missed — a slow subscriber, a dropped listener connection — the
 //! subscriber gets an error with `extensions.code = "RESYNC"` and should re-query; the
 //! subscription stays open.
@@ -13,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use crate::{
-    domain::{Error, access, clients},
+    domain::{Error, access, clients, msp},
     events::{Bus, Change, Delivery},
     graphql::{
         ids::{GlobalId, IdKind},
@@ -33,9 +34,12 @@ fn resync() -> async_graphql::Error {
     .extend_with(|_, e| e.set("code", "RESYNC"))
 }
 
-/// The events of the viewer's clients (or of one client), as `map` turns them into items.
+/// The events of the viewer's clients (or of one MSP's, or of one client), as `map` turns
+/// them into items. `what` names the subscription in the audit trail.
 async fn events<T, F>(
     ctx: &Context<'_>,
+    what: &'static str,
+    msp_id: Option<String>,
     client_id: Option<ID>,
     map: F,
 ) -> Result<impl Stream<Item = Result<T>> + Send + use<T, F>>
@@ -44,6 +48,16 @@ where
     F: Fn(&Change) -> Option<T> + Send + 'static,
 {
     let viewer = shared_viewer(ctx)?;
+    access::require_named_scope(&viewer, msp_id.is_some(), client_id.is_some())?;
+    if let Some(msp_id) = &msp_id {
+        Box::pin(msp::require_watchable(
+            database(ctx)?,
+            &viewer,
+            msp_id,
+            what,
+        ))
+        .await?;
+    }
     let only: Option<Uuid> = match client_id {
         Some(id) => {
             let id = GlobalId::expect("clientId", &id, IdKind::Client)?;
@@ -81,6 +95,7 @@ where
                 Delivery::Resync => Some(Err(resync())),
                 Delivery::Event(event) => {
                     let visible = access::sight(&viewer, &event.msp_id).is_some()
+                        && msp_id.as_ref().is_none_or(|msp| *msp == event.msp_id)
                         && only.is_none_or(|id| id == event.client_id)
                         // Checklist 72: a token that has expired gets nothing more.
                         && viewer.expires_at > chrono::Utc::now();
@@ -99,45 +114,68 @@ where
 
 #[Subscription]
 impl SubscriptionRoot {
-    /// Every change of a Graph API tile: one client's, or (without `clientId`) all of the
-    /// viewer's clients'. In commit order per client.
+    /// Every change of a Graph API tile: one client's (`clientId`), one MSP's (`mspId`: the
+    /// viewer's own, or for support staff any), or all of the viewer's clients'. Support staff
+    /// must name an MSP or a client. In commit order per client.
     async fn graph_api_tile_changed(
         &self,
         ctx: &Context<'_>,
+        msp_id: Option<String>,
         client_id: Option<ID>,
     ) -> Result<impl Stream<Item = Result<GraphApiTile>>> {
-        events(ctx, client_id, |change| match change {
-            Change::GraphApiTile(tile) => Some(GraphApiTile(tile.clone())),
-            _ => None,
-        })
+        events(
+            ctx,
+            "graphApiTileChanged",
+            msp_id,
+            client_id,
+            |change| match change {
+                Change::GraphApiTile(tile) => Some(GraphApiTile(tile.clone())),
+                _ => None,
+            },
+        )
         .await
     }
 
-    /// Every change of a delegated consent: granted, renewed, expired, revoked.
+    /// Every change of a delegated consent: granted, renewed, expired, revoked. Scoped as
+    /// `graphApiTileChanged`.
     async fn delegated_consent_changed(
         &self,
         ctx: &Context<'_>,
+        msp_id: Option<String>,
         client_id: Option<ID>,
     ) -> Result<impl Stream<Item = Result<DelegatedConsent>>> {
-        events(ctx, client_id, |change| match change {
-            Change::DelegatedConsent(consent) => Some(DelegatedConsent(consent.clone())),
-            _ => None,
-        })
+        events(
+            ctx,
+            "delegatedConsentChanged",
+            msp_id,
+            client_id,
+            |change| match change {
+                Change::DelegatedConsent(consent) => Some(DelegatedConsent(consent.clone())),
+                _ => None,
+            },
+        )
         .await
     }
 
-    /// Every step of a service principal request.
+    /// Every step of a service principal request. Scoped as `graphApiTileChanged`.
     async fn service_principal_request_changed(
         &self,
         ctx: &Context<'_>,
+        msp_id: Option<String>,
         client_id: Option<ID>,
     ) -> Result<impl Stream<Item = Result<ServicePrincipalRequest>>> {
-        events(ctx, client_id, |change| match change {
-            Change::ServicePrincipalRequest(request) => {
-                Some(ServicePrincipalRequest::shared(request.clone()))
-            }
-            _ => None,
-        })
+        events(
+            ctx,
+            "servicePrincipalRequestChanged",
+            msp_id,
+            client_id,
+            |change| match change {
+                Change::ServicePrincipalRequest(request) => {
+                    Some(ServicePrincipalRequest::shared(request.clone()))
+                }
+                _ => None,
+            },
+        )
         .await
     }
 }
