@@ -231,6 +231,17 @@ pub struct Settings {
     )]
     pub msp_mutations_per_minute: u32,
 
+    /// Queries each MSP may run per minute on this instance (a mutation sent by a read-only
+    /// caller is refused and counts as a query); a burst of as many is allowed. `0` turns the
+    /// limit off.
+    #[arg(
+        long,
+        env = "CONSENTRY_MSP_QUERIES_PER_MINUTE",
+        default_value_t = 1200,
+        global = true
+    )]
+    pub msp_queries_per_minute: u32,
+
     /// Longest a query may run before it is cancelled with `TIMEOUT`, e.g. `30s`. Mutations
     /// are never cut short (each call to Microsoft has its own timeout).
     #[arg(

@@ -19,6 +19,7 @@ pub mod graphql;
 pub mod http;
 pub mod jwks;
 pub mod microsoft;
+pub mod refusal_log;
 pub mod sweeps;
 pub mod telemetry;
 

@@ -139,6 +139,45 @@ backend_tests! {
         }
     }
 
+    async fn checklist_58_anonymous_validation_errors_name_nothing_introspection_hides(app: TestApp) {
+        // Introspection is refused without a token; the validation errors must not tell
+        // what it would have: which fields, types and arguments exist, or where.
+        let probe = "{ clients(first: 1, sneaky: 2) { nodes { name secretField } } viewer { nope } }";
+        let anonymous = app.anonymous().run(probe, json!({})).await;
+        let errors = anonymous.errors();
+        assert_eq!(errors.len(), 1, "{}", anonymous.body);
+        assert_eq!(anonymous.error_code(), "GRAPHQL_VALIDATION_FAILED");
+        assert!(errors[0].get("locations").is_none(), "{}", anonymous.body);
+        let text = anonymous.body.to_string();
+        for named in ["clients", "sneaky", "secretField", "nope", "Client", "Query", "Viewer", "first"] {
+            assert!(!text.contains(named), "{named:?} in {text}");
+        }
+        // With a token, the caller is told exactly what is wrong.
+        let caller = app.caller("msp-a", &["viewer"]).await;
+        let told = caller.run(probe, json!({})).await;
+        assert!(told.errors().len() > 1, "{}", told.body);
+        assert!(told.body.to_string().contains("secretField"), "{}", told.body);
+    }
+
+    async fn anonymous_callers_cannot_mint_metric_labels(app: TestApp) {
+        // Operation names and HTTP methods come from callers: those without a token get
+        // fixed labels, so they cannot fill the bounded set of operation names.
+        for i in 0..250 {
+            app.anonymous().run(&format!("query Minted{i} {{ __typename }}"), json!({})).await;
+        }
+        app.anonymous().run("query Invalid { nope }", json!({})).await;
+        let odd = reqwest::Method::from_bytes(b"MINTED").unwrap();
+        app.http.request(odd, app.url("/healthz")).send().await.unwrap();
+        let caller = app.caller("msp-a", &["viewer"]).await;
+        caller.run("query Dashboard { clients { totalCount } }", json!({})).await.data();
+        let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(!metrics.contains("Minted"), "an anonymous caller minted a label");
+        assert!(!metrics.contains("Invalid"), "an anonymous caller minted a label");
+        assert!(metrics.contains(r#"operation="(unauthenticated)""#), "{metrics}");
+        assert!(metrics.contains(r#"method="(other)""#), "{metrics}");
+        assert!(metrics.contains(r#"operation="Dashboard""#), "authenticated names still count");
+    }
+
     async fn checklist_65_every_list_of_objects_takes_a_bounded_first(app: TestApp) {
         // Lists of objects are connections or take `first`; the only exceptions are a
         // connection's own items (its `first` bounds them) and fixed catalogs.
@@ -309,8 +348,95 @@ mod configured {
         );
     }
 
+    const DELETE: &str = "mutation($id: ID!) { deleteClient(id: $id) { deletedClientId } }";
+
+    /// Checklist 98: a read-only caller looping refused mutations never spends the MSP's
+    /// mutation budget (its refusals count as queries), so the admins keep theirs.
+    async fn checklist_98_a_read_only_caller_never_spends_the_mutation_budget(backend: Backend) {
+        let Some(app) = spawn_app_with(backend, |s| {
+            s.msp_mutations_per_minute = 3;
+            s.msp_queries_per_minute = 10;
+        })
+        .await
+        else {
+            return;
+        };
+        let admin = app.caller("msp-a", &["admin"]).await;
+        let viewer = app.caller("msp-a", &["viewer"]).await;
+        let client = admin.create_client("Keep me").await;
+        let mut codes = std::collections::BTreeMap::<String, u32>::new();
+        for _ in 0..20 {
+            let refused = viewer.run(DELETE, json!({ "id": client })).await;
+            *codes.entry(refused.error_code()).or_default() += 1;
+        }
+        // Refused by the resolver (ten, and one more for each six seconds the loop took),
+        // then by the query budget: nothing else.
+        let forbidden = codes.get("FORBIDDEN").copied().unwrap_or(0);
+        let limited = codes.get("RATE_LIMITED").copied().unwrap_or(0);
+        assert!(
+            forbidden >= 10 && limited >= 5 && forbidden + limited == 20,
+            "{codes:?}"
+        );
+        // The admin still has the two mutations left of the minute's three.
+        for i in 0..2 {
+            admin.create_client(&format!("Client {i}")).await;
+        }
+        let refused = admin
+            .run(
+                "mutation { createClient(input: { name: \"One too many\" }) { id } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(refused.error_code(), "RATE_LIMITED");
+        assert!(
+            refused.error_message().contains("mutations"),
+            "{}",
+            refused.body
+        );
+    }
+
+    /// Queries have a per-MSP budget too: 429 with `Retry-After` past it, for that MSP only,
+    /// and mutations keep their own budget.
+    async fn checklist_98_queries_have_a_per_msp_budget(backend: Backend) {
+        let Some(app) = spawn_app_with(backend, |s| s.msp_queries_per_minute = 3).await else {
+            return;
+        };
+        let a = app.caller("msp-a", &["admin"]).await;
+        let b = app.caller("msp-b", &["admin"]).await;
+        for _ in 0..3 {
+            a.run(CLIENT_COUNT, json!({})).await.data();
+        }
+        let refused = a.run(CLIENT_COUNT, json!({})).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            refused.body
+        );
+        assert_eq!(refused.error_code(), "RATE_LIMITED");
+        assert!(
+            refused.error_message().contains("too many queries"),
+            "{}",
+            refused.body
+        );
+        let retry_after: u64 = refused.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (1..=60).contains(&retry_after),
+            "Retry-After: {retry_after}"
+        );
+        // Another MSP has its own budget; mutations have theirs.
+        b.run(CLIENT_COUNT, json!({})).await.data();
+        a.create_client("Still allowed").await;
+    }
+
     on_both_backends!(
         checklist_55_mutations_are_rate_limited_per_msp_with_429,
         checklist_65_a_query_held_up_past_the_timeout_is_stopped,
+        checklist_98_a_read_only_caller_never_spends_the_mutation_budget,
+        checklist_98_queries_have_a_per_msp_budget,
     );
 }

@@ -99,4 +99,66 @@ async fn checklist_101_request_values_are_logged_escaped(backend: Backend) {
     );
 }
 
-consentry_tests::on_both_backends!(checklist_101_request_values_are_logged_escaped);
+/// Checklist 98: a caller looping refused operations writes one log line per minute, not one
+/// per refusal (the next line counts those not written).
+async fn checklist_98_refusals_are_logged_at_a_bounded_rate(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let sim = start_simulator(Vec::new()).await;
+    let secret = format!("test-secret-{}", Uuid::new_v4());
+    let port = free_port();
+    let server = ServerProcess::start(
+        CONSENTRY,
+        &database,
+        &secret,
+        &sim,
+        port,
+        &[
+            ("CONSENTRY_LOG_FORMAT", "text"),
+            ("RUST_LOG", "info"),
+            ("CONSENTRY_MSP_QUERIES_PER_MINUTE", "2"),
+            ("CONSENTRY_MSP_MUTATIONS_PER_MINUTE", "2"),
+        ],
+    )
+    .await;
+    let app = TestApp::attach(port, &secret, &database).await;
+    let viewer = app.caller("msp-a", &["viewer"]).await;
+    let admin = app.caller("msp-a", &["admin"]).await;
+    let mut refused = 0;
+    for _ in 0..100 {
+        let answer = viewer
+            .run("{ clients { totalCount } }", serde_json::json!({}))
+            .await;
+        refused += usize::from(answer.status == StatusCode::TOO_MANY_REQUESTS);
+        let answer = admin
+            .run(
+                "mutation { createClient(input: { name: \"Again\" }) { id } }",
+                serde_json::json!({}),
+            )
+            .await;
+        refused += usize::from(answer.status == StatusCode::TOO_MANY_REQUESTS);
+    }
+    let log = server.log();
+    drop(server);
+
+    assert!(refused >= 190, "{refused} refusals");
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("rate limit reached"))
+        .collect();
+    assert_eq!(lines.len(), 2, "one line per budget of the MSP: {lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("budget=\"queries\"")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("budget=\"mutations\"")),
+        "{lines:#?}"
+    );
+}
+
+consentry_tests::on_both_backends!(
+    checklist_101_request_values_are_logged_escaped,
+    checklist_98_refusals_are_logged_at_a_bounded_rate,
+);

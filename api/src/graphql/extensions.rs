@@ -1,13 +1,13 @@
 //! The schema's one extension: the rules every operation passes through — stable codes on
 //! parse and validation errors, the depth and alias limits, introspection only with a token,
-//! each MSP's mutation rate, the query timeout, its own DataLoaders — and its metrics.
+//! each MSP's mutation and query budgets, the query timeout, its own DataLoaders — and its
+//! metrics.
 //!
 //! One extension rather than one per rule: async-graphql runs every field of every answer
 //! (and of every event pushed to every subscriber) through each extension's `resolve` hook,
 //! even a default one, so each extension costs on every field. This one has no `resolve`.
 
 use std::{
-    num::NonZeroU32,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -23,6 +23,7 @@ use async_graphql::{
     },
 };
 
+use super::budgets::{Budgets, Charge};
 use crate::http::metrics::Metrics;
 
 fn with_code(mut error: ServerError, code: &str) -> ServerError {
@@ -39,35 +40,25 @@ fn with_code(mut error: ServerError, code: &str) -> ServerError {
     error
 }
 
-/// Each MSP's budget of mutations on this instance (GCRA: a steady rate, and a burst of as
-/// many as a minute allows).
-#[derive(Clone)]
-struct MutationBudget {
-    per_minute: NonZeroU32,
-    spent: Arc<governor::DefaultKeyedRateLimiter<String>>,
-}
+/// The metric label of every operation of an anonymous caller.
+const UNAUTHENTICATED_OPERATION: &str = "(unauthenticated)";
 
 /// Every operation's rules and metrics (see the module docs).
 pub(crate) struct Operations {
     metrics: Arc<Metrics>,
     query_timeout: Duration,
-    /// `None` when mutations are not limited.
-    mutations: Option<MutationBudget>,
+    budgets: Arc<Budgets>,
 }
 
 impl Operations {
     pub(crate) fn new(limits: super::Limits, metrics: Arc<Metrics>) -> Self {
-        let mutations =
-            NonZeroU32::new(limits.mutations_per_minute).map(|per_minute| MutationBudget {
-                per_minute,
-                spent: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
-                    per_minute,
-                ))),
-            });
         Self {
             metrics,
             query_timeout: limits.query_timeout,
-            mutations,
+            budgets: Arc::new(Budgets::new(
+                limits.mutations_per_minute,
+                limits.queries_per_minute,
+            )),
         }
     }
 }
@@ -77,7 +68,7 @@ impl ExtensionFactory for Operations {
         Arc::new(Operation {
             metrics: self.metrics.clone(),
             query_timeout: self.query_timeout,
-            mutations: self.mutations.clone(),
+            budgets: self.budgets.clone(),
             requested_name: Mutex::new(None),
             selected: Mutex::new(None),
         })
@@ -88,7 +79,7 @@ impl ExtensionFactory for Operations {
 struct Operation {
     metrics: Arc<Metrics>,
     query_timeout: Duration,
-    mutations: Option<MutationBudget>,
+    budgets: Arc<Budgets>,
     requested_name: Mutex<Option<String>>,
     /// The operation that runs, once its document is parsed.
     selected: Mutex<Option<Selected>>,
@@ -109,8 +100,9 @@ impl Operation {
     }
 
     /// Remembers which operation of the document runs: its name and type for the metrics,
-    /// and how many mutations it runs for the rate limit.
-    fn select(&self, document: &ExecutableDocument) {
+    /// and how many mutations it runs for the rate limit. Anonymous callers' operation names
+    /// never become metric labels: they could mint them without end.
+    fn select(&self, document: &ExecutableDocument, authenticated: bool) {
         let requested = self.requested_name.lock().ok().and_then(|n| n.clone());
         let selected = match (&document.operations, requested.as_deref()) {
             (DocumentOperations::Single(op), _) => Some((None, &op.node)),
@@ -134,62 +126,31 @@ impl Operation {
             }
             OperationType::Subscription => ("subscription", 0),
         };
+        let name = match name {
+            _ if !authenticated => UNAUTHENTICATED_OPERATION.to_owned(),
+            Some(name) => name,
+            None => "(anonymous)".to_owned(),
+        };
         if let Ok(mut op) = self.selected.lock() {
             *op = Some(Selected {
-                name: name.unwrap_or_else(|| "(anonymous)".to_owned()),
+                name,
                 kind,
                 mutations,
             });
         }
     }
 
-    /// Takes the operation's mutations out of its MSP's budget; the refusal when they do not
-    /// fit (checklist 55: the limit counts operations' mutations, not HTTP requests).
-    fn spend(&self, ctx: &ExtensionContext<'_>, mutations: u32) -> Result<(), ServerError> {
-        let (Some(budget), Some(n)) = (&self.mutations, NonZeroU32::new(mutations)) else {
-            return Ok(());
+    /// Takes the operation out of its MSP's budget (checklist 55, 98: the limits count
+    /// operations and their mutations, not HTTP requests; read-only callers never spend the
+    /// mutation budget); the refusal when it does not fit.
+    fn spend(&self, ctx: &ExtensionContext<'_>, op: &Selected) -> Result<(), ServerError> {
+        let charge = match op.kind {
+            "query" => Charge::Query,
+            "mutation" => Charge::Mutations(op.mutations),
+            _ => return Ok(()),
         };
-        // Anonymous mutations are refused by their resolvers; they cost nothing here.
-        let Some(viewer) = ctx.data_opt::<Arc<crate::auth::Viewer>>() else {
-            return Ok(());
-        };
-        let msp = viewer.msp_id().to_owned();
-        let wait = match budget.spent.check_key_n(&msp, n) {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(not_until)) => {
-                use governor::clock::Clock as _;
-                Some(not_until.wait_time_from(governor::clock::DefaultClock::default().now()))
-            }
-            // More mutations in one operation than a whole minute allows: never fits.
-            Err(_) => None,
-        };
-        tracing::info!(msp = %msp, mutations, "mutation rate limit reached");
-        let mut error = match wait {
-            Some(wait) => {
-                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                let mut error = ServerError::new(
-                    format!(
-                        "too many mutations: your MSP may run at most {} a minute; retry in {seconds} s",
-                        budget.per_minute
-                    ),
-                    None,
-                );
-                error
-                    .extensions
-                    .get_or_insert_with(Default::default)
-                    .set("retryAfter", seconds.max(1));
-                error
-            }
-            None => ServerError::new(
-                format!(
-                    "this operation runs {mutations} mutations, more than your MSP may run in a minute ({}); split it",
-                    budget.per_minute
-                ),
-                None,
-            ),
-        };
-        error = with_code(error, "RATE_LIMITED");
-        Err(error)
+        let viewer = ctx.data_opt::<Arc<crate::auth::Viewer>>();
+        self.budgets.charge(viewer.map(AsRef::as_ref), charge)
     }
 }
 
@@ -280,24 +241,36 @@ impl Extension for Operation {
             .operations
             .iter()
             .any(|(_, op)| introspects(&document, &op.node.selection_set.node, &mut Vec::new()));
-        if introspects && ctx.data_opt::<Arc<crate::auth::Viewer>>().is_none() {
+        let authenticated = ctx.data_opt::<Arc<crate::auth::Viewer>>().is_some();
+        if introspects && !authenticated {
             let error = ServerError::new(
                 "introspection needs a caller token: send `Authorization: Bearer <token>`",
                 None,
             );
             return Err(with_code(error, "UNAUTHENTICATED"));
         }
-        self.select(&document);
+        self.select(&document, authenticated);
         Ok(document)
     }
 
-    /// Validation errors get `GRAPHQL_VALIDATION_FAILED`.
+    /// Validation errors get `GRAPHQL_VALIDATION_FAILED`. An anonymous caller gets one
+    /// error that names nothing, without locations: the messages name fields, types and
+    /// arguments, and where they point tells which exist — what introspection hides from it.
     async fn validation(
         &self,
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
+        let anonymous = ctx.data_opt::<Arc<crate::auth::Viewer>>().is_none();
         next.run(ctx).await.map_err(|errors| {
+            if anonymous {
+                let error = ServerError::new(
+                    "the operation is not valid for this schema; send a caller token \
+                     (`Authorization: Bearer <token>`) to be told why",
+                    None,
+                );
+                return vec![with_code(error, "GRAPHQL_VALIDATION_FAILED")];
+            }
             errors
                 .into_iter()
                 .map(|e| with_code(e, "GRAPHQL_VALIDATION_FAILED"))
@@ -305,8 +278,8 @@ impl Extension for Operation {
         })
     }
 
-    /// Holds mutations to their MSP's rate and queries to the timeout (checklist 55, 65), and
-    /// records the SQL statements the operation ran. Only valid operations get here.
+    /// Holds operations to their MSP's budgets and queries to the timeout (checklist 55, 65,
+    /// 98), and records the SQL statements the operation ran. Only valid operations get here.
     async fn execute(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -314,11 +287,13 @@ impl Extension for Operation {
         next: NextExecute<'_>,
     ) -> Response {
         let selected = self.selected();
+        if let Some(op) = &selected
+            && let Err(refusal) = self.spend(ctx, op)
+        {
+            return Response::from_errors(vec![refusal]);
+        }
         let response = match &selected {
-            Some(op) if op.mutations > 0 => match self.spend(ctx, op.mutations) {
-                Ok(()) => next.run(ctx, operation_name).await,
-                Err(refusal) => return Response::from_errors(vec![refusal]),
-            },
+            Some(op) if op.kind == "mutation" => next.run(ctx, operation_name).await,
             // A query only reads, so cancelling it leaves nothing behind. Mutations are never
             // cut short: each of their calls to Microsoft has its own timeout, and stopping one
             // between two steps would leave the second undone.

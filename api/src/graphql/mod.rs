@@ -1,5 +1,6 @@
 //! The GraphQL API: schema, roots, types (views built from domain values), DataLoaders.
 
+mod budgets;
 mod error;
 mod extensions;
 mod ids;
@@ -54,6 +55,8 @@ pub(crate) fn list_cost(first: Option<i32>, default: i32, child_complexity: usiz
 pub struct Limits {
     /// Mutations (root fields) each MSP may run per minute on this instance; 0: no limit.
     pub mutations_per_minute: u32,
+    /// Queries each MSP may run per minute on this instance; 0: no limit.
+    pub queries_per_minute: u32,
     /// Longest a query may run before it is cancelled.
     pub query_timeout: std::time::Duration,
 }
@@ -62,6 +65,7 @@ impl Limits {
     pub fn from_settings(settings: &crate::Settings) -> Self {
         Self {
             mutations_per_minute: settings.msp_mutations_per_minute,
+            queries_per_minute: settings.msp_queries_per_minute,
             query_timeout: settings.query_timeout,
         }
     }

@@ -20,7 +20,9 @@ use prometheus_client::{
 };
 
 /// Distinct operation names tracked before further names are counted as `(other)`: names
-/// come from callers, so they must not grow the metric set without bound.
+/// come from callers, so they must not grow the metric set without bound. Only authenticated
+/// callers' names count (anonymous operations are all `(unauthenticated)`), so no one
+/// without a token can fill these slots.
 const MAX_OPERATION_NAMES: usize = 200;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -233,7 +235,7 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "(unmatched)".to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method()).to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
     metrics
@@ -252,6 +254,27 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
         })
         .inc();
     response
+}
+
+/// A request's method as a label: one of the standard methods, or `(other)` — anyone can
+/// send `FOO /` and must not mint a label by it.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    static KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::PATCH,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("(other)", Method::as_str)
 }
 
 /// `GET /metrics`.
