@@ -26,13 +26,13 @@ use tower_http::{
 };
 
 use crate::{
-    auth::CallerAuth,
+    auth::{CallerAuth, DisabledMsps},
     config::Settings,
     db,
     domain::{crypto::TokenKeys, graph_api::Consents, service_principal_requests::RepairableApps},
     events::Bus,
     graphql::{self, AppSchema},
-    http::{self, metrics::Metrics},
+    http::{self, metrics::Metrics, websocket::SocketLimits},
     microsoft::{Microsoft, MicrosoftConfig},
 };
 
@@ -57,6 +57,10 @@ pub struct AppState {
     pub graphiql_token: Option<Arc<str>>,
     /// Tells WebSocket subscribers the server is stopping, and counts them out.
     pub draining: Draining,
+    /// Which MSP tenants are disabled, re-read every `CONSENTRY_RIGHTS_RECHECK_INTERVAL`.
+    pub disabled_msps: DisabledMsps,
+    /// Each caller's WebSocket connections and message rate.
+    pub sockets: Arc<SocketLimits>,
 }
 
 /// The server's stop, as long-lived connections see it: HTTP requests are drained by axum,
@@ -132,6 +136,10 @@ impl AppState {
         .with_callback_lease(settings.callback_lease)
         .with_repairable_apps(repairable_apps);
         let bus = Bus::new(SUBSCRIBER_BUFFER);
+        let sockets = Arc::new(SocketLimits::new(
+            settings.ws_connections_per_caller,
+            settings.ws_messages_per_minute,
+        ));
         Self {
             schema: graphql::schema(
                 db.clone(),
@@ -149,6 +157,8 @@ impl AppState {
             microsoft,
             graphiql_token: None,
             draining: Draining::default(),
+            disabled_msps: DisabledMsps::default(),
+            sockets,
         }
     }
 }
@@ -291,6 +301,10 @@ impl Application {
             )),
             tokio::spawn(crate::sweeps::flows(self.state.clone(), interval)),
             tokio::spawn(crate::sweeps::reverification(self.state.clone(), interval)),
+            tokio::spawn(crate::sweeps::rights(
+                self.state.clone(),
+                settings.rights_recheck_interval,
+            )),
         ];
         let draining = self.state.draining.clone();
         let begin = {

@@ -41,7 +41,7 @@ pub enum Command {
     Schema,
     /// Print a caller token signed with the HS256 secret (registering the MSP if it is new).
     Token(TokenArgs),
-    /// Register and list MSP tenants.
+    /// Register, list, disable and enable MSP tenants.
     #[command(subcommand)]
     Msp(MspCommand),
     /// Serve with the built-in Microsoft simulator and sample clients (SQLite, nothing to install).
@@ -83,6 +83,18 @@ pub enum MspCommand {
     },
     /// List the registered MSP tenants.
     List,
+    /// Disable an MSP tenant: its tokens are refused at once (HTTP, and every new operation on
+    /// an open WebSocket), and every instance closes its open WebSockets with 4403 within
+    /// CONSENTRY_RIGHTS_RECHECK_INTERVAL.
+    Disable {
+        /// The MSP tenant's id.
+        id: String,
+    },
+    /// Enable a disabled MSP tenant again.
+    Enable {
+        /// The MSP tenant's id.
+        id: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -260,6 +272,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Msp(MspCommand::Disable { id }) => set_disabled(settings, &id, true).await,
+        Command::Msp(MspCommand::Enable { id }) => set_disabled(settings, &id, false).await,
         Command::Msp(MspCommand::List) => {
             settings.validate()?;
             let db = db::connect(&settings).await?;
@@ -279,6 +293,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn user_error(error: domain::Error) -> anyhow::Error {
     anyhow::anyhow!("{error}")
+}
+
+/// `consentry msp disable` / `enable`.
+async fn set_disabled(settings: Settings, id: &str, disabled: bool) -> anyhow::Result<()> {
+    settings.validate()?;
+    let db = db::connect(&settings).await?;
+    db::migrate(&db, &settings.database_label()).await?;
+    let msp = domain::msp::set_disabled(&db, id, disabled)
+        .await
+        .map_err(user_error)?;
+    if disabled {
+        eprintln!(
+            "disabled MSP tenant {:?} ({}): its tokens are refused now, and its open WebSocket \
+             connections close within {} on every instance",
+            msp.id,
+            msp.name,
+            auth::duration_text(settings.rights_recheck_interval)
+        );
+    } else {
+        eprintln!("enabled MSP tenant {:?} ({})", msp.id, msp.name);
+    }
+    Ok(())
 }
 
 /// `consentry token`: registers the MSP if needed and prints a signed token on stdout.

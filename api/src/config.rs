@@ -189,6 +189,17 @@ pub struct Settings {
     #[arg(long, env = "CONSENTRY_SUPPORT_MSP", global = true)]
     pub support_msp: Option<String>,
 
+    /// How often each instance re-reads which MSPs are disabled: an open WebSocket of a
+    /// disabled MSP is closed (4403) within this, e.g. `10s`.
+    #[arg(
+        long,
+        env = "CONSENTRY_RIGHTS_RECHECK_INTERVAL",
+        default_value = "10s",
+        value_parser = humantime::parse_duration,
+        global = true
+    )]
+    pub rights_recheck_interval: Duration,
+
     /// Shared secret for HS256 caller tokens (at least 32 bytes). Unset, and without a JWKS
     /// URL, one is generated and kept beside the embedded database.
     #[arg(long, env = "CONSENTRY_AUTH_HS256_SECRET", value_parser = secret, hide_env_values = true, global = true)]
@@ -241,6 +252,27 @@ pub struct Settings {
         global = true
     )]
     pub msp_queries_per_minute: u32,
+
+    /// WebSocket connections one caller (one `sub` of one MSP) may hold open on this instance;
+    /// one more is closed with 1013. `0` turns the cap off.
+    #[arg(
+        long,
+        env = "CONSENTRY_WS_CONNECTIONS_PER_CALLER",
+        default_value_t = 16,
+        global = true
+    )]
+    pub ws_connections_per_caller: u32,
+
+    /// Messages one caller may send per minute over all its WebSocket connections on this
+    /// instance (a burst of as many is allowed); past it the connection is closed with 1013.
+    /// `0` turns the limit off.
+    #[arg(
+        long,
+        env = "CONSENTRY_WS_MESSAGES_PER_MINUTE",
+        default_value_t = 600,
+        global = true
+    )]
+    pub ws_messages_per_minute: u32,
 
     /// Longest a query may run before it is cancelled with `TIMEOUT`, e.g. `30s`. Mutations
     /// are never cut short (each call to Microsoft has its own timeout).
@@ -464,6 +496,15 @@ impl Settings {
                     ),
                 )
             })?;
+        }
+        if self.rights_recheck_interval < Duration::from_millis(10)
+            || self.rights_recheck_interval > Duration::from_secs(300)
+        {
+            return Err(invalid(
+                "CONSENTRY_RIGHTS_RECHECK_INTERVAL",
+                "must be between 10ms and 5m: it bounds how long a disabled MSP's open WebSocket \
+                 connections stay open",
+            ));
         }
         for origin in &self.cors_origins {
             parse_origin(origin)?;
@@ -794,6 +835,38 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn rights_settings_are_checked_with_advice() {
+        let mut settings = Settings::defaults();
+        assert_eq!(
+            settings.auth_max_token_lifetime,
+            Duration::from_secs(24 * 3600)
+        );
+        assert_eq!(settings.support_msp, None);
+        assert_eq!(settings.rights_recheck_interval, Duration::from_secs(10));
+        for bad in [Duration::from_secs(59), Duration::from_secs(31 * 86_400)] {
+            settings.auth_max_token_lifetime = bad;
+            let err = settings.validate().unwrap_err().to_string();
+            assert!(
+                err.starts_with("CONSENTRY_AUTH_MAX_TOKEN_LIFETIME: "),
+                "{err}"
+            );
+        }
+        settings.auth_max_token_lifetime = Duration::from_secs(3600);
+        settings.support_msp = Some("operator tenant".into());
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.starts_with("CONSENTRY_SUPPORT_MSP: "), "{err}");
+        settings.support_msp = Some("operator".into());
+        settings.rights_recheck_interval = Duration::from_secs(301);
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("CONSENTRY_RIGHTS_RECHECK_INTERVAL: "),
+            "{err}"
+        );
+        settings.rights_recheck_interval = Duration::from_secs(30);
+        settings.validate().unwrap();
     }
 
     #[test]

@@ -59,6 +59,21 @@ pub async fn flows(state: AppState, interval: Duration) {
     }
 }
 
+/// Re-reads which MSP tenants are disabled every `interval` — open WebSockets of a disabled
+/// MSP close (checklist 99) — and forgets the message rates of quiet WebSocket callers.
+pub async fn rights(state: AppState, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(error) = state.disabled_msps.refresh(&state.db).await {
+            tracing::warn!(%error, "cannot re-read which MSP tenants are disabled; retrying at the next interval");
+            state.metrics.sweep("sweep_failed", 1);
+        }
+        state.sockets.forget_idle();
+    }
+}
+
 /// Re-verifies due tiles every `interval` (in its own task: it waits on Microsoft).
 pub async fn reverification(state: AppState, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);

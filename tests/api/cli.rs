@@ -270,6 +270,30 @@ async fn migrate_is_idempotent(backend: Backend) {
         "{}",
         stdout(&list)
     );
+    // Checklist 99: `msp disable` and `msp enable`.
+    let disabled = consentry(&database.url, &["msp", "disable", "northwind-msp"]);
+    assert!(disabled.status.success(), "{}", stderr(&disabled));
+    let list = consentry(&database.url, &["msp", "list"]);
+    assert!(
+        stdout(&list).contains("northwind-msp\tdisabled\tNorthwind IT"),
+        "{}",
+        stdout(&list)
+    );
+    let enabled = consentry(&database.url, &["msp", "enable", "northwind-msp"]);
+    assert!(enabled.status.success(), "{}", stderr(&enabled));
+    let list = consentry(&database.url, &["msp", "list"]);
+    assert!(
+        stdout(&list).contains("northwind-msp\tactive"),
+        "{}",
+        stdout(&list)
+    );
+    let unknown = consentry(&database.url, &["msp", "disable", "nobody"]);
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("not registered"),
+        "{}",
+        stderr(&unknown)
+    );
 }
 
 #[tokio::test]

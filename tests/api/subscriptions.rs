@@ -917,6 +917,149 @@ async fn refused_init(port: u16, token: &str) -> (u16, String) {
     close
 }
 
+/// `consentry` run as a process against the test's database (`msp disable`, `msp enable`).
+fn consentry_cli(database_url: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_consentry-under-test"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "consentry {args:?}: {stderr}");
+    stderr
+}
+
+const WHO: &str = "{ viewer { subject } }";
+
+/// Checklist 72, 99: disabling an MSP refuses the next operation on its open sockets at once
+/// (closed with 4403, no answer), long before the next re-check would close them; HTTP
+/// refuses its tokens at once too. Another MSP's socket is untouched, and enabling the MSP
+/// again lets it back in.
+async fn checklist_99_a_disabled_msps_next_operation_on_an_open_socket_is_refused_at_once(
+    backend: Backend,
+) {
+    let Some(app) = consentry_tests::spawn_app_with(backend, |s| {
+        s.rights_recheck_interval = Duration::from_secs(300);
+    })
+    .await
+    else {
+        return;
+    };
+    let a = app.caller("msp-a", &["admin"]).await;
+    let b = app.caller("msp-b", &["admin"]).await;
+    let mut ws_a = connect(&app, &token(&a)).await;
+    let mut ws_b = connect(&app, &token(&b)).await;
+    subscribe(&mut ws_a, "q1", WHO, json!({})).await;
+    next_data(&mut ws_a, "q1").await;
+
+    let said = consentry_cli(&app.database().url, &["msp", "disable", "msp-a"]);
+    assert!(said.contains("disabled MSP tenant \"msp-a\""), "{said}");
+    let started = std::time::Instant::now();
+    assert_eq!(
+        a.run(WHO, json!({})).await.status,
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+    subscribe(&mut ws_a, "q2", WHO, json!({})).await;
+    let ((code, reason), before) = closed_with(&mut ws_a, Duration::from_secs(10)).await;
+    assert_eq!(code, 4403, "{reason}");
+    assert!(reason.contains("disabled"), "{reason}");
+    assert!(
+        before
+            .iter()
+            .all(|m| m["id"] != "q2" || m["type"] == "complete"),
+        "the refused operation answered nothing: {before:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    subscribe(&mut ws_b, "q1", WHO, json!({})).await;
+    next_data(&mut ws_b, "q1").await;
+    assert!(
+        refused_init(app.port, &token(&a))
+            .await
+            .1
+            .contains("disabled")
+    );
+    consentry_cli(&app.database().url, &["msp", "enable", "msp-a"]);
+    let mut again = connect(&app, &token(&a)).await;
+    subscribe(&mut again, "q1", WHO, json!({})).await;
+    next_data(&mut again, "q1").await;
+}
+
+/// Checklist 72, 99: a disabled MSP's open sockets close with 4403 within the re-check
+/// interval (`CONSENTRY_RIGHTS_RECHECK_INTERVAL`, here 1 s) without sending anything — on
+/// PostgreSQL on every instance, including one that never saw the change.
+async fn checklist_99_a_disabled_msps_open_sockets_close_with_4403_within_the_recheck_interval(
+    backend: Backend,
+) {
+    let Some(app) = consentry_tests::spawn_app_with(backend, |s| {
+        s.rights_recheck_interval = Duration::from_secs(1);
+    })
+    .await
+    else {
+        return;
+    };
+    let a = app.caller("msp-a", &["admin"]).await;
+    let b = app.caller("msp-b", &["admin"]).await;
+    let mut ws_a = connect(&app, &token(&a)).await;
+    subscribe(&mut ws_a, "1", TILES, json!({})).await;
+    let mut ws_b = connect(&app, &token(&b)).await;
+    subscribe(&mut ws_b, "1", TILES, json!({})).await;
+    live(&app, 2).await;
+    // On PostgreSQL, a second instance with a socket of the same MSP.
+    let simulator = consentry_tests::start_simulator(Vec::new()).await;
+    let second = match backend {
+        Backend::Postgres => {
+            let port = consentry_tests::free_port();
+            let process = consentry_tests::ServerProcess::start(
+                env!("CARGO_BIN_EXE_consentry-under-test"),
+                app.database(),
+                &app.secret,
+                &simulator,
+                port,
+                &[("CONSENTRY_RIGHTS_RECHECK_INTERVAL", "1s")],
+            )
+            .await;
+            let mut ws = connect_port(port, &token(&a)).await;
+            subscribe(&mut ws, "1", TILES, json!({})).await;
+            live_at(&format!("http://127.0.0.1:{port}"), 1).await;
+            Some((process, ws))
+        }
+        Backend::Sqlite => None,
+    };
+
+    consentry_cli(&app.database().url, &["msp", "disable", "msp-a"]);
+    let started = std::time::Instant::now();
+    let ((code, reason), before) = closed_with(&mut ws_a, Duration::from_secs(10)).await;
+    assert_eq!(code, 4403, "{reason}");
+    assert!(reason.contains("disabled"), "{reason}");
+    assert!(before.is_empty(), "{before:?}");
+    // The interval, and the slack of a loaded test machine.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    if let Some((_process, mut ws)) = second {
+        let ((code, _), _) = closed_with(&mut ws, Duration::from_secs(10)).await;
+        assert_eq!(code, 4403, "closed on the other instance too");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // Another MSP's subscriber stays.
+    live(&app, 1).await;
+    subscribe(&mut ws_b, "q", WHO, json!({})).await;
+    next_data(&mut ws_b, "q").await;
+    simulator.stop().await;
+}
+
 /// Checklist 99 over the socket: a token that lives longer than the maximum gets no ack, and
 /// the close says why.
 async fn checklist_99_a_socket_whose_token_lives_too_long_gets_no_ack(backend: Backend) {
@@ -936,6 +1079,132 @@ async fn checklist_99_a_socket_whose_token_lives_too_long_gets_no_ack(backend: B
         "{reason}"
     );
     assert!(reason.contains("lives 30d"), "{reason}");
+}
+
+/// A `subscribe` message of exactly `size` bytes running `{ viewer { subject } }` (padded
+/// with a comment).
+fn padded_subscribe(id: &str, size: usize) -> String {
+    let message = |padding: usize| {
+        json!({ "id": id, "type": "subscribe", "payload": { "query": format!("{WHO} #{}", "x".repeat(padding)) } })
+            .to_string()
+    };
+    let overhead = message(0).len();
+    let padded = message(size - overhead);
+    assert_eq!(padded.len(), size);
+    padded
+}
+
+/// Checklist 73: a message of 64 KiB is served; one byte more closes the connection, and
+/// the operation it carried never runs.
+async fn checklist_73_a_message_over_64_kib_closes_the_connection(backend: Backend) {
+    let Some(app) = consentry_tests::spawn_app(backend).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let limit = api::http::websocket::MAX_MESSAGE_BYTES;
+    assert_eq!(limit, 64 * 1024);
+    let mut ws = connect(&app, &token(&caller)).await;
+    ws.send(Message::text(padded_subscribe("fits", limit)))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_data(&mut ws, "fits").await["viewer"]["subject"],
+        "user@msp.example"
+    );
+    ws.send(Message::text(padded_subscribe("too-big", limit + 1)))
+        .await
+        .unwrap();
+    let ((code, reason), before) = closed_with(&mut ws, Duration::from_secs(10)).await;
+    assert_eq!(code, 1009, "{reason}");
+    assert!(reason.contains("64 KiB"), "{reason}");
+    assert!(
+        before.iter().all(|m| m["id"] != "too-big"),
+        "the oversized operation ran: {before:?}"
+    );
+}
+
+/// Checklist 73: the cap counts subscriptions open at once, not operations: queries (which
+/// end by themselves) never close a connection, a completed subscription frees its place,
+/// and the 33rd open subscription closes the connection with 1008.
+async fn checklist_73_the_cap_counts_open_subscriptions_not_operations(backend: Backend) {
+    let Some(app) = consentry_tests::spawn_app(backend).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let mut ws = connect(&app, &token(&caller)).await;
+    for i in 0..40 {
+        let id = format!("q{i}");
+        subscribe(&mut ws, &id, WHO, json!({})).await;
+        next_data(&mut ws, &id).await;
+    }
+    for i in 0..32 {
+        subscribe(&mut ws, &format!("s{i}"), TILES, json!({})).await;
+    }
+    live(&app, 32).await;
+    ws.send(Message::text(
+        json!({ "id": "s0", "type": "complete" }).to_string(),
+    ))
+    .await
+    .unwrap();
+    live(&app, 31).await;
+    subscribe(&mut ws, "s32", TILES, json!({})).await;
+    live(&app, 32).await;
+    subscribe(&mut ws, "q-after", WHO, json!({})).await;
+    next_data(&mut ws, "q-after").await;
+    subscribe(&mut ws, "s33", TILES, json!({})).await;
+    let ((code, reason), _) = closed_with(&mut ws, Duration::from_secs(10)).await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("subscriptions"), "{reason}");
+}
+
+/// Checklist 73: each caller may hold `CONSENTRY_WS_CONNECTIONS_PER_CALLER` connections
+/// (one more is closed with 1013 before any ack; another caller is not held up; a closed one
+/// frees its place), and send `CONSENTRY_WS_MESSAGES_PER_MINUTE` messages (past them, 1013).
+async fn checklist_73_each_callers_connections_and_message_rate_are_capped(backend: Backend) {
+    let Some(app) = consentry_tests::spawn_app_with(backend, |s| {
+        s.ws_connections_per_caller = 2;
+        s.ws_messages_per_minute = 6;
+    })
+    .await
+    else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["viewer"]).await;
+    let first = connect(&app, &token(&caller)).await;
+    let _second = connect(&app, &token(&caller)).await;
+    let (code, reason) = refused_init(app.port, &token(&caller)).await;
+    assert_eq!(code, 1013, "{reason}");
+    assert!(reason.contains("connections"), "{reason}");
+    let other = app.token_with(|c| c.sub = "someone-else@msp.example".to_owned());
+    let _other = connect(&app, &other).await;
+    drop(first);
+    let mut again = consentry_tests::eventually(
+        Duration::from_secs(10),
+        "the closed connection to free its place",
+        || async {
+            let mut ws = open(&app, None).await.ok()?;
+            let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", token(&caller)) } });
+            ws.send(Message::text(init.to_string())).await.ok()?;
+            let ack = next_message(&mut ws).await?;
+            (ack["type"] == "connection_ack").then_some(ws)
+        },
+    )
+    .await;
+    let _ = again.close(None).await;
+
+    // A caller of its own: its connection_init is its first message of six.
+    let chatty = app.token_with(|c| c.sub = "chatty@msp.example".to_owned());
+    let mut ws = connect(&app, &chatty).await;
+    for i in 0..5 {
+        let id = format!("q{i}");
+        subscribe(&mut ws, &id, WHO, json!({})).await;
+        next_data(&mut ws, &id).await;
+    }
+    subscribe(&mut ws, "q5", WHO, json!({})).await;
+    let ((code, reason), before) = closed_with(&mut ws, Duration::from_secs(10)).await;
+    assert_eq!(code, 1013, "{reason}");
+    assert!(reason.contains("messages"), "{reason}");
+    assert!(before.iter().all(|m| m["id"] != "q5"), "{before:?}");
 }
 
 /// Checklist 100: support staff must name an MSP or a client to subscribe to; naming an MSP
@@ -1040,6 +1309,11 @@ consentry_tests::on_both_backends!(
     events_cross_processes,
     a_stalled_subscriber_does_not_stall_another,
     origins_tokens_and_limits_are_enforced,
+    checklist_99_a_disabled_msps_next_operation_on_an_open_socket_is_refused_at_once,
+    checklist_99_a_disabled_msps_open_sockets_close_with_4403_within_the_recheck_interval,
     checklist_99_a_socket_whose_token_lives_too_long_gets_no_ack,
+    checklist_73_a_message_over_64_kib_closes_the_connection,
+    checklist_73_the_cap_counts_open_subscriptions_not_operations,
+    checklist_73_each_callers_connections_and_message_rate_are_capped,
     checklist_100_support_subscriptions_name_an_msp_or_a_client_and_are_audited,
 );

@@ -2,6 +2,7 @@
 //! the resulting [`Viewer`], and its roles (DESIGN §2, "Callers' tokens").
 
 mod claims;
+mod disabled;
 mod secret;
 
 use std::{sync::Arc, time::Duration};
@@ -14,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 pub use claims::{CallerClaims, OneOrMany, mint_hs256};
+pub use disabled::DisabledMsps;
 pub use secret::{
     HS256_SECRET_FILE_SUFFIX, TOKEN_KEYS_FILE_SUFFIX, resolve_hs256_secret, resolve_token_keys,
 };

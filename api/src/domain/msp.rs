@@ -2,7 +2,8 @@
 
 use entity::msp_tenant;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryOrder, sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Expr, sea_query::OnConflict,
 };
 
 use super::{
@@ -68,6 +69,62 @@ pub async fn list<C: ConnectionTrait>(db: &C) -> Result<Vec<msp_tenant::Model>, 
         .order_by_asc(msp_tenant::Column::Id)
         .all(db)
         .await
+}
+
+/// `consentry msp disable` / `enable`: a disabled MSP's tokens are refused at once over HTTP
+/// and for every new operation on an open WebSocket, and its open WebSockets are closed
+/// (4403) at the next re-check of every instance (`CONSENTRY_RIGHTS_RECHECK_INTERVAL`).
+/// Disabling keeps the first `disabled_at`. Returns the MSP as it is now.
+pub async fn set_disabled<C: ConnectionTrait>(
+    db: &C,
+    id: &str,
+    disabled: bool,
+) -> Result<msp_tenant::Model> {
+    let id = validate_id(id)?;
+    let mut update = msp_tenant::Entity::update_many().filter(msp_tenant::Column::Id.eq(&id));
+    update = if disabled {
+        update
+            .col_expr(msp_tenant::Column::DisabledAt, Expr::value(super::now()))
+            .filter(msp_tenant::Column::DisabledAt.is_null())
+    } else {
+        update.col_expr(
+            msp_tenant::Column::DisabledAt,
+            Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+        )
+    };
+    update.exec(db).await?;
+    msp_tenant::Entity::find_by_id(id.clone())
+        .one(db)
+        .await?
+        .ok_or_else(|| {
+            Error::bad_input(
+                "msp",
+                format!("MSP tenant {id:?} is not registered (see `consentry msp list`)"),
+            )
+        })
+}
+
+/// The ids of every disabled MSP tenant.
+pub async fn disabled_ids<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
+    msp_tenant::Entity::find()
+        .select_only()
+        .column(msp_tenant::Column::Id)
+        .filter(msp_tenant::Column::DisabledAt.is_not_null())
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// Whether the MSP tenant is registered and not disabled.
+pub async fn is_enabled<C: ConnectionTrait>(db: &C, id: &str) -> Result<bool, DbErr> {
+    let disabled: Option<Option<chrono::DateTime<chrono::Utc>>> =
+        msp_tenant::Entity::find_by_id(id.to_owned())
+            .select_only()
+            .column(msp_tenant::Column::DisabledAt)
+            .into_tuple()
+            .one(db)
+            .await?;
+    Ok(matches!(disabled, Some(None)))
 }
 
 /// Succeeds when the viewer may follow the MSP's events: its own MSP, or for support staff any

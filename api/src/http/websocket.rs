@@ -3,10 +3,24 @@
 //! Consentry reads `connection_init` itself before handing the socket to async-graphql, whose
 //! default accepts anything: the caller's token must come in its payload as
 //! `{"Authorization": "Bearer …"}` (never in the URL), within 10 seconds.
+//!
+//! Every message the caller sends then passes a gate (checklist 72, 73, 99): the caller's
+//! message rate, its MSP still enabled and its token unexpired before each new operation, and
+//! at most `MAX_SUBSCRIPTIONS` subscriptions open at once. The connection closes when its
+//! token expires, when its MSP is disabled (at the next re-check), or when the server stops.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
 
-use async_graphql::{Data, http::ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::{
+    Data,
+    http::ALL_WEBSOCKET_PROTOCOLS,
+    parser::types::{DocumentOperations, OperationType},
+};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
     extract::{
@@ -16,15 +30,18 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::Response,
 };
+use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt, stream};
+use sea_orm::DatabaseConnection;
 
-use crate::app::AppState;
+use crate::{app::AppState, auth::DisabledMsps, refusal_log::RefusalLog};
 
 /// How long a client may take to send `connection_init`.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest accepted message (checklist 73).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-/// Most subscriptions one connection may hold at once (checklist 73); one more closes it.
+/// Most subscriptions one connection may hold open at once (checklist 73); one more closes it
+/// with 1008. Queries and mutations sent over the socket do not count: they end by themselves.
 pub const MAX_SUBSCRIPTIONS: usize = 32;
 /// The read buffer of each socket. tungstenite zero-fills its whole read buffer on the first
 /// read, so axum's default (128 KiB) makes every idle subscriber resident for 128 KiB;
@@ -44,6 +61,105 @@ mod close {
     pub(super) const INIT_TIMEOUT: u16 = 4408;
     /// RFC 6455 "going away": the server is shutting down.
     pub(super) const GOING_AWAY: u16 = 1001;
+    /// RFC 6455 "policy violation": more subscriptions than a connection may hold.
+    pub(super) const POLICY_VIOLATION: u16 = 1008;
+    /// RFC 6455 "message too big": a message over `MAX_MESSAGE_BYTES`.
+    pub(super) const MESSAGE_TOO_BIG: u16 = 1009;
+    /// RFC 6455 "try again later": the caller's connections or message rate are over their
+    /// limit for now (clients such as graphql-ws reconnect after a backoff).
+    pub(super) const TRY_AGAIN_LATER: u16 = 1013;
+}
+
+/// Why the server closes a connection: a close code and its reason.
+type Goodbye = (u16, &'static str);
+
+/// Each caller's WebSocket connections and message rate on this instance (checklist 73). A
+/// caller is one `sub` of one MSP.
+#[derive(Debug)]
+pub struct SocketLimits {
+    /// Most connections one caller may hold open; `None`: no cap.
+    max_connections: Option<NonZeroU32>,
+    open: Mutex<HashMap<String, u32>>,
+    /// Messages each caller may send per minute; `None`: no limit.
+    messages: Option<governor::DefaultKeyedRateLimiter<String>>,
+    refusals: RefusalLog,
+}
+
+impl SocketLimits {
+    /// `CONSENTRY_WS_CONNECTIONS_PER_CALLER` and `CONSENTRY_WS_MESSAGES_PER_MINUTE` (0: off).
+    pub fn new(connections_per_caller: u32, messages_per_minute: u32) -> Self {
+        Self {
+            max_connections: NonZeroU32::new(connections_per_caller),
+            open: Mutex::default(),
+            messages: NonZeroU32::new(messages_per_minute).map(|per_minute| {
+                governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute))
+            }),
+            refusals: RefusalLog::default(),
+        }
+    }
+
+    /// Counts one more connection of `caller` until the guard drops; `None` when the caller
+    /// already holds as many as allowed.
+    fn connect(self: &Arc<Self>, caller: &str) -> Option<OpenConnection> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let held = open.get(caller).copied().unwrap_or(0);
+        if self.max_connections.is_some_and(|max| held >= max.get()) {
+            return None;
+        }
+        open.insert(caller.to_owned(), held + 1);
+        Some(OpenConnection {
+            limits: self.clone(),
+            caller: caller.into(),
+        })
+    }
+
+    /// Whether `caller` may send one more message now.
+    fn message(&self, caller: &String) -> bool {
+        self.messages
+            .as_ref()
+            .is_none_or(|limiter| limiter.check_key(caller).is_ok())
+    }
+
+    /// Forgets the message rates of callers who have been quiet for a while (each caller's
+    /// state is a few bytes, but callers come and go).
+    pub fn forget_idle(&self) {
+        if let Some(limiter) = &self.messages {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    /// Logs a closed connection, at most once a minute per caller and reason.
+    fn log_refusal(&self, caller: &str, (code, reason): Goodbye) {
+        if let Some(unwritten) = self.refusals.admit(reason, caller) {
+            tracing::info!(
+                caller,
+                code,
+                reason,
+                refusals_not_logged = unwritten,
+                "WebSocket connection closed"
+            );
+        }
+    }
+}
+
+/// One open connection of a caller, counted in [`SocketLimits`] until dropped.
+#[derive(Debug)]
+struct OpenConnection {
+    limits: Arc<SocketLimits>,
+    caller: Box<str>,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let mut open = self.limits.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = open.get_mut(&*self.caller) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                open.remove(&*self.caller);
+            }
+        }
+    }
 }
 
 /// `GET /graphql/ws`. A browser's `Origin` must be Consentry's own or one of
@@ -87,41 +203,219 @@ async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebS
     let Some((init, viewer)) = Box::pin(handshake(&state, &mut sink, &mut stream)).await else {
         return;
     };
+    // A caller is one `sub` of one MSP (MSP ids have no spaces).
+    let caller = format!("{} {}", viewer.msp_id(), viewer.subject);
+    let Some(_open) = state.sockets.connect(&caller) else {
+        let goodbye = (
+            close::TRY_AGAIN_LATER,
+            "Too many connections: close one of yours first",
+        );
+        state.sockets.log_refusal(&caller, goodbye);
+        close_with(&mut sink, goodbye.0, goodbye.1).await;
+        return;
+    };
     let expires_at = viewer.expires_at;
     let schema = state.schema.clone();
     let stopping = state.draining.stopping();
+    let disabled = state
+        .disabled_msps
+        .until_disabled(viewer.msp_id().to_owned());
+    let sockets = state.sockets.clone();
+    let subscriptions = Arc::new(Mutex::new(Vec::<Box<str>>::new()));
+    let gate = Gate {
+        msp_id: viewer.msp_id().to_owned(),
+        caller: caller.clone(),
+        expires_at,
+        db: state.db.clone(),
+        disabled_msps: state.disabled_msps.clone(),
+        sockets: sockets.clone(),
+        subscriptions: subscriptions.clone(),
+    };
     // Nothing else of the state is needed for as long as the subscriber stays.
     drop(state);
     let mut data = Data::default();
-    data.insert(std::sync::Arc::new(viewer));
+    data.insert(Arc::new(viewer));
     // async-graphql sees the same connection_init again and acknowledges it. Boxed:
     // async-graphql keeps the stream it is given twice over, as given and as it wraps it.
-    let replayed = stream::once(async move { Ok(Message::Text(init.into())) })
-        .chain(stream)
-        .scan(Vec::<Box<str>>::new(), |active, message| {
-            let within = count_subscriptions(active, &message);
-            std::future::ready(within.then_some(message))
-        })
-        .boxed();
-    // The sink is lent, so that a goodbye can still be sent when the server stops or the
-    // token expires.
-    let serve = GraphQLWebSocket::new_with_pair(&mut sink, replayed, schema, protocol)
+    let refused = Arc::new(OnceLock::<Goodbye>::new());
+    let input = stream::once(std::future::ready(Ok(Message::Text(init.into())))).chain(stream);
+    let gated = stream::unfold(
+        (input, gate, refused.clone()),
+        |(mut input, mut gate, refused)| async move {
+            let message = input.next().await?;
+            match gate.admit(&message).await {
+                Ok(()) => Some((message, (input, gate, refused))),
+                Err(goodbye) => {
+                    let _ = refused.set(goodbye);
+                    None
+                }
+            }
+        },
+    )
+    .boxed();
+    // What the server sends is watched for subscriptions it completed. The sink is lent, so
+    // that a goodbye can still be sent when the server stops or the token expires.
+    let watched = (&mut sink).with(move |message: Message| {
+        if let Message::Text(text) = &message {
+            completed(&subscriptions, text);
+        }
+        std::future::ready(Ok::<_, axum::Error>(message))
+    });
+    let serve = GraphQLWebSocket::new_with_pair(watched, gated, schema, protocol)
         .with_data(data)
         .serve();
     // Checklist 72: the connection ends when the caller's token does.
-    let left = (expires_at - chrono::Utc::now())
-        .to_std()
-        .unwrap_or_default();
+    let left = (expires_at - Utc::now()).to_std().unwrap_or_default();
     let goodbye = tokio::select! {
-        () = serve => None,
+        () = serve => refused.get().copied().inspect(|refusal| sockets.log_refusal(&caller, *refusal)),
         () = tokio::time::sleep(left) => {
             tracing::info!("a subscriber's token expired; its connection is closed");
             Some((close::FORBIDDEN, "Forbidden: the token expired; reconnect with a new one"))
+        }
+        // Checklist 99: within a re-check interval of the MSP being disabled.
+        () = disabled => {
+            sockets.log_refusal(&caller, MSP_DISABLED);
+            Some(MSP_DISABLED)
         }
         () = stopping => Some((close::GOING_AWAY, "Consentry is shutting down; reconnect")),
     };
     if let Some((code, reason)) = goodbye {
         close_with(&mut sink, code, reason).await;
+    }
+}
+
+const MSP_DISABLED: Goodbye = (close::FORBIDDEN, "Forbidden: your MSP tenant is disabled");
+
+/// What every message from the caller passes before async-graphql sees it.
+struct Gate {
+    msp_id: String,
+    /// The caller's key in [`SocketLimits`].
+    caller: String,
+    expires_at: DateTime<Utc>,
+    db: DatabaseConnection,
+    disabled_msps: DisabledMsps,
+    sockets: Arc<SocketLimits>,
+    /// Ids of the connection's open subscriptions; the server's `complete` removes them too.
+    subscriptions: Arc<Mutex<Vec<Box<str>>>>,
+}
+
+impl Gate {
+    /// Lets the message through, or says why the connection ends.
+    async fn admit(&mut self, message: &Result<Message, axum::Error>) -> Result<(), Goodbye> {
+        let text = match message {
+            Ok(Message::Text(text)) => text.as_str(),
+            // async-graphql reads binary messages as JSON too.
+            Ok(Message::Binary(bytes)) => std::str::from_utf8(bytes).unwrap_or_default(),
+            Err(error) if too_big(error) => {
+                return Err((
+                    close::MESSAGE_TOO_BIG,
+                    "Message too big: at most 64 KiB per message",
+                ));
+            }
+            // Other errors end the connection in async-graphql; pings are answered by the
+            // socket.
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_)) | Err(_) => return Ok(()),
+        };
+        if !self.sockets.message(&self.caller) {
+            return Err((
+                close::TRY_AGAIN_LATER,
+                "Too many messages: slow down (CONSENTRY_WS_MESSAGES_PER_MINUTE)",
+            ));
+        }
+        let Ok(parsed) = serde_json::from_str::<serde_json::Value>(text) else {
+            // async-graphql closes with the protocol's code.
+            return Ok(());
+        };
+        let id = parsed
+            .get("id")
+            .and_then(|i| i.as_str())
+            .unwrap_or_default();
+        match parsed.get("type").and_then(|t| t.as_str()) {
+            Some("subscribe" | "start") => {
+                // Checklist 99: a new operation is refused at once once the MSP is disabled.
+                if self.expires_at <= Utc::now() {
+                    return Err((
+                        close::FORBIDDEN,
+                        "Forbidden: the token expired; reconnect with a new one",
+                    ));
+                }
+                // Boxed: the lookup's future is large, and the gate's stream keeps room for
+                // its largest state for as long as the subscriber stays.
+                let enabled =
+                    Box::pin(self.disabled_msps.still_enabled(&self.db, &self.msp_id)).await;
+                if !enabled {
+                    return Err(MSP_DISABLED);
+                }
+                if subscribes(parsed.get("payload")) {
+                    let mut open = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+                    // A handful of ids at most: a list is smaller than a set.
+                    if !open.iter().any(|open| &**open == id) {
+                        open.push(id.into());
+                    }
+                    if open.len() > MAX_SUBSCRIPTIONS {
+                        return Err((
+                            close::POLICY_VIOLATION,
+                            "Too many subscriptions: at most 32 may be open on one connection",
+                        ));
+                    }
+                }
+            }
+            Some("complete" | "stop") => {
+                let mut open = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+                open.retain(|open| &**open != id);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Whether reading failed on a message over `MAX_MESSAGE_BYTES` (checklist 73).
+fn too_big(error: &axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<Error>())
+        .is_some_and(|error| matches!(error, Error::Capacity(_)))
+}
+
+/// Whether a `subscribe` (or legacy `start`) payload runs a subscription: the operation it
+/// names, or its document's only one. A document that does not parse runs nothing.
+fn subscribes(payload: Option<&serde_json::Value>) -> bool {
+    let Some(query) = payload
+        .and_then(|p| p.get("query"))
+        .and_then(|q| q.as_str())
+    else {
+        return false;
+    };
+    let name = payload
+        .and_then(|p| p.get("operationName"))
+        .and_then(|n| n.as_str());
+    let Ok(document) = async_graphql::parser::parse_query(query) else {
+        return false;
+    };
+    let ty = match (&document.operations, name) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    ty == Some(OperationType::Subscription)
+}
+
+/// Forgets a subscription the server completed (its stream ended, or it failed to start).
+/// async-graphql writes `complete` as `{"type":"complete","id":…}`; only those are parsed.
+fn completed(subscriptions: &Mutex<Vec<Box<str>>>, text: &str) {
+    if !text.starts_with(r#"{"type":"complete""#) {
+        return;
+    }
+    let Ok(message) = serde_json::from_str::<serde_json::Value>(text) else {
+        return;
+    };
+    if let Some(id) = message.get("id").and_then(|i| i.as_str()) {
+        let mut open = subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|open| &**open != id);
     }
 }
 
@@ -184,35 +478,6 @@ async fn handshake(
             close_with(sink, close::FORBIDDEN, &format!("Forbidden: {error}")).await;
             None
         }
-    }
-}
-
-/// Tracks the connection's subscription ids; false once there would be too many, which
-/// ends the connection.
-fn count_subscriptions(active: &mut Vec<Box<str>>, message: &Result<Message, axum::Error>) -> bool {
-    let Ok(Message::Text(text)) = message else {
-        return true;
-    };
-    let Ok(parsed) = serde_json::from_str::<serde_json::Value>(text) else {
-        return true;
-    };
-    let id = parsed
-        .get("id")
-        .and_then(|i| i.as_str())
-        .unwrap_or_default();
-    match parsed.get("type").and_then(|t| t.as_str()) {
-        Some("subscribe" | "start") => {
-            // A handful of ids at most: a list is smaller than a set.
-            if !active.iter().any(|a| &**a == id) {
-                active.push(id.into());
-            }
-            active.len() <= MAX_SUBSCRIPTIONS
-        }
-        Some("complete" | "stop") => {
-            active.retain(|a| &**a != id);
-            true
-        }
-        _ => true,
     }
 }
 

@@ -152,6 +152,20 @@ impl Bench {
                 self.secret.clone(),
             ),
             ("CONSENTRY_TOKEN_KEYS".to_owned(), self.token_keys.clone()),
+            // Every load comes from one caller of one MSP: its per-caller and per-MSP budgets
+            // would be measured instead of the server.
+            (
+                "CONSENTRY_MSP_QUERIES_PER_MINUTE".to_owned(),
+                "0".to_owned(),
+            ),
+            (
+                "CONSENTRY_WS_CONNECTIONS_PER_CALLER".to_owned(),
+                "0".to_owned(),
+            ),
+            (
+                "CONSENTRY_WS_MESSAGES_PER_MINUTE".to_owned(),
+                "0".to_owned(),
+            ),
         ];
         if let Some(simulator) = simulator {
             let base = simulator.base_url().to_string();

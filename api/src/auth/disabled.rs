@@ -1,0 +1,71 @@
+//! Rights that change while a caller stays connected (checklist 72, 99): which MSP tenants
+//! are disabled. HTTP requests look their MSP up every time; an open WebSocket re-reads it
+//! before each new operation, and watches this instance's list — re-read from the database
+//! every `CONSENTRY_RIGHTS_RECHECK_INTERVAL`, so a change made by any instance or by
+//! `consentry msp disable` reaches every instance — to close when its MSP is disabled.
+
+use std::{collections::BTreeSet, future::Future, sync::Arc, time::Duration};
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::watch;
+
+use crate::domain::msp;
+
+/// The disabled MSP tenants, as this instance last read them.
+#[derive(Clone, Debug)]
+pub struct DisabledMsps {
+    ids: Arc<watch::Sender<Arc<BTreeSet<String>>>>,
+}
+
+impl Default for DisabledMsps {
+    fn default() -> Self {
+        Self {
+            ids: Arc::new(watch::Sender::new(Arc::default())),
+        }
+    }
+}
+
+impl DisabledMsps {
+    /// Whether the MSP was disabled at the last re-read.
+    pub fn contains(&self, msp_id: &str) -> bool {
+        self.ids.borrow().contains(msp_id)
+    }
+
+    /// Completes once a re-read finds the MSP disabled.
+    pub fn until_disabled(&self, msp_id: String) -> impl Future<Output = ()> + Send + 'static {
+        let mut ids = self.ids.subscribe();
+        async move {
+            // The sender lives as long as the application: an error means it is going away.
+            if ids.wait_for(|ids| ids.contains(&msp_id)).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Re-reads the list from the database.
+    pub async fn refresh(&self, db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+        let ids: BTreeSet<String> = msp::disabled_ids(db).await?.into_iter().collect();
+        self.ids.send_if_modified(|current| {
+            if **current == ids {
+                return false;
+            }
+            *current = Arc::new(ids);
+            true
+        });
+        Ok(())
+    }
+
+    /// Whether the MSP may still act, read from the database now (a new operation on an open
+    /// WebSocket is refused at once once its MSP is disabled). When the database cannot
+    /// answer, the last re-read decides: the operation would need the database anyway.
+    pub async fn still_enabled(&self, db: &DatabaseConnection, msp_id: &str) -> bool {
+        match tokio::time::timeout(Duration::from_secs(5), msp::is_enabled(db, msp_id)).await {
+            Ok(Ok(enabled)) => enabled,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot re-read the caller's MSP tenant; using the last re-check");
+                !self.contains(msp_id)
+            }
+            Err(_) => !self.contains(msp_id),
+        }
+    }
+}
