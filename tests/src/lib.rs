@@ -223,6 +223,9 @@ pub struct TestApp {
     pub server_db: DatabaseConnection,
     pub http: reqwest::Client,
     pub secret: String,
+    /// The server's shared state (`None` for a server run as a process), for what only memory
+    /// holds.
+    pub state: Option<api::app::AppState>,
     database: Option<TestDatabase>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
@@ -281,6 +284,7 @@ async fn launch(
     .expect("the server starts");
     let port = app.local_addr().unwrap().port();
     let server_db = app.state().db.clone();
+    let state = app.state().clone();
     let (shutdown, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let _ = app
@@ -315,6 +319,7 @@ async fn launch(
             .build()
             .unwrap(),
         secret,
+        state: Some(state),
         database: None,
         shutdown: Some(shutdown),
         server: Some(server),
@@ -591,6 +596,7 @@ impl TestApp {
                 .build()
                 .unwrap(),
             secret: secret.to_owned(),
+            state: None,
             database: None,
             shutdown: None,
             server: None,

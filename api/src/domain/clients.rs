@@ -22,6 +22,7 @@ use super::{
     Error, Result,
     access::{self, Sight},
     audit::{self, Actor},
+    graph_api::Consents,
     oauth_flows, tile, validate,
 };
 use crate::{auth::Viewer, db::begin_write};
@@ -266,14 +267,19 @@ pub async fn update(
 /// Removes a client with its tile, flows, delegated consents and their stored tokens. Its
 /// audit events remain, with one more saying who removed it.
 #[tracing::instrument(skip_all, fields(msp = %viewer.msp_id(), client = %id))]
-pub async fn delete(db: &DatabaseConnection, viewer: &Viewer, id: Uuid) -> Result<client::Model> {
+pub async fn delete(
+    db: &DatabaseConnection,
+    consents: &Consents,
+    viewer: &Viewer,
+    id: Uuid,
+) -> Result<client::Model> {
     access::require_writer(viewer)?;
     let txn = begin_write(db).await?;
     let Some(current) = client::Entity::find_by_id(id).one(&txn).await? else {
         return Err(Error::not_found("client", id.to_string()));
     };
     access::require_writable(viewer, &current.msp_id, "client", &id.to_string())?;
-    let consents = delegated_consent::Entity::find()
+    let delegated = delegated_consent::Entity::find()
         .filter(delegated_consent::Column::ClientId.eq(id))
         .count(&txn)
         .await?;
@@ -287,13 +293,16 @@ pub async fn delete(db: &DatabaseConnection, viewer: &Viewer, id: Uuid) -> Resul
             "name": current.name,
             "domain": current.domain,
             "azureTenantId": current.azure_tenant_id,
-            "delegatedConsentsRemoved": consents,
+            "delegatedConsentsRemoved": delegated,
         }),
     )
     .await?;
     // Tile, flows, consents (with their encrypted tokens) and requests go by ON DELETE CASCADE.
     client::Entity::delete_by_id(id).exec(&txn).await?;
     txn.commit().await?;
+    // Checklist 82: no token that could act in the client's tenant outlives it here (other
+    // instances forget theirs at their next sweep).
+    consents.sign_in_tokens.forget_client(id);
     tracing::info!("client deleted");
     Ok(current)
 }

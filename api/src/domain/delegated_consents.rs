@@ -938,6 +938,7 @@ pub async fn verify(
 #[tracing::instrument(skip_all, fields(msp = %viewer.msp_id(), consent = %id))]
 pub async fn revoke(
     db: &DatabaseConnection,
+    consents: &Consents,
     viewer: &Viewer,
     id: Uuid,
 ) -> Result<delegated_consent::Model> {
@@ -983,6 +984,9 @@ pub async fn revoke(
     )
     .await?;
     txn.commit().await?;
+    // Checklist 82: an access token taken from this consent (a repair waiting for
+    // replication) is forgotten with it.
+    consents.sign_in_tokens.forget_consent(id);
     tracing::info!("delegated consent revoked");
     find(db, id)
         .await?

@@ -142,11 +142,23 @@ impl RepairableApps {
     }
 }
 
-/// Access tokens of admin sign-ins, kept in this process's memory only and only while
-/// their request waits for replication: they are never written anywhere.
+/// Access tokens that created a service principal — an admin's sign-in, or a stored
+/// delegated consent's — kept in this process's memory only and only while their request
+/// waits for replication: they are never written anywhere. Each is forgotten when its
+/// request ends, when its client is deleted or its consent revoked (checklist 82), and by
+/// the sweep of every instance once its request is no longer waiting.
 #[derive(Default)]
 pub struct SignInTokens {
-    tokens: Mutex<HashMap<Uuid, (SecretString, Instant)>>,
+    tokens: Mutex<HashMap<Uuid, HeldToken>>,
+}
+
+/// A token, whose it is, and until when it may be used.
+struct HeldToken {
+    token: SecretString,
+    client_id: Uuid,
+    /// The delegated consent it was taken from, if any.
+    consent_id: Option<Uuid>,
+    until: Instant,
 }
 
 impl std::fmt::Debug for SignInTokens {
@@ -156,26 +168,56 @@ impl std::fmt::Debug for SignInTokens {
 }
 
 impl SignInTokens {
-    fn put(&self, request: Uuid, token: SecretString, lifetime: StdDuration) {
+    fn put(
+        &self,
+        request: &service_principal_request::Model,
+        consent_id: Option<Uuid>,
+        token: SecretString,
+        lifetime: StdDuration,
+    ) {
         let mut tokens = self.lock();
         let now = Instant::now();
-        tokens.retain(|_, (_, until)| *until > now);
-        tokens.insert(request, (token, now + lifetime));
+        tokens.retain(|_, held| held.until > now);
+        tokens.insert(
+            request.id,
+            HeldToken {
+                token,
+                client_id: request.client_id,
+                consent_id,
+                until: now + lifetime,
+            },
+        );
     }
 
     fn get(&self, request: Uuid) -> Option<SecretString> {
         let tokens = self.lock();
         tokens
             .get(&request)
-            .filter(|(_, until)| *until > Instant::now())
-            .map(|(token, _)| token.clone())
+            .filter(|held| held.until > Instant::now())
+            .map(|held| held.token.clone())
     }
 
     fn forget(&self, request: Uuid) {
         self.lock().remove(&request);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (SecretString, Instant)>> {
+    /// Forgets every token held for the client's requests (`deleteClient`).
+    pub fn forget_client(&self, client_id: Uuid) {
+        self.lock().retain(|_, held| held.client_id != client_id);
+    }
+
+    /// Forgets every token taken from the delegated consent (`revokeDelegatedConsent`).
+    pub fn forget_consent(&self, consent_id: Uuid) {
+        self.lock()
+            .retain(|_, held| held.consent_id != Some(consent_id));
+    }
+
+    /// The requests whose tokens are held.
+    pub fn requests(&self) -> Vec<Uuid> {
+        self.lock().keys().copied().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, HeldToken>> {
         self.tokens
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -691,9 +733,16 @@ async fn act(
     let now = now();
     match result {
         Ok(Acted::Created(object_id)) => {
-            consents
-                .sign_in_tokens
-                .put(request.id, token, StdDuration::from_secs(50 * 60));
+            let consent_id = match authority {
+                Authority::StoredConsent { consent_id, .. } => Some(*consent_id),
+                Authority::AdminSignIn { .. } => None,
+            };
+            consents.sign_in_tokens.put(
+                &request,
+                consent_id,
+                token,
+                StdDuration::from_secs(50 * 60),
+            );
             let txn = begin_write(db).await?;
             step(
                 &txn,
@@ -756,6 +805,7 @@ fn creation_problem(error: &MicrosoftError) -> Problem {
 /// Sweeps: watches new principals replicate, fails interrupted creations. Returns how many
 /// requests moved on.
 pub async fn sweep(db: &DatabaseConnection, consents: &Consents) -> Result<usize> {
+    forget_tokens_of_ended_requests(db, consents).await?;
     let mut moved = fail_interrupted(db, consents.callback_lease).await?;
     let now = now();
     let due = service_principal_request::Entity::find()
@@ -802,10 +852,39 @@ pub async fn sweep(db: &DatabaseConnection, consents: &Consents) -> Result<usize
             .exec(db)
             .await?;
         if claimed.rows_affected == 1 && poll(db, consents, &request).await? {
+            consents.sign_in_tokens.forget(request.id);
             moved += 1;
         }
     }
     Ok(moved)
+}
+
+/// Forgets the tokens held for requests that no longer wait for replication: finished, or
+/// gone with their client — also when that happened on another instance. (A request is still
+/// `CREATING` between its token being kept and its move to `PROPAGATING`.)
+async fn forget_tokens_of_ended_requests(
+    db: &DatabaseConnection,
+    consents: &Consents,
+) -> Result<()> {
+    let held = consents.sign_in_tokens.requests();
+    if held.is_empty() {
+        return Ok(());
+    }
+    let waiting: Vec<Uuid> = service_principal_request::Entity::find()
+        .select_only()
+        .column(service_principal_request::Column::Id)
+        .filter(service_principal_request::Column::Id.is_in(held.iter().copied()))
+        .filter(
+            service_principal_request::Column::Status
+                .is_in([Status::Creating, Status::Propagating]),
+        )
+        .into_tuple()
+        .all(db)
+        .await?;
+    for request in held.into_iter().filter(|id| !waiting.contains(id)) {
+        consents.sign_in_tokens.forget(request);
+    }
+    Ok(())
 }
 
 /// One replication lookup. True when the request became `READY`.

@@ -9,6 +9,7 @@ use crate::{
     },
     graphql::{
         ids::{GlobalId, IdKind},
+        mutation::graph_api::consents,
         query::{database, viewer},
         types::Client,
     },
@@ -103,7 +104,7 @@ impl ClientMutation {
         let viewer = viewer(ctx)?;
         access::require_writer(viewer)?;
         let client_id = GlobalId::expect("id", &id, IdKind::Client)?;
-        clients::delete(database(ctx)?, viewer, client_id).await?;
+        clients::delete(database(ctx)?, consents(ctx)?, viewer, client_id).await?;
         Ok(DeleteClientPayload {
             deleted_client_id: id,
         })

@@ -75,7 +75,7 @@ impl DelegatedMutation {
         access::require_writer(viewer)?;
         let id = GlobalId::expect("id", &id, IdKind::DelegatedConsent)?;
         Ok(DelegatedConsent::from(
-            delegated_consents::revoke(database(ctx)?, viewer, id).await?,
+            delegated_consents::revoke(database(ctx)?, consents(ctx)?, viewer, id).await?,
         ))
     }
 }
