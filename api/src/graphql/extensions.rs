@@ -1,14 +1,17 @@
 //! The schema's one extension: the rules every operation passes through — stable codes on
 //! parse and validation errors, the depth and alias limits, introspection only with a token,
-//! each MSP's mutation and query budgets, the query timeout, its own DataLoaders — and its
-//! metrics.
+//! each MSP's mutation and query budgets, the query timeout, its own DataLoaders — its
+//! metrics, and answers the spec's way (field order and `null` for failed fields, see
+//! `answer`).
 //!
 //! One extension rather than one per rule: async-graphql runs every field of every answer
 //! (and of every event pushed to every subscriber) through each extension's `resolve` hook,
-//! even a default one, so each extension costs on every field. This one has no `resolve`.
+//! even a default one, so each extension costs on every field. This one's `resolve` does
+//! only what the answer needs: a few comparisons per field, and per object a check that its
+//! fields came in the query's order; more only when something fails.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -16,14 +19,17 @@ use async_graphql::{
     Request, Response, ServerError, ServerResult, ValidationResult, Variables,
     extensions::{
         Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
-        NextPrepareRequest, NextRequest, NextValidation,
+        NextPrepareRequest, NextRequest, NextResolve, NextValidation, ResolveInfo,
     },
     parser::types::{
         DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
     },
 };
 
-use super::budgets::{Budgets, Charge};
+use super::{
+    answer::{Answer, Types},
+    budgets::{Budgets, Charge},
+};
 use crate::http::metrics::Metrics;
 
 fn with_code(mut error: ServerError, code: &str) -> ServerError {
@@ -48,6 +54,8 @@ pub(crate) struct Operations {
     metrics: Arc<Metrics>,
     query_timeout: Duration,
     budgets: Arc<Budgets>,
+    /// The schema's interfaces and unions, read from its registry on first use.
+    abstract_types: Arc<OnceLock<Vec<String>>>,
 }
 
 impl Operations {
@@ -59,6 +67,7 @@ impl Operations {
                 limits.mutations_per_minute,
                 limits.queries_per_minute,
             )),
+            abstract_types: Arc::default(),
         }
     }
 }
@@ -69,8 +78,10 @@ impl ExtensionFactory for Operations {
             metrics: self.metrics.clone(),
             query_timeout: self.query_timeout,
             budgets: self.budgets.clone(),
+            abstract_types: self.abstract_types.clone(),
             requested_name: Mutex::new(None),
             selected: Mutex::new(None),
+            answer: Answer::default(),
         })
     }
 }
@@ -80,9 +91,11 @@ struct Operation {
     metrics: Arc<Metrics>,
     query_timeout: Duration,
     budgets: Arc<Budgets>,
+    abstract_types: Arc<OnceLock<Vec<String>>>,
     requested_name: Mutex<Option<String>>,
     /// The operation that runs, once its document is parsed.
     selected: Mutex<Option<Selected>>,
+    answer: Answer,
 }
 
 /// The operation of a document that runs.
@@ -99,10 +112,34 @@ impl Operation {
         self.selected.lock().ok().and_then(|op| op.clone())
     }
 
+    /// The schema's types, for shaping answers.
+    fn types<'a>(&'a self, ctx: &ExtensionContext<'a>) -> Types<'a> {
+        let registry = &ctx.schema_env.registry;
+        let abstract_types = self.abstract_types.get_or_init(|| {
+            registry
+                .types
+                .values()
+                .filter(|ty| ty.is_abstract())
+                .map(|ty| ty.name().to_owned())
+                .collect()
+        });
+        Types {
+            registry,
+            abstract_types,
+        }
+    }
+
     /// Remembers which operation of the document runs: its name and type for the metrics,
-    /// and how many mutations it runs for the rate limit. Anonymous callers' operation names
-    /// never become metric labels: they could mint them without end.
-    fn select(&self, document: &ExecutableDocument, authenticated: bool) {
+    /// how many mutations it runs for the rate limit, and its selection for the answer.
+    /// Anonymous callers' operation names never become metric labels: they could mint them
+    /// without end.
+    fn select(
+        &self,
+        types: Types<'_>,
+        document: &ExecutableDocument,
+        variables: &Variables,
+        authenticated: bool,
+    ) {
         let requested = self.requested_name.lock().ok().and_then(|n| n.clone());
         let selected = match (&document.operations, requested.as_deref()) {
             (DocumentOperations::Single(op), _) => Some((None, &op.node)),
@@ -118,6 +155,8 @@ impl Operation {
         let Some((name, operation)) = selected else {
             return;
         };
+        self.answer
+            .select(types, operation, &document.fragments, variables);
         let (kind, mutations) = match operation.ty {
             OperationType::Query => ("query", 0),
             OperationType::Mutation => {
@@ -249,7 +288,7 @@ impl Extension for Operation {
             );
             return Err(with_code(error, "UNAUTHENTICATED"));
         }
-        self.select(&document, authenticated);
+        self.select(self.types(ctx), &document, variables, authenticated);
         Ok(document)
     }
 
@@ -292,14 +331,18 @@ impl Extension for Operation {
         {
             return Response::from_errors(vec![refusal]);
         }
+        let run = async {
+            let mut response = next.run(ctx, operation_name).await;
+            self.answer.finish(&mut response, self.types(ctx));
+            response
+        };
         let response = match &selected {
-            Some(op) if op.kind == "mutation" => next.run(ctx, operation_name).await,
+            Some(op) if op.kind == "mutation" => run.await,
             // A query only reads, so cancelling it leaves nothing behind. Mutations are never
             // cut short: each of their calls to Microsoft has its own timeout, and stopping one
             // between two steps would leave the second undone.
             Some(op) if op.kind == "query" => {
-                match tokio::time::timeout(self.query_timeout, next.run(ctx, operation_name)).await
-                {
+                match tokio::time::timeout(self.query_timeout, run).await {
                     Ok(response) => response,
                     Err(_) => {
                         tracing::warn!(operation = %op.name, timeout = ?self.query_timeout, "query timed out");
@@ -314,7 +357,7 @@ impl Extension for Operation {
                     }
                 }
             }
-            _ => next.run(ctx, operation_name).await,
+            _ => run.await,
         };
         // The request's own data (the statement counter) is only visible from here on.
         if let Some(statements) = ctx.data_opt::<crate::db::StatementCount>()
@@ -324,6 +367,24 @@ impl Extension for Operation {
                 .observe_statements(&op.name, op.kind, statements.get());
         }
         response
+    }
+
+    /// Gives a failed field `null` where the spec puts it, and notes what abstract-typed
+    /// objects turn out to be (see `answer`).
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<async_graphql::Value>> {
+        let (at, field, return_type) = (info.path_node, info.field, info.return_type);
+        let types = self.types(ctx);
+        let is_abstract = self
+            .answer
+            .field_starts(types, at, field, info.parent_type, return_type);
+        let result = next.run(ctx, info).await;
+        self.answer
+            .field_ends(types, at, field, return_type, is_abstract, result)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The GraphQL API: schema, roots, types (views built from domain values), DataLoaders.
 
+mod answer;
 mod budgets;
 mod error;
 mod extensions;

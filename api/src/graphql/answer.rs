@@ -1,0 +1,1104 @@
+//! Answers as the GraphQL spec shapes them, where async-graphql 7.2 does not: fields in the
+//! order the query asks for them (spec 7.2.2, fields collected as 6.3.2 says), and a failed
+//! field reads `null` beside its error, a failed non-null field making its nearest nullable
+//! parent `null` (spec 6.4.4).
+//!
+//! async-graphql 7.1 (async-graphql#1746) writes an object's fields in the order they finish,
+//! not the query's, and leaves out a field whose resolver failed. Its 8.0 line reverts that
+//! change (#1806). Until Consentry runs a release with the revert, the operations extension
+//! corrects each object as its field resolves (and the root at the end), for HTTP and the
+//! WebSocket alike, before either writes it. An idle subscription keeps nothing of it but a
+//! few words: the per-field work reads the selection async-graphql already holds.
+
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    sync::{
+        Mutex, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use async_graphql::{
+    Name, PathSegment, Positioned, QueryPathNode, QueryPathSegment, Response, ServerError,
+    ServerResult, Value, Variables,
+    indexmap::IndexMap,
+    parser::types::{
+        Directive, Field, FragmentDefinition, OperationDefinition, OperationType, Selection,
+        SelectionSet,
+    },
+    registry::{MetaTypeName, Registry},
+};
+
+type Fragments = HashMap<Name, Positioned<FragmentDefinition>>;
+
+/// What one operation's answer needs beyond what async-graphql gives. Each operation has its
+/// own; a subscription's is emptied after each event.
+#[derive(Default)]
+pub(crate) struct Answer {
+    /// What the operation selects at its root, and the document's fragments (the hooks see
+    /// fields only). Not kept for a subscription that needs neither.
+    root: OnceLock<Box<Root>>,
+    /// How many non-null positions failed and still wait for a parent to take the `null`;
+    /// read without the lock on every field.
+    failing: AtomicUsize,
+    /// How many abstract-typed objects are being resolved.
+    watching: AtomicUsize,
+    /// Created when something fails or an abstract-typed object resolves.
+    state: Mutex<Option<Box<State>>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Errors of the fields that were given `null`, for the answer's `errors`.
+    errors: Vec<ServerError>,
+    /// Non-null positions (and list items) that failed, until the parent that takes their
+    /// `null` resolves.
+    failed: Vec<Vec<PathSegment>>,
+    /// Positions given `null`: async-graphql merges a field selected twice from two
+    /// resolutions, and keeps an object over a `null`, so the answer is set again at the end.
+    nulled: Vec<Vec<PathSegment>>,
+    /// Abstract-typed objects being resolved, with their declared type.
+    watched: Vec<(Vec<PathSegment>, String)>,
+    /// The object type each abstract-typed object turned out to be.
+    runtime_types: Vec<(Vec<PathSegment>, String)>,
+}
+
+/// The root of an operation's selection, as async-graphql runs it (without what `@skip` and
+/// `@include` leave out).
+struct Root {
+    /// The root operation type: `Query`, `Mutation` or `SubscriptionRoot`.
+    ty: String,
+    /// Response keys in the query's order.
+    keys: Vec<Name>,
+    /// Keys selected more than once with selections of their own: async-graphql resolves each
+    /// apart and merges them in the order they finish.
+    merged: Vec<Merged>,
+    fragments: Fragments,
+}
+
+struct Merged {
+    key: Name,
+    /// The field's name (the key may be an alias).
+    field: Name,
+    sets: Vec<SelectionSet>,
+}
+
+/// The schema's types, as ordering an object needs them.
+#[derive(Clone, Copy)]
+pub(crate) struct Types<'a> {
+    pub(crate) registry: &'a Registry,
+    /// Its interfaces and unions.
+    pub(crate) abstract_types: &'a [String],
+}
+
+impl Answer {
+    /// Keeps what the operation that runs selects at its root, and the document's fragments.
+    pub(crate) fn select(
+        &self,
+        types: Types<'_>,
+        operation: &OperationDefinition,
+        fragments: &Fragments,
+        variables: &Variables,
+    ) {
+        let ty = match operation.ty {
+            OperationType::Query => Some(types.registry.query_type.as_str()),
+            OperationType::Mutation => types.registry.mutation_type.as_deref(),
+            OperationType::Subscription => types.registry.subscription_type.as_deref(),
+        };
+        let Some(ty) = ty else {
+            return;
+        };
+        let fragments: Fragments = fragments
+            .iter()
+            .map(|(name, fragment)| {
+                let mut fragment = fragment.clone();
+                without_skipped(&mut fragment.node.selection_set.node, variables);
+                (name.clone(), fragment)
+            })
+            .collect();
+        let fields = Collect {
+            types,
+            fragments: Some(&fragments),
+            variables: Some(variables),
+        }
+        .fields(&[&operation.selection_set.node], ty, ty);
+        let mut root = Root {
+            ty: ty.to_owned(),
+            keys: Vec::with_capacity(fields.len()),
+            merged: Vec::new(),
+            fragments: Fragments::new(),
+        };
+        for (index, field) in fields.iter().enumerate() {
+            let key = &field.response_key().node;
+            if root.keys.contains(key) {
+                continue;
+            }
+            root.keys.push(key.clone());
+            if let Some(sets) = merged_selections(&fields[index..]) {
+                root.merged.push(Merged {
+                    key: key.clone(),
+                    field: field.name.node.clone(),
+                    sets: sets
+                        .into_iter()
+                        .map(|set| {
+                            let mut set = set.clone();
+                            without_skipped(&mut set, variables);
+                            set
+                        })
+                        .collect(),
+                });
+            }
+        }
+        // A subscription has one root field: nothing to order there unless fragments or a
+        // merge are involved.
+        let needed = operation.ty != OperationType::Subscription
+            || !fragments.is_empty()
+            || !root.merged.is_empty();
+        root.fragments = fragments;
+        if needed {
+            let _ = self.root.set(Box::new(root));
+        }
+    }
+
+    /// Before a field (or a list item) resolves: what its parent turned out to be, when the
+    /// parent is abstract; and whether this one is.
+    pub(crate) fn field_starts(
+        &self,
+        types: Types<'_>,
+        at: &QueryPathNode<'_>,
+        field: &Field,
+        parent_type: &str,
+        return_type: &str,
+    ) -> bool {
+        if self.watching.load(Ordering::Acquire) > 0
+            && let Some(parent) = at.parent
+        {
+            self.with_state(|state| {
+                let watched = state
+                    .watched
+                    .iter()
+                    .find(|(path, declared)| declared != parent_type && is_at(parent, path))
+                    .map(|(path, _)| path.clone());
+                if let Some(path) = watched
+                    && !state.runtime_types.iter().any(|(seen, _)| *seen == path)
+                {
+                    state.runtime_types.push((path, parent_type.to_owned()));
+                }
+            });
+        }
+        if field.selection_set.node.items.is_empty() || is_list(return_type) {
+            return false;
+        }
+        let named = MetaTypeName::concrete_typename(return_type);
+        let is_abstract = types.is_abstract(named);
+        if is_abstract {
+            self.with_state(|state| state.watched.push((path_of(at), named.to_owned())));
+            self.watching.fetch_add(1, Ordering::AcqRel);
+        }
+        is_abstract
+    }
+
+    /// After a field (or a list item) resolved: a failure becomes `null` here when the field
+    /// is nullable, and in its parent when not (spec 6.4.4); so does a non-null child's. An
+    /// object is put in the order its selection asks for.
+    pub(crate) fn field_ends(
+        &self,
+        types: Types<'_>,
+        at: &QueryPathNode<'_>,
+        field: &Field,
+        return_type: &str,
+        was_abstract: bool,
+        result: ServerResult<Option<Value>>,
+    ) -> ServerResult<Option<Value>> {
+        if was_abstract {
+            self.with_state(|state| state.watched.retain(|(path, _)| !is_at(at, path)));
+            self.watching.fetch_sub(1, Ordering::AcqRel);
+        }
+        let mut value = match result {
+            Ok(value) if self.failing.load(Ordering::Acquire) == 0 => value,
+            result => match self.settle(at, return_type, result) {
+                Some(value) => value,
+                None => return Ok(Some(Value::Null)),
+            },
+        };
+        if let Some(Value::Object(object)) = value.as_mut()
+            && !field.selection_set.node.items.is_empty()
+        {
+            let declared = MetaTypeName::concrete_typename(return_type);
+            let set = [&field.selection_set.node];
+            self.order(types)
+                .object(object, &set, declared, &Where::Node(at));
+        }
+        Ok(value)
+    }
+
+    /// A field's result once the failures at and below it are settled; `None` when it fails.
+    fn settle(
+        &self,
+        at: &QueryPathNode<'_>,
+        return_type: &str,
+        result: ServerResult<Option<Value>>,
+    ) -> Option<Option<Value>> {
+        let (mut value, error) = match result {
+            Ok(value) => (value, None),
+            Err(error) => (None, Some(error)),
+        };
+        let is_item = matches!(at.segment, QueryPathSegment::Index(_));
+        let settled = self.with_state(|state| {
+            let mut failed = error.is_some();
+            state.errors.extend(error);
+            let (field_failed, items) = self.take_failed_below(state, at, is_item);
+            failed |= field_failed;
+            for indices in items {
+                let Some(list) = value.as_mut() else {
+                    continue;
+                };
+                match settle_item(list, return_type, &indices) {
+                    Landing::List => failed = true,
+                    Landing::Item(levels) => {
+                        let mut path = path_of(at);
+                        path.extend(indices[..levels].iter().map(|i| PathSegment::Index(*i)));
+                        state.nulled.push(path);
+                    }
+                    Landing::Nowhere => {}
+                }
+            }
+            if !failed {
+                return true;
+            }
+            // A list item cannot tell whether it may be null (async-graphql names the items
+            // of a list of nullable objects non-null), so its list's field decides.
+            if is_item || return_type.ends_with('!') {
+                state.failed.push(path_of(at));
+                self.failing.fetch_add(1, Ordering::AcqRel);
+            } else {
+                state.nulled.push(path_of(at));
+            }
+            false
+        });
+        match settled {
+            Some(false) => None,
+            _ => Some(value),
+        }
+    }
+
+    /// Takes the failures right below `at`: whether a non-null field of this object failed,
+    /// and which items of this list (by their indices at each level) did. An item leaves
+    /// the failed items of a list within it to the field that holds both.
+    fn take_failed_below(
+        &self,
+        state: &mut State,
+        at: &QueryPathNode<'_>,
+        is_item: bool,
+    ) -> (bool, Vec<Vec<usize>>) {
+        let depth = depth_of(at);
+        let before = state.failed.len();
+        let (mut field_failed, mut items) = (false, Vec::new());
+        state.failed.retain(|path| {
+            let Some(below) = path.get(depth..).filter(|_| is_at(at, &path[..depth])) else {
+                return true;
+            };
+            if let [PathSegment::Field(_)] = below {
+                field_failed = true;
+                return false;
+            }
+            let indices: Option<Vec<usize>> = below
+                .iter()
+                .map(|segment| match segment {
+                    PathSegment::Index(index) => Some(*index),
+                    PathSegment::Field(_) => None,
+                })
+                .collect();
+            match indices {
+                Some(indices) if !is_item && !indices.is_empty() => {
+                    items.push(indices);
+                    false
+                }
+                _ => true,
+            }
+        });
+        self.failing
+            .fetch_sub(before - state.failed.len(), Ordering::AcqRel);
+        (field_failed, items)
+    }
+
+    /// Completes an answer: no `data` when a root field that cannot be null failed, the root
+    /// in the query's order, and the errors of the fields that were given `null`.
+    pub(crate) fn finish(&self, response: &mut Response, types: Types<'_>) {
+        let root_failed = self
+            .peek_state(|state| state.failed.iter().any(|path| path.len() == 1))
+            .unwrap_or(false);
+        if root_failed {
+            response.data = Value::Null;
+        }
+        if let (Some(root), Value::Object(object)) = (self.root.get(), &mut response.data) {
+            self.order(types).root(object, root);
+        }
+        let state = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|mut state| state.take())
+            .unwrap_or_default();
+        self.failing.store(0, Ordering::Release);
+        self.watching.store(0, Ordering::Release);
+        for path in &state.nulled {
+            set_null(&mut response.data, path);
+        }
+        response.errors.extend(state.errors);
+    }
+
+    fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> Option<R> {
+        let mut state = self.state.lock().ok()?;
+        Some(f(state.get_or_insert_with(Box::default)))
+    }
+
+    /// Reads the state, if anything made one.
+    fn peek_state<R>(&self, f: impl FnOnce(&State) -> R) -> Option<R> {
+        let state = self.state.lock().ok()?;
+        state.as_deref().map(f)
+    }
+
+    fn order<'a>(&'a self, types: Types<'a>) -> Order<'a> {
+        Order {
+            answer: self,
+            collect: Collect {
+                types,
+                fragments: self.root.get().map(|root| &root.fragments),
+                variables: None,
+            },
+        }
+    }
+
+    /// What an abstract-typed object at `at` turned out to be, as its fields saw it.
+    fn runtime_type(&self, at: &Where<'_>) -> Option<String> {
+        self.peek_state(|state| {
+            state
+                .runtime_types
+                .iter()
+                .find(|(path, _)| at.is(path))
+                .map(|(_, ty)| ty.clone())
+        })
+        .flatten()
+    }
+}
+
+impl Types<'_> {
+    fn is_abstract(&self, ty: &str) -> bool {
+        self.abstract_types.iter().any(|t| t == ty)
+    }
+
+    /// The named type of a field of an object type.
+    fn field_type(&self, object_type: &str, field: &str) -> Option<&str> {
+        let field = self.registry.types.get(object_type)?.field_by_name(field)?;
+        Some(MetaTypeName::concrete_typename(&field.ty))
+    }
+}
+
+/// Where an object is in the answer, to find what an abstract-typed one turned out to be.
+enum Where<'a> {
+    Node(&'a QueryPathNode<'a>),
+    Path(Vec<PathSegment>),
+}
+
+impl Where<'_> {
+    fn is(&self, path: &[PathSegment]) -> bool {
+        match self {
+            Where::Node(node) => is_at(node, path),
+            Where::Path(own) => own == path,
+        }
+    }
+
+    fn below(&self, segment: PathSegment) -> Where<'static> {
+        let mut path = match self {
+            Where::Node(node) => path_of(node),
+            Where::Path(path) => path.clone(),
+        };
+        path.push(segment);
+        Where::Path(path)
+    }
+}
+
+/// Puts objects in the order their selections ask for.
+struct Order<'a> {
+    answer: &'a Answer,
+    collect: Collect<'a>,
+}
+
+impl Order<'_> {
+    fn root(&self, object: &mut IndexMap<Name, Value>, root: &Root) {
+        sort(object, root.keys.iter());
+        for merged in &root.merged {
+            let sets: Vec<&SelectionSet> = merged.sets.iter().collect();
+            if let (Some(value), Some(ty)) = (
+                object.get_mut(&merged.key),
+                self.collect.types.field_type(&root.ty, &merged.field),
+            ) {
+                let at = Where::Path(vec![PathSegment::Field(merged.key.to_string())]);
+                self.value(value, &sets, ty, &at);
+            }
+        }
+    }
+
+    fn value(&self, value: &mut Value, sets: &[&SelectionSet], declared: &str, at: &Where<'_>) {
+        match value {
+            Value::List(items) => {
+                for (index, item) in items.iter_mut().enumerate() {
+                    self.value(item, sets, declared, &at.below(PathSegment::Index(index)));
+                }
+            }
+            Value::Object(object) => self.object(object, sets, declared, at),
+            _ => {}
+        }
+    }
+
+    /// Puts one object's fields in order, and those of the fields it merged from several
+    /// selections (their parts were resolved apart, so nothing else orders them).
+    fn object(
+        &self,
+        object: &mut IndexMap<Name, Value>,
+        sets: &[&SelectionSet],
+        declared: &str,
+        at: &Where<'_>,
+    ) {
+        let concrete = self.object_type(object, sets, declared, at);
+        // Most selections are fields only: their order is the selection's own.
+        if let [set] = sets
+            && set
+                .items
+                .iter()
+                .all(|item| matches!(item.node, Selection::Field(_)))
+        {
+            let fields = set.items.iter().filter_map(|item| match &item.node {
+                Selection::Field(field) => Some(&field.node),
+                _ => None,
+            });
+            self.fields(object, fields, &concrete, at);
+        } else {
+            let fields = self.collect.fields(sets, &concrete, declared);
+            self.fields(object, fields.iter().copied(), &concrete, at);
+        }
+    }
+
+    fn fields<'f>(
+        &self,
+        object: &mut IndexMap<Name, Value>,
+        fields: impl Iterator<Item = &'f Field> + Clone,
+        concrete: &str,
+        at: &Where<'_>,
+    ) {
+        sort(object, fields.clone().map(|f| &f.response_key().node));
+        for (index, field) in fields.clone().enumerate() {
+            if field.selection_set.node.items.is_empty() {
+                continue;
+            }
+            let key = &field.response_key().node;
+            let same_key = |other: &&Field| other.response_key().node == *key;
+            let merged = fields.clone().skip(index + 1).any(|f| same_key(&f))
+                && !fields.clone().take(index).any(|f| same_key(&f));
+            if !merged {
+                continue;
+            }
+            if let (Some(value), Some(ty)) = (
+                object.get_mut(key),
+                self.collect.types.field_type(concrete, &field.name.node),
+            ) {
+                let sets: Vec<&SelectionSet> = fields
+                    .clone()
+                    .filter(same_key)
+                    .map(|f| &f.selection_set.node)
+                    .collect();
+                let at = at.below(PathSegment::Field(key.to_string()));
+                self.value(value, &sets, ty, &at);
+            }
+        }
+    }
+
+    /// What an object's type is: its declared type, or what an abstract-typed one turned out
+    /// to be (seen as its fields resolved, or in its `__typename`).
+    fn object_type<'d>(
+        &self,
+        object: &IndexMap<Name, Value>,
+        sets: &[&SelectionSet],
+        declared: &'d str,
+        at: &Where<'_>,
+    ) -> Cow<'d, str> {
+        if !self.collect.types.is_abstract(declared) {
+            return Cow::Borrowed(declared);
+        }
+        if let Some(ty) = self.answer.runtime_type(at) {
+            return Cow::Owned(ty);
+        }
+        let mut fields = Vec::new();
+        for set in sets {
+            self.collect.every_field(set, &mut fields, &mut Vec::new());
+        }
+        fields
+            .into_iter()
+            .filter(|field| field.name.node == "__typename")
+            .find_map(|field| match object.get(&field.response_key().node) {
+                Some(Value::String(name)) => Some(Cow::Owned(name.clone())),
+                _ => None,
+            })
+            .unwrap_or(Cow::Borrowed(declared))
+    }
+}
+
+/// The spec's CollectFields (6.3.2), deciding which fragments apply the way async-graphql does.
+struct Collect<'a> {
+    types: Types<'a>,
+    fragments: Option<&'a Fragments>,
+    /// To leave out what `@skip` and `@include` leave out, in a selection async-graphql has
+    /// not yet prepared (its own has neither directive left).
+    variables: Option<&'a Variables>,
+}
+
+impl<'a> Collect<'a> {
+    /// Every field an object of type `concrete`, at a position of type `declared`, selects,
+    /// in the query's order (fields of one response key merge later).
+    fn fields<'s>(
+        &self,
+        sets: &[&'s SelectionSet],
+        concrete: &str,
+        declared: &str,
+    ) -> Vec<&'s Field>
+    where
+        'a: 's,
+    {
+        let mut fields = Vec::new();
+        let mut spread = Vec::new();
+        for set in sets {
+            self.collect(set, concrete, declared, &mut fields, &mut spread);
+        }
+        fields
+    }
+
+    fn collect<'s>(
+        &self,
+        set: &'s SelectionSet,
+        concrete: &str,
+        declared: &str,
+        fields: &mut Vec<&'s Field>,
+        spread: &mut Vec<&'s Name>,
+    ) where
+        'a: 's,
+    {
+        for item in &set.items {
+            if self
+                .variables
+                .is_some_and(|variables| is_skipped(item.node.directives(), variables))
+            {
+                continue;
+            }
+            match &item.node {
+                Selection::Field(field) => fields.push(&field.node),
+                Selection::FragmentSpread(spread_here) => {
+                    let name = &spread_here.node.fragment_name.node;
+                    if spread.contains(&name) {
+                        continue;
+                    }
+                    spread.push(name);
+                    if let Some(fragment) = self.fragments.and_then(|f| f.get(name))
+                        && self.applies(
+                            &fragment.node.type_condition.node.on.node,
+                            concrete,
+                            declared,
+                        )
+                    {
+                        self.collect(
+                            &fragment.node.selection_set.node,
+                            concrete,
+                            declared,
+                            fields,
+                            spread,
+                        );
+                    }
+                }
+                Selection::InlineFragment(fragment) => {
+                    let applies = fragment
+                        .node
+                        .type_condition
+                        .as_ref()
+                        .is_none_or(|condition| {
+                            self.applies(&condition.node.on.node, concrete, declared)
+                        });
+                    if applies {
+                        self.collect(
+                            &fragment.node.selection_set.node,
+                            concrete,
+                            declared,
+                            fields,
+                            spread,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every field of a selection set, whatever the type conditions.
+    fn every_field<'s>(
+        &self,
+        set: &'s SelectionSet,
+        fields: &mut Vec<&'s Field>,
+        spread: &mut Vec<&'s Name>,
+    ) where
+        'a: 's,
+    {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => fields.push(&field.node),
+                Selection::FragmentSpread(spread_here) => {
+                    let name = &spread_here.node.fragment_name.node;
+                    if !spread.contains(&name) {
+                        spread.push(name);
+                        if let Some(fragment) = self.fragments.and_then(|f| f.get(name)) {
+                            self.every_field(&fragment.node.selection_set.node, fields, spread);
+                        }
+                    }
+                }
+                Selection::InlineFragment(fragment) => {
+                    self.every_field(&fragment.node.selection_set.node, fields, spread);
+                }
+            }
+        }
+    }
+
+    /// Whether a fragment on `condition` applies to an object of type `concrete` at a
+    /// position of type `declared` (async-graphql's rule in `Fields::add_set`).
+    fn applies(&self, condition: &str, concrete: &str, declared: &str) -> bool {
+        condition == concrete
+            || condition == declared
+            || self
+                .types
+                .registry
+                .implements
+                .get(concrete)
+                .is_some_and(|interfaces| interfaces.contains(condition))
+    }
+}
+
+/// Puts an object's members in the order of `keys`, where the first of equal keys counts
+/// (members without one go last, as they were).
+fn sort<'k>(object: &mut IndexMap<Name, Value>, keys: impl Iterator<Item = &'k Name> + Clone) {
+    let rank = |member: &Name| {
+        keys.clone()
+            .position(|key| key == member)
+            .unwrap_or(usize::MAX)
+    };
+    // Most objects are in order already.
+    if !object.keys().map(rank).is_sorted() {
+        object.sort_by_cached_key(|member, _| rank(member));
+    }
+}
+
+/// The selections of the first field's response key when it is selected more than once.
+fn merged_selections<'f>(fields: &[&'f Field]) -> Option<Vec<&'f SelectionSet>> {
+    let (first, rest) = fields.split_first()?;
+    let key = &first.response_key().node;
+    if !rest.iter().any(|f| f.response_key().node == *key) {
+        return None;
+    }
+    Some(
+        fields
+            .iter()
+            .filter(|f| f.response_key().node == *key)
+            .map(|f| &f.selection_set.node)
+            .collect(),
+    )
+}
+
+/// Removes the selections `@skip` and `@include` leave out, as async-graphql does before it
+/// runs an operation (`remove_skipped_selection`): the same rule, so the same fields remain.
+fn without_skipped(set: &mut SelectionSet, variables: &Variables) {
+    set.items
+        .retain(|item| !is_skipped(item.node.directives(), variables));
+    for item in &mut set.items {
+        match &mut item.node {
+            Selection::Field(field) => {
+                without_skipped(&mut field.node.selection_set.node, variables)
+            }
+            Selection::InlineFragment(fragment) => {
+                without_skipped(&mut fragment.node.selection_set.node, variables);
+            }
+            Selection::FragmentSpread(_) => {}
+        }
+    }
+}
+
+fn is_skipped(directives: &[Positioned<Directive>], variables: &Variables) -> bool {
+    directives.iter().any(|directive| {
+        let include = match directive.node.name.node.as_str() {
+            "skip" => false,
+            "include" => true,
+            _ => return false,
+        };
+        directive.node.get_argument("if").is_some_and(|condition| {
+            let value = condition
+                .node
+                .clone()
+                .into_const_with(|name| variables.get(&name).cloned().ok_or(()));
+            include != matches!(value, Ok(Value::Boolean(true)))
+        })
+    })
+}
+
+/// Where the `null` of a failed list item lands.
+enum Landing {
+    /// On the list itself: its items may not be null.
+    List,
+    /// On the item this many levels down (`indices[..n]`).
+    Item(usize),
+    /// Nowhere: the list is already gone.
+    Nowhere,
+}
+
+/// Gives `null` to a failed list item (at `indices`, one per level of nesting) where its
+/// type allows, else to the list holding it, and so on up.
+fn settle_item(list: &mut Value, list_type: &str, indices: &[usize]) -> Landing {
+    let Some((&index, deeper)) = indices.split_first() else {
+        return Landing::List;
+    };
+    let item_type = item_type(list_type);
+    let item = match list {
+        Value::List(items) => items.get_mut(index),
+        _ => None,
+    };
+    let Some(item) = item else {
+        return Landing::Nowhere;
+    };
+    match settle_item(item, item_type, deeper) {
+        Landing::List if item_type.ends_with('!') => Landing::List,
+        Landing::List => {
+            *item = Value::Null;
+            Landing::Item(1)
+        }
+        Landing::Item(levels) => Landing::Item(levels + 1),
+        Landing::Nowhere => Landing::Nowhere,
+    }
+}
+
+/// Sets the value at `path` to `null`, if it is there.
+fn set_null(data: &mut Value, path: &[PathSegment]) {
+    let mut value = data;
+    for segment in path {
+        let next = match (value, segment) {
+            (Value::Object(object), PathSegment::Field(name)) => object.get_mut(name.as_str()),
+            (Value::List(items), PathSegment::Index(index)) => items.get_mut(*index),
+            _ => None,
+        };
+        let Some(next) = next else {
+            return;
+        };
+        value = next;
+    }
+    *value = Value::Null;
+}
+
+/// The type of a list type's items: `[Client!]!` → `Client!`.
+fn item_type(list_type: &str) -> &str {
+    let list = list_type.strip_suffix('!').unwrap_or(list_type);
+    list.strip_prefix('[')
+        .and_then(|items| items.strip_suffix(']'))
+        .unwrap_or(list)
+}
+
+fn is_list(ty: &str) -> bool {
+    ty.trim_end_matches('!').starts_with('[')
+}
+
+fn same_segment(segment: &QueryPathSegment<'_>, path: &PathSegment) -> bool {
+    match (segment, path) {
+        (QueryPathSegment::Name(name), PathSegment::Field(field)) => name == field,
+        (QueryPathSegment::Index(index), PathSegment::Index(other)) => index == other,
+        _ => false,
+    }
+}
+
+/// Whether `node` is the position `path` names.
+fn is_at(node: &QueryPathNode<'_>, path: &[PathSegment]) -> bool {
+    let Some((last, parent)) = path.split_last() else {
+        return false;
+    };
+    same_segment(&node.segment, last)
+        && match node.parent {
+            Some(node) => is_at(node, parent),
+            None => parent.is_empty(),
+        }
+}
+
+fn depth_of(node: &QueryPathNode<'_>) -> usize {
+    std::iter::successors(Some(node), |node| node.parent).count()
+}
+
+fn path_of(node: &QueryPathNode<'_>) -> Vec<PathSegment> {
+    let mut path = Vec::new();
+    let mut current = Some(node);
+    while let Some(node) = current {
+        path.push(match node.segment {
+            QueryPathSegment::Name(name) => PathSegment::Field(name.to_owned()),
+            QueryPathSegment::Index(index) => PathSegment::Index(index),
+        });
+        current = node.parent;
+    }
+    path.reverse();
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    //! A small schema whose fields finish out of order and fail on purpose, run through the
+    //! real operations extension.
+
+    use std::{sync::Arc, time::Duration};
+
+    use async_graphql::{Interface, Object, Result, Schema, Subscription};
+    use futures_util::{Stream, StreamExt};
+
+    use crate::{
+        graphql::{Limits, extensions::Operations},
+        http::metrics::Metrics,
+    };
+
+    async fn later<T>(value: T) -> T {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        value
+    }
+
+    struct Query;
+
+    #[Object]
+    impl Query {
+        async fn slow(&self) -> i32 {
+            later(1).await
+        }
+        async fn fast(&self) -> i32 {
+            2
+        }
+        /// Nullable, and fails.
+        async fn missing(&self) -> Result<Option<i32>> {
+            Err("missing".into())
+        }
+        async fn parent(&self) -> Option<Parent> {
+            Some(Parent)
+        }
+        async fn parents(&self) -> Vec<Parent> {
+            vec![Parent, Parent]
+        }
+        async fn maybe_parents(&self) -> Vec<Option<Parent>> {
+            vec![Some(Parent), Some(Parent)]
+        }
+        async fn nested(&self) -> Vec<Option<Vec<Parent>>> {
+            vec![Some(vec![Parent]), None]
+        }
+        async fn thing(&self, kind: String) -> Option<Thing> {
+            Some(if kind == "a" {
+                Thing::A(A)
+            } else {
+                Thing::B(B)
+            })
+        }
+    }
+
+    struct Parent;
+
+    #[Object]
+    impl Parent {
+        async fn slow(&self) -> i32 {
+            later(1).await
+        }
+        async fn fast(&self) -> i32 {
+            2
+        }
+        async fn child(&self) -> Parent {
+            later(Parent).await
+        }
+        /// Non-null, and fails.
+        async fn strict(&self) -> Result<i32> {
+            later(Err("strict".into())).await
+        }
+    }
+
+    #[derive(Interface)]
+    #[graphql(field(name = "id", ty = "i32"))]
+    enum Thing {
+        A(A),
+        B(B),
+    }
+
+    struct A;
+
+    #[Object]
+    impl A {
+        async fn id(&self) -> i32 {
+            1
+        }
+        async fn when(&self) -> i32 {
+            later(1).await
+        }
+    }
+
+    struct B;
+
+    #[Object]
+    impl B {
+        async fn id(&self) -> i32 {
+            later(2).await
+        }
+        async fn when(&self) -> i32 {
+            2
+        }
+    }
+
+    struct Subscriptions;
+
+    #[Subscription]
+    impl Subscriptions {
+        async fn parents(&self) -> impl Stream<Item = Parent> {
+            futures_util::stream::iter([Parent, Parent])
+        }
+    }
+
+    fn schema() -> Schema<Query, async_graphql::EmptyMutation, Subscriptions> {
+        let limits = Limits {
+            mutations_per_minute: 0,
+            query_timeout: Duration::from_secs(10),
+        };
+        Schema::build(Query, async_graphql::EmptyMutation, Subscriptions)
+            .extension(Operations::new(limits, Arc::new(Metrics::new())))
+            .finish()
+    }
+
+    /// The answer's `data` as written, and the paths of its errors.
+    async fn run(query: &str) -> (String, Vec<String>) {
+        let response = schema().execute(query).await;
+        let paths = response
+            .errors
+            .iter()
+            .map(|e| serde_json::to_string(&e.path).unwrap())
+            .collect();
+        (serde_json::to_string(&response.data).unwrap(), paths)
+    }
+
+    #[tokio::test]
+    async fn fields_come_in_query_order_however_long_each_takes() {
+        let (data, _) = run("{ slow fast parent { fast slow } z: fast a: slow }").await;
+        assert_eq!(
+            data,
+            r#"{"slow":1,"fast":2,"parent":{"fast":2,"slow":1},"z":2,"a":1}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn list_items_and_repeated_fields_keep_the_first_place_of_their_key() {
+        let (data, _) = run(
+            "query { parents { slow fast } ...F parent { slow } } fragment F on Query { fast parent { fast } }",
+        )
+        .await;
+        assert_eq!(
+            data,
+            r#"{"parents":[{"slow":1,"fast":2},{"slow":1,"fast":2}],"fast":2,"parent":{"fast":2,"slow":1}}"#
+        );
+        let (data, _) = run("{ parent { child { slow } fast child { fast slow } } }").await;
+        assert_eq!(data, r#"{"parent":{"child":{"slow":1,"fast":2},"fast":2}}"#);
+    }
+
+    #[tokio::test]
+    async fn skipped_fields_leave_no_place_behind() {
+        let (data, _) =
+            run("{ fast @skip(if: true) slow fast parent @include(if: false) { fast } }").await;
+        assert_eq!(data, r#"{"slow":1,"fast":2}"#);
+        let (data, _) =
+            run("query($no: Boolean = false) { parent { fast @include(if: $no) slow fast } }")
+                .await;
+        assert_eq!(data, r#"{"parent":{"slow":1,"fast":2}}"#);
+    }
+
+    #[tokio::test]
+    async fn fragments_on_object_types_apply_by_what_the_object_turned_out_to_be() {
+        let query = |kind| {
+            format!(
+                r#"{{ thing(kind: "{kind}") {{ ... on A {{ when }} id ... on B {{ when }} }} }}"#
+            )
+        };
+        assert_eq!(run(&query("a")).await.0, r#"{"thing":{"when":1,"id":1}}"#);
+        assert_eq!(run(&query("b")).await.0, r#"{"thing":{"id":2,"when":2}}"#);
+        // Told by `__typename` alone when nothing else in the fragment resolves.
+        let query = |kind| {
+            format!(
+                r#"{{ thing(kind: "{kind}") {{ ... on A {{ __typename }} id ... on B {{ __typename }} }} }}"#
+            )
+        };
+        assert_eq!(
+            run(&query("a")).await.0,
+            r#"{"thing":{"__typename":"A","id":1}}"#
+        );
+        assert_eq!(
+            run(&query("b")).await.0,
+            r#"{"thing":{"id":2,"__typename":"B"}}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_nullable_field_that_fails_reads_null_beside_its_error() {
+        let (data, errors) = run("{ slow missing fast }").await;
+        assert_eq!(data, r#"{"slow":1,"missing":null,"fast":2}"#);
+        assert_eq!(errors, [r#"["missing"]"#]);
+    }
+
+    #[tokio::test]
+    async fn a_non_null_field_that_fails_makes_its_nearest_nullable_parent_null() {
+        let (data, errors) = run("{ fast parent { fast strict } slow }").await;
+        assert_eq!(data, r#"{"fast":2,"parent":null,"slow":1}"#);
+        assert_eq!(errors, [r#"["parent","strict"]"#]);
+
+        let (data, errors) = run("{ maybeParents { strict fast } fast }").await;
+        assert_eq!(data, r#"{"maybeParents":[null,null],"fast":2}"#);
+        assert_eq!(errors.len(), 2, "one error per failed field");
+
+        // A field selected twice is one field: either selection's failure makes it null.
+        let (data, _) = run("{ parent { fast } fast parent { strict } }").await;
+        assert_eq!(data, r#"{"parent":null,"fast":2}"#);
+        let (data, _) = run("{ maybeParents { fast } maybeParents { strict } }").await;
+        assert_eq!(data, r#"{"maybeParents":[null,null]}"#);
+
+        // In lists of lists, the nearest nullable level takes the null.
+        let (data, _) = run("{ nested { strict } fast }").await;
+        assert_eq!(data, r#"{"nested":[null,null],"fast":2}"#);
+
+        // Non-null all the way up: no data at all.
+        let (data, errors) = run("{ fast parents { strict } }").await;
+        assert_eq!(data, "null");
+        assert_eq!(errors.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn subscription_events_are_answered_the_same_way() {
+        let events: Vec<_> = schema()
+            .execute_stream("subscription { parents { slow fast } }")
+            .map(|r| serde_json::to_string(&r.data).unwrap())
+            .collect()
+            .await;
+        assert_eq!(events, [r#"{"parents":{"slow":1,"fast":2}}"#; 2]);
+
+        let events: Vec<_> = schema()
+            .execute_stream("subscription { parents { ...F fast } } fragment F on Parent { slow }")
+            .map(|r| serde_json::to_string(&r.data).unwrap())
+            .collect()
+            .await;
+        assert_eq!(events, [r#"{"parents":{"slow":1,"fast":2}}"#; 2]);
+
+        let events: Vec<_> = schema()
+            .execute_stream("subscription { parents { fast strict } }")
+            .map(|r| (serde_json::to_string(&r.data).unwrap(), r.errors.len()))
+            .collect()
+            .await;
+        let null = ("null".to_owned(), 1);
+        assert_eq!(
+            events,
+            [null.clone(), null],
+            "each event has its own errors"
+        );
+    }
+}
