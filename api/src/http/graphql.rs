@@ -1,6 +1,8 @@
 //! GraphQL over HTTP (`POST /graphql`, `GET /graphql` for queries) and over WebSocket
 //! (`/graphql/ws`). Transport rules live here; the schema does the rest.
 
+use std::collections::BTreeMap;
+
 use async_graphql::parser::{
     parse_query,
     types::{DocumentOperations, OperationType},
@@ -11,6 +13,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
+use serde::Serialize;
 
 use super::error_response;
 use crate::{app::AppState, auth::AuthError, graphql::Loaders};
@@ -291,12 +294,16 @@ async fn execute(
         _ if format == Format::GraphqlResponseJson && request_error => StatusCode::BAD_REQUEST,
         _ => StatusCode::OK,
     };
-    let body = serde_json::to_value(&response).and_then(|mut body| {
-        if request_error && let Some(body) = body.as_object_mut() {
-            body.remove("data");
-        }
-        serde_json::to_vec(&body)
-    });
+    // Written once, straight from async-graphql's answer: its objects keep the query's field
+    // order (GraphQL 7.2.2), which a `serde_json::Value` on the way would sort.
+    let body = if request_error {
+        serde_json::to_vec(&RequestError {
+            extensions: &response.extensions,
+            errors: &response.errors,
+        })
+    } else {
+        serde_json::to_vec(&response)
+    };
     let Ok(body) = body else {
         return error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -317,6 +324,15 @@ async fn execute(
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     http
+}
+
+/// The answer to a request error: no `data` at all (GraphQL over HTTP), the rest as
+/// async-graphql writes a `Response`.
+#[derive(Serialize)]
+struct RequestError<'a> {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    extensions: &'a BTreeMap<String, async_graphql::Value>,
+    errors: &'a [async_graphql::ServerError],
 }
 
 /// The HTTP answer to a refused token.
