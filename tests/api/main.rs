@@ -7,6 +7,7 @@
     missing_debug_implementations
 )]
 
+mod answers;
 mod auth;
 mod callback_security;
 mod canary;
