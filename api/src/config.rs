@@ -285,6 +285,18 @@ pub struct Settings {
     )]
     pub query_timeout: Duration,
 
+    /// Largest answer one operation may give (its `data` as JSON), in bytes, e.g. `2MiB`; past
+    /// it the operation answers `RESPONSE_TOO_LARGE` instead of a partial answer. Over a
+    /// WebSocket an answer is also held to the socket's own 192 KiB.
+    #[arg(
+        long,
+        env = "CONSENTRY_MAX_RESPONSE_BYTES",
+        default_value = "2MiB",
+        value_parser = parse_bytes,
+        global = true
+    )]
+    pub max_response_bytes: usize,
+
     /// How long a consent callback may work on its flow before another instance's sweep takes
     /// it for interrupted (the process died) and fails it so the user can start again, e.g. `5m`.
     #[arg(
@@ -319,6 +331,30 @@ pub struct Settings {
 
 fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(value))
+}
+
+/// A size in bytes: `65536`, `64KiB` or `2MiB`.
+fn parse_bytes(value: &str) -> Result<usize, String> {
+    let value = value.trim();
+    let (number, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => value.split_at(at),
+        None => (value, ""),
+    };
+    let multiplier: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?}: write bytes, KiB or MiB, e.g. 2MiB"
+            ));
+        }
+    };
+    number
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("{value:?} is not a size such as 2MiB"))
 }
 
 /// How log lines are written.
@@ -465,6 +501,13 @@ impl Settings {
         }
         if self.query_timeout.is_zero() {
             return Err(invalid("CONSENTRY_QUERY_TIMEOUT", "must be more than 0s"));
+        }
+        // Smaller, and a refusal's own message would hardly fit.
+        if self.max_response_bytes < 1024 {
+            return Err(invalid(
+                "CONSENTRY_MAX_RESPONSE_BYTES",
+                "must be at least 1KiB",
+            ));
         }
         // A lease shorter than one call to Microsoft would fail callbacks that are merely slow.
         if self.callback_lease <= Duration::from_secs(self.ms_timeout_seconds) {
@@ -746,6 +789,20 @@ mod tests {
         assert!(err.contains("must use https"), "{err}");
         settings.public_url = Url::parse("https://consentry.example.com").unwrap();
         settings.validate().unwrap();
+    }
+
+    #[test]
+    fn response_sizes_are_read_in_bytes_kib_or_mib() {
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("64KiB"), Ok(65536));
+        assert_eq!(parse_bytes("2MiB"), Ok(2 * 1024 * 1024));
+        assert!(parse_bytes("2MB").unwrap_err().contains("KiB or MiB"));
+        assert!(parse_bytes("lots").is_err());
+        assert_eq!(Settings::defaults().max_response_bytes, 2 * 1024 * 1024);
+        let mut settings = Settings::defaults();
+        settings.max_response_bytes = 100;
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("CONSENTRY_MAX_RESPONSE_BYTES"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 mod answers;
 mod auth;
+mod bounded;
 mod callback_security;
 mod canary;
 mod checklist;

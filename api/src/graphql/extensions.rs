@@ -1,14 +1,15 @@
 //! The schema's one extension: the rules every operation passes through — stable codes on
-//! parse and validation errors, the depth and alias limits, introspection only with a token,
-//! each MSP's mutation and query budgets, the query timeout, its own DataLoaders — its
-//! metrics, and answers the spec's way (field order and `null` for failed fields, see
-//! `answer`).
+//! parse and validation errors, the limits of the document's shape (`limits.rs`) and of its
+//! cost, introspection only with a token, each MSP's mutation and query budgets, the query
+//! timeout, the answer's size budget (`answer_size.rs`), its own DataLoaders — its metrics,
+//! and answers the spec's way (field order and `null` for failed fields, see `answer.rs`).
 //!
 //! One extension rather than one per rule: async-graphql runs every field of every answer
 //! (and of every event pushed to every subscriber) through each extension's `resolve` hook,
 //! even a default one, so each extension costs on every field. This one's `resolve` does
-//! only what the answer needs: a few comparisons per field, and per object a check that its
-//! fields came in the query's order; more only when something fails.
+//! only what the answer needs: it counts the answer's bytes, lets the runtime take a turn,
+//! makes a few comparisons per field and, per object, checks that its fields came in the
+//! query's order; more only when something fails.
 
 use std::{
     sync::{Arc, Mutex, OnceLock},
@@ -16,19 +17,24 @@ use std::{
 };
 
 use async_graphql::{
-    Request, Response, ServerError, ServerResult, ValidationResult, Variables,
+    Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
     extensions::{
         Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
-        NextPrepareRequest, NextRequest, NextResolve, NextValidation, ResolveInfo,
+        NextPrepareRequest, NextRequest, NextResolve, NextSubscribe, NextValidation, ResolveInfo,
     },
+    futures_util::stream::BoxStream,
     parser::types::{
         DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
     },
 };
 
+use futures_util::StreamExt as _;
+
 use super::{
     answer::{Answer, Types},
+    answer_size::{self, AnswerSize, ResponseCap},
     budgets::{Budgets, Charge},
+    limits::{self, Limit},
 };
 use crate::http::metrics::Metrics;
 
@@ -54,6 +60,7 @@ pub(crate) struct Operations {
     metrics: Arc<Metrics>,
     query_timeout: Duration,
     budgets: Arc<Budgets>,
+    max_response_bytes: usize,
     /// The schema's interfaces and unions, read from its registry on first use.
     abstract_types: Arc<OnceLock<Vec<String>>>,
 }
@@ -67,6 +74,7 @@ impl Operations {
                 limits.mutations_per_minute,
                 limits.queries_per_minute,
             )),
+            max_response_bytes: limits.max_response_bytes,
             abstract_types: Arc::default(),
         }
     }
@@ -78,10 +86,12 @@ impl ExtensionFactory for Operations {
             metrics: self.metrics.clone(),
             query_timeout: self.query_timeout,
             budgets: self.budgets.clone(),
+            max_response_bytes: self.max_response_bytes,
             abstract_types: self.abstract_types.clone(),
             requested_name: Mutex::new(None),
             selected: Mutex::new(None),
             answer: Answer::default(),
+            size: Arc::default(),
         })
     }
 }
@@ -91,11 +101,14 @@ struct Operation {
     metrics: Arc<Metrics>,
     query_timeout: Duration,
     budgets: Arc<Budgets>,
+    max_response_bytes: usize,
     abstract_types: Arc<OnceLock<Vec<String>>>,
     requested_name: Mutex<Option<String>>,
     /// The operation that runs, once its document is parsed.
     selected: Mutex<Option<Selected>>,
     answer: Answer,
+    /// The answer's bytes so far (of each event, for a subscription).
+    size: Arc<AnswerSize>,
 }
 
 /// The operation of a document that runs.
@@ -191,6 +204,27 @@ impl Operation {
         let viewer = ctx.data_opt::<Arc<crate::auth::Viewer>>();
         self.budgets.charge(viewer.map(AsRef::as_ref), charge)
     }
+
+    /// The refusal of an answer over its budget, in place of the whole answer.
+    fn too_large(&self) -> ServerError {
+        too_large(
+            self.size.budget(),
+            self.selected().is_some_and(|op| op.kind == "mutation"),
+        )
+    }
+}
+
+/// The refusal of an answer larger than `budget` bytes; a mutation's changes were made all the
+/// same (it is its answer that is withheld).
+fn too_large(budget: usize, mutation: bool) -> ServerError {
+    let done = if mutation {
+        "; the mutation's changes were made: read back what you need with a smaller query"
+    } else {
+        ""
+    };
+    Limit::ResponseSize.refusal(format!(
+        "the answer would be larger than {budget} bytes, the most one answer may be; ask for less (a smaller `first`, fewer fields or aliases){done}"
+    ))
 }
 
 #[async_graphql::async_trait::async_trait]
@@ -219,6 +253,27 @@ impl Extension for Operation {
         if let Ok(mut name) = self.requested_name.lock() {
             name.clone_from(&request.operation_name);
         }
+        // The document is parsed here, and held to the limits of its shape, before
+        // async-graphql's own walks: those expand every fragment where it is spread, which a
+        // few hundred bytes of fragments can make take hours.
+        let document =
+            async_graphql::parser::parse_query(&request.query).map_err(|error| match error {
+                async_graphql::parser::Error::RecursionLimitExceeded => {
+                    Limit::Nesting.refusal(format!(
+                        "Query is nested deeper than {} selection sets and fragments.",
+                        super::MAX_RECURSIVE_DEPTH
+                    ))
+                }
+                error => with_code(error.into(), "GRAPHQL_PARSE_FAILED"),
+            })?;
+        limits::check_document(&document)?;
+        request.set_parsed_query(document);
+        let budget = ctx
+            .data_opt::<ResponseCap>()
+            .map_or(self.max_response_bytes, |cap| {
+                cap.0.min(self.max_response_bytes)
+            });
+        self.size.start(budget);
         let missing = !request
             .data
             .contains_key(&std::any::TypeId::of::<super::Loaders>());
@@ -228,12 +283,10 @@ impl Extension for Operation {
         next.run(ctx, request).await
     }
 
-    /// Parse errors get `GRAPHQL_PARSE_FAILED`. Then, before validation and before any
-    /// resolver runs: queries nested deeper than `max_depth` are refused (introspection is
-    /// not counted: its depth is bounded by the schema, and GraphiQL's standard introspection
-    /// query is deeper than any of Consentry's own needs to be), and so is introspection
-    /// without a caller token (checklist 58: the SDL is published anyway; this keeps
-    /// anonymous probing from mapping the API).
+    /// Parse errors get `GRAPHQL_PARSE_FAILED` (the document was parsed and its shape checked
+    /// in `prepare_request`). Then, before validation and before any resolver runs,
+    /// introspection without a caller token is refused (checklist 58: the SDL is published
+    /// anyway; this keeps anonymous probing from mapping the API).
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -245,37 +298,6 @@ impl Extension for Operation {
             .run(ctx, query, variables)
             .await
             .map_err(|e| with_code(e, "GRAPHQL_PARSE_FAILED"))?;
-        let deepest = document
-            .operations
-            .iter()
-            .map(|(_, op)| depth(&document, &op.node.selection_set.node, &mut Vec::new()))
-            .max()
-            .unwrap_or(0);
-        if deepest > super::MAX_DEPTH {
-            return Err(with_code(
-                ServerError::new(
-                    format!(
-                        "Query is nested too deep (the limit is {}).",
-                        super::MAX_DEPTH
-                    ),
-                    None,
-                ),
-                "GRAPHQL_VALIDATION_FAILED",
-            ));
-        }
-        let aliases = aliases(&document);
-        if aliases > super::MAX_ALIASES {
-            return Err(with_code(
-                ServerError::new(
-                    format!(
-                        "Query uses {aliases} aliases; at most {} are allowed.",
-                        super::MAX_ALIASES
-                    ),
-                    None,
-                ),
-                "GRAPHQL_VALIDATION_FAILED",
-            ));
-        }
         let introspects = document
             .operations
             .iter()
@@ -301,7 +323,7 @@ impl Extension for Operation {
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
         let anonymous = ctx.data_opt::<Arc<crate::auth::Viewer>>().is_none();
-        next.run(ctx).await.map_err(|errors| {
+        let result = next.run(ctx).await.map_err(|errors| {
             if anonymous {
                 let error = ServerError::new(
                     "the operation is not valid for this schema; send a caller token \
@@ -313,8 +335,16 @@ impl Extension for Operation {
             errors
                 .into_iter()
                 .map(|e| with_code(e, "GRAPHQL_VALIDATION_FAILED"))
-                .collect()
-        })
+                .collect::<Vec<_>>()
+        })?;
+        if result.complexity > super::MAX_COMPLEXITY {
+            return Err(vec![Limit::Cost.refusal(format!(
+                "Query is too complex: it costs {}, at most {} is allowed (a list costs its page size times what each item selects).",
+                result.complexity,
+                super::MAX_COMPLEXITY
+            ))]);
+        }
+        Ok(result)
     }
 
     /// Holds operations to their MSP's budgets and queries to the timeout (checklist 55, 65,
@@ -326,6 +356,7 @@ impl Extension for Operation {
         next: NextExecute<'_>,
     ) -> Response {
         let selected = self.selected();
+        self.size.restart();
         if let Some(op) = &selected
             && let Err(refusal) = self.spend(ctx, op)
         {
@@ -346,18 +377,25 @@ impl Extension for Operation {
                     Ok(response) => response,
                     Err(_) => {
                         tracing::warn!(operation = %op.name, timeout = ?self.query_timeout, "query timed out");
-                        let error = ServerError::new(
-                            format!(
-                                "the query ran longer than {} and was stopped; ask for less (a smaller `first`, fewer fields) or retry",
-                                humantime::format_duration(self.query_timeout)
-                            ),
-                            None,
-                        );
-                        Response::from_errors(vec![with_code(error, "TIMEOUT")])
+                        let error = Limit::QueryTimeout.refusal(format!(
+                            "the query ran longer than {} and was stopped; ask for less (a smaller `first`, fewer fields) or retry",
+                            humantime::format_duration(self.query_timeout)
+                        ));
+                        Response::from_errors(vec![error])
                     }
                 }
             }
             _ => run.await,
+        };
+        // Never part of an answer: the whole of it, or only the refusal.
+        let response = if self.size.exceeded() {
+            tracing::info!(
+                budget = self.size.budget(),
+                "an answer over its size budget was refused"
+            );
+            Response::from_errors(vec![self.too_large()])
+        } else {
+            response
         };
         // The request's own data (the statement counter) is only visible from here on.
         if let Some(statements) = ctx.data_opt::<crate::db::StatementCount>()
@@ -369,62 +407,71 @@ impl Extension for Operation {
         response
     }
 
-    /// Gives a failed field `null` where the spec puts it, and notes what abstract-typed
-    /// objects turn out to be (see `answer`).
+    /// Counts each value into the answer's budget (every field still to come stops once the
+    /// answer is over it), gives a failed field `null` where the spec puts it, and notes what
+    /// abstract-typed objects turn out to be (see `answer`). Each field also takes one unit of
+    /// tokio's cooperative budget, so an answer that never waits for anything still yields
+    /// every so often (128 fields) and the query timeout can stop it.
     async fn resolve(
         &self,
         ctx: &ExtensionContext<'_>,
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
-    ) -> ServerResult<Option<async_graphql::Value>> {
+    ) -> ServerResult<Option<Value>> {
+        tokio::task::consume_budget().await;
         let (at, field, return_type) = (info.path_node, info.field, info.return_type);
         let types = self.types(ctx);
         let is_abstract = self
             .answer
             .field_starts(types, at, field, info.parent_type, return_type);
-        let result = next.run(ctx, info).await;
+        let result = if self.size.exceeded() {
+            Err(over_budget())
+        } else {
+            let resolved = next.run(ctx, info).await;
+            let bytes = match &resolved {
+                Ok(Some(value)) => {
+                    answer_size::own_bytes(value, return_type, &ctx.schema_env.registry)
+                }
+                Ok(None) => 0,
+                // The error's message, path and code.
+                Err(error) => error.message.len() + 128,
+            };
+            if self.size.spend(bytes) {
+                resolved
+            } else {
+                Err(over_budget())
+            }
+        };
         self.answer
             .field_ends(types, at, field, return_type, is_abstract, result)
     }
+
+    /// Holds each event of a subscription to the answer's budget on its own.
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        let size = self.size.clone();
+        next.run(ctx, stream)
+            .map(move |response| {
+                let response = if size.exceeded() {
+                    Response::from_errors(vec![too_large(size.budget(), false)])
+                } else {
+                    response
+                };
+                size.restart();
+                response
+            })
+            .boxed()
+    }
 }
 
-/// Depth of a selection set; fragments count where they are spread, each at most once per
-/// path (cycles are invalid and reported by validation later).
-fn depth<'d>(
-    document: &'d ExecutableDocument,
-    set: &'d SelectionSet,
-    spreading: &mut Vec<&'d str>,
-) -> usize {
-    set.items
-        .iter()
-        .map(|item| match &item.node {
-            Selection::Field(field) => {
-                let field = &field.node;
-                if field.name.node.starts_with("__") {
-                    0
-                } else {
-                    1 + depth(document, &field.selection_set.node, spreading)
-                }
-            }
-            Selection::InlineFragment(fragment) => {
-                depth(document, &fragment.node.selection_set.node, spreading)
-            }
-            Selection::FragmentSpread(spread) => {
-                let name = spread.node.fragment_name.node.as_str();
-                if spreading.contains(&name) {
-                    return 0;
-                }
-                let Some(fragment) = document.fragments.get(&spread.node.fragment_name.node) else {
-                    return 0;
-                };
-                spreading.push(name);
-                let inner = depth(document, &fragment.node.selection_set.node, spreading);
-                spreading.pop();
-                inner
-            }
-        })
-        .max()
-        .unwrap_or(0)
+/// What the fields still to come of an answer over its budget fail with (never seen: the
+/// whole answer is replaced by the refusal).
+fn over_budget() -> ServerError {
+    ServerError::new("the answer is over its size budget", None)
 }
 
 /// Whether a root selection set asks for `__schema` or `__type`, directly or in fragments.
@@ -482,32 +529,5 @@ fn root_fields<'d>(
                 n
             }
         })
-        .sum()
-}
-
-/// Aliases written anywhere in the document (its operations and fragments).
-fn aliases(document: &ExecutableDocument) -> usize {
-    fn count(set: &SelectionSet) -> usize {
-        set.items
-            .iter()
-            .map(|item| match &item.node {
-                Selection::Field(field) => {
-                    usize::from(field.node.alias.is_some()) + count(&field.node.selection_set.node)
-                }
-                Selection::InlineFragment(fragment) => count(&fragment.node.selection_set.node),
-                Selection::FragmentSpread(_) => 0,
-            })
-            .sum()
-    }
-    document
-        .operations
-        .iter()
-        .map(|(_, op)| count(&op.node.selection_set.node))
-        .chain(
-            document
-                .fragments
-                .values()
-                .map(|fragment| count(&fragment.node.selection_set.node)),
-        )
         .sum()
 }

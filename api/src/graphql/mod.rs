@@ -1,10 +1,12 @@
 //! The GraphQL API: schema, roots, types (views built from domain values), DataLoaders.
 
 mod answer;
+mod answer_size;
 mod budgets;
 mod error;
 mod extensions;
 mod ids;
+mod limits;
 mod loaders;
 pub mod mutation;
 pub mod query;
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use async_graphql::{Schema, SchemaBuilder};
 use sea_orm::DatabaseConnection;
 
+pub use answer_size::ResponseCap;
 pub use error::{code_of, gql_error};
 pub use ids::{GlobalId, IdKind};
 pub use loaders::Loaders;
@@ -25,8 +28,12 @@ use crate::{domain::graph_api::Consents, events::Bus, http::metrics::Metrics};
 pub type AppSchema =
     Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
 
-/// Deepest selection a query may nest (checklist 52).
+/// Deepest selection a query may nest (checklist 52); introspection has its own limits.
 pub const MAX_DEPTH: usize = 12;
+/// Most introspection lists (`types`, `fields`, `args`, `interfaces`, `possibleTypes`, …) one
+/// may nest in another (checklist 97); none may be nested in itself. The standard introspection
+/// queries nest three: `types → fields → args`.
+pub const MAX_INTROSPECTION_LISTS: usize = 3;
 /// Deepest nesting of input values and fragments (checklist 56).
 pub const MAX_RECURSIVE_DEPTH: usize = 32;
 /// Most an operation may cost (checklist 53): every field costs 1, and a list costs its page
@@ -39,6 +46,11 @@ pub const MAX_COMPLEXITY: usize = 50_000;
 pub const MAX_ALIASES: usize = 32;
 /// Most directives on one field (checklist 56).
 pub const MAX_DIRECTIVES: usize = 4;
+
+/// The stable names an operation's refusal may carry in `extensions.limit`, one per limit.
+pub fn limit_names() -> impl Iterator<Item = &'static str> {
+    limits::Limit::ALL.into_iter().map(limits::Limit::name)
+}
 
 /// What an operation costs to run, as `#[graphql(complexity = …)]` of a list field: its
 /// page size (`first`, else `default`, within 1 to 100) times what each item selects, plus
@@ -60,6 +72,8 @@ pub struct Limits {
     pub queries_per_minute: u32,
     /// Longest a query may run before it is cancelled.
     pub query_timeout: std::time::Duration,
+    /// Largest answer (its `data`, as JSON) an operation may give (checklist 97).
+    pub max_response_bytes: usize,
 }
 
 impl Limits {
@@ -68,6 +82,7 @@ impl Limits {
             mutations_per_minute: settings.msp_mutations_per_minute,
             queries_per_minute: settings.msp_queries_per_minute,
             query_timeout: settings.query_timeout,
+            max_response_bytes: settings.max_response_bytes,
         }
     }
 }
@@ -79,8 +94,9 @@ fn builder()
         mutation::MutationRoot::default(),
         subscription::SubscriptionRoot,
     )
+    // The extension checks these first, naming the limit (`limits.rs`); async-graphql's own
+    // checks stay as a second line. The cost is checked by the extension alone.
     .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
-    .limit_complexity(MAX_COMPLEXITY)
     .limit_directives(MAX_DIRECTIVES)
     .disable_suggestions()
 }

@@ -52,6 +52,10 @@ pub const READ_BUFFER_BYTES: usize = 1024;
 /// nothing cannot hold more than this (events are also dropped for it after
 /// `SUBSCRIBER_BUFFER` and it is told to resync).
 pub const MAX_WRITE_BUFFER_BYTES: usize = 4 * MAX_MESSAGE_BYTES;
+/// Largest answer sent over a socket (when `CONSENTRY_MAX_RESPONSE_BYTES` allows more): a
+/// message larger than the write buffer would break the connection instead of answering; the
+/// rest of the buffer leaves room for the message's envelope (its id is at most a message).
+pub const MAX_RESPONSE_BYTES: usize = MAX_WRITE_BUFFER_BYTES - MAX_MESSAGE_BYTES;
 
 /// Close codes of the `graphql-transport-ws` protocol.
 mod close {
@@ -235,6 +239,7 @@ async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebS
     drop(state);
     let mut data = Data::default();
     data.insert(Arc::new(viewer));
+    data.insert(crate::graphql::ResponseCap(MAX_RESPONSE_BYTES));
     // async-graphql sees the same connection_init again and acknowledges it. Boxed:
     // async-graphql keeps the stream it is given twice over, as given and as it wraps it.
     let refused = Arc::new(OnceLock::<Goodbye>::new());
