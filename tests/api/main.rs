@@ -30,6 +30,7 @@ mod microsoft_faults;
 mod schema;
 mod secrets_at_rest;
 mod service_principals;
+mod shapes;
 mod statements;
 mod storage;
 mod subscriptions;

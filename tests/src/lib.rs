@@ -22,6 +22,8 @@ use tokio::{sync::oneshot, task::JoinHandle};
 
 pub use serde_json;
 
+pub mod operations;
+
 /// Which database a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
