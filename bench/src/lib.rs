@@ -76,6 +76,9 @@ pub enum Scenario {
     Callbacks,
     /// Target 6: idle memory and start-to-ready time.
     Footprint,
+    /// Target 7: the worst operation Consentry accepts, alone and 32 at once: resident memory
+    /// and `/healthz` meanwhile.
+    WorstOperation,
 }
 
 impl Options {

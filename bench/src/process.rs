@@ -125,6 +125,11 @@ impl Server {
         resident_bytes(pid)
     }
 
+    /// The server's process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// CPU time the server has used so far, all threads, user and system.
     pub(crate) fn cpu(&self) -> anyhow::Result<Duration> {
         let pid = self.child.id().context("the server has exited")?;

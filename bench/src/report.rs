@@ -16,7 +16,7 @@ pub enum Outcome {
 /// One line of the table.
 #[derive(Clone, Debug)]
 pub struct Row {
-    /// The issue's target number (1–6).
+    /// The target's number (1–6: issue 8's; 7: issue 16's worst operation).
     pub target: u8,
     pub measure: String,
     pub backend: &'static str,

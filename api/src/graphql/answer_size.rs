@@ -20,7 +20,7 @@ use async_graphql::{
 pub struct ResponseCap(pub usize);
 
 /// What one answer has spent of its budget.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct AnswerSize {
     budget: AtomicUsize,
     spent: AtomicUsize,
@@ -28,13 +28,21 @@ pub(crate) struct AnswerSize {
 }
 
 impl AnswerSize {
-    /// Starts an answer with `budget` bytes.
-    pub(crate) fn start(&self, budget: usize) {
-        self.budget.store(budget, Ordering::Relaxed);
-        self.restart();
+    /// An answer of at most `budget` bytes.
+    pub(crate) fn new(budget: usize) -> Self {
+        Self {
+            budget: AtomicUsize::new(budget),
+            spent: AtomicUsize::new(0),
+            exceeded: AtomicBool::new(false),
+        }
     }
 
-    /// Starts the next answer (of a subscription) with the same budget.
+    /// Lowers the budget to `cap` bytes (a transport's own limit).
+    pub(crate) fn cap(&self, cap: usize) {
+        self.budget.fetch_min(cap, Ordering::Relaxed);
+    }
+
+    /// Starts the answer (again, for each event of a subscription) with nothing spent.
     pub(crate) fn restart(&self) {
         self.spent.store(0, Ordering::Relaxed);
         self.exceeded.store(false, Ordering::Relaxed);
@@ -183,8 +191,10 @@ mod tests {
 
     #[test]
     fn an_answer_over_its_budget_stays_over_until_restarted() {
-        let size = AnswerSize::default();
-        size.start(10);
+        let size = AnswerSize::new(100);
+        size.cap(1000);
+        assert_eq!(size.budget(), 100);
+        size.cap(10);
         assert!(size.spend(10));
         assert!(!size.spend(1));
         assert!(size.exceeded());

@@ -12,7 +12,10 @@
 //! query's order; more only when something fails.
 
 use std::{
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -20,15 +23,12 @@ use async_graphql::{
     Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
     extensions::{
         Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
-        NextPrepareRequest, NextRequest, NextResolve, NextSubscribe, NextValidation, ResolveInfo,
+        NextPrepareRequest, NextRequest, NextResolve, NextValidation, ResolveInfo,
     },
-    futures_util::stream::BoxStream,
     parser::types::{
         DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
     },
 };
-
-use futures_util::StreamExt as _;
 
 use super::{
     answer::{Answer, Types},
@@ -86,12 +86,12 @@ impl ExtensionFactory for Operations {
             metrics: self.metrics.clone(),
             query_timeout: self.query_timeout,
             budgets: self.budgets.clone(),
-            max_response_bytes: self.max_response_bytes,
             abstract_types: self.abstract_types.clone(),
             requested_name: Mutex::new(None),
             selected: Mutex::new(None),
             answer: Answer::default(),
-            size: Arc::default(),
+            size: AnswerSize::new(self.max_response_bytes),
+            mutation: AtomicBool::new(false),
         })
     }
 }
@@ -101,14 +101,16 @@ struct Operation {
     metrics: Arc<Metrics>,
     query_timeout: Duration,
     budgets: Arc<Budgets>,
-    max_response_bytes: usize,
     abstract_types: Arc<OnceLock<Vec<String>>>,
     requested_name: Mutex<Option<String>>,
     /// The operation that runs, once its document is parsed.
     selected: Mutex<Option<Selected>>,
     answer: Answer,
-    /// The answer's bytes so far (of each event, for a subscription).
-    size: Arc<AnswerSize>,
+    /// The answer's bytes so far (of each event, for a subscription: each goes through
+    /// `execute`).
+    size: AnswerSize,
+    /// Whether the operation that runs is a mutation (read on every field).
+    mutation: AtomicBool,
 }
 
 /// The operation of a document that runs.
@@ -178,6 +180,8 @@ impl Operation {
             }
             OperationType::Subscription => ("subscription", 0),
         };
+        self.mutation
+            .store(operation.ty == OperationType::Mutation, Ordering::Relaxed);
         let name = match name {
             _ if !authenticated => UNAUTHENTICATED_OPERATION.to_owned(),
             Some(name) => name,
@@ -205,26 +209,19 @@ impl Operation {
         self.budgets.charge(viewer.map(AsRef::as_ref), charge)
     }
 
-    /// The refusal of an answer over its budget, in place of the whole answer.
+    /// The refusal of an answer over its budget, in place of the whole answer. A mutation's
+    /// changes were made all the same: it is only its answer that is withheld.
     fn too_large(&self) -> ServerError {
-        too_large(
-            self.size.budget(),
-            self.selected().is_some_and(|op| op.kind == "mutation"),
-        )
+        let done = if self.mutation.load(Ordering::Relaxed) {
+            "; the mutation's changes were made: read back what you need with a smaller query"
+        } else {
+            ""
+        };
+        Limit::ResponseSize.refusal(format!(
+            "the answer would be larger than {} bytes, the most one answer may be; ask for less (a smaller `first`, fewer fields or aliases){done}",
+            self.size.budget()
+        ))
     }
-}
-
-/// The refusal of an answer larger than `budget` bytes; a mutation's changes were made all the
-/// same (it is its answer that is withheld).
-fn too_large(budget: usize, mutation: bool) -> ServerError {
-    let done = if mutation {
-        "; the mutation's changes were made: read back what you need with a smaller query"
-    } else {
-        ""
-    };
-    Limit::ResponseSize.refusal(format!(
-        "the answer would be larger than {budget} bytes, the most one answer may be; ask for less (a smaller `first`, fewer fields or aliases){done}"
-    ))
 }
 
 #[async_graphql::async_trait::async_trait]
@@ -268,12 +265,9 @@ impl Extension for Operation {
             })?;
         limits::check_document(&document)?;
         request.set_parsed_query(document);
-        let budget = ctx
-            .data_opt::<ResponseCap>()
-            .map_or(self.max_response_bytes, |cap| {
-                cap.0.min(self.max_response_bytes)
-            });
-        self.size.start(budget);
+        if let Some(cap) = ctx.data_opt::<ResponseCap>() {
+            self.size.cap(cap.0);
+        }
         let missing = !request
             .data
             .contains_key(&std::any::TypeId::of::<super::Loaders>());
@@ -408,10 +402,12 @@ impl Extension for Operation {
     }
 
     /// Counts each value into the answer's budget (every field still to come stops once the
-    /// answer is over it), gives a failed field `null` where the spec puts it, and notes what
-    /// abstract-typed objects turn out to be (see `answer`). Each field also takes one unit of
-    /// tokio's cooperative budget, so an answer that never waits for anything still yields
-    /// every so often (128 fields) and the query timeout can stop it.
+    /// answer is over it — but a mutation's own root fields, which change things: they all
+    /// run, so that the refusal can say the changes were made), gives a failed field `null`
+    /// where the spec puts it, and notes what abstract-typed objects turn out to be (see
+    /// `answer`). Each field also takes one unit of tokio's cooperative budget, so an answer
+    /// that never waits for anything still yields every so often (128 fields) and the query
+    /// timeout can stop it.
     async fn resolve(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -424,7 +420,8 @@ impl Extension for Operation {
         let is_abstract = self
             .answer
             .field_starts(types, at, field, info.parent_type, return_type);
-        let result = if self.size.exceeded() {
+        let changes = at.parent.is_none() && self.mutation.load(Ordering::Relaxed);
+        let result = if self.size.exceeded() && !changes {
             Err(over_budget())
         } else {
             let resolved = next.run(ctx, info).await;
@@ -444,27 +441,6 @@ impl Extension for Operation {
         };
         self.answer
             .field_ends(types, at, field, return_type, is_abstract, result)
-    }
-
-    /// Holds each event of a subscription to the answer's budget on its own.
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        let size = self.size.clone();
-        next.run(ctx, stream)
-            .map(move |response| {
-                let response = if size.exceeded() {
-                    Response::from_errors(vec![too_large(size.budget(), false)])
-                } else {
-                    response
-                };
-                size.restart();
-                response
-            })
-            .boxed()
     }
 }
 

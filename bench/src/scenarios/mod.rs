@@ -6,6 +6,7 @@ mod cross_instance;
 mod dashboard;
 mod footprint;
 mod subscribers;
+mod worst;
 
 use std::{sync::Mutex, time::Duration};
 
@@ -71,6 +72,9 @@ impl Bench {
             Scenario::CrossInstance => (4, "cross-instance delivery", &[Backend::Postgres]),
             Scenario::Callbacks => (5, "callbacks", &[Backend::Sqlite, Backend::Postgres]),
             Scenario::Footprint => (6, "footprint", &[Backend::Sqlite, Backend::Postgres]),
+            Scenario::WorstOperation => {
+                (7, "worst operation", &[Backend::Sqlite, Backend::Postgres])
+            }
         };
         let mut rows = Vec::new();
         for &backend in backends {
@@ -86,6 +90,7 @@ impl Bench {
                 Scenario::CrossInstance => cross_instance::run(self).await,
                 Scenario::Callbacks => callbacks::run(self, backend).await,
                 Scenario::Footprint => footprint::run(self, backend).await,
+                Scenario::WorstOperation => worst::run(self, backend).await,
             };
             match result {
                 Ok(measured) => rows.extend(measured),
