@@ -398,7 +398,7 @@ mod configured {
     /// the timeout stops it, over HTTP and the WebSocket.
     async fn checklist_97_the_query_timeout_stops_an_answer_that_never_waits(backend: Backend) {
         let Some(app) = spawn_app_with(backend, |s| {
-            s.query_timeout = Duration::from_millis(50);
+            s.query_timeout = Duration::from_millis(10);
             s.max_response_bytes = 64 * 1024 * 1024;
         })
         .await
@@ -406,23 +406,31 @@ mod configured {
             return;
         };
         let caller = app.caller("msp-a", &["viewer"]).await;
-        // 31 copies of the schema: about 2 MB, several times the timeout to resolve.
-        let long = aliased_introspection(31);
-        let started = Instant::now();
-        let (status, stopped, _) =
-            post(&caller, json!({ "query": long }), "application/json").await;
+        // 31 copies of the schema: about 2 MB, many times the timeout to resolve (0.1 s in a
+        // release build, more in a test's).
+        let (status, stopped, _) = post(
+            &caller,
+            json!({ "query": aliased_introspection(31) }),
+            "application/json",
+        )
+        .await;
         assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{stopped}");
         refused(&stopped, "TIMEOUT", "QUERY_TIMEOUT");
-        let stopped_after = started.elapsed();
+        // Over the socket, 2 copies (within its 192 KiB of answer).
         let mut ws = connect_port(app.port, &token(&caller)).await;
-        subscribe(&mut ws, "long", &long, json!({})).await;
+        subscribe(&mut ws, "long", &aliased_introspection(2), json!({})).await;
         refused(&answer(&mut ws, "long").await, "TIMEOUT", "QUERY_TIMEOUT");
-        // The server serves on, and a short query is answered.
-        assert_eq!(
-            caller.run("{ viewer { subject } }", json!({})).await.data()["viewer"]["subject"],
-            "user@msp.example"
-        );
-        eprintln!("stopped after {stopped_after:?}");
+        // The server serves on: a short query is answered (retried, should the machine be so
+        // busy that even it takes 10 ms).
+        consentry_tests::eventually(
+            Duration::from_secs(10),
+            "a short query to be answered",
+            || async {
+                let answer = caller.run("{ viewer { subject } }", json!({})).await;
+                (answer.body["data"]["viewer"]["subject"] == "user@msp.example").then_some(())
+            },
+        )
+        .await;
     }
 
     on_both_backends!(
