@@ -239,7 +239,9 @@ impl Extension for Operation {
         response
     }
 
-    /// Gives every operation its own DataLoaders (and so its own cache) when the transport
+    /// Parses the document and holds it to the limits of its shape (checklist 52–56, 97),
+    /// before anything else looks at it; lowers the answer's budget to the transport's own;
+    /// and gives every operation its own DataLoaders (and so its own cache) when the transport
     /// did not: operations over the WebSocket share one connection but never a cache.
     async fn prepare_request(
         &self,
