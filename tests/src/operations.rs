@@ -40,6 +40,9 @@ impl Target {
         let app = spawn_app_with(backend, |s| {
             s.max_response_bytes = max_response_bytes;
             s.query_timeout = query_timeout;
+            // Thousands of operations from one MSP: its budgets are not what is measured.
+            s.msp_queries_per_minute = 0;
+            s.msp_mutations_per_minute = 0;
         })
         .await?;
         let caller = app.caller("msp-a", &["admin"]).await;
@@ -1248,7 +1251,9 @@ pub fn check(
     let errors = body["errors"].as_array().cloned().unwrap_or_default();
     let refusal = errors.iter().find(|e| !e["extensions"]["limit"].is_null());
     let expected = operation.shape.refusal(limits);
-    let slack = Duration::from_secs(3);
+    // Generous: this catches work that ignores the timeout (minutes), not a busy machine's
+    // queueing (the whole suite shares two cores).
+    let slack = Duration::from_secs(10);
     if answer.elapsed > limits.query_timeout + slack {
         return Err(format!(
             "answered after {:?}, past the timeout\n{}",

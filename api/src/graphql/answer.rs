@@ -963,7 +963,9 @@ mod tests {
     fn schema() -> Schema<Query, async_graphql::EmptyMutation, Subscriptions> {
         let limits = Limits {
             mutations_per_minute: 0,
+            queries_per_minute: 0,
             query_timeout: Duration::from_secs(10),
+            max_response_bytes: 2 * 1024 * 1024,
         };
         Schema::build(Query, async_graphql::EmptyMutation, Subscriptions)
             .extension(Operations::new(limits, Arc::new(Metrics::new())))
