@@ -35,3 +35,4 @@ mod statements;
 mod storage;
 mod subscriptions;
 mod tenant_proof;
+mod websocket_protocol;

@@ -63,6 +63,8 @@ mod close {
     pub(super) const UNAUTHORIZED: u16 = 4401;
     pub(super) const FORBIDDEN: u16 = 4403;
     pub(super) const INIT_TIMEOUT: u16 = 4408;
+    /// A `subscribe` whose id is already in use (checklist 70).
+    pub(super) const ID_IN_USE: u16 = 4409;
     /// RFC 6455 "going away": the server is shutting down.
     pub(super) const GOING_AWAY: u16 = 1001;
     /// RFC 6455 "policy violation": more subscriptions than a connection may hold.
@@ -225,7 +227,7 @@ async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebS
         .disabled_msps
         .until_disabled(viewer.msp_id().to_owned());
     let sockets = state.sockets.clone();
-    let subscriptions = Arc::new(Mutex::new(Vec::<Box<str>>::new()));
+    let operations = Arc::new(Mutex::new(Operations::default()));
     let gate = Gate {
         msp_id: viewer.msp_id().to_owned(),
         caller: caller.clone(),
@@ -233,7 +235,7 @@ async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebS
         db: state.db.clone(),
         disabled_msps: state.disabled_msps.clone(),
         sockets: sockets.clone(),
-        subscriptions: subscriptions.clone(),
+        operations: operations.clone(),
     };
     // Nothing else of the state is needed for as long as the subscriber stays.
     drop(state);
@@ -258,11 +260,11 @@ async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebS
         },
     )
     .boxed();
-    // What the server sends is watched for subscriptions it completed. The sink is lent, so
-    // that a goodbye can still be sent when the server stops or the token expires.
+    // What the server sends is watched for operations it ended. The sink is lent, so that a
+    // goodbye can still be sent when the server stops or the token expires.
     let watched = (&mut sink).with(move |message: Message| {
         if let Message::Text(text) = &message {
-            completed(&subscriptions, text);
+            ended(&operations, text);
         }
         std::future::ready(Ok::<_, axum::Error>(message))
     });
@@ -300,8 +302,42 @@ struct Gate {
     db: DatabaseConnection,
     disabled_msps: DisabledMsps,
     sockets: Arc<SocketLimits>,
-    /// Ids of the connection's open subscriptions; the server's `complete` removes them too.
-    subscriptions: Arc<Mutex<Vec<Box<str>>>>,
+    /// The connection's operations in flight; the server's `complete` or `error` ends them too.
+    operations: Arc<Mutex<Operations>>,
+}
+
+/// The operations in flight on one connection, by id: a handful at most, so a list (smaller
+/// than a set). Subscriptions count against `MAX_SUBSCRIPTIONS`; queries and mutations end by
+/// themselves.
+#[derive(Debug, Default)]
+struct Operations(Vec<(Box<str>, bool)>);
+
+impl Operations {
+    /// Starts operation `id` (a subscription or not), or says why the connection ends: the id
+    /// is in use (the protocol's 4409), or one subscription too many.
+    fn start(&mut self, id: &str, subscription: bool) -> Result<(), Goodbye> {
+        if self.0.iter().any(|(open, _)| &**open == id) {
+            return Err((close::ID_IN_USE, "Subscriber for this id already exists"));
+        }
+        self.0.push((id.into(), subscription));
+        if self
+            .0
+            .iter()
+            .filter(|(_, subscription)| *subscription)
+            .count()
+            > MAX_SUBSCRIPTIONS
+        {
+            return Err((
+                close::POLICY_VIOLATION,
+                "Too many subscriptions: at most 32 may be open on one connection",
+            ));
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, id: &str) {
+        self.0.retain(|(open, _)| &**open != id);
+    }
 }
 
 impl Gate {
@@ -351,23 +387,13 @@ impl Gate {
                 if !enabled {
                     return Err(MSP_DISABLED);
                 }
-                if subscribes(parsed.get("payload")) {
-                    let mut open = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
-                    // A handful of ids at most: a list is smaller than a set.
-                    if !open.iter().any(|open| &**open == id) {
-                        open.push(id.into());
-                    }
-                    if open.len() > MAX_SUBSCRIPTIONS {
-                        return Err((
-                            close::POLICY_VIOLATION,
-                            "Too many subscriptions: at most 32 may be open on one connection",
-                        ));
-                    }
-                }
+                let subscription = subscribes(parsed.get("payload"));
+                let mut open = self.operations.lock().unwrap_or_else(|p| p.into_inner());
+                open.start(id, subscription)?;
             }
             Some("complete" | "stop") => {
-                let mut open = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
-                open.retain(|open| &**open != id);
+                let mut open = self.operations.lock().unwrap_or_else(|p| p.into_inner());
+                open.end(id);
             }
             _ => {}
         }
@@ -409,18 +435,19 @@ fn subscribes(payload: Option<&serde_json::Value>) -> bool {
     ty == Some(OperationType::Subscription)
 }
 
-/// Forgets a subscription the server completed (its stream ended, or it failed to start).
-/// async-graphql writes `complete` as `{"type":"complete","id":…}`; only those are parsed.
-fn completed(subscriptions: &Mutex<Vec<Box<str>>>, text: &str) {
-    if !text.starts_with(r#"{"type":"complete""#) {
+/// Forgets an operation the server ended: its stream completed, or it failed (the protocol
+/// sends no `complete` after an `error`). async-graphql writes them as
+/// `{"type":"complete","id":…}` and `{"type":"error","id":…}`; only those are parsed.
+fn ended(operations: &Mutex<Operations>, text: &str) {
+    if !text.starts_with(r#"{"type":"complete""#) && !text.starts_with(r#"{"type":"error""#) {
         return;
     }
     let Ok(message) = serde_json::from_str::<serde_json::Value>(text) else {
         return;
     };
     if let Some(id) = message.get("id").and_then(|i| i.as_str()) {
-        let mut open = subscriptions.lock().unwrap_or_else(|p| p.into_inner());
-        open.retain(|open| &**open != id);
+        let mut open = operations.lock().unwrap_or_else(|p| p.into_inner());
+        open.end(id);
     }
 }
 
@@ -519,4 +546,47 @@ async fn close_with(sink: &mut Sink, code: u16, reason: &str) {
     };
     let _ = sink.send(Message::Close(Some(frame))).await;
     let _ = sink.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_in_use_is_refused_until_its_operation_ends() {
+        let mut open = Operations::default();
+        open.start("1", false).unwrap();
+        assert_eq!(open.start("1", true).unwrap_err().0, close::ID_IN_USE);
+        open.end("1");
+        open.start("1", true).unwrap();
+    }
+
+    #[test]
+    fn only_open_subscriptions_count_against_the_cap() {
+        let mut open = Operations::default();
+        for id in 0..MAX_SUBSCRIPTIONS {
+            open.start(&format!("s{id}"), true).unwrap();
+        }
+        // Queries in flight do not count; they end by themselves.
+        open.start("q", false).unwrap();
+        open.end("q");
+        assert_eq!(
+            open.start("one too many", true).unwrap_err().0,
+            close::POLICY_VIOLATION
+        );
+    }
+
+    #[test]
+    fn the_server_ends_operations_it_completes_or_fails() {
+        let open = Mutex::new(Operations::default());
+        for id in ["1", "2", "3"] {
+            open.lock().unwrap().start(id, true).unwrap();
+        }
+        ended(&open, r#"{"type":"next","id":"1","payload":{}}"#);
+        ended(&open, r#"{"type":"complete","id":"2"}"#);
+        ended(&open, r#"{"type":"error","id":"3","payload":[]}"#);
+        let open = open.lock().unwrap();
+        let ids: Vec<&str> = open.0.iter().map(|(id, _)| &**id).collect();
+        assert_eq!(ids, ["1"]);
+    }
 }
