@@ -83,6 +83,7 @@ backend_tests! {
         rejected(&app, &token, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "expired").await;
     }
 
+    /// Checklist 48.
     async fn a_token_from_another_issuer_or_for_another_audience_is_refused(app: TestApp) {
         // Checklist 48: tokens meant for something else (e.g. Microsoft's) are kept apart by iss/aud.
         app.register_msp("msp-a").await;
@@ -98,6 +99,7 @@ backend_tests! {
         rejected(&app, &token, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "printed by `consentry token`").await;
     }
 
+    /// Checklist 46.
     async fn alg_none_and_algorithms_outside_the_allow_list_are_refused(app: TestApp) {
         // Checklist 46.
         app.register_msp("msp-a").await;
@@ -111,6 +113,7 @@ backend_tests! {
         rejected(&app, &token, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "HS256").await;
     }
 
+    /// Checklist 47.
     async fn required_claims_must_all_be_present(app: TestApp) {
         // Checklist 47: exp, iss, aud and sub are required; a future nbf is refused.
         app.register_msp("msp-a").await;
@@ -124,6 +127,7 @@ backend_tests! {
         rejected(&app, &token, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "not valid yet").await;
     }
 
+    /// Checklist 49.
     async fn a_missing_or_unknown_msp_is_unauthenticated(app: TestApp) {
         // Checklist 49.
         let token = app.token_with(|c| c.msp = None);
@@ -147,6 +151,7 @@ backend_tests! {
         rejected(&app, &token, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "disabled").await;
     }
 
+    /// Checklist 49.
     async fn an_unknown_role_or_no_role_is_forbidden(app: TestApp) {
         // Checklist 49: an unknown role is 403.
         app.register_msp("msp-a").await;
@@ -216,6 +221,7 @@ backend_tests! {
         assert_eq!(seen.data()["clients"]["totalCount"], 0, "another MSP's clients stay hidden");
     }
 
+    /// Checklist 49.
     async fn graphql_arguments_never_override_the_token(app: TestApp) {
         // Checklist 49: an MSP id in an argument does not widen what a caller sees.
         let a = app.caller("msp-a", &["admin"]).await;

@@ -242,6 +242,7 @@ backend_tests! {
         assert_eq!(response.data()["updateClient"]["graphApiTile"]["status"], "NOT_AUTHORISED");
     }
 
+    /// Checklist 82: offboarding a client deletes its stored (encrypted) refresh tokens.
     async fn deleting_a_client_removes_everything_but_its_audit_trail(app: TestApp) {
         use entity::{audit_event, delegated_consent, graph_api_tile, oauth_flow};
         use sea_orm::{ColumnTrait, PaginatorTrait, QueryFilter};

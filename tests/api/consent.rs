@@ -77,7 +77,7 @@ pub(crate) async fn consent_page(link: &str, user: Uuid, decision: &str) -> Url 
 /// the tenant and sends the browser on to Microsoft's consent page, and presses `decision`
 /// there. Returns the callback URL of the consent step, to open. When the sign-in's callback
 /// ends the flow instead (a refusal, not an admin, the wrong tenant), returns the sign-in's
-/// callback URL: opening it again shows that same outcome (checklist 83).
+/// callback URL: opening it again shows that same outcome (a replay shows the first).
 pub(crate) async fn admin_consent(link: &str, user: Uuid, decision: &str) -> Url {
     let http = browser();
     let signed_in = consent_page(link, user, "accept").await;
@@ -213,6 +213,7 @@ pub(crate) fn healthy(domain: &str) -> SimTenant {
     SimTenant::healthy(domain, domain.split('.').next().unwrap())
 }
 
+/// Checklist 7: the state is stored only as its hash.
 async fn consent_through_the_page_is_verified_and_authorises_the_tile(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {

@@ -360,6 +360,8 @@ const VERIFY: &str = "mutation($id: ID!) { verifyDelegatedConsent(id: $id) { sta
 const REVOKE: &str =
     "mutation($id: ID!) { revokeDelegatedConsent(id: $id) { status statusReason } }";
 
+/// Checklist 79, 82: every refresh replaces the stored token with the rotated one, and a
+/// revoke erases it.
 async fn verify_refreshes_serially_expires_and_revoke_erases(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(world) = sim_world(backend, &tenant).await else {

@@ -47,6 +47,7 @@ backend_tests! {
         assert_eq!(health.status(), StatusCode::OK, "liveness does not depend on the database");
     }
 
+    /// Checklist 61.
     async fn get_runs_queries_but_never_mutations(app: TestApp) {
         // Checklist 61.
         let caller = app.caller("msp-a", &["admin"]).await;
@@ -65,6 +66,7 @@ backend_tests! {
         assert_eq!(list.data()["clients"]["edges"], json!([]), "the GET mutation had no effect");
     }
 
+    /// Checklist 62–63.
     async fn only_json_bodies_are_accepted(app: TestApp) {
         // Checklist 62–63: forms, text/plain, multipart and missing types are refused (CSRF).
         let body = r#"{"query":"{ __typename }"}"#;
@@ -77,6 +79,7 @@ backend_tests! {
         assert_eq!(ok.status(), StatusCode::OK);
     }
 
+    /// Checklist 55, 57.
     async fn malformed_batched_and_oversized_bodies_are_refused(app: TestApp) {
         // Checklist 55, 57.
         let response = post_raw(&app, Some("application/json"), "{not json").await;
@@ -105,6 +108,7 @@ backend_tests! {
         assert_eq!(response.status(), StatusCode::NOT_ACCEPTABLE);
     }
 
+    /// Checklist 59.
     async fn misspelled_fields_get_no_suggestions(app: TestApp) {
         // Checklist 59.
         let caller = app.caller("msp-a", &["admin"]).await;
@@ -113,6 +117,7 @@ backend_tests! {
         assert!(!response.error_message().to_lowercase().contains("did you mean"), "{}", response.error_message());
     }
 
+    /// Checklist 52.
     async fn deep_queries_are_refused_before_any_resolver_runs(app: TestApp) {
         // Checklist 52: the depth is checked right after parsing, before validation and before
         // any resolver, so even a query of made-up fields is refused for its depth alone.
@@ -143,6 +148,7 @@ backend_tests! {
         assert_eq!(anonymous.error_code(), "UNAUTHENTICATED");
     }
 
+    /// Checklist 58.
     async fn introspection_needs_a_token(app: TestApp) {
         // Checklist 58.
         let query = "{ __schema { queryType { name } } }";
@@ -173,6 +179,7 @@ backend_tests! {
         assert!(answer.headers.get("set-cookie").is_none());
     }
 
+    /// Checklist 64.
     async fn cors_allows_only_listed_origins(app: TestApp) {
         // Checklist 64.
         let preflight = |origin: &'static str| {

@@ -93,6 +93,7 @@ fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Checklist 29, 36.
 #[tokio::test]
 async fn a_correct_token_is_accepted_and_its_claims_read() {
     // Checklist 29, 36: rp-response_type-code, rp-id_token-sig-rs256.
@@ -107,6 +108,7 @@ async fn a_correct_token_is_accepted_and_its_claims_read() {
     assert_eq!(claims.issuer, f.issuer(f.tenant.id));
 }
 
+/// Checklist 21, 38.
 #[tokio::test]
 async fn a_tampered_token_fails_its_signature() {
     // Checklist 21, 38 (invalid-sig-rs256).
@@ -120,6 +122,7 @@ async fn a_tampered_token_fails_its_signature() {
     assert_eq!(f.validate(&tampered).await, Err(IdTokenError::Signature));
 }
 
+/// Checklist 22, 37, 38.
 #[tokio::test]
 async fn alg_none_hs256_and_es256_are_refused() {
     // Checklist 22, 37, 38: only RS256; HS256 "signed" with the public key is the classic attack.
@@ -173,6 +176,7 @@ async fn alg_none_hs256_and_es256_are_refused() {
     );
 }
 
+/// Checklist 23, 24, 30.
 #[tokio::test]
 async fn the_issuer_must_be_the_flows_tenant_exactly() {
     // Checklist 23, 24, 30: iss is filled from the flow's tenant, never from the token.
@@ -259,6 +263,7 @@ async fn any_organization_accepts_a_tenant_only_with_its_own_issuer() {
     assert_eq!(result, Err(IdTokenError::Tenant));
 }
 
+/// Checklist 25, 32.
 #[tokio::test]
 async fn the_audience_must_be_exactly_our_client() {
     // Checklist 25, 32.
@@ -298,6 +303,7 @@ async fn the_audience_must_be_exactly_our_client() {
     );
 }
 
+/// Checklist 26, 31, 33.
 #[tokio::test]
 async fn required_claims_must_be_present() {
     // Checklist 26, 31, 33.
@@ -324,6 +330,7 @@ async fn required_claims_must_be_present() {
     .await;
 }
 
+/// Checklist 10, 39.
 #[tokio::test]
 async fn the_nonce_must_be_this_flows() {
     // Checklist 10, 39.
@@ -337,6 +344,7 @@ async fn the_nonce_must_be_this_flows() {
         .await;
 }
 
+/// Checklist 26, 94.
 #[tokio::test]
 async fn clock_skew_is_tolerated_up_to_two_minutes_and_no_further() {
     // Checklist 26, 94: ±(leeway−1 s) accepted, ±(leeway+1 s) refused, for exp, nbf and iat.
@@ -374,6 +382,7 @@ async fn clock_skew_is_tolerated_up_to_two_minutes_and_no_further() {
     .await;
 }
 
+/// Checklist 27.
 #[tokio::test]
 async fn keys_come_only_from_the_configured_key_set() {
     // Checklist 27: a token's jku (or a kid the key set lacks) never fetches anything else.
@@ -397,6 +406,7 @@ async fn keys_come_only_from_the_configured_key_set() {
     );
 }
 
+/// Checklist 34, 35.
 #[tokio::test]
 async fn a_kid_less_token_verifies_with_a_single_key_and_is_refused_with_several() {
     // Checklist 34, 35: with one published key a token without kid verifies with it; with
@@ -422,6 +432,7 @@ async fn a_kid_less_token_verifies_with_a_single_key_and_is_refused_with_several
     );
 }
 
+/// Checklist 43.
 #[tokio::test]
 async fn a_rotated_signing_key_is_fetched_once_and_then_accepted() {
     // Checklist 43: an unknown kid triggers one refetch of the key set.
@@ -436,6 +447,7 @@ async fn a_rotated_signing_key_is_fetched_once_and_then_accepted() {
     .await;
 }
 
+/// Checklist 90.
 #[tokio::test]
 async fn a_flood_of_unknown_kids_costs_at_most_one_fetch_per_interval() {
     // Checklist 90.
@@ -472,6 +484,7 @@ async fn a_flood_of_unknown_kids_costs_at_most_one_fetch_per_interval() {
     );
 }
 
+/// Checklist 89.
 #[tokio::test]
 async fn without_any_cached_keys_validation_fails_closed() {
     // Checklist 89: no keys and no cache means refusal, never a skipped signature check.
@@ -485,6 +498,7 @@ async fn without_any_cached_keys_validation_fails_closed() {
     assert_eq!(result, Err(IdTokenError::Key(KeyError::Unavailable)));
 }
 
+/// Checklist 89.
 #[tokio::test]
 async fn with_cached_keys_validation_survives_the_key_endpoint_going_away() {
     // Checklist 89: the last good keys keep working.
@@ -503,6 +517,7 @@ async fn with_cached_keys_validation_survives_the_key_endpoint_going_away() {
     assert!(result.is_ok(), "{result:?}");
 }
 
+/// Checklist 28, 44.
 #[tokio::test]
 async fn a_refreshed_id_token_must_name_the_same_issuer_and_user() {
     // Checklist 28, 44: refresh-token succeeds; -invalid-issuer and -invalid-sub are refused.

@@ -41,6 +41,7 @@ fn shape(response: &consentry_tests::GraphQLResponse, id: &str) -> String {
 }
 
 backend_tests! {
+    /// Checklist 50: another MSP's client reads exactly like one that does not exist.
     async fn another_msps_client_is_indistinguishable_from_a_missing_one(app: TestApp) {
         let a = app.caller("msp-a", &["admin"]).await;
         let b = app.caller("msp-b", &["admin"]).await;
@@ -58,6 +59,7 @@ backend_tests! {
         assert_eq!(a.run(BY_ID, json!({ "id": secret })).await.data()["client"]["name"], "A's client");
     }
 
+    /// Checklist 50: nor through `node(id:)`.
     async fn another_msps_tile_is_not_found_through_node(app: TestApp) {
         let a = app.caller("msp-a", &["admin"]).await;
         let b = app.caller("msp-b", &["admin"]).await;
@@ -88,6 +90,8 @@ backend_tests! {
         assert_eq!(names(admin.run(LIST, json!({})).await.data()), ["Keep me"]);
     }
 
+    /// Checklist 51: support staff read across MSPs with an explicit role, read-only, and
+    /// every read is audited.
     async fn support_reads_every_msp_and_each_read_is_audited(app: TestApp) {
         let a = app.caller("msp-a", &["admin"]).await;
         let b = app.caller("msp-b", &["admin"]).await;

@@ -142,6 +142,7 @@ async fn refused(app: &TestApp, token: &str, status: StatusCode, hint: &str) {
     );
 }
 
+/// Checklist 46, 35.
 async fn rs256_and_es256_tokens_verify_against_the_jwks(backend: Backend) {
     let idp = Idp::default();
     let (rsa, ec, ec2) = (Key::rsa("rsa-1"), Key::ec("ec-1"), Key::ec("ec-2"));
@@ -209,6 +210,7 @@ async fn rs256_and_es256_tokens_verify_against_the_jwks(backend: Backend) {
     accepted(&app, &rsa.sign_without_kid(&claims("msp-a"))).await;
 }
 
+/// Checklist 34.
 async fn a_single_key_verifies_tokens_without_kid(backend: Backend) {
     // Checklist 34.
     let idp = Idp::default();
@@ -220,6 +222,7 @@ async fn a_single_key_verifies_tokens_without_kid(backend: Backend) {
     accepted(&app, &ec.sign_without_kid(&claims("msp-a"))).await;
 }
 
+/// Checklist 90.
 async fn rotated_keys_are_fetched_at_most_once_per_interval(backend: Backend) {
     // Checklist 90: a flood of unknown kids causes at most one refetch per interval.
     let idp = Idp::default();
@@ -246,6 +249,7 @@ async fn rotated_keys_are_fetched_at_most_once_per_interval(backend: Backend) {
     );
 }
 
+/// Checklist 43.
 async fn a_rotated_signing_key_is_picked_up(backend: Backend) {
     // Checklist 43 (for callers' tokens): an unknown kid triggers a refetch and then verifies.
     let idp = Idp::default();
@@ -273,6 +277,7 @@ async fn a_rotated_signing_key_is_picked_up(backend: Backend) {
     accepted(&app, &old.sign(&claims("msp-a"))).await;
 }
 
+/// Checklist 89.
 async fn an_unreachable_jwks_fails_closed_with_503(backend: Backend) {
     // Checklist 89: no keys at all means no access, and a retryable answer.
     let Some(app) = spawn_app_with(backend, |s| {

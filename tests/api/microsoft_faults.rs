@@ -379,7 +379,7 @@ async fn audit_trail(caller: &Caller<'_>, client: &str) -> Vec<Value> {
         .collect()
 }
 
-/// No flow is left mid-exchange: every callback finished what it claimed (checklist 92).
+/// No flow is left mid-exchange: every callback finished what it claimed.
 async fn assert_no_flow_exchanging(app: &TestApp, what: &str) {
     let stuck: Vec<_> = flows(app)
         .await

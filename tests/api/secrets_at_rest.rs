@@ -261,6 +261,37 @@ async fn checklist_74_75_a_dump_of_pending_links_holds_no_verifier_nonce_or_stat
 
 /// A sealed verifier copied into another flow's row does not open there: the link fails
 /// with "send a new link", and no code is redeemed at Microsoft.
+/// Checklist 78, the part Consentry does: the keys that encrypt refresh tokens and verifiers
+/// (the key-encryption keys) live outside the database — in `CONSENTRY_TOKEN_KEYS`, a secret
+/// store's, or a 0600 file beside an SQLite database — so no dump, and no database role,
+/// holds them. (Envelope data keys under a KMS or Vault are not built: see the README.)
+async fn checklist_78_the_keys_never_reach_the_database(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let Some(world) = world(backend, vec![contoso.clone()], |_| {}).await else {
+        return;
+    };
+    let app = &world.app;
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
+    // A stored refresh token, and a pending link with a sealed verifier.
+    let link = start_link(&caller, &client, &["MAIL_SEND"]).await;
+    let back = consent_page(&link, contoso.admin().unwrap().id, "accept").await;
+    callback(app, &back).await;
+    authorise(&caller, &client).await;
+    let dump = dump(app).await;
+    assert!(holds(&dump, "msp-a"), "the dump holds the test's rows");
+    for entry in app.database().token_keys.split(',') {
+        let (kid, key) = entry.split_once(':').unwrap();
+        assert!(!holds(&dump, key), "key {kid} is in the database");
+        let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key).unwrap();
+        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(
+            !dump.windows(raw.len()).any(|w| w == raw.as_slice()) && !holds(&dump, &hex),
+            "key {kid}'s bytes are in the database"
+        );
+    }
+}
+
 async fn checklist_75_a_verifier_copied_to_another_flow_is_refused_before_microsoft_is_asked(
     backend: Backend,
 ) {
@@ -724,6 +755,7 @@ async fn graphiql_keeps_the_token_in_session_storage_never_in_local_storage(back
 
 consentry_tests::on_both_backends!(
     checklist_74_75_a_dump_of_pending_links_holds_no_verifier_nonce_or_state,
+    checklist_78_the_keys_never_reach_the_database,
     checklist_75_a_verifier_copied_to_another_flow_is_refused_before_microsoft_is_asked,
     checklist_74_without_configured_token_keys_links_are_sealed_and_complete,
     links_made_before_the_upgrade_lose_their_plaintext_and_fail_cleanly,

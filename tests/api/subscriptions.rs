@@ -1281,9 +1281,10 @@ async fn checklist_100_support_subscriptions_name_an_msp_or_a_client_and_are_aud
 }
 
 /// Checklist 68: no `connection_init` within 10 s closes the socket with 4408.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_connection_is_closed_with_4408() {
-    let app = consentry_tests::spawn_app(Backend::Sqlite).await.unwrap();
+async fn a_silent_connection_is_closed_with_4408(backend: Backend) {
+    let Some(app) = consentry_tests::spawn_app(backend).await else {
+        return;
+    };
     let mut ws = open(&app, None).await.unwrap();
     let closed = tokio::time::timeout(Duration::from_secs(15), ws.next())
         .await
@@ -1295,6 +1296,7 @@ async fn a_silent_connection_is_closed_with_4408() {
 }
 
 consentry_tests::on_both_backends!(
+    a_silent_connection_is_closed_with_4408,
     queries_run_over_the_websocket_too,
     the_websocket_holds_operations_to_the_same_limits,
     the_legacy_graphql_ws_protocol_works_too,

@@ -453,6 +453,68 @@ async fn checklist_96_a_planted_app_id_is_never_repaired(backend: Backend) {
     );
 }
 
+/// Checklist 9: a code from another flow (an attacker's own sign-in) pasted into this flow's
+/// callback is refused at Microsoft's token endpoint on the PKCE mismatch: the flow fails,
+/// no tenant is proven, nothing is stored.
+async fn checklist_9_a_code_from_another_flow_is_refused_on_its_pkce(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let evil = healthy("evil.onmicrosoft.com");
+    let Some(world) = world(backend, vec![contoso.clone(), evil.clone()], |_| {}).await else {
+        return;
+    };
+    let a = world.app.caller("msp-a", &["admin"]).await;
+    let b = world.app.caller("msp-b", &["admin"]).await;
+    let victim = new_client(&a, "Contoso", Some(&contoso.domain), None).await;
+    let attacker = new_client(&b, "Evil", Some(&evil.domain), None).await;
+    let victim_link = authorise(&a, &victim).await;
+    let attacker_link = authorise(&b, &attacker).await;
+    // The attacker signs in through their own link and keeps the code.
+    let theirs = consent_page(
+        attacker_link["url"].as_str().unwrap(),
+        evil.admin().unwrap().id,
+        "accept",
+    )
+    .await;
+    let code = theirs
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let injected = forged(
+        &world.app,
+        &[("code", &code), ("state", &state_of(&victim_link))],
+    );
+    let response = callback(&world.app, &injected).await;
+    assert!(
+        location(&response).contains("/oauth/result/"),
+        "no consent page"
+    );
+    let redemption = world
+        .sim
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.param("grant_type") == Some("authorization_code"))
+        .unwrap();
+    assert!(
+        redemption.notes.iter().any(|n| n == "pkce=mismatch"),
+        "{:?}",
+        redemption.notes
+    );
+    let view = client_view(&a, &victim).await;
+    assert_eq!(view["graphApiTile"]["status"], "FAILED");
+    assert!(view["graphApiTile"]["tenantProof"].is_null());
+    assert!(view["azureTenantId"].is_null());
+    assert!(
+        flows(&world.app)
+            .await
+            .iter()
+            .all(|f| f.tenant_proof.is_none()),
+        "no tenant proven by any flow"
+    );
+}
+
 /// Checklist 83, 95: the sign-in's callback, repeated with its code (a refresh, a double
 /// click), leads to the same consent page; its `state` without that code — all an MSP knows
 /// of a link it handed out — reveals nothing of the consent step.
@@ -656,6 +718,7 @@ consentry_tests::on_both_backends!(
     checklist_12_another_msps_admin_cannot_sign_in_for_a_tenant_it_does_not_control,
     checklist_13_96_a_forged_result_page_shows_only_consentrys_words,
     checklist_96_a_planted_app_id_is_never_repaired,
+    checklist_9_a_code_from_another_flow_is_refused_on_its_pkce,
     checklist_83_95_only_the_admins_browser_can_continue_to_the_consent_page,
     authorisations_made_before_tenant_proof_stay_and_can_be_listed,
     without_directory_roles_in_id_tokens_no_tenant_is_proven,

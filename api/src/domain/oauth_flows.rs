@@ -534,6 +534,8 @@ pub async fn has_other_open<C: ConnectionTrait>(
 mod tests {
     use super::*;
 
+    /// Checklist 7: the state is kept and compared only as its SHA-256, so no comparison
+    /// ever touches the secret itself.
     #[test]
     fn the_state_is_stored_as_a_sha256_hex_digest() {
         let hash = state_hash("abc");
