@@ -201,6 +201,35 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .with_state(state))
 }
 
+/// The keys that encrypt refresh tokens and sign-in verifiers. With a KMS
+/// (`CONSENTRY_KMS_VAULT_ADDR`, checklist 78): its data keys, unwrapped now (one is made the
+/// first time), followed by any configured or existing `CONSENTRY_TOKEN_KEYS`, which then only
+/// decrypt what they made before. Without: `CONSENTRY_TOKEN_KEYS` (generated beside an SQLite
+/// file). A KMS that cannot unwrap stops the start with what to check.
+pub async fn key_ring(
+    settings: &Settings,
+    db: &sea_orm::DatabaseConnection,
+) -> anyhow::Result<Option<Arc<TokenKeys>>> {
+    let Some(kms) = crate::kms::VaultTransit::from_settings(settings)? else {
+        return match crate::auth::resolve_token_keys(settings)? {
+            Some(setting) => Ok(Some(Arc::new(TokenKeys::parse(&setting)?))),
+            None => Ok(None),
+        };
+    };
+    let legacy = crate::auth::existing_token_keys(settings)?
+        .map(|setting| TokenKeys::parse(&setting))
+        .transpose()?;
+    let data_keys = crate::domain::data_keys::load_or_create(db, &kms)
+        .await
+        .map_err(|error| match error {
+            crate::domain::Error::Internal(inner) => inner,
+            other => anyhow::Error::new(other),
+        })?;
+    let keys = TokenKeys::with_data_keys(&data_keys, legacy.as_ref())?;
+    tracing::info!(key = %kms.label(), data_keys = data_keys.len(), "data keys unwrapped by the KMS");
+    Ok(Some(Arc::new(keys)))
+}
+
 /// A built server, bound to its port but not yet serving.
 pub struct Application {
     listener: TcpListener,
@@ -245,17 +274,14 @@ impl Application {
                 None
             }
         };
-        let token_keys = match crate::auth::resolve_token_keys(&settings)? {
-            Some(setting) => Some(Arc::new(TokenKeys::parse(&setting)?)),
-            None => {
-                tracing::warn!(
-                    "no CONSENTRY_TOKEN_KEYS: delegated consents are unavailable until it is set \
-                     (keys are generated only beside an embedded SQLite database); sign-in links \
-                     are sealed with a key derived from CONSENTRY_MS_CLIENT_SECRET meanwhile"
-                );
-                None
-            }
-        };
+        let token_keys = key_ring(&settings, &db).await?;
+        if token_keys.is_none() {
+            tracing::warn!(
+                "no CONSENTRY_TOKEN_KEYS: delegated consents are unavailable until it is set \
+                 (keys are generated only beside an embedded SQLite database); sign-in links \
+                 are sealed with a key derived from CONSENTRY_MS_CLIENT_SECRET meanwhile"
+            );
+        }
         let repairable_apps = settings.repairable_apps()?;
         let state = AppState::new(settings, db, auth, microsoft, token_keys, repairable_apps);
         // The router's only fallible part: fail at start, not when serving begins.

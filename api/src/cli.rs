@@ -235,14 +235,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::RotateKeys => {
             settings.validate()?;
-            let Some(setting) = auth::resolve_token_keys(&settings)? else {
-                anyhow::bail!(
-                    "set CONSENTRY_TOKEN_KEYS: the new key first, then every key still in use (`new:…,old:…`)"
-                );
-            };
-            let keys = std::sync::Arc::new(domain::crypto::TokenKeys::parse(&setting)?);
             let db = db::connect(&settings).await?;
             db::migrate(&db, &settings.database_label()).await?;
+            // With a KMS: a new data key, every data key rewrapped under the transit key's
+            // newest version, then everything re-encrypted under the new data key.
+            let kms = crate::kms::VaultTransit::from_settings(&settings)?;
+            if let Some(kms) = &kms {
+                let created = domain::data_keys::create(&db, kms)
+                    .await
+                    .map_err(user_error)?;
+                let rewrapped = domain::data_keys::rewrap(&db, kms)
+                    .await
+                    .map_err(user_error)?;
+                eprintln!(
+                    "made data key {created:?} and rewrapped {rewrapped} data key(s) with {}",
+                    kms.label()
+                );
+            }
+            let Some(keys) = crate::app::key_ring(&settings, &db).await? else {
+                anyhow::bail!(
+                    "set CONSENTRY_TOKEN_KEYS: the new key first, then every key still in use (`new:…,old:…`), \
+                     or CONSENTRY_KMS_VAULT_ADDR and its token"
+                );
+            };
             let (rotated, current) = domain::delegated_consents::rotate_keys(&db, &keys)
                 .await
                 .map_err(user_error)?;
@@ -270,6 +285,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 keys.current()
             );
+            if kms.is_some() {
+                let retired = domain::data_keys::retire_unused(&db, keys.current())
+                    .await
+                    .map_err(user_error)?;
+                eprintln!("retired {retired} data key(s) that nothing uses any more");
+            }
             Ok(())
         }
         Command::Msp(MspCommand::Disable { id }) => set_disabled(settings, &id, true).await,

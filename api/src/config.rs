@@ -205,6 +205,34 @@ pub struct Settings {
     #[arg(long, env = "CONSENTRY_AUTH_HS256_SECRET", value_parser = secret, hide_env_values = true, global = true)]
     pub auth_hs256_secret: Option<SecretString>,
 
+    /// HashiCorp Vault server whose transit engine holds the key-encryption key (a KMS):
+    /// Consentry's data keys are stored wrapped by it and unwrapped at start. Unset: the keys
+    /// of `CONSENTRY_TOKEN_KEYS` encrypt directly.
+    #[arg(long, env = "CONSENTRY_KMS_VAULT_ADDR", global = true)]
+    pub kms_vault_addr: Option<Url>,
+
+    /// Vault token allowed to encrypt, decrypt and rewrap with the transit key.
+    #[arg(long, env = "CONSENTRY_KMS_VAULT_TOKEN", value_parser = secret, hide_env_values = true, global = true)]
+    pub kms_vault_token: Option<SecretString>,
+
+    /// Name of the transit key in Vault.
+    #[arg(
+        long,
+        env = "CONSENTRY_KMS_VAULT_KEY",
+        default_value = "consentry",
+        global = true
+    )]
+    pub kms_vault_key: String,
+
+    /// Path where Vault's transit engine is mounted.
+    #[arg(
+        long,
+        env = "CONSENTRY_KMS_VAULT_MOUNT",
+        default_value = "transit",
+        global = true
+    )]
+    pub kms_vault_mount: String,
+
     /// Keys that encrypt stored refresh tokens and the PKCE verifiers of pending links:
     /// `kid:base64key,…` (32-byte keys, e.g. `k2:$(openssl rand -base64 32)`); the first
     /// encrypts, all decrypt. Unset with SQLite, one is generated beside the database file;
@@ -442,6 +470,34 @@ impl Settings {
                     self.public_url
                 ),
             ));
+        }
+        match (&self.kms_vault_addr, &self.kms_vault_token) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "CONSENTRY_KMS_VAULT_TOKEN",
+                    "is needed with CONSENTRY_KMS_VAULT_ADDR: a Vault token allowed to encrypt, \
+                     decrypt and rewrap with the transit key",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "CONSENTRY_KMS_VAULT_ADDR",
+                    "is needed with CONSENTRY_KMS_VAULT_TOKEN: the Vault server's address",
+                ));
+            }
+            (Some(address), Some(_)) => {
+                check_base_url("CONSENTRY_KMS_VAULT_ADDR", address)?;
+                // The token travels with every call.
+                if address.scheme() != "https" && !is_loopback(address) {
+                    return Err(invalid(
+                        "CONSENTRY_KMS_VAULT_ADDR",
+                        format!(
+                            "{address} must use https (plain http is only allowed for localhost)"
+                        ),
+                    ));
+                }
+            }
+            (None, None) => {}
         }
         if self.ms_client_secret.is_some() && self.ms_client_id.is_none() {
             return Err(invalid(
@@ -789,6 +845,22 @@ mod tests {
         assert!(err.contains("must use https"), "{err}");
         settings.public_url = Url::parse("https://consentry.example.com").unwrap();
         settings.validate().unwrap();
+    }
+
+    #[test]
+    fn a_kms_needs_both_its_address_and_its_token_and_https() {
+        let mut settings = Settings::defaults();
+        settings.kms_vault_addr = Some(Url::parse("https://vault.example.com").unwrap());
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("CONSENTRY_KMS_VAULT_TOKEN"), "{err}");
+        settings.kms_vault_token = Some(SecretString::from("hvs.x".to_owned()));
+        settings.validate().unwrap();
+        settings.kms_vault_addr = Some(Url::parse("http://vault.example.com").unwrap());
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("https"), "{err}");
+        settings.kms_vault_addr = None;
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("CONSENTRY_KMS_VAULT_ADDR"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod fuzz_regressions;
 pub mod graphql;
 pub mod http;
 pub mod jwks;
+pub mod kms;
 pub mod microsoft;
 pub mod refusal_log;
 pub mod sweeps;

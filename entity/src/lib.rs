@@ -4,6 +4,7 @@
 
 pub mod audit_event;
 pub mod client;
+pub mod data_key;
 pub mod delegated_consent;
 pub mod enums;
 pub mod event_outbox;

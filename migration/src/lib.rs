@@ -19,6 +19,7 @@ mod m20261202_000008_consent_flow_leases;
 mod m20261202_000009_create_event_outbox;
 mod m20261204_000010_tenant_proof;
 mod m20261204_000011_flow_secrets_at_rest;
+mod m20261204_000012_create_data_key;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_create_event_outbox::Migration),
             Box::new(m20261204_000010_tenant_proof::Migration),
             Box::new(m20261204_000011_flow_secrets_at_rest::Migration),
+            Box::new(m20261204_000012_create_data_key::Migration),
         ]
     }
 }

@@ -23,6 +23,7 @@ mod http;
 mod id_token;
 mod isolation;
 mod jwks;
+mod kms;
 mod limits;
 mod logs;
 mod microsoft;

@@ -94,7 +94,7 @@ async fn logical_dump(app: &TestApp) -> Vec<u8> {
 
 /// Everything a dump or a copy of the data holds: the logical dump and, on SQLite, the bytes
 /// of the database file and of every file beside it (the WAL, what is not checkpointed yet).
-async fn dump(app: &TestApp) -> Vec<u8> {
+pub(crate) async fn dump(app: &TestApp) -> Vec<u8> {
     let mut bytes = logical_dump(app).await;
     if let Some(dir) = app.database().directory() {
         for entry in std::fs::read_dir(dir).unwrap() {
@@ -105,7 +105,7 @@ async fn dump(app: &TestApp) -> Vec<u8> {
 }
 
 /// Whether `secret` appears in `dump`, as text or hex-encoded (how `bytea` is dumped).
-fn holds(dump: &[u8], secret: &str) -> bool {
+pub(crate) fn holds(dump: &[u8], secret: &str) -> bool {
     let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
     [secret.as_bytes(), hex.as_bytes()]
         .iter()
@@ -261,10 +261,10 @@ async fn checklist_74_75_a_dump_of_pending_links_holds_no_verifier_nonce_or_stat
 
 /// A sealed verifier copied into another flow's row does not open there: the link fails
 /// with "send a new link", and no code is redeemed at Microsoft.
-/// Checklist 78, the part Consentry does: the keys that encrypt refresh tokens and verifiers
-/// (the key-encryption keys) live outside the database — in `CONSENTRY_TOKEN_KEYS`, a secret
-/// store's, or a 0600 file beside an SQLite database — so no dump, and no database role,
-/// holds them. (Envelope data keys under a KMS or Vault are not built: see the README.)
+/// Checklist 78, without a KMS: the keys that encrypt refresh tokens and verifiers live
+/// outside the database — in `CONSENTRY_TOKEN_KEYS`, a secret store's, or a 0600 file beside
+/// an SQLite database — so no dump, and no database role, holds them. (With a KMS, see
+/// `kms.rs`.)
 async fn checklist_78_the_keys_never_reach_the_database(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![contoso.clone()], |_| {}).await else {

@@ -23,6 +23,7 @@ use tokio::{sync::oneshot, task::JoinHandle};
 pub use serde_json;
 
 pub mod operations;
+pub mod vault;
 
 /// Which database a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

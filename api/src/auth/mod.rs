@@ -17,7 +17,8 @@ use url::Url;
 pub use claims::{CallerClaims, OneOrMany, mint_hs256};
 pub use disabled::DisabledMsps;
 pub use secret::{
-    HS256_SECRET_FILE_SUFFIX, TOKEN_KEYS_FILE_SUFFIX, resolve_hs256_secret, resolve_token_keys,
+    HS256_SECRET_FILE_SUFFIX, TOKEN_KEYS_FILE_SUFFIX, existing_token_keys, resolve_hs256_secret,
+    resolve_token_keys,
 };
 
 use crate::{

@@ -39,6 +39,23 @@ pub fn resolve_token_keys(settings: &Settings) -> anyhow::Result<Option<SecretSt
     }
 }
 
+/// The keys of `CONSENTRY_TOKEN_KEYS`, else of a key file already beside the SQLite file,
+/// without making one. With a KMS these only decrypt what they encrypted before it.
+pub fn existing_token_keys(settings: &Settings) -> anyhow::Result<Option<SecretString>> {
+    if let Some(keys) = &settings.token_keys {
+        return Ok(Some(keys.clone()));
+    }
+    let DatabaseKind::SqliteFile(db) = settings.database_kind()? else {
+        return Ok(None);
+    };
+    let path = sibling(&db, TOKEN_KEYS_FILE_SUFFIX);
+    match fs::read_to_string(&path) {
+        Ok(text) => parse_keys(&path, &text).map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 fn parse_keys(path: &Path, text: &str) -> anyhow::Result<SecretString> {
     let keys = SecretString::from(text.trim().to_owned());
     crate::domain::crypto::TokenKeys::parse(&keys)

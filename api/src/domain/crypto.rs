@@ -12,7 +12,7 @@ use aes_gcm::{
 use std::sync::Arc;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
 
 /// Length of the nonce stored in front of each ciphertext.
 const NONCE_LEN: usize = 12;
@@ -105,6 +105,34 @@ impl TokenKeys {
         Ok(Self {
             keys: vec![(kid.to_owned(), cipher)],
         })
+    }
+
+    /// The ring of a KMS's data keys (the first encrypts; `kms:…` ids), and after them the
+    /// configured keys of `legacy`, which then only decrypt what they made before the KMS
+    /// (`consentry rotate-keys` moves it under the newest data key).
+    pub fn with_data_keys(
+        data_keys: &[(String, SecretBox<[u8; 32]>)],
+        legacy: Option<&TokenKeys>,
+    ) -> Result<Self, KeysError> {
+        let mut keys = Vec::new();
+        for (kid, key) in data_keys {
+            let cipher = Aes256Gcm::new_from_slice(key.expose_secret())
+                .map_err(|_| KeysError(format!("data key {kid:?} is not 32 bytes")))?;
+            keys.push((kid.clone(), cipher));
+        }
+        if let Some(legacy) = legacy {
+            keys.extend(legacy.keys.iter().cloned());
+        }
+        if keys.is_empty() {
+            return Err(KeysError("the KMS gave no data key".to_owned()));
+        }
+        Ok(Self { keys })
+    }
+
+    /// A fresh random 32-byte data key.
+    pub fn generate_data_key() -> SecretBox<[u8; 32]> {
+        let key = Aes256Gcm::generate_key(&mut OsRng);
+        SecretBox::new(Box::new(key.into()))
     }
 
     /// A new setting with one fresh random key.

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod callback;
 pub mod clients;
 pub mod crypto;
+pub mod data_keys;
 pub mod delegated_consents;
 mod error;
 pub mod graph_api;
