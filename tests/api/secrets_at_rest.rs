@@ -392,7 +392,9 @@ async fn links_made_before_the_upgrade_lose_their_plaintext_and_fail_cleanly(bac
 
     // Back to the schema before, with the link's secrets in plaintext as it kept them.
     let db = Database::connect(&database.url).await.unwrap();
-    migration::Migrator::down(&db, Some(1)).await.unwrap();
+    migration::Migrator::down(&db, Some(migrations_after(FLOW_SECRETS_MIGRATION) + 1))
+        .await
+        .unwrap();
     db.execute_unprepared(
         "UPDATE oauth_flow SET pkce_verifier = 'plaintext-verifier-of-an-old-link-0123456789', \
          nonce = 'plaintext-nonce-of-an-old-link'",
@@ -428,6 +430,24 @@ async fn links_made_before_the_upgrade_lose_their_plaintext_and_fail_cleanly(bac
         .to_owned();
     admin_consent_after_restart(&app, &link, contoso.admin().unwrap().id).await;
     assert_eq!(tile(&caller, &client).await["status"], "AUTHORISED");
+}
+
+/// The migration that sealed the links' secrets.
+const FLOW_SECRETS_MIGRATION: &str = "m20261204_000011_flow_secrets_at_rest";
+
+/// How many migrations come after `name`: rolling back one more than that undoes `name`,
+/// however many later migrations exist.
+fn migrations_after(name: &str) -> u32 {
+    use migration::MigrationName;
+    let names: Vec<String> = migration::Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let position = names
+        .iter()
+        .position(|n| n == name)
+        .unwrap_or_else(|| panic!("no migration {name} in {names:?}"));
+    u32::try_from(names.len() - position - 1).unwrap()
 }
 
 /// `consentry rotate-keys` re-encrypts the verifiers of pending links too, so the old key can
