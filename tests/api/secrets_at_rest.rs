@@ -438,7 +438,6 @@ const FLOW_SECRETS_MIGRATION: &str = "m20261204_000011_flow_secrets_at_rest";
 /// How many migrations come after `name`: rolling back one more than that undoes `name`,
 /// however many later migrations exist.
 fn migrations_after(name: &str) -> u32 {
-    use migration::MigrationName;
     let names: Vec<String> = migration::Migrator::migrations()
         .iter()
         .map(|m| m.name().to_owned())
