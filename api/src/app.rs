@@ -44,6 +44,8 @@ pub const SUBSCRIBER_BUFFER: usize = 1024;
 pub struct AppState {
     pub db: DatabaseConnection,
     pub schema: AppSchema,
+    /// Answers kept for reuse while their MSP does not change (`graphql::AnswerCache`).
+    pub answers: Arc<graphql::AnswerCache>,
     pub auth: Arc<CallerAuth>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
@@ -140,14 +142,22 @@ impl AppState {
             settings.ws_connections_per_caller,
             settings.ws_messages_per_minute,
         ));
+        let limits = graphql::Limits::from_settings(&settings);
+        let budgets = limits.budgets();
         Self {
             schema: graphql::schema(
                 db.clone(),
                 metrics.clone(),
                 consents.clone(),
                 bus.clone(),
-                graphql::Limits::from_settings(&settings),
+                limits,
+                budgets.clone(),
             ),
+            answers: Arc::new(graphql::AnswerCache::new(
+                settings.answer_cache_bytes,
+                budgets,
+                metrics.clone(),
+            )),
             consents,
             bus,
             db,

@@ -325,6 +325,18 @@ pub struct Settings {
     )]
     pub max_response_bytes: usize,
 
+    /// Memory for answers kept for reuse, in bytes, e.g. `32MiB`: an MSP caller's query is
+    /// answered from memory while nothing of its MSP has changed since (the MSP's revision,
+    /// which the database changes with every write). `0` turns the cache off.
+    #[arg(
+        long,
+        env = "CONSENTRY_ANSWER_CACHE_BYTES",
+        default_value = "32MiB",
+        value_parser = parse_bytes,
+        global = true
+    )]
+    pub answer_cache_bytes: usize,
+
     /// How long a consent callback may work on its flow before another instance's sweep takes
     /// it for interrupted (the process died) and fails it so the user can start again, e.g. `5m`.
     #[arg(

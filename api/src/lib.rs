@@ -26,3 +26,10 @@ pub mod telemetry;
 
 pub use app::Application;
 pub use config::Settings;
+
+/// mimalloc for every program that runs Consentry (the `consentry` binary, the benchmark's
+/// servers, the tests' servers). Profiled under the dashboard load (README, Performance),
+/// glibc's allocator spent about a third of the server's CPU time in `malloc`,
+/// `malloc_consolidate` and `free`, contending across the runtime's threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -39,6 +39,14 @@ impl Database {
         }
     }
 
+    /// The file of an SQLite database (`None` on PostgreSQL).
+    pub(crate) fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        let rest = self.url.strip_prefix("sqlite://")?;
+        Some(std::path::PathBuf::from(
+            rest.split_once('?').map_or(rest, |(path, _)| path),
+        ))
+    }
+
     /// A new schema in the PostgreSQL at `admin_url`; returns it and its name (to drop).
     pub(crate) async fn postgres(admin_url: &str) -> anyhow::Result<(Self, String)> {
         let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());

@@ -10,6 +10,7 @@
 pub mod baseline;
 mod database;
 mod load;
+mod peer;
 mod process;
 mod report;
 mod scenarios;
@@ -56,6 +57,13 @@ pub struct Options {
     /// Keep the run's directory (databases, every server's log) and print where it is.
     #[arg(long)]
     pub keep: bool,
+    /// Never run `npm ci` for the Node peer: without its dependencies installed, the peer's
+    /// rows are skipped (the smoke test runs so, and never reaches the network).
+    #[arg(long)]
+    pub no_npm_install: bool,
+    /// The Node peer's directory (default: `bench/node-peer` of this source tree).
+    #[arg(long)]
+    pub node_peer_dir: Option<std::path::PathBuf>,
     /// Run Consentry's servers under this command, e.g. a profiler:
     /// `--wrap "valgrind --tool=massif --massif-out-file=/tmp/massif.%p"` (split on spaces).
     #[arg(long)]
@@ -65,8 +73,8 @@ pub struct Options {
 /// One part of the benchmark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
-    /// Targets 1–2: SQL statements of the dashboard query, and its throughput against a
-    /// plain axum handler running the same SQL.
+    /// Targets 1, 2 and 8: SQL statements of the dashboard query, and its throughput against
+    /// a plain axum handler running the same SQL and against the Node.js peer.
     Dashboard,
     /// Target 3: one tile change fanned out to many subscribers; memory per subscriber.
     Subscribers,

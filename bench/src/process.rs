@@ -40,6 +40,20 @@ impl Server {
         work: &Path,
     ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find this program")?;
+        Self::start_program(name, wrap, &exe, args, env, port, work).await
+    }
+
+    /// Runs `[WRAP…] PROGRAM ARGS` the same way: exactly `env` and `PATH`, output in
+    /// `work/NAME.log`, ready when `GET /readyz` on `port` answers 200.
+    pub(crate) async fn start_program(
+        name: &str,
+        wrap: &[&str],
+        exe: &Path,
+        args: &[&str],
+        env: &[(String, String)],
+        port: u16,
+        work: &Path,
+    ) -> anyhow::Result<Self> {
         // One log per start: a scenario that runs on both backends starts its servers twice.
         let log = (1..)
             .map(|n| match n {

@@ -51,6 +51,16 @@ pub(crate) fn ratio(value: f64, baseline: f64) -> f64 {
     }
 }
 
+/// The median of `values` (sorted in place); 0 for none.
+pub(crate) fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => f64::midpoint(values[n / 2 - 1], values[n / 2]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

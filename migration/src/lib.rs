@@ -20,6 +20,7 @@ mod m20261202_000009_create_event_outbox;
 mod m20261204_000010_tenant_proof;
 mod m20261204_000011_flow_secrets_at_rest;
 mod m20261204_000012_create_data_key;
+mod m20261204_000013_msp_revision;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000010_tenant_proof::Migration),
             Box::new(m20261204_000011_flow_secrets_at_rest::Migration),
             Box::new(m20261204_000012_create_data_key::Migration),
+            Box::new(m20261204_000013_msp_revision::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@
     missing_debug_implementations
 )]
 
+mod answer_cache;
 mod answers;
 mod auth;
 mod bounded;

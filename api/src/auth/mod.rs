@@ -10,7 +10,10 @@ use std::{sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use entity::msp_tenant;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::{
+    DatabaseConnection, DbErr, EntityTrait, FromQueryResult, QueryResult, QuerySelect,
+    sea_query::Expr,
+};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
@@ -353,6 +356,19 @@ impl CallerAuth {
         db: &DatabaseConnection,
         authorization: &str,
     ) -> Result<Viewer, AuthError> {
+        self.authenticate_at_revision(db, authorization)
+            .await
+            .map(|(viewer, _)| viewer)
+    }
+
+    /// [`Self::authenticate`], with the revision of the caller's MSP as read then: every
+    /// change to the MSP's rows committed before this read is in what the request reads
+    /// after it (the answer cache reuses answers only at the revision they were made at).
+    pub async fn authenticate_at_revision(
+        &self,
+        db: &DatabaseConnection,
+        authorization: &str,
+    ) -> Result<(Viewer, i64), AuthError> {
         let token = bearer_token(authorization)?;
         let claims = self.verify(token).await?;
         self.policy
@@ -383,7 +399,10 @@ impl CallerAuth {
         }
         let msp = tokio::time::timeout(
             Duration::from_secs(5),
-            msp_tenant::Entity::find_by_id(msp_id.to_owned()).one(db),
+            msp_tenant::Entity::find_by_id(msp_id.to_owned())
+                .column_as(Expr::col(REVISION), REVISION)
+                .into_model::<MspAtRevision>()
+                .one(db),
         )
         .await
         .map_err(|_| AuthError::Unavailable("the database is unavailable; retry shortly".to_owned()))?
@@ -391,18 +410,41 @@ impl CallerAuth {
             tracing::warn!(%error, "cannot look up the caller's MSP tenant");
             AuthError::Unavailable("the database is unavailable; retry shortly".to_owned())
         })?
-        .filter(|m| m.disabled_at.is_none())
+        .filter(|m| m.msp.disabled_at.is_none())
         .ok_or_else(|| {
             unauthenticated(format!(
                 "MSP tenant {msp_id:?} is not registered or is disabled; register it with `consentry msp add {msp_id}`"
             ))
         })?;
         let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now);
-        Ok(Viewer {
-            subject: claims.sub,
-            msp,
-            roles,
-            expires_at,
+        let MspAtRevision { msp, revision } = msp;
+        Ok((
+            Viewer {
+                subject: claims.sub,
+                msp,
+                roles,
+                expires_at,
+            },
+            revision,
+        ))
+    }
+}
+
+/// `msp_tenant.revision`: changed by the database with every change to the MSP's rows
+/// (migration `m20261204_000013_msp_revision`); read, never written, by Consentry.
+const REVISION: &str = "revision";
+
+/// An MSP tenant and its revision, read in one statement.
+struct MspAtRevision {
+    msp: msp_tenant::Model,
+    revision: i64,
+}
+
+impl FromQueryResult for MspAtRevision {
+    fn from_query_result(row: &QueryResult, prefix: &str) -> Result<Self, DbErr> {
+        Ok(Self {
+            msp: msp_tenant::Model::from_query_result(row, prefix)?,
+            revision: row.try_get(prefix, REVISION)?,
         })
     }
 }

@@ -968,7 +968,11 @@ mod tests {
             max_response_bytes: 2 * 1024 * 1024,
         };
         Schema::build(Query, async_graphql::EmptyMutation, Subscriptions)
-            .extension(Operations::new(limits, Arc::new(Metrics::new())))
+            .extension(Operations::new(
+                limits.clone(),
+                Arc::new(Metrics::new()),
+                limits.budgets(),
+            ))
             .finish()
     }
 

@@ -29,7 +29,7 @@ impl Budget {
 }
 
 /// The budgets of every MSP, and the log of their refusals.
-pub(crate) struct Budgets {
+pub struct Budgets {
     /// `None` when mutations are not limited.
     mutations: Option<Budget>,
     /// `None` when queries are not limited.

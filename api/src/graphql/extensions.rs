@@ -66,14 +66,11 @@ pub(crate) struct Operations {
 }
 
 impl Operations {
-    pub(crate) fn new(limits: super::Limits, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(limits: super::Limits, metrics: Arc<Metrics>, budgets: Arc<Budgets>) -> Self {
         Self {
             metrics,
             query_timeout: limits.query_timeout,
-            budgets: Arc::new(Budgets::new(
-                limits.mutations_per_minute,
-                limits.queries_per_minute,
-            )),
+            budgets,
             max_response_bytes: limits.max_response_bytes,
             abstract_types: Arc::default(),
         }
@@ -307,6 +304,11 @@ impl Extension for Operation {
             return Err(with_code(error, "UNAUTHENTICATED"));
         }
         self.select(self.types(ctx), &document, variables, authenticated);
+        if let (Some(seen), Some(op)) =
+            (ctx.data_opt::<Arc<super::SeenOperation>>(), self.selected())
+        {
+            seen.set(&op.name, op.kind);
+        }
         Ok(document)
     }
 

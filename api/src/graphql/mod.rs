@@ -1,6 +1,7 @@
 //! The GraphQL API: schema, roots, types (views built from domain values), DataLoaders.
 
 mod answer;
+mod answer_cache;
 mod answer_size;
 mod budgets;
 mod error;
@@ -18,7 +19,9 @@ use std::sync::Arc;
 use async_graphql::{Schema, SchemaBuilder};
 use sea_orm::DatabaseConnection;
 
+pub use answer_cache::{AnswerCache, Kept, SeenOperation};
 pub use answer_size::ResponseCap;
+pub use budgets::Budgets;
 pub use error::{code_of, gql_error};
 pub use ids::{GlobalId, IdKind};
 pub use loaders::Loaders;
@@ -77,6 +80,17 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Each MSP's budgets of mutations and queries, shared by the schema and the answer
+    /// cache (a reused answer is a query all the same).
+    pub fn budgets(&self) -> Arc<Budgets> {
+        Arc::new(Budgets::new(
+            self.mutations_per_minute,
+            self.queries_per_minute,
+        ))
+    }
+}
+
+impl Limits {
     pub fn from_settings(settings: &crate::Settings) -> Self {
         Self {
             mutations_per_minute: settings.msp_mutations_per_minute,
@@ -108,9 +122,14 @@ pub fn schema(
     consents: Consents,
     bus: Bus,
     limits: Limits,
+    budgets: Arc<Budgets>,
 ) -> AppSchema {
     builder()
-        .extension(extensions::Operations::new(limits, metrics.clone()))
+        .extension(extensions::Operations::new(
+            limits,
+            metrics.clone(),
+            budgets,
+        ))
         .data(metrics)
         .data(db)
         .data(consents)

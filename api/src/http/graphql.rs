@@ -1,7 +1,7 @@
 //! GraphQL over HTTP (`POST /graphql`, `GET /graphql` for queries) and over WebSocket
 //! (`/graphql/ws`). Transport rules live here; the schema does the rest.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use async_graphql::parser::{
     parse_query,
@@ -16,7 +16,11 @@ use axum::{
 use serde::Serialize;
 
 use super::error_response;
-use crate::{app::AppState, auth::AuthError, graphql::Loaders};
+use crate::{
+    app::AppState,
+    auth::AuthError,
+    graphql::{Kept, Loaders, SeenOperation},
+};
 
 /// Largest accepted request body (checklist 57).
 pub const MAX_BODY_BYTES: usize = 100 * 1024;
@@ -248,23 +252,43 @@ async fn execute(
 ) -> Response {
     // Every statement of this request, authentication included, is counted for
     // `consentry_graphql_operation_db_statements` (no N+1 goes unnoticed).
+    let started = std::time::Instant::now();
     let (db, statements) = crate::db::counted(&state.db);
-    let viewer = match headers.get(header::AUTHORIZATION) {
-        None => None,
+    let (viewer, revision) = match headers.get(header::AUTHORIZATION) {
+        None => (None, 0),
         Some(value) => {
             let value = value.to_str().unwrap_or_default();
-            match state.auth.authenticate(&db, value).await {
-                Ok(viewer) => Some(viewer),
+            match state.auth.authenticate_at_revision(&db, value).await {
+                Ok((viewer, revision)) => (Some(viewer), revision),
                 Err(error) => return auth_error_response(&error),
             }
         }
     };
-    let mut request = request.data(Loaders::new(&db)).data(db).data(statements);
-    if let Some(viewer) = viewer {
-        // Shared, as on WebSockets (see `graphql::query::viewer`).
-        request = request.data(std::sync::Arc::new(viewer));
-    }
-    let response = state.schema.execute(request).await;
+    // An answer kept at the MSP's current revision is the answer (`graphql::AnswerCache`).
+    let lookup = viewer
+        .as_ref()
+        .and_then(|viewer| state.answers.lookup(viewer, revision, &request));
+    let kept = match (&lookup, &viewer) {
+        (Some(lookup), Some(viewer)) => state.answers.answer(lookup, viewer, started),
+        _ => None,
+    };
+    let seen = Arc::new(SeenOperation::default());
+    let response = match kept {
+        Some(Kept::Answer(body)) => return answer(StatusCode::OK, format, body, None),
+        Some(Kept::Refused(refusal)) => async_graphql::Response::from_errors(vec![refusal]),
+        None => {
+            let mut request = request
+                .data(Loaders::new(&db))
+                .data(db)
+                .data(statements)
+                .data(seen.clone());
+            if let Some(viewer) = viewer {
+                // Shared, as on WebSockets (see `graphql::query::viewer`).
+                request = request.data(Arc::new(viewer));
+            }
+            state.schema.execute(request).await
+        }
+    };
     // An error before execution (parsing, validation, limits) leaves no `data` at all.
     let request_error = response.data == async_graphql::Value::Null
         && !response.errors.is_empty()
@@ -311,6 +335,18 @@ async fn execute(
             "cannot encode the response",
         );
     };
+    let body = Bytes::from(body);
+    if let Some(lookup) = lookup
+        && status == StatusCode::OK
+        && !request_error
+    {
+        state.answers.keep(lookup, &seen, &response, &body);
+    }
+    answer(status, format, body, retry_after)
+}
+
+/// The HTTP answer: the body in the negotiated media type, never stored by shared caches.
+fn answer(status: StatusCode, format: Format, body: Bytes, retry_after: Option<u64>) -> Response {
     let content_type = match format {
         Format::Json => "application/json",
         Format::GraphqlResponseJson => GRAPHQL_RESPONSE_JSON,

@@ -80,6 +80,7 @@ pub struct Metrics {
     operation_statements: Family<OperationLabels, Histogram, fn() -> Histogram>,
     callbacks: Family<OutcomeLabels, Counter>,
     sweeps: Family<OutcomeLabels, Counter>,
+    answer_cache: Family<OutcomeLabels, Counter>,
     subscriptions: Gauge,
     known_operations: Mutex<HashSet<String>>,
 }
@@ -146,6 +147,12 @@ impl Metrics {
             "Background sweep actions (link_expired, callback_interrupted, tile_reverified, flow_deleted, event_outbox_pruned, sweep_failed)",
             sweeps.clone(),
         );
+        let answer_cache = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "graphql_answer_cache_lookups",
+            "Lookups of kept answers by outcome (hit; miss: none kept; stale: kept before the MSP's last change)",
+            answer_cache.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
@@ -165,6 +172,7 @@ impl Metrics {
             operation_statements,
             callbacks,
             sweeps,
+            answer_cache,
             subscriptions,
             known_operations: Mutex::new(HashSet::new()),
         }
@@ -309,6 +317,15 @@ impl Metrics {
                 outcome: action.to_owned(),
             })
             .inc_by(count);
+    }
+
+    /// Counts one lookup of a kept answer by outcome (`hit`, `miss`, `stale`).
+    pub fn answer_cache(&self, outcome: &str) {
+        self.answer_cache
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts an open subscription until the returned guard is dropped.

@@ -35,6 +35,8 @@ pub(crate) struct Bench {
     token_keys: String,
     /// What an idle WebSocket costs with axum's defaults (measured once, when first needed).
     default_socket_cost: OnceCell<f64>,
+    /// The Node.js peer, or why it is not measured (prepared when first needed).
+    node_peer: OnceCell<Result<crate::peer::NodePeer, String>>,
 }
 
 impl Bench {
@@ -61,6 +63,7 @@ impl Bench {
                 .expose_secret()
                 .to_owned(),
             default_socket_cost: OnceCell::new(),
+            node_peer: OnceCell::new(),
         })
     }
 
@@ -120,7 +123,7 @@ impl Bench {
     }
 
     /// A new empty database on `backend`.
-    async fn database(&self, backend: Backend, name: &str) -> anyhow::Result<Database> {
+    pub(crate) async fn database(&self, backend: Backend, name: &str) -> anyhow::Result<Database> {
         match backend {
             Backend::Sqlite => Ok(Database::sqlite(self.work.path(), name)),
             Backend::Postgres => {
@@ -218,6 +221,32 @@ impl Bench {
         let port = free_port()?;
         let env = self.environment(db, port, None);
         Server::start(name, &[], &["baseline"], &env, port, self.work.path()).await
+    }
+
+    /// Starts the Node.js peer over the SQLite database `db`, or says why it cannot.
+    async fn node_peer(&self, name: &str, db: &Database) -> anyhow::Result<Result<Server, String>> {
+        let peer = self
+            .node_peer
+            .get_or_init(|| {
+                crate::peer::NodePeer::prepare(
+                    self.options
+                        .node_peer_dir
+                        .clone()
+                        .unwrap_or_else(crate::peer::default_dir),
+                    !self.options.no_npm_install,
+                )
+            })
+            .await;
+        let peer = match peer {
+            Ok(peer) => peer,
+            Err(why) => return Ok(Err(why.clone())),
+        };
+        let path = db
+            .sqlite_path()
+            .context("the Node peer reads an SQLite database")?;
+        Ok(Ok(peer
+            .start(name, &path, crate::seed::MSP, self.work.path())
+            .await?))
     }
 
     /// A simulated tenant, a database on `backend` with one client of it, and the client's
