@@ -87,6 +87,9 @@ pub enum Scenario {
     /// Target 7: the worst operation Consentry accepts, alone and 32 at once: resident memory
     /// and `/healthz` meanwhile.
     WorstOperation,
+    /// Target 9: paging through MSPs of 100, 1,000 and 10,000 clients: statements and time
+    /// per page, and the plans of the status and name filters.
+    Paging,
 }
 
 impl Options {

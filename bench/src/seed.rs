@@ -20,7 +20,12 @@ pub(crate) const MSP: &str = "bench";
 
 /// Registers the MSP and returns an admin of it.
 pub(crate) async fn admin(db: &DatabaseConnection) -> anyhow::Result<Viewer> {
-    let (msp, _) = api::domain::msp::ensure(db, MSP, Some("Benchmark MSP"))
+    admin_of(db, MSP).await
+}
+
+/// Registers MSP `msp` and returns an admin of it.
+pub(crate) async fn admin_of(db: &DatabaseConnection, msp: &str) -> anyhow::Result<Viewer> {
+    let (msp, _) = api::domain::msp::ensure(db, msp, Some("Benchmark MSP"))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Viewer {
@@ -33,12 +38,17 @@ pub(crate) async fn admin(db: &DatabaseConnection) -> anyhow::Result<Viewer> {
 
 /// A caller token for the MSP's admin, valid for a day.
 pub(crate) fn token(secret: &str) -> anyhow::Result<String> {
+    token_of(secret, MSP)
+}
+
+/// A caller token for MSP `msp`'s admin, valid for a day.
+pub(crate) fn token_of(secret: &str, msp: &str) -> anyhow::Result<String> {
     let now = chrono::Utc::now().timestamp();
     api::auth::mint_hs256(
         &SecretString::from(secret.to_owned()),
         &CallerClaims {
             sub: "consentry-bench".to_owned(),
-            msp: Some(MSP.to_owned()),
+            msp: Some(msp.to_owned()),
             roles: OneOrMany::Many(vec!["admin".to_owned()]),
             iss: api::config::DEFAULT_HS256_ISSUER.to_owned(),
             aud: OneOrMany::One(api::config::DEFAULT_HS256_AUDIENCE.to_owned()),
@@ -97,6 +107,52 @@ pub(crate) async fn dashboard(
     Ok(ids)
 }
 
+/// `clients` clients of MSP `msp`, each with two delegated consents, written in bulk (a
+/// transaction per 500 clients, which keeps each statement under SQLite's 32,766 bound
+/// parameters): the rows `dashboard` writes, without its audit trail.
+pub(crate) async fn many(db: &DatabaseConnection, msp: &str, clients: usize) -> anyhow::Result<()> {
+    use sea_orm::TransactionTrait;
+    let now = chrono::Utc::now();
+    for chunk in (0..clients).collect::<Vec<_>>().chunks(500) {
+        let txn = db.begin().await?;
+        let mut rows = Vec::new();
+        let mut tiles = Vec::new();
+        let mut consents = Vec::new();
+        for &i in chunk {
+            let id = Uuid::now_v7();
+            let name = format!("Client {i:05}");
+            rows.push(entity::client::ActiveModel {
+                id: Set(id),
+                msp_id: Set(msp.to_owned()),
+                name_key: Set(api::domain::validate::name_key(&name)),
+                name: Set(name),
+                domain: Set(Some(format!("client{i:05}.example.com"))),
+                azure_tenant_id: Set(None),
+                created_by: Set("consentry-bench".to_owned()),
+                created_at: Set(now),
+                updated_at: Set(now),
+            });
+            tiles.push(api::domain::tile::initial(id, now));
+            for user in 0..2 {
+                let mut consent = consent_row(id, i, user);
+                consent.msp_id = Set(msp.to_owned());
+                consents.push(consent);
+            }
+        }
+        entity::client::Entity::insert_many(rows)
+            .exec_without_returning(&txn)
+            .await?;
+        graph_api_tile::Entity::insert_many(tiles)
+            .exec_without_returning(&txn)
+            .await?;
+        delegated_consent::Entity::insert_many(consents)
+            .exec_without_returning(&txn)
+            .await?;
+        txn.commit().await?;
+    }
+    Ok(())
+}
+
 async fn shape_tile(db: &DatabaseConnection, client_id: Uuid, shape: usize) -> anyhow::Result<()> {
     let Some(tile) = graph_api_tile::Entity::find_by_id(client_id)
         .one(db)
@@ -145,6 +201,11 @@ async fn consent(
     client: usize,
     user: usize,
 ) -> anyhow::Result<()> {
+    consent_row(client_id, client, user).insert(db).await?;
+    Ok(())
+}
+
+fn consent_row(client_id: Uuid, client: usize, user: usize) -> delegated_consent::ActiveModel {
     let now = chrono::Utc::now();
     delegated_consent::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -177,7 +238,4 @@ async fn consent(
         id_token_subject: Set(None),
         refreshing_until: Set(None),
     }
-    .insert(db)
-    .await?;
-    Ok(())
 }

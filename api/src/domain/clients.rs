@@ -12,7 +12,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, JoinType,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait, SqlErr,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait, SelectTwo, SqlErr,
     sea_query::{Expr, ExprTrait, LikeExpr},
 };
 use serde_json::{Value, json};
@@ -348,26 +348,7 @@ pub async fn list(
     after: Option<&Cursor>,
 ) -> Result<Page> {
     let first = first.clamp(1, MAX_PAGE_SIZE);
-    let mut query = client::Entity::find()
-        .find_also_related(graph_api_tile::Entity)
-        .filter(scope(viewer, filter)?);
-    if let Some(after) = after {
-        query = query.filter(
-            Condition::any()
-                .add(client::Column::NameKey.gt(after.name_key.clone()))
-                .add(
-                    Condition::all()
-                        .add(client::Column::NameKey.eq(after.name_key.clone()))
-                        .add(client::Column::Id.gt(after.id)),
-                ),
-        );
-    }
-    let mut rows = query
-        .order_by_asc(client::Column::NameKey)
-        .order_by_asc(client::Column::Id)
-        .limit(first + 1)
-        .all(db)
-        .await?;
+    let mut rows = list_query(viewer, filter, first, after)?.all(db).await?;
     let has_next_page = rows.len() as u64 > first;
     rows.truncate(first as usize);
     let items = rows
@@ -379,6 +360,39 @@ pub async fn list(
         items,
         has_next_page,
     })
+}
+
+/// The statement behind [`list`]: the viewer's scope and the filter, after the cursor, in
+/// name order, one row more than the page to tell whether another follows.
+///
+/// The cursor's condition is written `name_key >= k AND (name_key > k OR id > i)` rather
+/// than the equivalent `name_key > k OR (name_key = k AND id > i)`: its first term bounds a
+/// range of the (msp_id, name_key) index, so each page reads its own rows and no earlier
+/// ones, whatever page it is (the README shows the plans).
+pub fn list_query(
+    viewer: &Viewer,
+    filter: &ClientFilter,
+    first: u64,
+    after: Option<&Cursor>,
+) -> Result<SelectTwo<client::Entity, graph_api_tile::Entity>> {
+    let mut query = client::Entity::find()
+        .find_also_related(graph_api_tile::Entity)
+        .filter(scope(viewer, filter)?);
+    if let Some(after) = after {
+        query = query.filter(
+            Condition::all()
+                .add(client::Column::NameKey.gte(after.name_key.clone()))
+                .add(
+                    Condition::any()
+                        .add(client::Column::NameKey.gt(after.name_key.clone()))
+                        .add(client::Column::Id.gt(after.id)),
+                ),
+        );
+    }
+    Ok(query
+        .order_by_asc(client::Column::NameKey)
+        .order_by_asc(client::Column::Id)
+        .limit(first.clamp(1, MAX_PAGE_SIZE) + 1))
 }
 
 /// How many clients match the filter (ignoring pagination).

@@ -5,6 +5,7 @@ mod callbacks;
 mod cross_instance;
 mod dashboard;
 mod footprint;
+mod paging;
 mod subscribers;
 mod worst;
 
@@ -78,6 +79,7 @@ impl Bench {
             Scenario::WorstOperation => {
                 (7, "worst operation", &[Backend::Sqlite, Backend::Postgres])
             }
+            Scenario::Paging => (9, "paging", &[Backend::Sqlite, Backend::Postgres]),
         };
         let mut rows = Vec::new();
         for &backend in backends {
@@ -94,6 +96,7 @@ impl Bench {
                 Scenario::Callbacks => callbacks::run(self, backend).await,
                 Scenario::Footprint => footprint::run(self, backend).await,
                 Scenario::WorstOperation => worst::run(self, backend).await,
+                Scenario::Paging => paging::run(self, backend).await,
             };
             match result {
                 Ok(measured) => rows.extend(measured),
@@ -197,8 +200,24 @@ impl Bench {
         db: &Database,
         simulator: Option<&Simulator>,
     ) -> anyhow::Result<Server> {
+        self.consentry_with(name, db, simulator, &[]).await
+    }
+
+    /// Starts Consentry on `db` with these settings besides the run's.
+    async fn consentry_with(
+        &self,
+        name: &str,
+        db: &Database,
+        simulator: Option<&Simulator>,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         let port = free_port()?;
-        let env = self.environment(db, port, simulator);
+        let mut env = self.environment(db, port, simulator);
+        env.extend(
+            settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let wrap: Vec<&str> = self
             .options
             .wrap
