@@ -200,6 +200,40 @@ pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
 }
 
+/// CPU time of every PostgreSQL process on this machine (server and backends), by pid: what
+/// the database spends, on a machine where it serves this run alone.
+pub(crate) fn postgres_cpu() -> std::collections::HashMap<u32, Duration> {
+    let mut cpu = std::collections::HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return cpu;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "postgres"
+            && let Ok(time) = cpu_time(pid)
+        {
+            cpu.insert(pid, time);
+        }
+    }
+    cpu
+}
+
+/// PostgreSQL's CPU time since `before` (of [`postgres_cpu`]): what its processes spent since,
+/// backends started meanwhile included.
+pub(crate) fn postgres_cpu_since(before: &std::collections::HashMap<u32, Duration>) -> Duration {
+    postgres_cpu()
+        .iter()
+        .map(|(pid, now)| now.saturating_sub(before.get(pid).copied().unwrap_or_default()))
+        .sum()
+}
+
 /// Lets a freshly started or freshly loaded server settle (allocator, lazy statics) before
 /// its memory is read.
 pub(crate) async fn settle() {

@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 pub enum Outcome {
     Pass,
     Miss,
+    /// A figure reported for its trend, with no target to meet.
+    Tracked,
     /// Not measured here, and why (e.g. PostgreSQL unreachable).
     Skipped(String),
     /// The scenario failed: a correctness check, a server that did not start.
@@ -16,7 +18,8 @@ pub enum Outcome {
 /// One line of the table.
 #[derive(Clone, Debug)]
 pub struct Row {
-    /// The target's number (1–6: issue 8's; 7: issue 16's worst operation).
+    /// The target's number (1–6: issue 8's; 7: issue 16's worst operation; 8, 9: issue 17's
+    /// Node peer and paging).
     pub target: u8,
     pub measure: String,
     pub backend: &'static str,
@@ -60,6 +63,13 @@ impl Row {
     pub(crate) fn goal(mut self, goal: impl Into<String>, met: bool) -> Self {
         self.goal = goal.into();
         self.outcome = if met { Outcome::Pass } else { Outcome::Miss };
+        self
+    }
+
+    /// A figure without a target: reported, never judged.
+    pub(crate) fn tracked(mut self) -> Self {
+        self.goal = "tracked".to_owned();
+        self.outcome = Outcome::Tracked;
         self
     }
 
@@ -119,6 +129,7 @@ impl Report {
             let result = match &row.outcome {
                 Outcome::Pass => "pass".to_owned(),
                 Outcome::Miss => "**MISS**".to_owned(),
+                Outcome::Tracked => "tracked".to_owned(),
                 Outcome::Skipped(why) => format!("skipped: {why}"),
                 Outcome::Error(error) => format!("**ERROR**: {}", error.replace('|', "/")),
             };
@@ -182,6 +193,7 @@ mod tests {
                 .goal("≤ 250 ms", false),
             Row::new(4, "p99", "PostgreSQL").error(&anyhow::anyhow!("a|b")),
             Row::new(4, "p99", "PostgreSQL").skipped("unreachable"),
+            Row::new(5, "CPU", "SQLite").value("2 ms").tracked(),
         ]);
         assert_eq!(report.misses(), 1);
         assert_eq!(report.errors(), 1);
@@ -197,5 +209,9 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("skipped: unreachable"), "{table}");
+        assert!(
+            table.contains("| 5 | CPU | SQLite | 2 ms |  |  | tracked | tracked |"),
+            "{table}"
+        );
     }
 }

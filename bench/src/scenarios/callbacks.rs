@@ -1,9 +1,14 @@
 //! Target 5: the admin-consent callback — state lookup, verification against the simulator,
-//! commit, publish — at 100 concurrent callbacks, against the same callback one at a time.
-//! Its own time is the handler's, as its `Server-Timing` reports it: from the request reaching
-//! the handler to the answer, less the time spent waiting for Microsoft. What the browser
-//! waited, less Microsoft's share, is shown beside it: it adds the connection, the request's
-//! parsing and the bench's own scheduling (its runtime also runs the simulator).
+//! commit, publish — in bursts of 100 concurrent callbacks. Every callback of every burst must
+//! succeed and authorise its tile (the target). Issue 17 retired its latency target (a human
+//! clicks each consent; the burst arithmetic on two shared cores cannot meet 25 ms), so the
+//! burst's cost is tracked, not judged: CPU per callback, the server's and the database's
+//! (PostgreSQL's processes; SQLite's work is in the server's), and the callback's own time
+//! against the same callback one at a time. Its own time is the handler's, as its
+//! `Server-Timing` reports it: from the request reaching the handler to the answer, less the
+//! time spent waiting for Microsoft. What the browser waited, less Microsoft's share, is shown
+//! beside it: it adds the connection, the request's parsing and the bench's own scheduling
+//! (its runtime also runs the simulator).
 
 use std::time::{Duration, Instant};
 
@@ -95,7 +100,9 @@ pub(super) async fn run(bench: &Bench, backend: Backend) -> anyhow::Result<Vec<R
     }
     let mut together = Samples::default();
     let mut browser_saw = Samples::default();
+    let (mut failed, mut first_failure) = (0, None);
     let cpu_before = server.cpu()?;
+    let database_before = crate::process::postgres_cpu();
     for burst in links[alone..].chunks(concurrent) {
         let results = join_all(
             burst
@@ -104,40 +111,71 @@ pub(super) async fn run(bench: &Bench, backend: Backend) -> anyhow::Result<Vec<R
         )
         .await;
         for own in results {
-            let own = own?;
-            together.push(own.handler);
-            browser_saw.push(own.browser);
+            match own {
+                Ok(own) => {
+                    together.push(own.handler);
+                    browser_saw.push(own.browser);
+                }
+                Err(error) => {
+                    failed += 1;
+                    first_failure.get_or_insert(error);
+                }
+            }
         }
     }
-    let cpu_per_callback = server.cpu()?.saturating_sub(cpu_before) / (concurrent * rounds) as u32;
+    let bursts = (concurrent * rounds) as u32;
+    let cpu_per_callback = server.cpu()?.saturating_sub(cpu_before) / bursts;
+    let database_per_callback = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(crate::process::postgres_cpu_since(&database_before) / bursts),
+    };
     server.stop().await;
+    if let Some(error) = &first_failure {
+        eprintln!("{failed} callbacks of the bursts failed; the first: {error:#}");
+    }
 
     let authorised = graph_api_tile::Entity::find()
         .filter(graph_api_tile::Column::Status.eq(GraphApiStatus::Authorised))
         .count(&connection)
         .await?;
     connection.close().await?;
-    if authorised != total as u64 {
+    if failed == 0 && authorised != total as u64 {
         bail!("{authorised} of {total} tiles were authorised by their callbacks");
     }
 
     let p99 = together.p99();
+    let database = match database_per_callback {
+        Some(cpu) => format!("PostgreSQL {}", ms(cpu)),
+        None => "SQLite's, in the server's".to_owned(),
+    };
     Ok(vec![
         Row::new(
             5,
-            &format!("admin-consent callback, own time, p99 at {concurrent} concurrent"),
+            &format!("{concurrent} concurrent admin-consent callbacks, {rounds} bursts: failures"),
             backend.label(),
         )
         .value(format!(
-            "{} (p50 {}; as the browser saw it {}; server CPU {} per callback)",
+            "{failed} of {} (tiles authorised: {authorised} of {total})",
+            concurrent * rounds
+        ))
+        .goal("none", failed == 0),
+        Row::new(
+            5,
+            &format!(
+                "admin-consent callback at {concurrent} concurrent: CPU per callback, own time"
+            ),
+            backend.label(),
+        )
+        .value(format!(
+            "server {} + database {database}; own time p99 {} (p50 {}; as the browser saw it {})",
+            ms(cpu_per_callback),
             ms(p99),
             ms(together.p50()),
             ms(browser_saw.p99()),
-            ms(cpu_per_callback)
         ))
         .baseline(format!("{} (one at a time)", ms(one_at_a_time.p99())))
         .ratio(ratio(p99.as_secs_f64(), one_at_a_time.p99().as_secs_f64()))
-        .goal("≤ 25 ms", p99 <= Duration::from_millis(25)),
+        .tracked(),
     ])
 }
 

@@ -3,8 +3,14 @@
 //! same JSON from the same SQL (2), and at least five times that of the Node.js peer —
 //! graphql-yoga, better-sqlite3 and DataLoader — answering the same JSON (8).
 //!
-//! The servers take turns, round after round (Consentry, baseline, peer, three rounds), so a
-//! slow patch of the machine hits each alike; each throughput is the median of its rounds.
+//! Consentry keeps answers while nothing of the MSP changes (its answer cache), so the load,
+//! one query asked again and again, is mostly answered from memory. The same server with its
+//! cache off is measured beside it (tracked, without a target): every query read from the
+//! database, the cost of the first read after each change.
+//!
+//! The servers take turns, round after round (Consentry, Consentry without its cache,
+//! baseline, peer, three rounds), so a slow patch of the machine hits each alike; each
+//! throughput is the median of its rounds.
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -44,6 +50,15 @@ pub(super) async fn run(bench: &Bench, backend: Backend) -> anyhow::Result<Vec<R
     connection.close().await?;
 
     let consentry = bench.consentry("dashboard-consentry", &db, None).await?;
+    // The same server with its answer cache off: every query read from the database.
+    let uncached_server = bench
+        .consentry_with(
+            "dashboard-consentry-uncached",
+            &db,
+            None,
+            &[("CONSENTRY_ANSWER_CACHE_BYTES", "0")],
+        )
+        .await?;
     let baseline = bench.baseline("dashboard-baseline", &db).await?;
     let token = bench.token()?;
     let http = reqwest::Client::new();
@@ -93,9 +108,18 @@ pub(super) async fn run(bench: &Bench, backend: Backend) -> anyhow::Result<Vec<R
         format!("{}/graphql", baseline.base),
         query("Dashboard", 100),
     );
+    let uncached_request = request(
+        format!("{}/graphql", uncached_server.base),
+        query("Dashboard", 100),
+    );
     let graphql_answer = graphql.send(&http).await?;
     let plain_answer = plain.send(&http).await?;
     same_answer("the baseline", &graphql_answer, &plain_answer)?;
+    same_answer(
+        "Consentry without its answer cache",
+        &graphql_answer,
+        &uncached_request.send(&http).await?,
+    )?;
 
     // The peer reads SQLite: on PostgreSQL it gets an SQLite database seeded alike.
     let peer_db = match backend {
@@ -122,9 +146,13 @@ pub(super) async fn run(bench: &Bench, backend: Backend) -> anyhow::Result<Vec<R
 
     let round = bench.options.measure_for() / 2;
     let (mut graphql_rates, mut plain_rates, mut peer_rates) = (vec![], vec![], vec![]);
+    let mut uncached_rates = vec![];
     for _ in 0..ROUNDS {
         graphql_rates
             .push(load::throughput(&graphql, CONNECTIONS, round, graphql_answer.len()).await?);
+        uncached_rates.push(
+            load::throughput(&uncached_request, CONNECTIONS, round, graphql_answer.len()).await?,
+        );
         plain_rates.push(load::throughput(&plain, CONNECTIONS, round, plain_answer.len()).await?);
         if let Some(peer_request) = &peer_request {
             peer_rates.push(
@@ -163,12 +191,34 @@ pub(super) async fn run(bench: &Bench, backend: Backend) -> anyhow::Result<Vec<R
         Err(why) => against_peer.skipped(why.clone()),
     };
 
+    let uncached_rate = crate::stats::median(&mut uncached_rates);
+    let uncached = {
+        let row = Row::new(
+            8,
+            "dashboard throughput with the answer cache off (every query from the database)",
+            backend.label(),
+        )
+        .value(format!("{uncached_rate:.0} req/s"));
+        match &peer {
+            Ok(_) => {
+                let peer_rate = crate::stats::median(&mut peer_rates.clone());
+                row.baseline(format!("{peer_rate:.0} req/s (Node peer)"))
+                    .ratio(crate::stats::ratio(uncached_rate, peer_rate))
+            }
+            Err(_) => row
+                .baseline(format!("{plain_rate:.0} req/s (plain axum)"))
+                .ratio(crate::stats::ratio(uncached_rate, plain_rate)),
+        }
+        .tracked()
+    };
+
     consentry.stop().await;
+    uncached_server.stop().await;
     baseline.stop().await;
     if let Ok(peer) = peer {
         peer.stop().await;
     }
-    Ok(vec![statements, throughput, against_peer])
+    Ok(vec![statements, throughput, against_peer, uncached])
 }
 
 /// A server compared with Consentry must answer exactly what Consentry answers, or its

@@ -170,6 +170,10 @@ impl Bench {
                 "0".to_owned(),
             ),
             (
+                "CONSENTRY_MSP_MUTATIONS_PER_MINUTE".to_owned(),
+                "0".to_owned(),
+            ),
+            (
                 "CONSENTRY_WS_CONNECTIONS_PER_CALLER".to_owned(),
                 "0".to_owned(),
             ),
