@@ -22,19 +22,8 @@ const DASHBOARD: &str = "query Dashboard { clients(first: 100) { edges { node {
 
 /// `consentry_graphql_answer_cache_lookups_total{outcome="…"}` on `app`'s `/metrics`.
 async fn lookups(app: &TestApp, outcome: &str) -> u64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let series = format!("consentry_graphql_answer_cache_lookups_total{{outcome=\"{outcome}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .map_or(0, |n| n.trim().parse().unwrap())
+    let series = format!("consentry_graphql_answer_cache_lookups_total{{outcome=\"{outcome}\"}}");
+    app.metric(&series).await.unwrap_or(0.0) as u64
 }
 
 /// The answer's raw bytes, as the server wrote them.

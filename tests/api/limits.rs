@@ -170,7 +170,7 @@ backend_tests! {
         app.http.request(odd, app.url("/healthz")).send().await.unwrap();
         let caller = app.caller("msp-a", &["viewer"]).await;
         caller.run("query Dashboard { clients { totalCount } }", json!({})).await.data();
-        let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let metrics = app.metrics().await;
         assert!(!metrics.contains("Minted"), "an anonymous caller minted a label");
         assert!(!metrics.contains("Invalid"), "an anonymous caller minted a label");
         assert!(metrics.contains(r#"operation="(unauthenticated)""#), "{metrics}");

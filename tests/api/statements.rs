@@ -11,23 +11,12 @@ const DASHBOARD: &str = "{ clients(first: FIRST) { edges { node { name graphApiT
 
 /// The statements the named operation ran (its only run), from `/metrics`.
 async fn statements_of(app: &TestApp, operation: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!(
-        "consentry_graphql_operation_db_statements_sum{{operation=\"{operation}\",kind=\"query\"}} "
+    let series = format!(
+        "consentry_graphql_operation_db_statements_sum{{operation=\"{operation}\",kind=\"query\"}}"
     );
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no statement count for {operation}:\n{text}"))
-        .parse()
-        .unwrap()
+    app.metric(&series)
+        .await
+        .unwrap_or_else(|| panic!("no statement count for {operation}"))
 }
 
 backend_tests! {

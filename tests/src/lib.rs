@@ -428,6 +428,29 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// The server's `/metrics`, as Prometheus text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one series of `/metrics`, named with its labels exactly as the server
+    /// writes them (`name{label="…"}`); `None` while the server has not written it.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let prefix = format!("{series} ");
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map(|value| value.trim().parse().unwrap())
+    }
+
     /// Registers an MSP tenant (as `consentry msp add` would).
     pub async fn register_msp(&self, id: &str) {
         api::domain::msp::ensure(&self.db, id, None).await.unwrap();
