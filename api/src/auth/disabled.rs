@@ -32,11 +32,18 @@ impl DisabledMsps {
     }
 
     /// Completes once a re-read finds the MSP disabled.
-    pub fn until_disabled(&self, msp_id: String) -> impl Future<Output = ()> + Send + 'static {
+    pub fn until_disabled(
+        &self,
+        msp_id: impl AsRef<str> + Send + Sync + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let mut ids = self.ids.subscribe();
         async move {
             // The sender lives as long as the application: an error means it is going away.
-            if ids.wait_for(|ids| ids.contains(&msp_id)).await.is_err() {
+            if ids
+                .wait_for(|ids| ids.contains(msp_id.as_ref()))
+                .await
+                .is_err()
+            {
                 std::future::pending::<()>().await;
             }
         }

@@ -34,6 +34,7 @@ use super::{
     answer::{Answer, Types},
     answer_size::{self, AnswerSize, ResponseCap},
     budgets::{Budgets, Charge},
+    compact,
     limits::{self, Limit},
 };
 use crate::http::metrics::Metrics;
@@ -237,9 +238,11 @@ impl Extension for Operation {
     }
 
     /// Parses the document and holds it to the limits of its shape (checklist 52–56, 97),
-    /// before anything else looks at it; lowers the answer's budget to the transport's own;
-    /// and gives every operation its own DataLoaders (and so its own cache) when the transport
-    /// did not: operations over the WebSocket share one connection but never a cache.
+    /// before anything else looks at it (a subscription's is then compacted: its subscribers
+    /// keep it); lowers the answer's budget to the transport's own; and gives every query and
+    /// mutation its own DataLoaders (and so its own cache) when the transport did not:
+    /// operations over the WebSocket share one connection but never a cache. A subscription
+    /// gets none: each event's lists are read for that event (`Loaders::of`).
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -252,7 +255,7 @@ impl Extension for Operation {
         // The document is parsed here, and held to the limits of its shape, before
         // async-graphql's own walks: those expand every fragment where it is spread, which a
         // few hundred bytes of fragments can make take hours.
-        let document =
+        let mut document =
             async_graphql::parser::parse_query(&request.query).map_err(|error| match error {
                 async_graphql::parser::Error::RecursionLimitExceeded => {
                     Limit::Nesting.refusal(format!(
@@ -263,6 +266,10 @@ impl Extension for Operation {
                 error => with_code(error.into(), "GRAPHQL_PARSE_FAILED"),
             })?;
         limits::check_document(&document)?;
+        let subscription = compact::subscribes(&document);
+        if subscription {
+            compact::compact(&mut document);
+        }
         request.set_parsed_query(document);
         if let Some(cap) = ctx.data_opt::<ResponseCap>() {
             self.size.cap(cap.0);
@@ -270,7 +277,10 @@ impl Extension for Operation {
         let missing = !request
             .data
             .contains_key(&std::any::TypeId::of::<super::Loaders>());
-        if missing && let Ok(db) = ctx.data::<sea_orm::DatabaseConnection>() {
+        if missing
+            && !subscription
+            && let Ok(db) = ctx.data::<sea_orm::DatabaseConnection>()
+        {
             request.data.insert(super::Loaders::new(db));
         }
         next.run(ctx, request).await

@@ -33,6 +33,21 @@ impl std::fmt::Debug for Loaders {
 }
 
 impl Loaders {
+    /// The operation's loaders or, in a subscription's event, loaders of this one resolution,
+    /// kept in `own`. A subscription has none of its own: a cache kept for as long as the
+    /// subscription would answer a later event with the lists of an earlier one, and each
+    /// subscriber would hold the loaders while idle.
+    pub(crate) fn of<'a>(
+        ctx: &async_graphql::Context<'a>,
+        own: &'a mut Option<Loaders>,
+    ) -> Result<&'a Loaders, domain::Error> {
+        if let Some(loaders) = ctx.data_opt::<Loaders>() {
+            return Ok(loaders);
+        }
+        let db = super::query::database(ctx)?;
+        Ok(own.insert(Loaders::new(db)))
+    }
+
     pub fn new(db: &DatabaseConnection) -> Self {
         Self {
             db: db.clone(),

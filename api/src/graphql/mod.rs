@@ -4,6 +4,7 @@ mod answer;
 mod answer_cache;
 mod answer_size;
 mod budgets;
+mod compact;
 mod error;
 mod extensions;
 mod ids;

@@ -44,10 +44,13 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// with 1008. Queries and mutations sent over the socket do not count: they end by themselves.
 pub const MAX_SUBSCRIPTIONS: usize = 32;
 /// The read buffer of each socket. tungstenite zero-fills its whole read buffer on the first
-/// read, so axum's default (128 KiB) makes every idle subscriber resident for 128 KiB;
-/// clients send a few small messages, and a larger one still arrives whole (the buffer grows
-/// for it, up to `MAX_MESSAGE_BYTES`).
-pub const READ_BUFFER_BYTES: usize = 1024;
+/// read, so axum's default (128 KiB) makes every idle subscriber resident for 128 KiB.
+/// Clients send a few small messages, and a larger one still arrives whole: the buffer grows
+/// to each frame's length, up to `MAX_MESSAGE_BYTES`. Under 1 KiB on purpose: once a frame
+/// has been split off the buffer, `bytes` replaces it with one of at least the first buffer's
+/// size rounded to a power of two when that was 1 KiB or more, and with one of only what the
+/// next frame needs when it was less — so an idle subscriber keeps a few bytes, not 1 KiB.
+pub const READ_BUFFER_BYTES: usize = 256;
 /// Most bytes queued for one slow subscriber before its connection fails: a socket that takes
 /// nothing cannot hold more than this (events are also dropped for it after
 /// `SUBSCRIBER_BUFFER` and it is told to resync).
@@ -85,9 +88,9 @@ type Goodbye = (u16, &'static str);
 pub struct SocketLimits {
     /// Most connections one caller may hold open; `None`: no cap.
     max_connections: Option<NonZeroU32>,
-    open: Mutex<HashMap<String, u32>>,
+    open: Mutex<HashMap<Arc<str>, u32>>,
     /// Messages each caller may send per minute; `None`: no limit.
-    messages: Option<governor::DefaultKeyedRateLimiter<String>>,
+    messages: Option<governor::DefaultKeyedRateLimiter<Arc<str>>>,
     refusals: RefusalLog,
 }
 
@@ -104,23 +107,31 @@ impl SocketLimits {
         }
     }
 
-    /// Counts one more connection of `caller` until the guard drops; `None` when the caller
-    /// already holds as many as allowed.
-    fn connect(self: &Arc<Self>, caller: &str) -> Option<OpenConnection> {
+    /// Counts one more connection of the caller (`subject` of `msp_id`) until the last part
+    /// of it drops; the caller's key when it already holds as many as allowed.
+    fn connect(self: &Arc<Self>, msp_id: &str, subject: &str) -> Result<Arc<Connection>, String> {
+        // A caller is one `sub` of one MSP (MSP ids have no spaces).
+        let key = format!("{msp_id} {subject}");
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let held = open.get(caller).copied().unwrap_or(0);
+        let (caller, held) = match open.get_key_value(key.as_str()) {
+            Some((caller, held)) => (caller.clone(), *held),
+            None => (Arc::from(key.as_str()), 0),
+        };
         if self.max_connections.is_some_and(|max| held >= max.get()) {
-            return None;
+            return Err(key);
         }
-        open.insert(caller.to_owned(), held + 1);
-        Some(OpenConnection {
+        open.insert(caller.clone(), held + 1);
+        Ok(Arc::new(Connection {
             limits: self.clone(),
-            caller: caller.into(),
-        })
+            caller,
+            msp_len: msp_id.len(),
+            operations: Mutex::default(),
+            refused: OnceLock::new(),
+        }))
     }
 
     /// Whether `caller` may send one more message now.
-    fn message(&self, caller: &String) -> bool {
+    fn message(&self, caller: &Arc<str>) -> bool {
         self.messages
             .as_ref()
             .is_none_or(|limiter| limiter.check_key(caller).is_ok())
@@ -149,14 +160,39 @@ impl SocketLimits {
     }
 }
 
-/// One open connection of a caller, counted in [`SocketLimits`] until dropped.
+/// One open connection of a caller, counted in [`SocketLimits`] until its last part (the task,
+/// the gate, the watch on what the server sends) drops. One allocation that the parts share:
+/// every idle subscriber keeps it.
 #[derive(Debug)]
-struct OpenConnection {
+struct Connection {
     limits: Arc<SocketLimits>,
-    caller: Box<str>,
+    /// The caller's key in [`SocketLimits`]: `"{msp_id} {sub}"`, shared with its other
+    /// connections.
+    caller: Arc<str>,
+    /// How much of `caller` is the MSP's id.
+    msp_len: usize,
+    /// The operations in flight; the server's `complete` or `error` ends them too.
+    operations: Mutex<Operations>,
+    /// Why the gate ended the connection, if it did.
+    refused: OnceLock<Goodbye>,
 }
 
-impl Drop for OpenConnection {
+impl Connection {
+    fn msp_id(&self) -> &str {
+        &self.caller[..self.msp_len]
+    }
+}
+
+/// A connection's MSP, for the watch on its being disabled.
+struct MspOf(Arc<Connection>);
+
+impl AsRef<str> for MspOf {
+    fn as_ref(&self) -> &str {
+        self.0.msp_id()
+    }
+}
+
+impl Drop for Connection {
     fn drop(&mut self) {
         let mut open = self.limits.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(held) = open.get_mut(&*self.caller) {
@@ -206,65 +242,59 @@ async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebS
     let (mut sink, mut stream) = (*socket).split();
     // Boxed: the handshake's futures (parsing, a database lookup) are large, and a future's
     // size is that of its largest state — inline, every idle subscriber would keep them.
+    // The caller comes shared: a future keeps room for each of its locals, moved or not.
     let Some((init, viewer)) = Box::pin(handshake(&state, &mut sink, &mut stream)).await else {
         return;
     };
-    // A caller is one `sub` of one MSP (MSP ids have no spaces).
-    let caller = format!("{} {}", viewer.msp_id(), viewer.subject);
-    let Some(_open) = state.sockets.connect(&caller) else {
-        let goodbye = (
-            close::TRY_AGAIN_LATER,
-            "Too many connections: close one of yours first",
-        );
-        state.sockets.log_refusal(&caller, goodbye);
-        close_with(&mut sink, goodbye.0, goodbye.1).await;
-        return;
+    let connection = match state.sockets.connect(viewer.msp_id(), &viewer.subject) {
+        Ok(connection) => connection,
+        Err(caller) => {
+            let goodbye = (
+                close::TRY_AGAIN_LATER,
+                "Too many connections: close one of yours first",
+            );
+            state.sockets.log_refusal(&caller, goodbye);
+            close_with(&mut sink, goodbye.0, goodbye.1).await;
+            return;
+        }
     };
     let expires_at = viewer.expires_at;
     let schema = state.schema.clone();
     let stopping = state.draining.stopping();
     let disabled = state
         .disabled_msps
-        .until_disabled(viewer.msp_id().to_owned());
-    let sockets = state.sockets.clone();
-    let operations = Arc::new(Mutex::new(Operations::default()));
+        .until_disabled(MspOf(connection.clone()));
     let gate = Gate {
-        msp_id: viewer.msp_id().to_owned(),
-        caller: caller.clone(),
+        connection: connection.clone(),
         expires_at,
         db: state.db.clone(),
         disabled_msps: state.disabled_msps.clone(),
-        sockets: sockets.clone(),
-        operations: operations.clone(),
     };
     // Nothing else of the state is needed for as long as the subscriber stays.
     drop(state);
     let mut data = Data::default();
-    data.insert(Arc::new(viewer));
+    data.insert(viewer);
     data.insert(crate::graphql::ResponseCap(MAX_RESPONSE_BYTES));
     // async-graphql sees the same connection_init again and acknowledges it. Boxed:
     // async-graphql keeps the stream it is given twice over, as given and as it wraps it.
-    let refused = Arc::new(OnceLock::<Goodbye>::new());
     let input = stream::once(std::future::ready(Ok(Message::Text(init.into())))).chain(stream);
-    let gated = stream::unfold(
-        (input, gate, refused.clone()),
-        |(mut input, mut gate, refused)| async move {
-            let message = input.next().await?;
-            match gate.admit(&message).await {
-                Ok(()) => Some((message, (input, gate, refused))),
-                Err(goodbye) => {
-                    let _ = refused.set(goodbye);
-                    None
-                }
+    let gated = stream::unfold((input, gate), |(mut input, mut gate)| async move {
+        let message = input.next().await?;
+        match gate.admit(&message).await {
+            Ok(()) => Some((message, (input, gate))),
+            Err(goodbye) => {
+                let _ = gate.connection.refused.set(goodbye);
+                None
             }
-        },
-    )
+        }
+    })
     .boxed();
     // What the server sends is watched for operations it ended. The sink is lent, so that a
     // goodbye can still be sent when the server stops or the token expires.
+    let watching = connection.clone();
     let watched = (&mut sink).with(move |message: Message| {
         if let Message::Text(text) = &message {
-            ended(&operations, text);
+            ended(&watching.operations, text);
         }
         std::future::ready(Ok::<_, axum::Error>(message))
     });
@@ -274,14 +304,16 @@ async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebS
     // Checklist 72: the connection ends when the caller's token does.
     let left = (expires_at - Utc::now()).to_std().unwrap_or_default();
     let goodbye = tokio::select! {
-        () = serve => refused.get().copied().inspect(|refusal| sockets.log_refusal(&caller, *refusal)),
+        () = serve => connection.refused.get().copied().inspect(|refusal| {
+            connection.limits.log_refusal(&connection.caller, *refusal);
+        }),
         () = tokio::time::sleep(left) => {
             tracing::info!("a subscriber's token expired; its connection is closed");
             Some((close::FORBIDDEN, "Forbidden: the token expired; reconnect with a new one"))
         }
         // Checklist 99: within a re-check interval of the MSP being disabled.
         () = disabled => {
-            sockets.log_refusal(&caller, MSP_DISABLED);
+            connection.limits.log_refusal(&connection.caller, MSP_DISABLED);
             Some(MSP_DISABLED)
         }
         () = stopping => Some((close::GOING_AWAY, "Consentry is shutting down; reconnect")),
@@ -295,15 +327,10 @@ const MSP_DISABLED: Goodbye = (close::FORBIDDEN, "Forbidden: your MSP tenant is 
 
 /// What every message from the caller passes before async-graphql sees it.
 struct Gate {
-    msp_id: String,
-    /// The caller's key in [`SocketLimits`].
-    caller: String,
+    connection: Arc<Connection>,
     expires_at: DateTime<Utc>,
     db: DatabaseConnection,
     disabled_msps: DisabledMsps,
-    sockets: Arc<SocketLimits>,
-    /// The connection's operations in flight; the server's `complete` or `error` ends them too.
-    operations: Arc<Mutex<Operations>>,
 }
 
 /// The operations in flight on one connection, by id: a handful at most, so a list (smaller
@@ -319,6 +346,8 @@ impl Operations {
         if self.0.iter().any(|(open, _)| &**open == id) {
             return Err((close::ID_IN_USE, "Subscriber for this id already exists"));
         }
+        // Exactly: an idle subscriber keeps this list, and a push would make room for four.
+        self.0.reserve_exact(1);
         self.0.push((id.into(), subscription));
         if self
             .0
@@ -357,7 +386,7 @@ impl Gate {
             // socket.
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_)) | Err(_) => return Ok(()),
         };
-        if !self.sockets.message(&self.caller) {
+        if !self.connection.limits.message(&self.connection.caller) {
             return Err((
                 close::TRY_AGAIN_LATER,
                 "Too many messages: slow down (CONSENTRY_WS_MESSAGES_PER_MINUTE)",
@@ -382,17 +411,22 @@ impl Gate {
                 }
                 // Boxed: the lookup's future is large, and the gate's stream keeps room for
                 // its largest state for as long as the subscriber stays.
-                let enabled =
-                    Box::pin(self.disabled_msps.still_enabled(&self.db, &self.msp_id)).await;
+                let enabled = Box::pin(
+                    self.disabled_msps
+                        .still_enabled(&self.db, self.connection.msp_id()),
+                )
+                .await;
                 if !enabled {
                     return Err(MSP_DISABLED);
                 }
                 let subscription = subscribes(parsed.get("payload"));
-                let mut open = self.operations.lock().unwrap_or_else(|p| p.into_inner());
+                let mut open =
+                    (self.connection.operations.lock()).unwrap_or_else(|p| p.into_inner());
                 open.start(id, subscription)?;
             }
             Some("complete" | "stop") => {
-                let mut open = self.operations.lock().unwrap_or_else(|p| p.into_inner());
+                let mut open =
+                    (self.connection.operations.lock()).unwrap_or_else(|p| p.into_inner());
                 open.end(id);
             }
             _ => {}
@@ -460,7 +494,7 @@ async fn handshake(
     state: &AppState,
     sink: &mut Sink,
     stream: &mut Stream,
-) -> Option<(String, crate::auth::Viewer)> {
+) -> Option<(String, Arc<crate::auth::Viewer>)> {
     let init = match tokio::time::timeout(INIT_TIMEOUT, first_text(stream)).await {
         Err(_) => {
             close_with(
@@ -505,7 +539,7 @@ async fn handshake(
         return None;
     };
     match state.auth.authenticate(&state.db, authorization).await {
-        Ok(viewer) => Some((init, viewer)),
+        Ok(viewer) => Some((init, Arc::new(viewer))),
         Err(error) => {
             close_with(sink, close::FORBIDDEN, &format!("Forbidden: {error}")).await;
             None

@@ -35,7 +35,9 @@ fn resync() -> async_graphql::Error {
 }
 
 /// The events of the viewer's clients (or of one MSP's, or of one client), as `map` turns
-/// them into items. `what` names the subscription in the audit trail.
+/// them into items. `what` names the subscription in the audit trail. Resolvers box its
+/// future: async-graphql keeps room for the resolver's future beside the stream it returns, for
+/// as long as the subscriber stays.
 async fn events<T, F>(
     ctx: &Context<'_>,
     what: &'static str,
@@ -69,6 +71,14 @@ where
         }
         None => None,
     };
+    // On the heap: the stream keeps room for what it holds inline for as long as the
+    // subscriber stays, and most subscriptions name nothing.
+    let named = (msp_id.is_some() || only.is_some()).then(|| {
+        Box::new(Named {
+            msp_id,
+            client_id: only,
+        })
+    });
     let bus = ctx
         .data::<Bus>()
         .map_err(|e| Error::Internal(anyhow::anyhow!("schema without a bus: {}", e.message)))?;
@@ -95,8 +105,7 @@ where
                 Delivery::Resync => Some(Err(resync())),
                 Delivery::Event(event) => {
                     let visible = access::sight(&viewer, &event.msp_id).is_some()
-                        && msp_id.as_ref().is_none_or(|msp| *msp == event.msp_id)
-                        && only.is_none_or(|id| id == event.client_id)
+                        && named.as_ref().is_none_or(|named| named.sees(event))
                         // Checklist 72: a token that has expired gets nothing more.
                         && viewer.expires_at > chrono::Utc::now();
                     if visible {
@@ -112,6 +121,19 @@ where
     Ok(stream)
 }
 
+/// The MSP or the client a subscriber named.
+struct Named {
+    msp_id: Option<String>,
+    client_id: Option<Uuid>,
+}
+
+impl Named {
+    fn sees(&self, event: &crate::events::Event) -> bool {
+        self.msp_id.as_ref().is_none_or(|msp| *msp == event.msp_id)
+            && self.client_id.is_none_or(|id| id == event.client_id)
+    }
+}
+
 #[Subscription]
 impl SubscriptionRoot {
     /// Every change of a Graph API tile: one client's (`clientId`), one MSP's (`mspId`: the
@@ -123,7 +145,7 @@ impl SubscriptionRoot {
         msp_id: Option<String>,
         client_id: Option<ID>,
     ) -> Result<impl Stream<Item = Result<GraphApiTile>>> {
-        events(
+        Box::pin(events(
             ctx,
             "graphApiTileChanged",
             msp_id,
@@ -132,7 +154,7 @@ impl SubscriptionRoot {
                 Change::GraphApiTile(tile) => Some(GraphApiTile(tile.clone())),
                 _ => None,
             },
-        )
+        ))
         .await
     }
 
@@ -144,7 +166,7 @@ impl SubscriptionRoot {
         msp_id: Option<String>,
         client_id: Option<ID>,
     ) -> Result<impl Stream<Item = Result<DelegatedConsent>>> {
-        events(
+        Box::pin(events(
             ctx,
             "delegatedConsentChanged",
             msp_id,
@@ -153,7 +175,7 @@ impl SubscriptionRoot {
                 Change::DelegatedConsent(consent) => Some(DelegatedConsent(consent.clone())),
                 _ => None,
             },
-        )
+        ))
         .await
     }
 
@@ -164,7 +186,7 @@ impl SubscriptionRoot {
         msp_id: Option<String>,
         client_id: Option<ID>,
     ) -> Result<impl Stream<Item = Result<ServicePrincipalRequest>>> {
-        events(
+        Box::pin(events(
             ctx,
             "servicePrincipalRequestChanged",
             msp_id,
@@ -175,7 +197,7 @@ impl SubscriptionRoot {
                 }
                 _ => None,
             },
-        )
+        ))
         .await
     }
 }

@@ -73,7 +73,8 @@ impl Client {
         >,
     ) -> Result<Vec<DelegatedConsent>> {
         let first = page_size(first.unwrap_or(20))?;
-        let loaders = ctx.data::<Loaders>()?;
+        let mut own = None;
+        let loaders = Loaders::of(ctx, &mut own)?;
         Ok(loaders
             .lists()
             .delegated_consents
@@ -97,7 +98,8 @@ impl Client {
         >,
     ) -> Result<Vec<ServicePrincipalRequest>> {
         let first = page_size(first.unwrap_or(20))?;
-        let loaders = ctx.data::<Loaders>()?;
+        let mut own = None;
+        let loaders = Loaders::of(ctx, &mut own)?;
         Ok(loaders
             .lists()
             .service_principal_requests
@@ -161,7 +163,8 @@ impl ClientConnection {
     /// One query per per-client list the page selects (no N+1, whatever the page size).
     async fn prime(&self, ctx: &Context<'_>, client: &async_graphql::Lookahead<'_>) -> Result<()> {
         let ids: Vec<_> = self.page.items.iter().map(|v| v.client.id).collect();
-        ctx.data::<Loaders>()?
+        let mut own = None;
+        Loaders::of(ctx, &mut own)?
             .prime(
                 &ids,
                 client.field("delegatedConsents").exists(),
