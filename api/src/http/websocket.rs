@@ -280,7 +280,9 @@ async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebS
     let input = stream::once(std::future::ready(Ok(Message::Text(init.into())))).chain(stream);
     let gated = stream::unfold((input, gate), |(mut input, mut gate)| async move {
         let message = input.next().await?;
-        match gate.admit(&message).await {
+        // Boxed: the unfold keeps room for its largest state for as long as the subscriber
+        // stays, and a message to check comes rarely (a subscribe, a complete, a ping).
+        match Box::pin(gate.admit(&message)).await {
             Ok(()) => Some((message, (input, gate))),
             Err(goodbye) => {
                 let _ = gate.connection.refused.set(goodbye);
@@ -409,13 +411,9 @@ impl Gate {
                         "Forbidden: the token expired; reconnect with a new one",
                     ));
                 }
-                // Boxed: the lookup's future is large, and the gate's stream keeps room for
-                // its largest state for as long as the subscriber stays.
-                let enabled = Box::pin(
-                    self.disabled_msps
-                        .still_enabled(&self.db, self.connection.msp_id()),
-                )
-                .await;
+                let enabled = (self.disabled_msps)
+                    .still_enabled(&self.db, self.connection.msp_id())
+                    .await;
                 if !enabled {
                     return Err(MSP_DISABLED);
                 }
