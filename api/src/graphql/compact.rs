@@ -12,12 +12,18 @@ use async_graphql::{
     },
 };
 
-/// Whether the document holds a subscription (only those are compacted).
-pub(crate) fn subscribes(document: &ExecutableDocument) -> bool {
-    document
-        .operations
-        .iter()
-        .any(|(_, op)| op.node.ty == OperationType::Subscription)
+/// Whether the operation that runs (`name`, or the document's only one) is a subscription:
+/// only those are compacted and run without DataLoaders, and the WebSocket counts them.
+pub(crate) fn subscribes(document: &ExecutableDocument, name: Option<&str>) -> bool {
+    let ty = match (&document.operations, name) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    ty == Some(OperationType::Subscription)
 }
 
 /// Gives every list of the document exactly the room it uses. The document's nesting is
@@ -127,7 +133,7 @@ mod tests {
     #[test]
     fn a_compacted_document_is_the_same_document_with_no_spare_room() {
         let parsed = parse_query(SUBSCRIPTION).unwrap();
-        assert!(subscribes(&parsed));
+        assert!(subscribes(&parsed, None));
         assert!(
             lists(&parsed).iter().any(|(room, len)| room > len),
             "the parser left no spare room: this test no longer shows anything"
@@ -141,10 +147,17 @@ mod tests {
     }
 
     #[test]
-    fn queries_and_mutations_are_not_subscriptions() {
-        assert!(!subscribes(&parse_query("{ viewer { subject } }").unwrap()));
+    fn only_a_subscription_that_runs_counts() {
+        let query = |text: &str| parse_query(text).unwrap();
+        assert!(!subscribes(&query("{ viewer { subject } }"), None));
         assert!(!subscribes(
-            &parse_query("mutation { verifyGraphApi(clientId: \"x\") { id } }").unwrap()
+            &query("mutation { verifyGraphApi(clientId: \"x\") { id } }"),
+            None
         ));
+        let both =
+            query("query Q { viewer { subject } } subscription S { graphApiTileChanged { id } }");
+        assert!(subscribes(&both, Some("S")));
+        assert!(!subscribes(&both, Some("Q")));
+        assert!(!subscribes(&both, None), "no operation runs");
     }
 }

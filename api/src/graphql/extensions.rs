@@ -266,7 +266,7 @@ impl Extension for Operation {
                 error => with_code(error.into(), "GRAPHQL_PARSE_FAILED"),
             })?;
         limits::check_document(&document)?;
-        let subscription = compact::subscribes(&document);
+        let subscription = compact::subscribes(&document, request.operation_name.as_deref());
         if subscription {
             compact::compact(&mut document);
         }

@@ -4,7 +4,7 @@ mod answer;
 mod answer_cache;
 mod answer_size;
 mod budgets;
-mod compact;
+pub(crate) mod compact;
 mod error;
 mod extensions;
 mod ids;

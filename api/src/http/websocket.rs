@@ -16,11 +16,7 @@ use std::{
     time::Duration,
 };
 
-use async_graphql::{
-    Data,
-    http::ALL_WEBSOCKET_PROTOCOLS,
-    parser::types::{DocumentOperations, OperationType},
-};
+use async_graphql::{Data, http::ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
     extract::{
@@ -453,18 +449,8 @@ fn subscribes(payload: Option<&serde_json::Value>) -> bool {
     let name = payload
         .and_then(|p| p.get("operationName"))
         .and_then(|n| n.as_str());
-    let Ok(document) = async_graphql::parser::parse_query(query) else {
-        return false;
-    };
-    let ty = match (&document.operations, name) {
-        (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| op.node.ty)
-        }
-        (DocumentOperations::Multiple(_), None) => None,
-    };
-    ty == Some(OperationType::Subscription)
+    async_graphql::parser::parse_query(query)
+        .is_ok_and(|document| crate::graphql::compact::subscribes(&document, name))
 }
 
 /// Forgets an operation the server ended: its stream completed, or it failed (the protocol
