@@ -123,11 +123,11 @@ pub(super) async fn run(bench: &Bench, backend: Backend) -> anyhow::Result<Vec<R
             }
         }
     }
-    let bursts = (concurrent * rounds) as u32;
-    let cpu_per_callback = server.cpu()?.saturating_sub(cpu_before) / bursts;
+    let callbacks = (concurrent * rounds) as u32;
+    let cpu_per_callback = server.cpu()?.saturating_sub(cpu_before) / callbacks;
     let database_per_callback = match backend {
         Backend::Sqlite => None,
-        Backend::Postgres => Some(crate::process::postgres_cpu_since(&database_before) / bursts),
+        Backend::Postgres => Some(crate::process::postgres_cpu_since(&database_before) / callbacks),
     };
     server.stop().await;
     if let Some(error) = &first_failure {

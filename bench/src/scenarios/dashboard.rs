@@ -178,9 +178,13 @@ pub(super) async fn run(bench: &Bench, backend: Backend) -> anyhow::Result<Vec<R
         "dashboard throughput, Consentry vs Node.js peer (graphql-yoga, better-sqlite3, DataLoader; SQLite)",
         backend.label(),
     );
-    let against_peer = match &peer {
-        Ok(_) => {
-            let peer_rate = crate::stats::median(&mut peer_rates);
+    let peer_rate = match &peer {
+        Ok(_) => Ok(crate::stats::median(&mut peer_rates)),
+        Err(why) => Err(why.clone()),
+    };
+    let against_peer = match &peer_rate {
+        Ok(peer_rate) => {
+            let peer_rate = *peer_rate;
             let ratio = crate::stats::ratio(graphql_rate, peer_rate);
             against_peer
                 .value(format!("{graphql_rate:.0} req/s"))
@@ -199,12 +203,10 @@ pub(super) async fn run(bench: &Bench, backend: Backend) -> anyhow::Result<Vec<R
             backend.label(),
         )
         .value(format!("{uncached_rate:.0} req/s"));
-        match &peer {
-            Ok(_) => {
-                let peer_rate = crate::stats::median(&mut peer_rates.clone());
-                row.baseline(format!("{peer_rate:.0} req/s (Node peer)"))
-                    .ratio(crate::stats::ratio(uncached_rate, peer_rate))
-            }
+        match peer_rate {
+            Ok(peer_rate) => row
+                .baseline(format!("{peer_rate:.0} req/s (Node peer)"))
+                .ratio(crate::stats::ratio(uncached_rate, peer_rate)),
             Err(_) => row
                 .baseline(format!("{plain_rate:.0} req/s (plain axum)"))
                 .ratio(crate::stats::ratio(uncached_rate, plain_rate)),
