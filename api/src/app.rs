@@ -66,8 +66,9 @@ pub struct AppState {
 }
 
 /// The server's stop, as long-lived connections see it: HTTP requests are drained by axum,
-/// but an upgraded WebSocket is no longer axum's, so each subscriber watches this signal,
-/// says goodbye (close code 1001) and is counted out before the process exits.
+/// but an upgraded WebSocket is no longer axum's, so each subscriber is told by
+/// [`SocketLimits::going_away`], says goodbye (close code 1001) and is counted out here
+/// before the process exits.
 #[derive(Clone, Debug)]
 pub struct Draining {
     signal: Arc<tokio::sync::watch::Sender<bool>>,
@@ -341,13 +342,16 @@ impl Application {
                 self.state.clone(),
                 settings.rights_recheck_interval,
             )),
+            tokio::spawn(crate::sweeps::sockets(self.state.clone())),
         ];
         let draining = self.state.draining.clone();
         let begin = {
             let draining = draining.clone();
+            let sockets = self.state.sockets.clone();
             async move {
                 shutdown.await;
                 draining.begin();
+                sockets.going_away();
             }
         };
         let served = axum::serve(without_nagle(self.listener), router)

@@ -60,7 +60,7 @@ pub async fn flows(state: AppState, interval: Duration) {
 }
 
 /// Re-reads which MSP tenants are disabled every `interval` — open WebSockets of a disabled
-/// MSP close (checklist 99) — and forgets the message rates of quiet WebSocket callers.
+/// MSP close at once (checklist 99) — and forgets the message rates of quiet WebSocket callers.
 pub async fn rights(state: AppState, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -70,7 +70,19 @@ pub async fn rights(state: AppState, interval: Duration) {
             tracing::warn!(%error, "cannot re-read which MSP tenants are disabled; retrying at the next interval");
             state.metrics.sweep("sweep_failed", 1);
         }
+        (state.sockets).sweep(domain::now(), &state.disabled_msps.current());
         state.sockets.forget_idle();
+    }
+}
+
+/// Closes the WebSockets whose token has expired, or whose MSP was disabled at the last
+/// re-read, every `SWEEP_INTERVAL` (checklist 72, 99).
+pub async fn sockets(state: AppState) {
+    let mut ticker = tokio::time::interval(crate::http::websocket::SWEEP_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        (state.sockets).sweep(domain::now(), &state.disabled_msps.current());
     }
 }
 

@@ -2,9 +2,10 @@
 //! are disabled. HTTP requests look their MSP up every time; an open WebSocket re-reads it
 //! before each new operation, and watches this instance's list — re-read from the database
 //! every `CONSENTRY_RIGHTS_RECHECK_INTERVAL`, so a change made by any instance or by
-//! `consentry msp disable` reaches every instance — to close when its MSP is disabled.
+//! `consentry msp disable` reaches every instance — and is closed by the sweep that follows
+//! each re-read when its MSP is disabled.
 
-use std::{collections::BTreeSet, future::Future, sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
@@ -31,22 +32,9 @@ impl DisabledMsps {
         self.ids.borrow().contains(msp_id)
     }
 
-    /// Completes once a re-read finds the MSP disabled.
-    pub fn until_disabled(
-        &self,
-        msp_id: impl AsRef<str> + Send + Sync + 'static,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        let mut ids = self.ids.subscribe();
-        async move {
-            // The sender lives as long as the application: an error means it is going away.
-            if ids
-                .wait_for(|ids| ids.contains(msp_id.as_ref()))
-                .await
-                .is_err()
-            {
-                std::future::pending::<()>().await;
-            }
-        }
+    /// The list as last re-read.
+    pub fn current(&self) -> Arc<BTreeSet<String>> {
+        self.ids.borrow().clone()
     }
 
     /// Re-reads the list from the database.

@@ -7,12 +7,18 @@
 //! Every message the caller sends then passes a gate (checklist 72, 73, 99): the caller's
 //! message rate, its MSP still enabled and its token unexpired before each new operation, and
 //! at most `MAX_SUBSCRIPTIONS` subscriptions open at once. The connection closes when its
-//! token expires, when its MSP is disabled (at the next re-check), or when the server stops.
+//! token expires (within `SWEEP_INTERVAL`), when its MSP is disabled (at the next re-check),
+//! or when the server stops.
+//!
+//! An idle subscriber waits on one thing only: its connection's `ended`. What ends it from the
+//! outside — the token's expiry, the MSP's being disabled, the server's stop — is found by
+//! [`SocketLimits`], which keeps a list of the open connections and sweeps it, so that no
+//! subscriber keeps a timer and two watches of its own (a few hundred bytes each time).
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     num::NonZeroU32,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex, OnceLock, Weak},
     time::Duration,
 };
 
@@ -30,7 +36,13 @@ use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt, stream};
 use sea_orm::DatabaseConnection;
 
+use tokio::sync::Notify;
+
 use crate::{app::AppState, auth::DisabledMsps, refusal_log::RefusalLog};
+
+/// How often [`SocketLimits::sweep`] runs: a connection closes at most this long after its
+/// token expires.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long a client may take to send `connection_init`.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -78,6 +90,13 @@ mod close {
 /// Why the server closes a connection: a close code and its reason.
 type Goodbye = (u16, &'static str);
 
+const MSP_DISABLED: Goodbye = (close::FORBIDDEN, "Forbidden: your MSP tenant is disabled");
+const TOKEN_EXPIRED: Goodbye = (
+    close::FORBIDDEN,
+    "Forbidden: the token expired; reconnect with a new one",
+);
+const GOING_AWAY: Goodbye = (close::GOING_AWAY, "Consentry is shutting down; reconnect");
+
 /// Each caller's WebSocket connections and message rate on this instance (checklist 73). A
 /// caller is one `sub` of one MSP.
 #[derive(Debug)]
@@ -88,6 +107,17 @@ pub struct SocketLimits {
     /// Messages each caller may send per minute; `None`: no limit.
     messages: Option<governor::DefaultKeyedRateLimiter<Arc<str>>>,
     refusals: RefusalLog,
+    /// The open connections, for [`Self::sweep`] and [`Self::going_away`].
+    live: Mutex<Live>,
+}
+
+/// The open connections of this instance. Dropped ones stay listed (a pointer each) until the
+/// next sweep.
+#[derive(Debug, Default)]
+struct Live {
+    connections: Vec<Weak<Connection>>,
+    /// The server is stopping: a connection that comes now is told so at once.
+    stopping: bool,
 }
 
 impl SocketLimits {
@@ -100,12 +130,18 @@ impl SocketLimits {
                 governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute))
             }),
             refusals: RefusalLog::default(),
+            live: Mutex::default(),
         }
     }
 
     /// Counts one more connection of the caller (`subject` of `msp_id`) until the last part
     /// of it drops; the caller's key when it already holds as many as allowed.
-    fn connect(self: &Arc<Self>, msp_id: &str, subject: &str) -> Result<Arc<Connection>, String> {
+    fn connect(
+        self: &Arc<Self>,
+        msp_id: &str,
+        subject: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Arc<Connection>, String> {
         // A caller is one `sub` of one MSP (MSP ids have no spaces).
         let key = format!("{msp_id} {subject}");
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
@@ -117,13 +153,54 @@ impl SocketLimits {
             return Err(key);
         }
         open.insert(caller.clone(), held + 1);
-        Ok(Arc::new(Connection {
+        drop(open);
+        let connection = Arc::new(Connection {
             limits: self.clone(),
             caller,
             msp_len: msp_id.len(),
+            expires_at,
             operations: Mutex::default(),
-            refused: OnceLock::new(),
-        }))
+            goodbye: OnceLock::new(),
+            ended: Notify::new(),
+        });
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.connections.push(Arc::downgrade(&connection));
+        if live.stopping {
+            connection.end(GOING_AWAY);
+        }
+        Ok(connection)
+    }
+
+    /// Ends the connections whose token has expired by `now` or whose MSP is in `disabled`
+    /// (checklist 72, 99), and forgets the ones that have closed. Runs every
+    /// `SWEEP_INTERVAL`, and at once after each re-read of the disabled MSPs.
+    pub fn sweep(&self, now: DateTime<Utc>, disabled: &BTreeSet<String>) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.connections.retain(|connection| {
+            let Some(connection) = connection.upgrade() else {
+                return false;
+            };
+            if connection.expires_at <= now {
+                connection.end(TOKEN_EXPIRED);
+            } else if disabled.contains(connection.msp_id()) {
+                connection.end(MSP_DISABLED);
+            }
+            true
+        });
+        // A burst of subscribers that has gone should not leave its room behind.
+        if live.connections.capacity() > 2 * live.connections.len() + 64 {
+            live.connections.shrink_to_fit();
+        }
+    }
+
+    /// Tells every connection, and every one that comes from now on, that the server is
+    /// stopping (close code 1001).
+    pub fn going_away(&self) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.stopping = true;
+        for connection in live.connections.iter().filter_map(Weak::upgrade) {
+            connection.end(GOING_AWAY);
+        }
     }
 
     /// Whether `caller` may send one more message now.
@@ -167,24 +244,27 @@ struct Connection {
     caller: Arc<str>,
     /// How much of `caller` is the MSP's id.
     msp_len: usize,
+    /// When the caller's token expires.
+    expires_at: DateTime<Utc>,
     /// The operations in flight; the server's `complete` or `error` ends them too.
     operations: Mutex<Operations>,
-    /// Why the gate ended the connection, if it did.
-    refused: OnceLock<Goodbye>,
+    /// Why the server ends the connection, once it does: the first reason wins.
+    goodbye: OnceLock<Goodbye>,
+    /// Wakes the connection's task when something outside it ends the connection.
+    ended: Notify,
 }
 
 impl Connection {
     fn msp_id(&self) -> &str {
         &self.caller[..self.msp_len]
     }
-}
 
-/// A connection's MSP, for the watch on its being disabled.
-struct MspOf(Arc<Connection>);
-
-impl AsRef<str> for MspOf {
-    fn as_ref(&self) -> &str {
-        self.0.msp_id()
+    /// Ends the connection with `goodbye`, unless it is already ending for another reason.
+    fn end(&self, goodbye: Goodbye) {
+        if self.goodbye.set(goodbye).is_ok() {
+            // One waiter, the connection's task; a permit is kept if it is not waiting yet.
+            self.ended.notify_one();
+        }
     }
 }
 
@@ -242,7 +322,8 @@ async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebS
     let Some((init, viewer)) = Box::pin(handshake(&state, &mut sink, &mut stream)).await else {
         return;
     };
-    let connection = match state.sockets.connect(viewer.msp_id(), &viewer.subject) {
+    let connected = (state.sockets).connect(viewer.msp_id(), &viewer.subject, viewer.expires_at);
+    let connection = match connected {
         Ok(connection) => connection,
         Err(caller) => {
             let goodbye = (
@@ -254,15 +335,14 @@ async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebS
             return;
         }
     };
-    let expires_at = viewer.expires_at;
+    // Checklist 99: an MSP found disabled by a re-read whose sweep ran before this connection
+    // was listed.
+    if state.disabled_msps.contains(connection.msp_id()) {
+        connection.end(MSP_DISABLED);
+    }
     let schema = state.schema.clone();
-    let stopping = state.draining.stopping();
-    let disabled = state
-        .disabled_msps
-        .until_disabled(MspOf(connection.clone()));
     let gate = Gate {
         connection: connection.clone(),
-        expires_at,
         db: state.db.clone(),
         disabled_msps: state.disabled_msps.clone(),
     };
@@ -281,7 +361,7 @@ async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebS
         match Box::pin(gate.admit(&message)).await {
             Ok(()) => Some((message, (input, gate))),
             Err(goodbye) => {
-                let _ = gate.connection.refused.set(goodbye);
+                let _ = gate.connection.goodbye.set(goodbye);
                 None
             }
         }
@@ -299,34 +379,26 @@ async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebS
     let serve = GraphQLWebSocket::new_with_pair(watched, gated, schema, protocol)
         .with_data(data)
         .serve();
-    // Checklist 72: the connection ends when the caller's token does.
-    let left = (expires_at - Utc::now()).to_std().unwrap_or_default();
-    let goodbye = tokio::select! {
-        () = serve => connection.refused.get().copied().inspect(|refusal| {
-            connection.limits.log_refusal(&connection.caller, *refusal);
-        }),
-        () = tokio::time::sleep(left) => {
-            tracing::info!("a subscriber's token expired; its connection is closed");
-            Some((close::FORBIDDEN, "Forbidden: the token expired; reconnect with a new one"))
-        }
-        // Checklist 99: within a re-check interval of the MSP being disabled.
-        () = disabled => {
-            connection.limits.log_refusal(&connection.caller, MSP_DISABLED);
-            Some(MSP_DISABLED)
-        }
-        () = stopping => Some((close::GOING_AWAY, "Consentry is shutting down; reconnect")),
-    };
-    if let Some((code, reason)) = goodbye {
-        close_with(&mut sink, code, reason).await;
+    // The gate ends `serve` when it refuses a message; the sweeps and the server's stop end
+    // the connection from outside (checklist 72, 99).
+    tokio::select! {
+        () = serve => {}
+        () = connection.ended.notified() => {}
     }
+    let Some(goodbye) = connection.goodbye.get().copied() else {
+        return;
+    };
+    if goodbye == TOKEN_EXPIRED {
+        tracing::info!("a subscriber's token expired; its connection is closed");
+    } else if goodbye != GOING_AWAY {
+        connection.limits.log_refusal(&connection.caller, goodbye);
+    }
+    close_with(&mut sink, goodbye.0, goodbye.1).await;
 }
-
-const MSP_DISABLED: Goodbye = (close::FORBIDDEN, "Forbidden: your MSP tenant is disabled");
 
 /// What every message from the caller passes before async-graphql sees it.
 struct Gate {
     connection: Arc<Connection>,
-    expires_at: DateTime<Utc>,
     db: DatabaseConnection,
     disabled_msps: DisabledMsps,
 }
@@ -401,11 +473,8 @@ impl Gate {
         match parsed.get("type").and_then(|t| t.as_str()) {
             Some("subscribe" | "start") => {
                 // Checklist 99: a new operation is refused at once once the MSP is disabled.
-                if self.expires_at <= Utc::now() {
-                    return Err((
-                        close::FORBIDDEN,
-                        "Forbidden: the token expired; reconnect with a new one",
-                    ));
+                if self.connection.expires_at <= Utc::now() {
+                    return Err(TOKEN_EXPIRED);
                 }
                 let enabled = (self.disabled_msps)
                     .still_enabled(&self.db, self.connection.msp_id())
@@ -592,6 +661,44 @@ mod tests {
             open.start("one too many", true).unwrap_err().0,
             close::POLICY_VIOLATION
         );
+    }
+
+    #[test]
+    fn a_sweep_ends_expired_and_disabled_connections_and_forgets_closed_ones() {
+        let limits = Arc::new(SocketLimits::new(0, 0));
+        let now = Utc::now();
+        let later = now + chrono::Duration::minutes(5);
+        let expired = limits.connect("msp-a", "alice", now).unwrap();
+        let disabled = limits.connect("msp-b", "bob", later).unwrap();
+        let fine = limits.connect("msp-a", "carol", later).unwrap();
+        let gone = limits.connect("msp-a", "dave", later).unwrap();
+        drop(gone);
+        limits.sweep(now, &BTreeSet::from(["msp-b".to_owned()]));
+        assert_eq!(expired.goodbye.get(), Some(&TOKEN_EXPIRED));
+        assert_eq!(disabled.goodbye.get(), Some(&MSP_DISABLED));
+        assert_eq!(fine.goodbye.get(), None);
+        assert_eq!(limits.live.lock().unwrap().connections.len(), 3);
+        // The first reason wins; the stop reaches the others.
+        limits.going_away();
+        assert_eq!(expired.goodbye.get(), Some(&TOKEN_EXPIRED));
+        assert_eq!(fine.goodbye.get(), Some(&GOING_AWAY));
+        // A connection that comes once the server is stopping is told so at once.
+        let late = limits.connect("msp-a", "erin", later).unwrap();
+        assert_eq!(late.goodbye.get(), Some(&GOING_AWAY));
+        drop((expired, disabled, fine, late));
+        limits.sweep(now, &BTreeSet::new());
+        assert!(limits.live.lock().unwrap().connections.is_empty());
+        assert!(limits.open.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_ended_connection_wakes_its_task_even_when_it_was_not_waiting_yet() {
+        let limits = Arc::new(SocketLimits::new(0, 0));
+        let connection = limits.connect("msp-a", "alice", Utc::now()).unwrap();
+        limits.sweep(Utc::now(), &BTreeSet::new());
+        tokio::time::timeout(Duration::from_secs(5), connection.ended.notified())
+            .await
+            .expect("the sweep's goodbye is kept until the task waits");
     }
 
     #[test]
