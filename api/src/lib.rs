@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod domain;
+pub mod error_code;
 pub mod events;
 #[cfg(test)]
 mod fuzz_regressions;

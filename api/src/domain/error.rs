@@ -2,6 +2,8 @@
 
 use sea_orm::{DbErr, RuntimeErr};
 
+use crate::error_code::ErrorCode;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,17 +59,17 @@ impl Error {
     }
 
     /// The stable `extensions.code` of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Unauthenticated => "UNAUTHENTICATED",
-            Self::Forbidden(_) => "FORBIDDEN",
-            Self::NotFound { .. } => "NOT_FOUND",
-            Self::BadUserInput { .. } => "BAD_USER_INPUT",
-            Self::Conflict { .. } => "CONFLICT",
-            Self::Unavailable => "UNAVAILABLE",
-            Self::NotConfigured(_) => "NOT_CONFIGURED",
-            Self::MicrosoftUnavailable(_) => "MICROSOFT_UNAVAILABLE",
-            Self::Internal(_) => "INTERNAL",
+            Self::Unauthenticated => ErrorCode::Unauthenticated,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::NotFound { .. } => ErrorCode::NotFound,
+            Self::BadUserInput { .. } => ErrorCode::BadUserInput,
+            Self::Conflict { .. } => ErrorCode::Conflict,
+            Self::Unavailable => ErrorCode::Unavailable,
+            Self::NotConfigured(_) => ErrorCode::NotConfigured,
+            Self::MicrosoftUnavailable(_) => ErrorCode::MicrosoftUnavailable,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 }

@@ -1396,7 +1396,11 @@ mod tests {
         assert_eq!(link_lifetime(Some(10_080)).unwrap(), Duration::days(7));
         for bad in [0, -5, 10_081] {
             let error = link_lifetime(Some(bad)).unwrap_err();
-            assert_eq!(error.code(), "BAD_USER_INPUT", "{bad}");
+            assert_eq!(
+                error.code(),
+                crate::error_code::ErrorCode::BadUserInput,
+                "{bad}"
+            );
         }
     }
 

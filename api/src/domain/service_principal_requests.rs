@@ -1294,7 +1294,7 @@ mod tests {
         ] {
             assert_eq!(
                 app_id_or_default(Some(bad)).unwrap_err().code(),
-                "BAD_USER_INPUT",
+                crate::error_code::ErrorCode::BadUserInput,
                 "{bad}"
             );
         }

@@ -124,6 +124,6 @@ fn refusal(budget: &Budget, n: u32, wait: Option<std::time::Duration>) -> Server
     error
         .extensions
         .get_or_insert_with(Default::default)
-        .set("code", "RATE_LIMITED");
+        .set("code", crate::error_code::ErrorCode::RateLimited.as_str());
     error
 }

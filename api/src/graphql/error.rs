@@ -7,7 +7,7 @@ use crate::domain::Error;
 /// The GraphQL error for a domain error. Internal errors are logged with a reference the
 /// caller can quote; their details never reach the response.
 pub fn gql_error(error: Error) -> GqlError {
-    let code = error.code();
+    let code = error.code().as_str();
     match &error {
         Error::Internal(source) => {
             let reference = uuid::Uuid::new_v4();

@@ -37,9 +37,9 @@ use super::{
     compact,
     limits::{self, Limit},
 };
-use crate::http::metrics::Metrics;
+use crate::{error_code::ErrorCode, http::metrics::Metrics};
 
-fn with_code(mut error: ServerError, code: &str) -> ServerError {
+fn with_code(mut error: ServerError, code: ErrorCode) -> ServerError {
     let has_code = error
         .extensions
         .as_ref()
@@ -48,7 +48,7 @@ fn with_code(mut error: ServerError, code: &str) -> ServerError {
         error
             .extensions
             .get_or_insert_with(Default::default)
-            .set("code", code);
+            .set("code", code.as_str());
     }
     error
 }
@@ -263,7 +263,7 @@ impl Extension for Operation {
                         super::MAX_RECURSIVE_DEPTH
                     ))
                 }
-                error => with_code(error.into(), "GRAPHQL_PARSE_FAILED"),
+                error => with_code(error.into(), ErrorCode::GraphqlParseFailed),
             })?;
         limits::check_document(&document)?;
         let subscription = compact::subscribes(&document, request.operation_name.as_deref());
@@ -300,7 +300,7 @@ impl Extension for Operation {
         let document = next
             .run(ctx, query, variables)
             .await
-            .map_err(|e| with_code(e, "GRAPHQL_PARSE_FAILED"))?;
+            .map_err(|e| with_code(e, ErrorCode::GraphqlParseFailed))?;
         let introspects = document
             .operations
             .iter()
@@ -311,7 +311,7 @@ impl Extension for Operation {
                 "introspection needs a caller token: send `Authorization: Bearer <token>`",
                 None,
             );
-            return Err(with_code(error, "UNAUTHENTICATED"));
+            return Err(with_code(error, ErrorCode::Unauthenticated));
         }
         self.select(self.types(ctx), &document, variables, authenticated);
         if let (Some(seen), Some(op)) =
@@ -338,11 +338,11 @@ impl Extension for Operation {
                      (`Authorization: Bearer <token>`) to be told why",
                     None,
                 );
-                return vec![with_code(error, "GRAPHQL_VALIDATION_FAILED")];
+                return vec![with_code(error, ErrorCode::GraphqlValidationFailed)];
             }
             errors
                 .into_iter()
-                .map(|e| with_code(e, "GRAPHQL_VALIDATION_FAILED"))
+                .map(|e| with_code(e, ErrorCode::GraphqlValidationFailed))
                 .collect::<Vec<_>>()
         })?;
         if result.complexity > super::MAX_COMPLEXITY {

@@ -120,7 +120,7 @@ mod tests {
             id
         );
         let err = GlobalId::expect("id", &encoded, IdKind::DelegatedConsent).unwrap_err();
-        assert_eq!(err.code(), "BAD_USER_INPUT");
+        assert_eq!(err.code(), crate::error_code::ErrorCode::BadUserInput);
     }
 
     #[test]
@@ -134,7 +134,11 @@ mod tests {
             "RnJvYjo2YjY0ZTk3Yy1hYjJkLTQ1NGUtOTlhYi0wMDAwMDAwMDAwMDA",
         ] {
             let err = GlobalId::decode("id", bad).unwrap_err();
-            assert_eq!(err.code(), "BAD_USER_INPUT", "{bad}");
+            assert_eq!(
+                err.code(),
+                crate::error_code::ErrorCode::BadUserInput,
+                "{bad}"
+            );
         }
     }
 
@@ -167,7 +171,11 @@ mod tests {
     fn fuzz_regressions_decode_to_one_spelling_or_fail_briefly() {
         for (name, input) in crate::fuzz_regressions::text_inputs("global_id") {
             let brief = |error: Error, name: &str| {
-                assert_eq!(error.code(), "BAD_USER_INPUT", "{name}");
+                assert_eq!(
+                    error.code(),
+                    crate::error_code::ErrorCode::BadUserInput,
+                    "{name}"
+                );
                 let message = error.to_string();
                 assert!(message.chars().count() <= 1024, "{name}");
                 if input.chars().count() > ECHOED_CHARS {

@@ -14,6 +14,8 @@ use async_graphql::{
     parser::types::{ExecutableDocument, Field, Selection, SelectionSet},
 };
 
+use crate::error_code::ErrorCode;
+
 use super::{
     MAX_ALIASES, MAX_COMPLEXITY, MAX_DEPTH, MAX_DIRECTIVES, MAX_INTROSPECTION_LISTS,
     MAX_RECURSIVE_DEPTH,
@@ -79,11 +81,11 @@ impl Limit {
 
     /// `extensions.code`: the document's limits refuse it like any invalid document (400 with
     /// `application/graphql-response+json`); the answer's size and the time are their own.
-    pub(crate) fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> ErrorCode {
         match self {
-            Limit::ResponseSize => "RESPONSE_TOO_LARGE",
-            Limit::QueryTimeout => "TIMEOUT",
-            _ => "GRAPHQL_VALIDATION_FAILED",
+            Limit::ResponseSize => ErrorCode::ResponseTooLarge,
+            Limit::QueryTimeout => ErrorCode::Timeout,
+            _ => ErrorCode::GraphqlValidationFailed,
         }
     }
 
@@ -91,7 +93,7 @@ impl Limit {
     pub(crate) fn refusal(self, message: impl Into<String>) -> ServerError {
         let mut error = ServerError::new(message, None);
         let extensions = error.extensions.get_or_insert_with(Default::default);
-        extensions.set("code", self.code());
+        extensions.set("code", self.code().as_str());
         extensions.set("limit", self.name());
         error
     }

@@ -161,7 +161,9 @@ pub(crate) fn load_error(error: LoadError) -> async_graphql::Error {
                 domain::Error::Internal(anyhow::anyhow!("{source:#}")).into()
             }
             domain::Error::Unavailable => domain::Error::Unavailable.into(),
-            other => async_graphql::Error::new(other.to_string()).extend_with_code(other.code()),
+            other => {
+                async_graphql::Error::new(other.to_string()).extend_with_code(other.code().as_str())
+            }
         },
     }
 }

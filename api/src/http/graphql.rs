@@ -19,6 +19,7 @@ use super::error_response;
 use crate::{
     app::AppState,
     auth::AuthError,
+    error_code::ErrorCode,
     graphql::{Kept, Loaders, SeenOperation},
 };
 
@@ -43,8 +44,7 @@ struct NotAcceptable;
 impl IntoResponse for NotAcceptable {
     fn into_response(self) -> Response {
         error_response(
-            StatusCode::NOT_ACCEPTABLE,
-            "NOT_ACCEPTABLE",
+            ErrorCode::NotAcceptable,
             "responses are application/graphql-response+json or application/json; accept one of them",
         )
     }
@@ -107,8 +107,7 @@ pub async fn post(
     // is what keeps cross-site requests out (checklist 62–63).
     if !is_json(&headers) {
         return error_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::UnsupportedMediaType,
             "send the operation as JSON with `Content-Type: application/json`",
         );
     }
@@ -116,8 +115,7 @@ pub async fn post(
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
+                ErrorCode::PayloadTooLarge,
                 format!(
                     "the request body is larger than {} KiB",
                     MAX_BODY_BYTES / 1024
@@ -125,35 +123,25 @@ pub async fn post(
             );
         }
         Err(rejection) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
-                rejection.body_text(),
-            );
+            return error_response(ErrorCode::BadRequest, rejection.body_text());
         }
     };
     let value: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
         Err(_) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
-                "the request body is not valid JSON",
-            );
+            return error_response(ErrorCode::BadRequest, "the request body is not valid JSON");
         }
     };
     if value.is_array() {
         return error_response(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
+            ErrorCode::BadRequest,
             "batched operations are not supported; send one operation per request",
         );
     }
     // async-graphql would take a missing `query` for an empty document.
     if !value.get("query").is_some_and(serde_json::Value::is_string) {
         return error_response(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
+            ErrorCode::BadRequest,
             "the body must be an object with `query` (string) and optional `variables` (object) and `operationName` (string)",
         );
     }
@@ -161,8 +149,7 @@ pub async fn post(
         Ok(request) => request,
         Err(_) => {
             return error_response(
-                StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
+                ErrorCode::BadRequest,
                 "the body must be an object with `query` (string) and optional `variables` (object) and `operationName` (string)",
             );
         }
@@ -179,8 +166,7 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) ->
     };
     let Some(request) = query_string_request(uri.query().unwrap_or_default()) else {
         return error_response(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
+            ErrorCode::BadRequest,
             "pass the operation as ?query=…[&variables=JSON][&operationName=…][&extensions=JSON]",
         );
     };
@@ -198,8 +184,7 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) ->
             Some(OperationType::Mutation | OperationType::Subscription)
         ) {
             let mut response = error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "METHOD_NOT_ALLOWED",
+                ErrorCode::MethodNotAllowed,
                 "GET runs queries only; send mutations with POST (and subscriptions over /graphql/ws)",
             );
             response
@@ -297,11 +282,14 @@ async fn execute(
         .errors
         .first()
         .and_then(|e| e.extensions.as_ref())
-        .and_then(|e| e.get("code").cloned());
+        .and_then(|e| match e.get("code") {
+            Some(async_graphql::Value::String(code)) => ErrorCode::parse(code),
+            _ => None,
+        });
     let mut retry_after = None;
     let status = match refusal {
         // Checklist 55: 429 whatever the media type, so proxies and clients back off.
-        Some(async_graphql::Value::String(code)) if request_error && code == "RATE_LIMITED" => {
+        Some(ErrorCode::RateLimited) if request_error => {
             retry_after = response
                 .errors
                 .first()
@@ -310,11 +298,9 @@ async fn execute(
                     Some(async_graphql::Value::Number(n)) => n.as_u64(),
                     _ => None,
                 });
-            StatusCode::TOO_MANY_REQUESTS
+            ErrorCode::RateLimited.http_status()
         }
-        Some(async_graphql::Value::String(code)) if request_error && code == "TIMEOUT" => {
-            StatusCode::GATEWAY_TIMEOUT
-        }
+        Some(code @ ErrorCode::Timeout) if request_error => code.http_status(),
         _ if format == Format::GraphqlResponseJson && request_error => StatusCode::BAD_REQUEST,
         _ => StatusCode::OK,
     };
@@ -329,11 +315,7 @@ async fn execute(
         serde_json::to_vec(&response)
     };
     let Ok(body) = body else {
-        return error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
-            "cannot encode the response",
-        );
+        return error_response(ErrorCode::Internal, "cannot encode the response");
     };
     let body = Bytes::from(body);
     if let Some(lookup) = lookup
@@ -375,15 +357,9 @@ struct RequestError<'a> {
 pub fn auth_error_response(error: &AuthError) -> Response {
     match error {
         AuthError::Unauthenticated(message) => {
-            error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message.clone())
+            error_response(ErrorCode::Unauthenticated, message.clone())
         }
-        AuthError::Forbidden(message) => {
-            error_response(StatusCode::FORBIDDEN, "FORBIDDEN", message.clone())
-        }
-        AuthError::Unavailable(message) => error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            message.clone(),
-        ),
+        AuthError::Forbidden(message) => error_response(ErrorCode::Forbidden, message.clone()),
+        AuthError::Unavailable(message) => error_response(ErrorCode::Unavailable, message.clone()),
     }
 }

@@ -16,10 +16,13 @@ use axum::{
 };
 use serde_json::json;
 
+use crate::error_code::ErrorCode;
+
 /// A GraphQL-shaped error response (`{"errors":[{message, extensions.code}]}`) for failures
 /// that happen before GraphQL runs.
-pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = json!({ "errors": [{ "message": message.into(), "extensions": { "code": code } }] });
+pub fn error_response(code: ErrorCode, message: impl Into<String>) -> Response {
+    let status = code.http_status();
+    let body = json!({ "errors": [{ "message": message.into(), "extensions": { "code": code.as_str() } }] });
     let mut response = (status, Json(body)).into_response();
     if status == StatusCode::UNAUTHORIZED {
         response

@@ -29,7 +29,7 @@ use axum::{
         State, WebSocketUpgrade,
         ws::{CloseFrame, Message, WebSocket},
     },
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, header},
     response::Response,
 };
 use chrono::{DateTime, Utc};
@@ -292,8 +292,7 @@ pub async fn upgrade(
         && !origin_allowed(&state, origin)
     {
         return super::error_response(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
+            crate::error_code::ErrorCode::Forbidden,
             "this Origin may not open GraphQL subscriptions: add it to CONSENTRY_CORS_ORIGINS",
         );
     }
