@@ -174,7 +174,7 @@ impl AppState {
     }
 }
 
-/// Every route of DESIGN §2 (those that exist so far).
+/// Every route of docs/design.md §2 (those that exist so far).
 pub fn router(state: AppState) -> anyhow::Result<Router> {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(state.settings.allowed_origins()?))

@@ -1,4 +1,4 @@
-//! Settings from the environment and command-line flags (DESIGN §2, "Configuration").
+//! Settings from the environment and command-line flags (docs/design.md §2, "Configuration").
 //!
 //! Every option is a flag and an environment variable; secrets are wrapped so that they
 //! cannot be printed by accident.

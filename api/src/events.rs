@@ -1,4 +1,4 @@
-//! Change events for subscribers (DESIGN §3, "events"): every state change of a tile, a
+//! Change events for subscribers (docs/design.md §3, "events"): every state change of a tile, a
 //! delegated consent or a service principal request is recorded *in the transaction of the
 //! change*, so no subscriber sees a change that was rolled back and none is lost when it
 //! commits.

@@ -1,7 +1,7 @@
 //! Consentry: the GraphQL API server that gets Microsoft Graph authorised for each of an
 //! MSP's client tenants, diagnoses what blocks it, and pushes every status change.
 //!
-//! Layers (DESIGN §3): `http`/`graphql` → `domain` → (`entity` + `microsoft`) → `events`.
+//! Layers (docs/design.md §3): `http`/`graphql` → `domain` → (`entity` + `microsoft`) → `events`.
 
 #![warn(unreachable_pub)]
 

@@ -4,7 +4,7 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// Authorisation state of a client's Graph API tile (DESIGN §1, the tile status machine).
+/// Authorisation state of a client's Graph API tile (docs/design.md §1, the tile status machine).
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
 )]

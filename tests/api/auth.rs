@@ -1,4 +1,4 @@
-//! Caller authentication with HS256 tokens: every claim rule, every role (DESIGN §2;
+//! Caller authentication with HS256 tokens: every claim rule, every role (docs/design.md §2;
 //! checklist §D, 46–49).
 
 use consentry_tests::{AUDIENCE, ISSUER, TestApp, backend_tests};

@@ -1,4 +1,4 @@
-//! The security checklist (`docs`: `../shared/reference/security-checklist.md`, cases 1–101)
+//! The security checklist (`docs/security-checklist.md`, cases 1–101)
 //! is covered case by case, by tests that say so on themselves. A test declares the cases
 //! it covers in its name (`checklist_12_14_…`) or in a doc line on the function
 //! (`/// Checklist 21, 38: …`); nothing else counts — not a module comment, not a comment in
@@ -348,4 +348,142 @@ fn every_case_of_the_checklist_is_covered_or_not_applicable() {
         unknown.is_empty(),
         "cases the checklist does not have: {unknown:?}"
     );
+}
+
+/// The repository's own documents, under `docs/`.
+fn docs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs")
+}
+
+/// The case numbers of the checklist document: its lines `N. …`.
+fn checklist_cases() -> BTreeSet<u32> {
+    let text = std::fs::read_to_string(docs().join("security-checklist.md")).unwrap();
+    text.lines()
+        .filter_map(|line| line.split_once(". ")?.0.parse().ok())
+        .collect()
+}
+
+/// The section numbers of the design document: its headings `## N. …`.
+fn design_sections() -> BTreeSet<u32> {
+    let text = std::fs::read_to_string(docs().join("design.md")).unwrap();
+    text.lines()
+        .filter_map(|line| line.strip_prefix("## ")?.split_once(". ")?.0.parse().ok())
+        .collect()
+}
+
+/// Every `docs/…` path named in `text`, and every design section cited as
+/// `docs/design.md §N`.
+fn doc_references(text: &str) -> (BTreeSet<String>, BTreeSet<u32>) {
+    let mut paths = BTreeSet::new();
+    let mut sections = BTreeSet::new();
+    for (at, _) in text.match_indices("docs/") {
+        // Part of a longer path or an address (`…/docs/…`) is not the repository's.
+        if text[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.'))
+        {
+            continue;
+        }
+        let path: String = text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-' | '_'))
+            .collect();
+        let path = path.trim_end_matches('.').to_owned();
+        if let Some(after) = text[at + path.len()..].strip_prefix(" §") {
+            let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(section) = digits.parse() {
+                sections.insert(section);
+            }
+        }
+        paths.insert(path);
+    }
+    (paths, sections)
+}
+
+/// Every Rust file of the workspace and the README, as (path, text).
+fn cited_sources() -> Vec<(PathBuf, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for dir in [
+        "api/src",
+        "tests",
+        "bench/src",
+        "bench/tests",
+        "fuzz/fuzz_targets",
+        "entity/src",
+        "migration/src",
+    ] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    files.push(root.join("README.md"));
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            (path, text)
+        })
+        .collect()
+}
+
+#[test]
+fn the_checklist_document_has_exactly_the_cases_this_test_checks() {
+    assert_eq!(checklist_cases(), CASES.collect::<BTreeSet<u32>>());
+}
+
+/// Issue 18: the repository contains what it cites. Every `docs/…` path named in the code
+/// or the README exists, every design section cited exists, and every checklist case cited
+/// anywhere — in a test's name, a doc comment or a plain comment — is one of the document's.
+#[test]
+fn every_reference_to_the_projects_documents_resolves() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cases = checklist_cases();
+    let sections = design_sections();
+    let mut broken = Vec::new();
+    let mut citations = 0;
+    for (path, text) in cited_sources() {
+        let (paths, cited_sections) = doc_references(&text);
+        for doc in paths.iter().filter(|doc| !root.join(doc).exists()) {
+            broken.push(format!("{}: {doc} does not exist", path.display()));
+        }
+        for section in cited_sections.difference(&sections) {
+            broken.push(format!(
+                "{}: docs/design.md has no §{section}",
+                path.display()
+            ));
+        }
+        let cited_cases = cited(&text);
+        citations += cited_cases.len();
+        for case in cited_cases.difference(&cases) {
+            broken.push(format!(
+                "{}: the checklist has no case {case}",
+                path.display()
+            ));
+        }
+    }
+    assert!(citations > 100, "only {citations} checklist citations read");
+    assert!(
+        broken.is_empty(),
+        "references that do not resolve:\n{broken:#?}"
+    );
+}
+
+#[test]
+fn references_to_the_documents_are_read_in_every_written_form() {
+    let (paths, sections) = doc_references(
+        "(docs/design.md §2, \"Callers' tokens\"); see docs/security-checklist.md. \
+         and [the reference](docs/microsoft-identity.md)",
+    );
+    assert_eq!(
+        paths,
+        BTreeSet::from(
+            [
+                "docs/design.md",
+                "docs/security-checklist.md",
+                "docs/microsoft-identity.md"
+            ]
+            .map(String::from)
+        )
+    );
+    assert_eq!(sections, BTreeSet::from([2]));
 }

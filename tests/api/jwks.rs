@@ -1,5 +1,5 @@
 //! Caller tokens verified against an identity provider's JWKS (RS256/ES256): keys are made in
-//! the test and served from a local JWKS endpoint (DESIGN §2; checklist 27, 34–35, 46, 90).
+//! the test and served from a local JWKS endpoint (docs/design.md §2; checklist 27, 34–35, 46, 90).
 
 use std::sync::{
     Arc, Mutex,

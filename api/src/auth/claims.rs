@@ -28,7 +28,7 @@ impl OneOrMany {
     }
 }
 
-/// What Consentry reads from a caller's token (DESIGN §2).
+/// What Consentry reads from a caller's token (docs/design.md §2).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallerClaims {
     pub sub: String,

@@ -1,5 +1,5 @@
 //! Who is calling: caller-JWT validation (HS256 shared secret, or RS256/ES256 from a JWKS),
-//! the resulting [`Viewer`], and its roles (DESIGN §2, "Callers' tokens").
+//! the resulting [`Viewer`], and its roles (docs/design.md §2, "Callers' tokens").
 
 mod claims;
 mod disabled;
@@ -123,7 +123,7 @@ const HS256_ORIGIN: &str = "HS256 tokens must be printed by `consentry token` ag
      DATABASE_URL, or signed with its CONSENTRY_AUTH_HS256_SECRET";
 
 /// What Consentry asks of a verified token beyond its signature and standard claims
-/// (DESIGN §2, amended 2026-12).
+/// (docs/design.md §2, amended 2026-12).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenPolicy {
     /// Longest accepted lifetime: `exp - iat`, and `exp` - now.

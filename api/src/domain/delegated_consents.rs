@@ -1,4 +1,4 @@
-//! Delegated consents (DESIGN §1): a named client-tenant user grants chosen delegated
+//! Delegated consents (docs/design.md §1): a named client-tenant user grants chosen delegated
 //! permissions; Consentry keeps their refresh token encrypted, renews it well before
 //! Microsoft's 90-day inactivity limit, and erases it on revocation. Tokens never leave the
 //! server: not in GraphQL, logs or errors.
@@ -46,7 +46,7 @@ const REFRESH_LEASE: Duration = Duration::minutes(2);
 /// A keep-alive that could not reach Microsoft is tried again after this.
 const RETRY_AFTER_FAILURE: Duration = Duration::minutes(30);
 
-/// A delegated permission Consentry can ask a client-tenant user for (DESIGN §1).
+/// A delegated permission Consentry can ask a client-tenant user for (docs/design.md §1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DelegatedPermission {
     MailSend,

@@ -1,4 +1,4 @@
-//! "Authorise": the Graph API tile's admin-consent flow end to end (DESIGN §1). Consent
+//! "Authorise": the Graph API tile's admin-consent flow end to end (docs/design.md §1). Consent
 //! links, the callback's verdict (verified with an app-only token, never taken on trust),
 //! manual and scheduled re-verification, and expiry of links nobody used. Every transition
 //! is written in one transaction with its audit event.

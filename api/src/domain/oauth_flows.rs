@@ -1,4 +1,4 @@
-//! OAuth flows (DESIGN §1): one started sign-in or consent, bound server-side to its MSP,
+//! OAuth flows (docs/design.md §1): one started sign-in or consent, bound server-side to its MSP,
 //! client and kind (checklist 5); found again only through the SHA-256 of its `state`;
 //! claimed by exactly one callback (checklist 84); finished with an outcome that a replayed
 //! callback shows again instead of running anything twice (checklist 3, 83). What a sign-in

@@ -1,4 +1,4 @@
-//! Service principal repair (DESIGN §1): create a client tenant's missing service principal
+//! Service principal repair (docs/design.md §1): create a client tenant's missing service principal
 //! — by default the Skype and Teams Tenant Admin API's — from the API instead of Azure CLI.
 //! An admin signs in once (authorization code + PKCE + nonce, `Application.ReadWrite.All`);
 //! Consentry looks the principal up, creates it when absent, waits until Microsoft's

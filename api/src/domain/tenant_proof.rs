@@ -1,5 +1,5 @@
 //! Admin consent's first step: an OpenID Connect sign-in that proves which tenant the admin
-//! belongs to, before Microsoft's consent page is shown (DESIGN §1, amended 2026-12;
+//! belongs to, before Microsoft's consent page is shown (docs/design.md §1, amended 2026-12;
 //! checklist 95).
 //!
 //! Consentry is one multi-tenant app shared by every MSP, so an admin-consent redirect's

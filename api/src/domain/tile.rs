@@ -1,4 +1,4 @@
-//! The Graph API tile's state machine (DESIGN §1): what each status offers a frontend.
+//! The Graph API tile's state machine (docs/design.md §1): what each status offers a frontend.
 
 use chrono::{DateTime, Utc};
 use entity::{

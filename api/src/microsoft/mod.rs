@@ -1,5 +1,5 @@
 //! Microsoft's identity platform and Graph, as Consentry uses them (reference
-//! `microsoft-identity.md`): consent and sign-in URLs, token requests, id_token validation,
+//! `docs/microsoft-identity.md`): consent and sign-in URLs, token requests, id_token validation,
 //! the few Graph calls, and the one table that maps Microsoft's errors to problems. The
 //! [`simulator`] is a faithful local stand-in for tests and `consentry demo`.
 

@@ -1,4 +1,4 @@
-//! The Subscription root: every status change, pushed (DESIGN §2). Each event is the object's
+//! The Subscription root: every status change, pushed (docs/design.md §2). Each event is the object's
 //! state after the change, with the same fields as the query. Events reach only subscribers
 //! who may see the client (their own MSP; support staff: the MSP or client they named, a look
 //! audited when the subscription starts), checked on every event.

@@ -1,4 +1,4 @@
-//! The schema's enums (DESIGN §2). Stored enums mirror the entity enums one-to-one.
+//! The schema's enums (docs/design.md §2). Stored enums mirror the entity enums one-to-one.
 
 use async_graphql::Enum;
 

@@ -1,5 +1,5 @@
 //! A faithful local stand-in for Microsoft's identity platform and the Graph endpoints
-//! Consentry calls, on Microsoft's own paths (DESIGN §3, reference `microsoft-identity.md`).
+//! Consentry calls, on Microsoft's own paths (docs/design.md §3, `docs/microsoft-identity.md`).
 //! Tests and `consentry demo` run against it; `consentry serve` never falls back to it.
 //!
 //! Its consent and sign-in pages are real HTML a person can click through; its tokens are
