@@ -267,11 +267,21 @@ pub async fn start(database: TestDatabase, configure: impl FnOnce(&mut Settings)
     app
 }
 
+/// `TEST_LOG=1 cargo test …` shows the servers' logs (levels from `RUST_LOG`, default
+/// `info`): an in-process server's as it runs, a server process's when it ends. Without it
+/// the tests are quiet.
+pub fn test_log() -> bool {
+    std::env::var_os("TEST_LOG").is_some()
+}
+
 async fn launch(
     database: &TestDatabase,
     secret: String,
     configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    if test_log() {
+        api::telemetry::init(api::config::LogFormat::Text, "info");
+    }
     let mut settings = test_settings(database, &secret);
     // Bound first so that the public URL (the OAuth redirect URI) is this very server.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -652,6 +662,10 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if test_log() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("--- the log of the server on port {} ---\n{log}", self.port);
+        }
     }
 }
 
