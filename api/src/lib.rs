@@ -22,6 +22,7 @@ pub mod jwks;
 pub mod kms;
 pub mod microsoft;
 pub mod refusal_log;
+pub mod state;
 pub mod sweeps;
 pub mod telemetry;
 

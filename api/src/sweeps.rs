@@ -9,8 +9,8 @@ use std::time::Duration;
 use sea_orm::DatabaseBackend;
 
 use crate::{
-    app::AppState,
     domain::{self, delegated_consents, graph_api, oauth_flows, service_principal_requests},
+    state::AppState,
 };
 
 /// Runs the flow sweeps (expiry, interrupted callbacks, garbage) every `interval`.

@@ -10,7 +10,7 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Scripts and styles come only from this server and the pinned CDN files below.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; \

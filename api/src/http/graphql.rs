@@ -17,10 +17,10 @@ use serde::Serialize;
 
 use super::error_response;
 use crate::{
-    app::AppState,
     auth::AuthError,
     error_code::ErrorCode,
     graphql::{Kept, Loaders, SeenOperation},
+    state::AppState,
 };
 
 /// Largest accepted request body (checklist 57).

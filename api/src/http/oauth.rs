@@ -17,7 +17,6 @@ use uuid::Uuid;
 
 use super::html::escape;
 use crate::{
-    app::AppState,
     config::join,
     domain::{
         Error,
@@ -25,6 +24,7 @@ use crate::{
         oauth_flows::{self, FlowOutcome},
     },
     graphql::{GlobalId, IdKind},
+    state::AppState,
 };
 
 /// How long a callback waits for a concurrent one that is acting on the same flow.

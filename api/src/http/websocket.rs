@@ -38,7 +38,7 @@ use sea_orm::DatabaseConnection;
 
 use tokio::sync::Notify;
 
-use crate::{app::AppState, auth::DisabledMsps, refusal_log::RefusalLog};
+use crate::{auth::DisabledMsps, refusal_log::RefusalLog, state::AppState};
 
 /// How often [`SocketLimits::sweep`] runs: a connection closes at most this long after its
 /// token expires.
