@@ -183,17 +183,6 @@ impl ErrorCode {
     pub fn parse(code: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.as_str() == code)
     }
-
-    /// The README's row for this code.
-    pub fn readme_row(self) -> String {
-        let status = self.http_status();
-        format!(
-            "| `{}` | {} | {} |",
-            self.as_str(),
-            status.as_u16(),
-            self.doc()
-        )
-    }
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -205,6 +194,12 @@ impl std::fmt::Display for ErrorCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's row for `code`.
+    fn readme_row(code: ErrorCode) -> String {
+        let status = code.http_status().as_u16();
+        format!("| `{}` | {status} | {} |", code.as_str(), code.doc())
+    }
 
     #[test]
     fn every_code_is_listed_once_and_reads_back() {
@@ -232,10 +227,7 @@ mod tests {
             .skip(2)
             .take_while(|line| line.starts_with('|'))
             .collect();
-        let expected: Vec<String> = ErrorCode::ALL
-            .into_iter()
-            .map(ErrorCode::readme_row)
-            .collect();
+        let expected: Vec<String> = ErrorCode::ALL.into_iter().map(readme_row).collect();
         assert_eq!(
             listed,
             expected,
