@@ -265,7 +265,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(keys.clone()),
                 settings.ms_client_secret.as_ref(),
             );
-            let links = domain::oauth_flows::rotate_keys(&db, &flow_keys)
+            let links = domain::flows::store::rotate_keys(&db, &flow_keys)
                 .await
                 .map_err(user_error)?;
             eprintln!(

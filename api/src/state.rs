@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     auth::{CallerAuth, DisabledMsps},
     config::Settings,
-    domain::{crypto::TokenKeys, graph_api::Consents, service_principal_requests::RepairableApps},
+    domain::{Consents, crypto::TokenKeys, service_principal_requests::RepairableApps},
     events::Bus,
     graphql::{self, AppSchema},
     http::{metrics::Metrics, websocket::SocketLimits},

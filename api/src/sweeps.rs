@@ -9,7 +9,7 @@ use std::time::Duration;
 use sea_orm::DatabaseBackend;
 
 use crate::{
-    domain::{self, delegated_consents, graph_api, oauth_flows, service_principal_requests},
+    domain::{self, delegated_consents, flows, graph_api, service_principal_requests},
     state::AppState,
 };
 
@@ -23,12 +23,12 @@ pub async fn flows(state: AppState, interval: Duration) {
         count(
             metrics,
             "link_expired",
-            graph_api::expire_links(&state.db).await,
+            flows::expire_links(&state.db).await,
         );
         count(
             metrics,
             "callback_interrupted",
-            graph_api::fail_interrupted(&state.db, &state.consents).await,
+            flows::fail_interrupted(&state.db, state.consents.callback_lease).await,
         );
         count(
             metrics,
@@ -43,7 +43,7 @@ pub async fn flows(state: AppState, interval: Duration) {
         count(
             metrics,
             "flow_deleted",
-            oauth_flows::collect_garbage(&state.db, domain::now()).await,
+            flows::store::collect_garbage(&state.db, domain::now()).await,
         );
         // On PostgreSQL the outbox holds only events too big for a NOTIFY; SQLite's outbox
         // poller prunes its own table.

@@ -184,7 +184,7 @@ async fn shape_tile(db: &DatabaseConnection, client_id: Uuid, shape: usize) -> a
             ));
             active.problem_remediation = Set(Some("Create the service principal.".to_owned()));
             active.problem_app_id = Set(Some(
-                api::domain::service_principal_requests::TEAMS_ADMIN_API_APP_ID.to_owned(),
+                api::microsoft::known::TEAMS_ADMIN_API_APP_ID.to_owned(),
             ));
         }
         3 => active.status = Set(GraphApiStatus::AwaitingConsent),

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use api::domain::callback::{CallbackParams, InvalidCallbackQuery};
+use api::domain::flows::callback::{CallbackParams, InvalidCallbackQuery};
 use libfuzzer_sys::fuzz_target;
 use url::form_urlencoded;
 

@@ -311,7 +311,7 @@ async fn checklist_75_a_verifier_copied_to_another_flow_is_refused_before_micros
         .unwrap()
         .to_owned();
     let stored = flows(app).await;
-    let state_hash = api::domain::oauth_flows::state_hash(&query_of(&link)["state"]);
+    let state_hash = api::domain::flows::store::state_hash(&query_of(&link)["state"]);
     let (target, source): (Vec<_>, Vec<_>) =
         stored.into_iter().partition(|f| f.state_hash == state_hash);
     let mut moved: entity::oauth_flow::ActiveModel = target[0].clone().into();

@@ -656,7 +656,7 @@ async fn checklist_96_a_50_kb_forged_description_is_neither_kept_nor_a_failure(b
     assert!(tile["problem"]["message"].is_null(), "{tile}");
     assert_eq!(
         tile["problem"]["appId"],
-        api::domain::service_principal_requests::TEAMS_ADMIN_API_APP_ID,
+        api::microsoft::known::TEAMS_ADMIN_API_APP_ID,
         "the app to repair is Consentry's, not the redirect's"
     );
     assert!(!tile.to_string().contains("Evil"), "{tile}");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use entity::{
     client, delegated_consent,
-    enums::{AuditAction, GraphApiStatus, OAuthFlowKind},
+    enums::{AuditAction, GraphApiProblemCode, GraphApiStatus, OAuthFlowKind},
     graph_api_tile,
 };
 use sea_orm::{
@@ -19,13 +19,13 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{
-    Error, Result,
+    Consents, Error, Result,
     access::{self, Sight},
     audit::{self, Actor},
-    graph_api::Consents,
-    oauth_flows, tile, validate,
+    flows::store,
+    tile, validate,
 };
-use crate::{auth::Viewer, db::begin_write};
+use crate::{auth::Viewer, db::begin_write, microsoft::Problem};
 
 /// Page sizes are bounded so that no query can ask for everything at once.
 pub const MAX_PAGE_SIZE: u64 = 100;
@@ -189,21 +189,7 @@ pub async fn update(
     access::require_writable(viewer, &current.client.msp_id, "client", &id.to_string())?;
 
     let before = current.client.clone();
-    let mut after = before.clone();
-    if let Some(name) = name {
-        after.name_key = validate::name_key(&name);
-        after.name = name;
-    }
-    match domain {
-        Patch::Keep => {}
-        Patch::Set(d) => after.domain = Some(d),
-        Patch::Clear => after.domain = None,
-    }
-    match tenant {
-        Patch::Keep => {}
-        Patch::Set(t) => after.azure_tenant_id = Some(t),
-        Patch::Clear => after.azure_tenant_id = None,
-    }
+    let mut after = patched(&before, name, domain, tenant);
     let changes = changes(&before, &after);
     if changes.is_empty() {
         return Ok(current);
@@ -228,25 +214,11 @@ pub async fn update(
 
     let tile_reset = before.azure_tenant_id != after.azure_tenant_id
         && current.tile.status != GraphApiStatus::NotAuthorised;
-    let mut tile = current.tile.clone();
-    if tile_reset {
-        tile = tile::reset(&current.tile, now).update(&txn).await?;
-        crate::events::tile(&txn, &before.msp_id, &tile).await?;
-        // Links already sent out were for the old tenant: they must not complete.
-        oauth_flows::cancel_open(
-            &txn,
-            id,
-            &after.name,
-            &[
-                OAuthFlowKind::AdminConsent,
-                OAuthFlowKind::DelegatedConsent,
-                OAuthFlowKind::ServicePrincipalSignIn,
-            ],
-            "the client's Microsoft tenant was changed",
-            now,
-        )
-        .await?;
-    }
+    let tile = if tile_reset {
+        reset_tile(&txn, &current.tile, &after, now).await?
+    } else {
+        current.tile.clone()
+    };
     audit::record(
         &txn,
         &Actor::from(viewer),
@@ -262,6 +234,57 @@ pub async fn update(
         client: after,
         tile,
     })
+}
+
+/// The client with the patch applied.
+fn patched(
+    before: &client::Model,
+    name: Option<String>,
+    domain: Patch<String>,
+    tenant: Patch<Uuid>,
+) -> client::Model {
+    let mut after = before.clone();
+    if let Some(name) = name {
+        after.name_key = validate::name_key(&name);
+        after.name = name;
+    }
+    match domain {
+        Patch::Keep => {}
+        Patch::Set(d) => after.domain = Some(d),
+        Patch::Clear => after.domain = None,
+    }
+    match tenant {
+        Patch::Keep => {}
+        Patch::Set(t) => after.azure_tenant_id = Some(t),
+        Patch::Clear => after.azure_tenant_id = None,
+    }
+    after
+}
+
+/// A client's tenant changed: its tile goes back to `NOT_AUTHORISED`, and every link already
+/// sent out (for the old tenant) is cancelled so that it cannot complete.
+async fn reset_tile<C: ConnectionTrait>(
+    txn: &C,
+    current: &graph_api_tile::Model,
+    client: &client::Model,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<graph_api_tile::Model> {
+    let tile = tile::reset(current, now).update(txn).await?;
+    crate::events::tile(txn, &client.msp_id, &tile).await?;
+    store::cancel_open(
+        txn,
+        client.id,
+        &client.name,
+        &[
+            OAuthFlowKind::AdminConsent,
+            OAuthFlowKind::DelegatedConsent,
+            OAuthFlowKind::ServicePrincipalSignIn,
+        ],
+        "the client's Microsoft tenant was changed",
+        now,
+    )
+    .await?;
+    Ok(tile)
 }
 
 /// Removes a client with its tile, flows, delegated consents and their stored tokens. Its
@@ -562,4 +585,29 @@ async fn conflict_or(
         },
         Err(e) => e.into(),
     }
+}
+
+/// `WRONG_TENANT` when another client of the same MSP already has `tenant`: within one MSP,
+/// a tenant belongs to one client (checklist 15).
+pub(crate) async fn tenant_taken<C: ConnectionTrait>(
+    db: &C,
+    client: &client::Model,
+    tenant: Uuid,
+) -> Result<Option<Problem>> {
+    let other = client::Entity::find()
+        .filter(client::Column::MspId.eq(client.msp_id.clone()))
+        .filter(client::Column::AzureTenantId.eq(tenant))
+        .filter(client::Column::Id.ne(client.id))
+        .one(db)
+        .await?;
+    Ok(other.map(|other| {
+        Problem::new(
+            GraphApiProblemCode::WrongTenant,
+            format!(
+                "Tenant {tenant} already belongs to your client {:?}. Each Microsoft tenant can \
+             belong to one client of an MSP: check which client this admin belongs to.",
+                other.name
+            ),
+        )
+    }))
 }

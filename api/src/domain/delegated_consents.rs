@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{
-    StringList, client, delegated_consent,
-    enums::{AuditAction, DelegatedConsentStatus, OAuthFlowKind, OAuthFlowStatus},
+    StringList, delegated_consent,
+    enums::{AuditAction, DelegatedConsentStatus, OAuthFlowKind},
     oauth_flow,
 };
 use sea_orm::{
@@ -20,27 +20,23 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    Error, Result, access,
+    Consents, Error, Result, access,
     audit::{self, Actor},
     crypto::{self, TokenKeys},
-    graph_api::{self, ConsentLink, Consents},
+    flows::{self, NewFlow},
+    graph_api::{self, ConsentLink},
     now,
-    oauth_flows::{self, FlowOutcome},
-    sign_in::{self, graph_base},
 };
 use crate::{
     auth::Viewer,
     db::begin_write,
     microsoft::{
-        Microsoft, Problem, TenantHint,
+        Microsoft, MicrosoftConfig, TenantHint,
         id_token::IdTokenClaims,
-        identity::{FlowSecrets, TokenSet},
+        known::{AZURE_APP_ID, AZURE_USER_IMPERSONATION_SCOPE, GRAPH_APP_ID},
     },
 };
 
-/// Azure Service Management's `user_impersonation` (the double slash is intended: reference §8).
-pub const AZURE_USER_IMPERSONATION_SCOPE: &str =
-    "https://management.core.windows.net//user_impersonation";
 /// How long one refresh may hold a consent before another may take over.
 const REFRESH_LEASE: Duration = Duration::minutes(2);
 /// A keep-alive that could not reach Microsoft is tried again after this.
@@ -70,9 +66,6 @@ pub struct PermissionInfo {
     /// Recommended for password resets (all four are, as the runbook says).
     pub recommended: bool,
 }
-
-const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
-const AZURE_APP_ID: &str = "797f4846-ba00-4fd7-ba43-dac1f8f63013";
 
 impl DelegatedPermission {
     pub const ALL: [Self; 4] = [
@@ -141,15 +134,15 @@ impl DelegatedPermission {
         }
     }
 
-    fn is_graph(self) -> bool {
+    pub(crate) fn is_graph(self) -> bool {
         self != Self::AzureUserImpersonation
     }
 
-    /// The full scope to request, with the configured Graph base URL.
-    fn scope(self, graph: &str) -> String {
+    /// The full scope to request, at the configured Graph.
+    pub(crate) fn scope(self, microsoft: &MicrosoftConfig) -> String {
         match self {
             Self::AzureUserImpersonation => AZURE_USER_IMPERSONATION_SCOPE.to_owned(),
-            other => format!("{graph}/{}", other.info().scope),
+            other => microsoft.graph_scope(other.info().scope),
         }
     }
 }
@@ -220,36 +213,19 @@ pub async fn start(
     let microsoft = consents.microsoft()?;
     token_keys(consents)?;
 
-    let now = now();
-    let secrets = FlowSecrets::new();
-    let id = Uuid::new_v4();
-    let sign_in =
-        oauth_flows::store_sign_in(&consents.flow_keys, &view.client.msp_id, id, &secrets)?;
-    let flow = oauth_flow::Model {
-        id,
-        msp_id: view.client.msp_id.clone(),
-        client_id,
-        kind: OAuthFlowKind::DelegatedConsent,
-        state_hash: oauth_flows::state_hash(secrets.state.secret()),
-        sealed_pkce_verifier: Some(sign_in.sealed_pkce_verifier),
-        pkce_verifier_key_id: Some(sign_in.pkce_verifier_key_id),
-        nonce_hash: Some(sign_in.nonce_hash),
-        expected_tenant: view.client.azure_tenant_id.map(|t| t.to_string()),
-        requested_permissions: Some(StringList(names(chosen))),
-        service_principal_request_id: None,
-        status: OAuthFlowStatus::Pending,
-        outcome: None,
-        created_by: viewer.subject.clone(),
-        created_at: now,
-        expires_at: now + lifetime,
-        completed_at: None,
-        claimed_at: None,
-        consent_state_hash: None,
-        tenant_proof: None,
-    };
-    oauth_flow::Entity::insert(oauth_flow::ActiveModel::from(flow.clone()))
-        .exec_without_returning(&txn)
-        .await?;
+    let (flow, secrets) = flows::open(
+        &txn,
+        &consents.flow_keys,
+        NewFlow {
+            kind: OAuthFlowKind::DelegatedConsent,
+            client: &view.client,
+            created_by: &viewer.subject,
+            lifetime,
+            requested_permissions: Some(names(chosen)),
+            service_principal_request_id: None,
+        },
+    )
+    .await?;
     audit::record(
         &txn,
         &Actor::from(viewer),
@@ -261,14 +237,8 @@ pub async fn start(
     .await?;
     txn.commit().await?;
 
-    let graph = graph_base(microsoft);
-    let mut scopes = vec![
-        "openid".to_owned(),
-        "profile".to_owned(),
-        "offline_access".to_owned(),
-        format!("{graph}/User.Read"),
-    ];
-    scopes.extend(chosen.iter().map(|p| p.scope(&graph)));
+    let config = microsoft.config();
+    let scopes = config.delegated_sign_in_scopes(chosen.iter().map(|p| p.scope(config)));
     let hint = TenantHint::for_client(view.client.azure_tenant_id, view.client.domain.as_deref());
     let url = microsoft.authorize_url(&hint, &scopes, &secrets, Some("consent"));
     tracing::info!(flow = %flow.id, "delegated consent link created");
@@ -280,273 +250,51 @@ pub async fn start(
 }
 
 /// What a consent callback established, before it is stored.
-struct Granted {
-    claims: IdTokenClaims,
-    refresh_token: SecretString,
-    granted: Vec<DelegatedPermission>,
-    missing: Vec<DelegatedPermission>,
+pub(crate) struct Granted {
+    pub(crate) claims: IdTokenClaims,
+    pub(crate) refresh_token: SecretString,
+    pub(crate) granted: Vec<DelegatedPermission>,
+    pub(crate) missing: Vec<DelegatedPermission>,
 }
 
-/// The callback of a delegated consent: redeem the code once (for Graph), validate the
-/// id_token before any token is used or kept, redeem the refresh token for Azure management
-/// when that was chosen, and upsert the consent with the newest refresh token, encrypted.
-#[tracing::instrument(skip_all, fields(flow = %flow.id, client = %flow.client_id))]
-pub async fn complete(
-    db: &DatabaseConnection,
+impl Granted {
+    /// The user who consented, by their sign-in name (else their subject).
+    pub(crate) fn user_principal_name(&self) -> String {
+        self.claims
+            .preferred_username
+            .clone()
+            .unwrap_or_else(|| self.claims.subject.clone())
+    }
+}
+
+/// Stores what a consent flow granted, with its event and audit entry, in the transaction
+/// that finished the flow.
+pub(crate) async fn grant<C: ConnectionTrait>(
+    txn: &C,
     consents: &Consents,
     flow: &oauth_flow::Model,
-    refusal: Option<Problem>,
-    code: Option<&str>,
-) -> Result<FlowOutcome> {
-    let Some(client) = client::Entity::find_by_id(flow.client_id).one(db).await? else {
-        return Ok(FlowOutcome::cancelled(flow, "", "the client was removed"));
-    };
-    let outcome =
-        |succeeded: bool, status: &str, headline: String, next: String, message: Option<String>| {
-            FlowOutcome {
-                client_id: client.id,
-                client_name: client.name.clone(),
-                succeeded,
-                topic: oauth_flows::topic(flow.kind).to_owned(),
-                status: status.to_owned(),
-                headline,
-                next_step: next,
-                microsoft_message: message,
-            }
-        };
-    let requested = permissions(&flow.requested_permissions.clone().unwrap_or_default().0);
-    let result = match (refusal, code) {
-        (Some(refusal), _) => Err(refusal),
-        (None, Some(code)) => redeem(consents, flow, &client, &requested, code).await,
-        (None, None) => Err(graph_api::problem(
-            entity::enums::GraphApiProblemCode::Unknown,
-            "Microsoft sent no authorization code. Send a new link.",
-        )),
-    };
-    let actor = Actor::callback(&flow.msp_id);
-    let granted = match result {
-        Err(problem) => {
-            let out = outcome(
-                false,
-                "FAILED",
-                "The delegated consent was not completed.".to_owned(),
-                problem.remediation.clone(),
-                problem.message.clone(),
-            );
-            oauth_flows::finish(
-                db,
-                flow.id,
-                &[OAuthFlowStatus::Exchanging],
-                OAuthFlowStatus::Failed,
-                &out,
-                now(),
-            )
-            .await?;
-            return Ok(out);
-        }
-        Ok(granted) => granted,
-    };
+    granted: &Granted,
+    now: DateTime<Utc>,
+) -> Result<delegated_consent::Model> {
     let keys = token_keys(consents)?;
-    let now = now();
-    let user = granted
-        .claims
-        .preferred_username
-        .clone()
-        .unwrap_or_else(|| granted.claims.subject.clone());
-    let granted_names: Vec<String> = granted
-        .granted
-        .iter()
-        .map(|p| p.info().scope.to_owned())
-        .collect();
-    let missing_names: Vec<String> = granted
-        .missing
-        .iter()
-        .map(|p| p.info().scope.to_owned())
-        .collect();
-    let mut next = if granted.missing.is_empty() {
-        "Nothing more to do: you can close this window.".to_owned()
-    } else {
-        format!(
-            "Not granted: {}. These need an administrator: ask a Global Administrator to consent.",
-            missing_names.join(", ")
-        )
-    };
-    if granted.granted.is_empty() {
-        next = "Nothing was granted. Sign in as an administrator and accept the permissions."
-            .to_owned();
-    }
-    let out = outcome(
-        !granted.granted.is_empty(),
-        if granted.granted.is_empty() {
-            "FAILED"
-        } else {
-            "ACTIVE"
-        },
-        if granted.granted.is_empty() {
-            format!("{user} granted none of the permissions.")
-        } else {
-            format!("{user} granted Consentry: {}.", granted_names.join(", "))
-        },
-        next,
-        None,
-    );
-
-    let txn = begin_write(db).await?;
-    // A consent that granted nothing is a failed flow (and stores nothing).
-    let flow_status = if granted.granted.is_empty() {
-        OAuthFlowStatus::Failed
-    } else {
-        OAuthFlowStatus::Succeeded
-    };
-    if !oauth_flows::finish(
-        &txn,
-        flow.id,
-        &[OAuthFlowStatus::Exchanging],
-        flow_status,
-        &out,
-        now,
-    )
-    .await?
-    {
-        drop(txn);
-        return Ok(oauth_flows::find(db, flow.id)
-            .await?
-            .map(|f| oauth_flows::outcome_of(&f))
-            .unwrap_or(out));
-    }
-    if !granted.granted.is_empty() {
-        let consent = upsert(&txn, consents, keys, flow, &granted, now).await?;
-        audit::record(
-            &txn,
-            &actor,
-            &flow.msp_id,
-            Some(flow.client_id),
-            AuditAction::DelegatedConsentGranted,
-            json!({
-                "consentId": consent.id,
-                "user": consent.user_principal_name,
-                "userObjectId": consent.user_object_id,
-                "permissions": consent.permissions.0,
-                "missingPermissions": consent.missing_permissions.0,
-                "flowId": flow.id,
-            }),
-        )
-        .await?;
-    }
-    txn.commit().await?;
-    Ok(out)
-}
-
-async fn redeem(
-    consents: &Consents,
-    flow: &oauth_flow::Model,
-    client: &client::Model,
-    requested: &[DelegatedPermission],
-    code: &str,
-) -> std::result::Result<Granted, crate::microsoft::Problem> {
-    use entity::enums::GraphApiProblemCode as Code;
-    let graph = consents
-        .microsoft
-        .as_deref()
-        .map(graph_base)
-        .unwrap_or_default();
-    // One resource per token request (reference §2): the code is redeemed for Graph.
-    let mut graph_scopes = vec![
-        "openid".to_owned(),
-        "profile".to_owned(),
-        "offline_access".to_owned(),
-        format!("{graph}/User.Read"),
-    ];
-    graph_scopes.extend(
-        requested
-            .iter()
-            .filter(|p| p.is_graph())
-            .map(|p| p.scope(&graph)),
-    );
-    let sign_in::SignedIn {
-        microsoft,
-        tokens: first,
-        claims,
-    } = sign_in::redeem(
-        consents,
-        flow,
-        client,
-        code,
-        &graph_scopes,
-        "Send a new link.",
+    let consent = upsert(txn, consents, keys, flow, granted, now).await?;
+    audit::record(
+        txn,
+        &Actor::callback(&flow.msp_id),
+        &flow.msp_id,
+        Some(flow.client_id),
+        AuditAction::DelegatedConsentGranted,
+        json!({
+            "consentId": consent.id,
+            "user": consent.user_principal_name,
+            "userObjectId": consent.user_object_id,
+            "permissions": consent.permissions.0,
+            "missingPermissions": consent.missing_permissions.0,
+            "flowId": flow.id,
+        }),
     )
     .await?;
-    let Some(mut refresh_token) = first.refresh_token.clone() else {
-        return Err(graph_api::problem(
-            Code::Unknown,
-            "Microsoft issued no refresh token (offline_access was not granted).",
-        ));
-    };
-    let mut arm: Option<TokenSet> = None;
-    if requested.contains(&DelegatedPermission::AzureUserImpersonation) {
-        match microsoft
-            .refresh(
-                &claims.tenant_id.to_string(),
-                &refresh_token,
-                &[AZURE_USER_IMPERSONATION_SCOPE.to_owned()],
-            )
-            .await
-        {
-            Ok(tokens) => {
-                if let Some(id_token) = &tokens.id_token {
-                    microsoft
-                        .validate_refreshed_id_token(id_token, &claims)
-                        .await
-                        .map_err(|e| graph_api::problem(Code::Unknown, &format!("Consentry could not trust Microsoft's second answer ({e}). Send a new link.")))?;
-                }
-                // The newest refresh token is the one kept.
-                if let Some(newer) = &tokens.refresh_token {
-                    refresh_token = newer.clone();
-                }
-                arm = Some(tokens);
-            }
-            Err(error) if error.is_refusal() => {
-                tracing::info!(%error, "Azure management was not granted");
-            }
-            // Not an answer about the grant: the user may well have granted it, so the flow
-            // fails as retryable rather than record a permission as refused.
-            Err(error) => {
-                tracing::warn!(%error, "Azure management could not be asked");
-                let mut problem = error.problem();
-                problem.remediation = "Microsoft could not be asked for the Azure management \
-                    access just granted. Nothing was changed: send a new link in a few minutes."
-                    .to_owned();
-                return Err(problem);
-            }
-        }
-    }
-    let granted: Vec<DelegatedPermission> = requested
-        .iter()
-        .copied()
-        .filter(|p| match p {
-            DelegatedPermission::AzureUserImpersonation => arm
-                .as_ref()
-                .is_some_and(|t| t.scopes.iter().any(|s| s.ends_with("user_impersonation"))),
-            other => {
-                let name = other.info().scope.to_ascii_lowercase();
-                first
-                    .scopes
-                    .iter()
-                    .any(|s| s.rsplit('/').next() == Some(name.as_str()))
-            }
-        })
-        .collect();
-    let missing = requested
-        .iter()
-        .copied()
-        .filter(|p| !granted.contains(p))
-        .collect();
-    Ok(Granted {
-        claims,
-        refresh_token,
-        granted,
-        missing,
-    })
+    Ok(consent)
 }
 
 /// One consent per (client, user): consenting again updates it.
@@ -581,11 +329,7 @@ async fn upsert<C: ConnectionTrait>(
         client_id: flow.client_id,
         tenant_id: tenant,
         user_object_id,
-        user_principal_name: granted
-            .claims
-            .preferred_username
-            .clone()
-            .unwrap_or_else(|| granted.claims.subject.clone()),
+        user_principal_name: granted.user_principal_name(),
         display_name: granted.claims.name.clone(),
         permissions: StringList(names(&granted.granted)),
         missing_permissions: StringList(names(&granted.missing)),
@@ -724,6 +468,21 @@ async fn refresh(
             return Ok(Refreshed::Expired);
         }
     }
+    let rotated = tokens.refresh_token.as_ref();
+    renewed(db, consents, keys, consent, rotated, now).await?;
+    Ok(Refreshed::Ok(tokens.access_token))
+}
+
+/// Stores a renewal: when it happened and is next due, the rotated refresh token in the
+/// same UPDATE that releases the claim, and its event, in one transaction.
+async fn renewed(
+    db: &DatabaseConnection,
+    consents: &Consents,
+    keys: &TokenKeys,
+    consent: &delegated_consent::Model,
+    rotated: Option<&SecretString>,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let mut update = delegated_consent::Entity::update_many()
         .col_expr(delegated_consent::Column::LastRefreshedAt, Expr::value(now))
         .col_expr(
@@ -735,9 +494,12 @@ async fn refresh(
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .col_expr(delegated_consent::Column::UpdatedAt, Expr::value(now));
-    if let Some(rotated) = &tokens.refresh_token {
+    if let Some(rotated) = rotated {
         // Checklist 79: the new token replaces the old one in one statement.
-        let (kid, sealed) = keys.encrypt(rotated, &aad);
+        let (kid, sealed) = keys.encrypt(
+            rotated,
+            &crypto::refresh_token_aad(&consent.msp_id, &consent.tenant_id, consent.id),
+        );
         update = update
             .col_expr(delegated_consent::Column::RefreshToken, Expr::value(sealed))
             .col_expr(
@@ -756,7 +518,7 @@ async fn refresh(
         crate::events::consent(&txn, &renewed).await?;
     }
     txn.commit().await?;
-    Ok(Refreshed::Ok(tokens.access_token))
+    Ok(())
 }
 
 async fn release(db: &DatabaseConnection, id: Uuid, next: Option<DateTime<Utc>>) -> Result<()> {
@@ -834,13 +596,13 @@ async fn expire(
 /// The Graph scopes a consent's refresh asks for: `User.Read` and its granted Graph
 /// permissions.
 fn graph_scopes(microsoft: &Microsoft, consent: &delegated_consent::Model) -> Vec<String> {
-    let graph = graph_base(microsoft);
-    let mut scopes = vec![format!("{graph}/User.Read")];
+    let config = microsoft.config();
+    let mut scopes = vec![config.graph_scope("User.Read")];
     scopes.extend(
         permissions(&consent.permissions.0)
             .into_iter()
             .filter(|p| p.is_graph())
-            .map(|p| p.scope(&graph)),
+            .map(|p| p.scope(config)),
     );
     scopes
 }
@@ -1102,10 +864,7 @@ pub async fn admin_token(
                 claimed
             }
         };
-        let scopes = vec![format!(
-            "{}/Directory.AccessAsUser.All",
-            graph_base(microsoft)
-        )];
+        let scopes = vec![microsoft.config().graph_scope("Directory.AccessAsUser.All")];
         if let Refreshed::Ok(token) = refresh(
             db,
             consents,

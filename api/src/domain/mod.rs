@@ -3,21 +3,21 @@
 
 pub mod access;
 pub mod audit;
-pub mod callback;
 pub mod clients;
+mod consents;
 pub mod crypto;
 pub mod data_keys;
 pub mod delegated_consents;
 mod error;
+pub mod flows;
 pub mod graph_api;
 pub mod msp;
-pub mod oauth_flows;
 pub mod service_principal_requests;
-mod sign_in;
 pub mod tenant_proof;
 pub mod tile;
 pub mod validate;
 
+pub use consents::Consents;
 pub use error::{Error, Result};
 
 use chrono::{DateTime, SubsecRound, Utc};

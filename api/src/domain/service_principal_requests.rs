@@ -14,12 +14,10 @@ use std::{
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{
-    client,
     enums::{
-        AuditAction, GraphApiProblemCode, OAuthFlowKind, OAuthFlowStatus,
-        ServicePrincipalRequestStatus as Status,
+        AuditAction, GraphApiProblemCode, OAuthFlowKind, ServicePrincipalRequestStatus as Status,
     },
-    oauth_flow, service_principal_request,
+    service_principal_request,
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
@@ -31,28 +29,24 @@ use url::Url;
 use uuid::Uuid;
 
 use super::{
-    Error, Result, access,
+    Consents, Error, Result, access,
     audit::{self, Actor},
     delegated_consents,
-    graph_api::{self, Consents},
-    now,
-    oauth_flows::{self, FlowOutcome},
-    sign_in,
+    flows::{self, NewFlow, store},
+    graph_api, now,
 };
 use crate::{
     auth::Viewer,
     db::begin_write,
     microsoft::{
-        Microsoft, MicrosoftError, Problem, TenantHint, graph::Creation, identity::FlowSecrets,
+        Microsoft, MicrosoftError, Problem, TenantHint,
+        graph::Creation,
+        known::{
+            TEAMS_ADMIN_API, TEAMS_ADMIN_API_APP_ID, TEAMS_ADMIN_API_DISPLAY_NAME, display_name,
+        },
     },
 };
 
-/// The Skype and Teams Tenant Admin API, the principal most often missing.
-pub const TEAMS_ADMIN_API_APP_ID: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239";
-/// Its display name, as Microsoft names it (reference §7).
-pub const TEAMS_ADMIN_API_DISPLAY_NAME: &str = "Skype and Teams Tenant Admin API";
-/// [`TEAMS_ADMIN_API_APP_ID`] as a value.
-const TEAMS_ADMIN_API: Uuid = Uuid::from_u128(0x48ac35b8_9aa8_4d74_927d_1f4a14a0b239);
 /// The setting that names further applications Consentry may repair.
 pub const REPAIRABLE_APP_IDS_SETTING: &str = "CONSENTRY_MS_REPAIRABLE_APP_IDS";
 
@@ -64,16 +58,6 @@ const MAX_POLL_INTERVAL: Duration = Duration::seconds(30);
 /// A claimed lookup not finished within this is taken over by another sweep (also after a
 /// restart that interrupted one). Lookups are idempotent, so an overlap is harmless.
 const POLL_LEASE: Duration = Duration::seconds(30);
-
-/// The display name of a well-known application.
-pub fn display_name(app_id: &str) -> Option<&'static str> {
-    match app_id {
-        TEAMS_ADMIN_API_APP_ID => Some(TEAMS_ADMIN_API_DISPLAY_NAME),
-        "00000003-0000-0000-c000-000000000000" => Some("Microsoft Graph"),
-        "797f4846-ba00-4fd7-ba43-dac1f8f63013" => Some("Windows Azure Service Management API"),
-        _ => None,
-    }
-}
 
 /// The display name of an application as a request shows it: its well-known name, else
 /// its id (an application an operator allow-listed is not in the table).
@@ -263,67 +247,17 @@ pub async fn create(
     }
 
     let actor = Actor::from(viewer);
-    let now = now();
-    let open = service_principal_request::Entity::find()
-        .filter(service_principal_request::Column::ClientId.eq(client_id))
-        .filter(service_principal_request::Column::AppId.eq(app_id.clone()))
-        .filter(service_principal_request::Column::Status.is_in([
-            Status::PendingSignIn,
-            Status::Creating,
-            Status::Propagating,
-        ]))
-        .one(&txn)
-        .await?;
-    let request = match open {
+    let request = match open_request(&txn, &view.client, &app_id, &actor, &viewer.subject).await? {
         // Already acting or waiting: the same request, nothing new.
-        Some(request) if request.status != Status::PendingSignIn => {
+        request if request.status != Status::PendingSignIn => {
             txn.commit().await?;
             return Ok(StartedRequest {
                 request,
                 sign_in_url: None,
             });
         }
-        Some(request) => request,
-        None => {
-            let request = service_principal_request::Model {
-                id: Uuid::new_v4(),
-                msp_id: view.client.msp_id.clone(),
-                client_id,
-                app_display_name: Some(display_name_or_id(&app_id)),
-                app_id: app_id.clone(),
-                status: Status::PendingSignIn,
-                problem_code: None,
-                problem_message: None,
-                problem_remediation: None,
-                graph_object_id: None,
-                attempts: 0,
-                next_attempt_at: None,
-                claimed_until: None,
-                created_by: viewer.subject.clone(),
-                created_at: now,
-                updated_at: now,
-                completed_at: None,
-                tenant_id: None,
-                propagating_since: None,
-            };
-            service_principal_request::Entity::insert(
-                service_principal_request::ActiveModel::from(request.clone()),
-            )
-            .exec_without_returning(&txn)
-            .await?;
-            record(
-                &txn,
-                &request,
-                &actor,
-                None,
-                json!({ "reason": "requested" }),
-            )
-            .await?;
-            crate::events::request(&txn, &request).await?;
-            request
-        }
+        request => request,
     };
-
     txn.commit().await?;
 
     // A stored admin consent that can act in the directory: act at once, no sign-in.
@@ -339,16 +273,8 @@ pub async fn create(
             user_principal_name: admin.user_principal_name,
             user_object_id: admin.user_object_id,
         };
-        act(
-            db,
-            consents,
-            &request,
-            admin.tenant,
-            admin.token,
-            &authority,
-            &actor,
-        )
-        .await?;
+        let (tenant, token) = (admin.tenant, admin.token);
+        act(db, consents, &request, tenant, token, &authority, &actor).await?;
         let request = find(db, request.id)
             .await?
             .ok_or_else(|| Error::not_found("service principal request", request.id.to_string()))?;
@@ -357,56 +283,118 @@ pub async fn create(
             sign_in_url: None,
         });
     }
-
-    // A sign-in link; a repeated call replaces the earlier link with a fresh one.
-    let txn = begin_write(db).await?;
-    let now = super::now();
-    oauth_flows::cancel_open_for_request(
-        &txn,
-        request.id,
-        &view.client.name,
-        "a newer link was sent",
-        now,
+    let url = sign_in_link(
+        db,
+        consents,
+        microsoft,
+        &view.client,
+        viewer,
+        &request,
+        lifetime,
     )
     .await?;
-    let secrets = FlowSecrets::new();
-    let id = Uuid::new_v4();
-    let sign_in =
-        oauth_flows::store_sign_in(&consents.flow_keys, &view.client.msp_id, id, &secrets)?;
-    let expected_tenant = view.client.azure_tenant_id.map(|t| t.to_string());
-    oauth_flow::Entity::insert(oauth_flow::ActiveModel::from(oauth_flow::Model {
-        id,
-        msp_id: view.client.msp_id.clone(),
-        client_id,
-        kind: OAuthFlowKind::ServicePrincipalSignIn,
-        state_hash: oauth_flows::state_hash(secrets.state.secret()),
-        sealed_pkce_verifier: Some(sign_in.sealed_pkce_verifier),
-        pkce_verifier_key_id: Some(sign_in.pkce_verifier_key_id),
-        nonce_hash: Some(sign_in.nonce_hash),
-        expected_tenant,
-        requested_permissions: None,
-        service_principal_request_id: Some(request.id),
-        status: OAuthFlowStatus::Pending,
-        outcome: None,
-        created_by: viewer.subject.clone(),
-        created_at: now,
-        expires_at: now + lifetime,
-        completed_at: None,
-        claimed_at: None,
-        consent_state_hash: None,
-        tenant_proof: None,
-    }))
-    .exec_without_returning(&txn)
-    .await?;
-    txn.commit().await?;
-    tracing::info!(request = %request.id, app = %app_id, "service principal sign-in link created");
-
-    let hint = TenantHint::for_client(view.client.azure_tenant_id, view.client.domain.as_deref());
-    let url = microsoft.authorize_url(&hint, &sign_in_scopes(microsoft), &secrets, None);
     Ok(StartedRequest {
         request,
         sign_in_url: Some(url),
     })
+}
+
+/// The client's open request for `app_id` (waiting for a sign-in, creating or propagating),
+/// else a new one waiting for a sign-in, written with its audit entry and event.
+async fn open_request<C: ConnectionTrait>(
+    txn: &C,
+    client: &entity::client::Model,
+    app_id: &str,
+    actor: &Actor,
+    created_by: &str,
+) -> Result<service_principal_request::Model> {
+    let open = service_principal_request::Entity::find()
+        .filter(service_principal_request::Column::ClientId.eq(client.id))
+        .filter(service_principal_request::Column::AppId.eq(app_id))
+        .filter(service_principal_request::Column::Status.is_in([
+            Status::PendingSignIn,
+            Status::Creating,
+            Status::Propagating,
+        ]))
+        .one(txn)
+        .await?;
+    if let Some(open) = open {
+        return Ok(open);
+    }
+    let now = now();
+    let request = service_principal_request::Model {
+        id: Uuid::new_v4(),
+        msp_id: client.msp_id.clone(),
+        client_id: client.id,
+        app_display_name: Some(display_name_or_id(app_id)),
+        app_id: app_id.to_owned(),
+        status: Status::PendingSignIn,
+        problem_code: None,
+        problem_message: None,
+        problem_remediation: None,
+        graph_object_id: None,
+        attempts: 0,
+        next_attempt_at: None,
+        claimed_until: None,
+        created_by: created_by.to_owned(),
+        created_at: now,
+        updated_at: now,
+        completed_at: None,
+        tenant_id: None,
+        propagating_since: None,
+    };
+    service_principal_request::Entity::insert(service_principal_request::ActiveModel::from(
+        request.clone(),
+    ))
+    .exec_without_returning(txn)
+    .await?;
+    record(txn, &request, actor, None, json!({ "reason": "requested" })).await?;
+    crate::events::request(txn, &request).await?;
+    Ok(request)
+}
+
+/// A sign-in link for an admin of the client's tenant; it replaces any earlier link of the
+/// request.
+async fn sign_in_link(
+    db: &DatabaseConnection,
+    consents: &Consents,
+    microsoft: &Microsoft,
+    client: &entity::client::Model,
+    viewer: &Viewer,
+    request: &service_principal_request::Model,
+    lifetime: Duration,
+) -> Result<Url> {
+    let txn = begin_write(db).await?;
+    store::cancel_open_for_request(
+        &txn,
+        request.id,
+        &client.name,
+        "a newer link was sent",
+        now(),
+    )
+    .await?;
+    let (_, secrets) = flows::open(
+        &txn,
+        &consents.flow_keys,
+        NewFlow {
+            kind: OAuthFlowKind::ServicePrincipalSignIn,
+            client,
+            created_by: &viewer.subject,
+            lifetime,
+            requested_permissions: None,
+            service_principal_request_id: Some(request.id),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::info!(request = %request.id, app = %request.app_id, "service principal sign-in link created");
+    let hint = TenantHint::for_client(client.azure_tenant_id, client.domain.as_deref());
+    Ok(microsoft.authorize_url(
+        &hint,
+        &microsoft.config().repair_sign_in_scopes(),
+        &secrets,
+        None,
+    ))
 }
 
 fn app_id_or_default(app_id: Option<&str>) -> Result<String> {
@@ -426,198 +414,9 @@ fn app_id_or_default(app_id: Option<&str>) -> Result<String> {
     }
 }
 
-/// The sign-in asks for Graph's `Application.ReadWrite.All` (to create the principal) and
-/// `User.Read` (to read the organization), plus OpenID for a validated id_token.
-fn sign_in_scopes(microsoft: &Microsoft) -> Vec<String> {
-    let graph = microsoft
-        .config()
-        .graph
-        .as_str()
-        .trim_end_matches('/')
-        .to_owned();
-    vec![
-        "openid".to_owned(),
-        "profile".to_owned(),
-        format!("{graph}/User.Read"),
-        format!("{graph}/Application.ReadWrite.All"),
-    ]
-}
-
-/// The callback of an admin sign-in: validate it, then act. Returns what to show.
-#[tracing::instrument(skip_all, fields(flow = %flow.id, client = %flow.client_id))]
-pub async fn complete_sign_in(
-    db: &DatabaseConnection,
-    consents: &Consents,
-    flow: &oauth_flow::Model,
-    refusal: Option<Problem>,
-    code: Option<&str>,
-) -> Result<FlowOutcome> {
-    let Some(request_id) = flow.service_principal_request_id else {
-        return Err(Error::Internal(anyhow::anyhow!(
-            "sign-in flow without a request"
-        )));
-    };
-    let Some(request) = find(db, request_id).await? else {
-        return Ok(FlowOutcome::cancelled(flow, "", "the request was removed"));
-    };
-    let Some(client) = client::Entity::find_by_id(flow.client_id).one(db).await? else {
-        return Ok(FlowOutcome::cancelled(flow, "", "the client was removed"));
-    };
-    if request.status != Status::PendingSignIn {
-        // The repair went ahead (or ended) without this sign-in: redeem nothing.
-        let out = FlowOutcome::cancelled(
-            flow,
-            &client.name,
-            &format!(
-                "the repair no longer needs it (it is {})",
-                status_name(request.status).to_lowercase().replace('_', " ")
-            ),
-        );
-        oauth_flows::finish(
-            db,
-            flow.id,
-            &[OAuthFlowStatus::Exchanging],
-            OAuthFlowStatus::Failed,
-            &out,
-            now(),
-        )
-        .await?;
-        return Ok(out);
-    }
-    let result = match (refusal, code) {
-        // A request made before the allow-list (or for an application since taken off it):
-        // its code is not even redeemed (checklist 96).
-        _ if !consents.repairable_apps.contains(&request.app_id) => {
-            Err(not_repairable(&request.app_id))
-        }
-        (Some(refusal), _) => Err(refusal),
-        (None, Some(code)) => sign_in_token(consents, flow, &client, code).await,
-        (None, None) => Err(graph_api::problem(
-            GraphApiProblemCode::Unknown,
-            "Microsoft sent no authorization code. Start the repair again.",
-        )),
-    };
-    let outcome = |succeeded: bool,
-                   status: Status,
-                   headline: String,
-                   next: String,
-                   message: Option<String>| FlowOutcome {
-        client_id: client.id,
-        client_name: client.name.clone(),
-        succeeded,
-        topic: oauth_flows::topic(flow.kind).to_owned(),
-        status: status_name(status).to_owned(),
-        headline,
-        next_step: next,
-        microsoft_message: message,
-    };
-    let name = request
-        .app_display_name
-        .clone()
-        .unwrap_or_else(|| request.app_id.clone());
-    match result {
-        Err(problem) => {
-            let out = outcome(
-                false,
-                Status::Failed,
-                format!("The service principal for {name} was not created."),
-                problem.remediation.clone(),
-                problem.message.clone(),
-            );
-            let txn = begin_write(db).await?;
-            if oauth_flows::finish(
-                &txn,
-                flow.id,
-                &[OAuthFlowStatus::Exchanging],
-                OAuthFlowStatus::Failed,
-                &out,
-                now(),
-            )
-            .await?
-            {
-                fail(&txn, &request, &problem, &Actor::callback(&flow.msp_id)).await?;
-            }
-            txn.commit().await?;
-            Ok(out)
-        }
-        Ok((token, tenant, authority)) => {
-            let out = outcome(
-                true,
-                Status::Creating,
-                format!("Thank you. Consentry is creating the service principal for {name}."),
-                "Nothing more to do: you can close this window. It takes a few minutes to be ready everywhere.".to_owned(),
-                None,
-            );
-            let txn = begin_write(db).await?;
-            let finished = oauth_flows::finish(
-                &txn,
-                flow.id,
-                &[OAuthFlowStatus::Exchanging],
-                OAuthFlowStatus::Succeeded,
-                &out,
-                now(),
-            )
-            .await?;
-            txn.commit().await?;
-            if finished {
-                act(
-                    db,
-                    consents,
-                    &request,
-                    tenant,
-                    token,
-                    &authority,
-                    &Actor::callback(&flow.msp_id),
-                )
-                .await?;
-            }
-            Ok(out)
-        }
-    }
-}
-
-/// Redeems the sign-in's code and validates its id_token: the tenant must be the client's
-/// (its known id, else the tenant that owns its domain).
-async fn sign_in_token(
-    consents: &Consents,
-    flow: &oauth_flow::Model,
-    client: &client::Model,
-    code: &str,
-) -> std::result::Result<(SecretString, Uuid, Authority), Problem> {
-    let graph = consents
-        .microsoft
-        .as_deref()
-        .map(sign_in::graph_base)
-        .unwrap_or_default();
-    let scopes = [
-        "openid".to_owned(),
-        "profile".to_owned(),
-        format!("{graph}/Application.ReadWrite.All"),
-        format!("{graph}/User.Read"),
-    ];
-    let signed_in = sign_in::redeem(
-        consents,
-        flow,
-        client,
-        code,
-        &scopes,
-        "Start the repair again.",
-    )
-    .await?;
-    let authority = Authority::AdminSignIn {
-        user_principal_name: signed_in.claims.preferred_username,
-        user_object_id: signed_in.claims.object_id,
-    };
-    Ok((
-        signed_in.tokens.access_token,
-        signed_in.claims.tenant_id,
-        authority,
-    ))
-}
-
 /// Whose authority a repair acts with, written on the step that starts creating.
 #[derive(Clone, Debug)]
-enum Authority {
+pub(crate) enum Authority {
     /// An admin of the client's tenant signed in for this repair.
     AdminSignIn {
         user_principal_name: Option<String>,
@@ -658,19 +457,18 @@ impl Authority {
 }
 
 /// The problem of a request for an application that is not allow-listed.
-fn not_repairable(app_id: &str) -> Problem {
-    let mut problem = graph_api::problem(
+pub(crate) fn not_repairable(app_id: &str) -> Problem {
+    Problem::new(
         GraphApiProblemCode::Unknown,
-        &RepairableApps::refusal(app_id),
-    );
-    problem.ours = true;
-    problem
+        RepairableApps::refusal(app_id),
+    )
+    .ours()
 }
 
 /// Acts with an admin's token: looks the principal up, creates it when absent, and starts
 /// the replication wait. Every step is written with its audit event; the first names whose
 /// token it acts with.
-async fn act(
+pub(crate) async fn act(
     db: &DatabaseConnection,
     consents: &Consents,
     pending: &service_principal_request::Model,
@@ -705,7 +503,7 @@ async fn act(
     };
     // The request no longer waits for a sign-in: a link still out (this went ahead with a
     // stored consent) must not later redeem a code and promise a creation it will not do.
-    oauth_flows::cancel_open_for_request(
+    store::cancel_open_for_request(
         &txn,
         request.id,
         "",
@@ -714,73 +512,78 @@ async fn act(
     )
     .await?;
     txn.commit().await?;
-    // Look first: `az ad sp create` fails on an existing principal; we call that success.
-    let result = match microsoft
-        .find_service_principal(&token, &request.app_id)
-        .await
-    {
-        Ok(Some(existing)) => Ok(Acted::Exists(Some(existing.id))),
-        Ok(None) => match microsoft
-            .create_service_principal(&token, &request.app_id)
-            .await
-        {
-            Ok(Creation::Created(created)) => Ok(Acted::Created(created.id)),
-            Ok(Creation::AlreadyExists) => Ok(Acted::Exists(None)),
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
-    let now = now();
+    let result = create_at_microsoft(microsoft, &token, &request.app_id).await;
     match result {
         Ok(Acted::Created(object_id)) => {
             let consent_id = match authority {
                 Authority::StoredConsent { consent_id, .. } => Some(*consent_id),
                 Authority::AdminSignIn { .. } => None,
             };
-            consents.sign_in_tokens.put(
-                &request,
-                consent_id,
-                token,
-                StdDuration::from_secs(50 * 60),
-            );
-            let txn = begin_write(db).await?;
-            step(
-                &txn,
-                request.id,
-                &[Status::Creating],
-                actor,
-                json!({}),
-                |r| {
-                    r.status = Set(Status::Propagating);
-                    r.graph_object_id = Set(Some(object_id));
-                    r.propagating_since = Set(Some(now));
-                    r.next_attempt_at = Set(Some(now));
-                    r.attempts = Set(0);
-                },
-            )
-            .await?;
-            txn.commit().await?;
+            // Kept to watch the new principal replicate.
+            let held = StdDuration::from_secs(50 * 60);
+            consents
+                .sign_in_tokens
+                .put(&request, consent_id, token, held);
+            propagating(db, &request, object_id, actor).await
         }
         Ok(Acted::Exists(object_id)) => {
-            finish_ready(
-                db,
-                request.id,
-                Status::AlreadyExists,
-                object_id,
-                None,
-                actor,
-            )
-            .await?;
+            let status = Status::AlreadyExists;
+            finish_ready(db, request.id, status, object_id, None, actor).await
         }
         Err(error) => {
             tracing::warn!(%error, "creating the service principal failed");
-            let problem = creation_problem(&error);
             let txn = begin_write(db).await?;
-            fail(&txn, &request, &problem, actor).await?;
+            fail(&txn, &request, &creation_problem(&error), actor).await?;
             txn.commit().await?;
+            Ok(())
         }
     }
+}
+
+/// A new principal was created: the request watches it replicate.
+async fn propagating(
+    db: &DatabaseConnection,
+    request: &service_principal_request::Model,
+    object_id: String,
+    actor: &Actor,
+) -> Result<()> {
+    let now = now();
+    let txn = begin_write(db).await?;
+    step(
+        &txn,
+        request.id,
+        &[Status::Creating],
+        actor,
+        json!({}),
+        |r| {
+            r.status = Set(Status::Propagating);
+            r.graph_object_id = Set(Some(object_id));
+            r.propagating_since = Set(Some(now));
+            r.next_attempt_at = Set(Some(now));
+            r.attempts = Set(0);
+        },
+    )
+    .await?;
+    txn.commit().await?;
     Ok(())
+}
+
+/// Looks the principal up, and creates it when absent: `az ad sp create` fails on an
+/// existing principal; Consentry calls that success.
+async fn create_at_microsoft(
+    microsoft: &Microsoft,
+    token: &SecretString,
+    app_id: &str,
+) -> std::result::Result<Acted, MicrosoftError> {
+    if let Some(existing) = microsoft.find_service_principal(token, app_id).await? {
+        return Ok(Acted::Exists(Some(existing.id)));
+    }
+    Ok(
+        match microsoft.create_service_principal(token, app_id).await? {
+            Creation::Created(created) => Acted::Created(created.id),
+            Creation::AlreadyExists => Acted::Exists(None),
+        },
+    )
 }
 
 /// What acting achieved.
@@ -901,20 +704,7 @@ async fn poll(
     let Some(microsoft) = consents.microsoft.as_deref() else {
         return Ok(false);
     };
-    let token = match consents.sign_in_tokens.get(request.id) {
-        Some(token) => Some(token),
-        // Another instance signed in, or this one restarted: the app-only token works when
-        // the tenant has consented to Consentry.
-        None => match &request.tenant_id {
-            Some(tenant) => microsoft
-                .app_token(tenant)
-                .await
-                .ok()
-                .map(|t| t.access_token),
-            None => None,
-        },
-    };
-    let Some(token) = token else {
+    let Some(token) = watch_token(consents, microsoft, request).await else {
         // Nothing can see the tenant: the principal was created (201), and replicas catch
         // up within minutes. Say so rather than wait blindly.
         finish_ready(
@@ -955,33 +745,59 @@ async fn poll(
                     consents.sign_in_tokens.forget(request.id);
                 }
             }
-            // Backoff: 1 s, 2 s, 4 s … up to 30 s.
-            let attempts = request.attempts.saturating_add(1);
-            let wait = Duration::seconds(1_i64 << attempts.clamp(0, 5)).min(MAX_POLL_INTERVAL);
-            service_principal_request::Entity::update_many()
-                .col_expr(
-                    service_principal_request::Column::Attempts,
-                    Expr::value(attempts),
-                )
-                .col_expr(
-                    service_principal_request::Column::NextAttemptAt,
-                    Expr::value(now + wait),
-                )
-                .col_expr(
-                    service_principal_request::Column::ClaimedUntil,
-                    Expr::value(Option::<DateTime<Utc>>::None),
-                )
-                .col_expr(
-                    service_principal_request::Column::UpdatedAt,
-                    Expr::value(now),
-                )
-                .filter(service_principal_request::Column::Id.eq(request.id))
-                .filter(service_principal_request::Column::Status.eq(Status::Propagating))
-                .exec(db)
-                .await?;
+            retry_later(db, request, now).await?;
             Ok(false)
         }
     }
+}
+
+/// A token that can see the tenant: the admin's, held by this instance, else (another
+/// instance signed in, or this one restarted) an app-only token, which works when the tenant
+/// has consented to Consentry.
+async fn watch_token(
+    consents: &Consents,
+    microsoft: &Microsoft,
+    request: &service_principal_request::Model,
+) -> Option<SecretString> {
+    if let Some(token) = consents.sign_in_tokens.get(request.id) {
+        return Some(token);
+    }
+    let tenant = request.tenant_id.as_deref()?;
+    let token = microsoft.app_token(tenant).await.ok()?;
+    Some(token.access_token)
+}
+
+/// Schedules the next replication lookup, backing off.
+async fn retry_later(
+    db: &DatabaseConnection,
+    request: &service_principal_request::Model,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    // Backoff: 1 s, 2 s, 4 s … up to 30 s.
+    let attempts = request.attempts.saturating_add(1);
+    let wait = Duration::seconds(1_i64 << attempts.clamp(0, 5)).min(MAX_POLL_INTERVAL);
+    service_principal_request::Entity::update_many()
+        .col_expr(
+            service_principal_request::Column::Attempts,
+            Expr::value(attempts),
+        )
+        .col_expr(
+            service_principal_request::Column::NextAttemptAt,
+            Expr::value(now + wait),
+        )
+        .col_expr(
+            service_principal_request::Column::ClaimedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            service_principal_request::Column::UpdatedAt,
+            Expr::value(now),
+        )
+        .filter(service_principal_request::Column::Id.eq(request.id))
+        .filter(service_principal_request::Column::Status.eq(Status::Propagating))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Requests whose process died between `CREATING` and Graph's answer (still `CREATING`
@@ -997,7 +813,7 @@ async fn fail_interrupted(db: &DatabaseConnection, lease: Duration) -> Result<us
     let mut failed = 0;
     for request in stuck {
         let txn = begin_write(db).await?;
-        let problem = graph_api::problem(
+        let problem = Problem::new(
             GraphApiProblemCode::Unknown,
             "Consentry was interrupted while creating the service principal. Start the repair again; \
              if it was created meanwhile, the new request finds it.",
@@ -1008,73 +824,6 @@ async fn fail_interrupted(db: &DatabaseConnection, lease: Duration) -> Result<us
         txn.commit().await?;
     }
     Ok(failed)
-}
-
-/// A sign-in link expired unused: its request fails.
-pub async fn expire_sign_in(db: &DatabaseConnection, flow: &oauth_flow::Model) -> Result<bool> {
-    let txn = begin_write(db).await?;
-    let name = client::Entity::find_by_id(flow.client_id)
-        .one(&txn)
-        .await?
-        .map(|c| c.name)
-        .unwrap_or_default();
-    let outcome = FlowOutcome::cancelled(flow, &name, "it expired");
-    if !oauth_flows::finish(
-        &txn,
-        flow.id,
-        &[OAuthFlowStatus::Pending],
-        OAuthFlowStatus::Expired,
-        &outcome,
-        now(),
-    )
-    .await?
-    {
-        return Ok(false);
-    }
-    if let Some(request_id) = flow.service_principal_request_id
-        && let Some(request) = find(&txn, request_id).await?
-        && !oauth_flows::has_other_open_for_request(&txn, request_id, flow.id).await?
-    {
-        let problem = graph_api::problem(
-            GraphApiProblemCode::Unknown,
-            "Nobody signed in before the link expired. Start the repair again and send the new link.",
-        );
-        fail(&txn, &request, &problem, &Actor::system(&flow.msp_id)).await?;
-    }
-    txn.commit().await?;
-    Ok(true)
-}
-
-/// Fails an interrupted sign-in callback's request.
-pub async fn fail_interrupted_sign_in(
-    db: &DatabaseConnection,
-    flow: &oauth_flow::Model,
-) -> Result<bool> {
-    let txn = begin_write(db).await?;
-    let outcome = FlowOutcome::cancelled(flow, "", "Consentry was interrupted while using it");
-    if !oauth_flows::finish(
-        &txn,
-        flow.id,
-        &[OAuthFlowStatus::Exchanging],
-        OAuthFlowStatus::Failed,
-        &outcome,
-        now(),
-    )
-    .await?
-    {
-        return Ok(false);
-    }
-    if let Some(request_id) = flow.service_principal_request_id
-        && let Some(request) = find(&txn, request_id).await?
-    {
-        let problem = graph_api::problem(
-            GraphApiProblemCode::Unknown,
-            "Consentry was interrupted while completing the sign-in. Start the repair again.",
-        );
-        fail(&txn, &request, &problem, &Actor::system(&flow.msp_id)).await?;
-    }
-    txn.commit().await?;
-    Ok(true)
 }
 
 /// Ends a request as ready (or already existing) and tells the tile: "created — authorise
@@ -1117,7 +866,7 @@ async fn finish_ready(
 }
 
 /// Ends a request as failed, with its problem. False when it had already ended.
-async fn fail<C: ConnectionTrait>(
+pub(crate) async fn fail<C: ConnectionTrait>(
     txn: &C,
     request: &service_principal_request::Model,
     problem: &Problem,
@@ -1198,7 +947,7 @@ async fn record<C: ConnectionTrait>(
     .await
 }
 
-fn status_name(status: Status) -> &'static str {
+pub(crate) fn status_name(status: Status) -> &'static str {
     match status {
         Status::PendingSignIn => "PENDING_SIGN_IN",
         Status::Creating => "CREATING",

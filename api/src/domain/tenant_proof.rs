@@ -18,47 +18,24 @@
 use chrono::{DateTime, Duration, Utc};
 use entity::{client, enums::GraphApiProblemCode as Code, oauth_flow};
 use oauth2::CsrfToken;
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 use uuid::Uuid;
 
-use super::{
-    Result,
-    audit::{self, Actor},
-    callback::Answer,
-    graph_api::{self, Consents, Verdict},
-    now,
-    oauth_flows::{self, FlowOutcome},
-};
-use crate::{
-    db::begin_write,
-    microsoft::{
-        Microsoft, Problem, TenantHint,
-        id_token::{ExpectedTenant, IdTokenClaims, IdTokenError},
-    },
+use super::{Consents, Result, clients, crypto::FlowKeys, flows::store, now};
+use crate::microsoft::{
+    Microsoft, Problem, TenantHint,
+    id_token::{ExpectedTenant, IdTokenClaims, IdTokenError},
 };
 
 /// How long the admin has, once signed in, to press Accept on Microsoft's consent page.
 pub const CONSENT_STEP_LIFETIME: Duration = Duration::minutes(30);
 
-/// Global Administrator (directory role template id).
-pub const GLOBAL_ADMINISTRATOR: Uuid = Uuid::from_u128(0x62e90394_69f5_4237_9190_012177145e10);
-/// Privileged Role Administrator (directory role template id).
-pub const PRIVILEGED_ROLE_ADMINISTRATOR: Uuid =
-    Uuid::from_u128(0xe8611ab8_c189_46e8_94e1_60213ab1f814);
-
-/// The directory roles that may grant Microsoft Graph *application* permissions for a whole
-/// tenant, which is what Consentry asks for. (Cloud Application Administrator and Application
-/// Administrator may consent to other APIs' application permissions, but not to Graph's.)
-pub const CONSENT_ROLES: [(Uuid, &str); 2] = [
-    (GLOBAL_ADMINISTRATOR, "Global Administrator"),
-    (
-        PRIVILEGED_ROLE_ADMINISTRATOR,
-        "Privileged Role Administrator",
-    ),
-];
+pub use crate::microsoft::known::{
+    CONSENT_ROLES, GLOBAL_ADMINISTRATOR, PRIVILEGED_ROLE_ADMINISTRATOR,
+};
 
 /// Who proved which tenant, and when. Kept on the flow between its two steps, and on the
 /// tile it authorised.
@@ -100,19 +77,11 @@ impl TenantProof {
     }
 }
 
-/// How admin consent's sign-in step ended.
-pub enum SignInStep {
-    /// Proven: the admin's browser goes on to Microsoft's consent page at this URL.
-    Continue(Url),
-    /// The flow ended here (a refusal, a sign-in that proves nothing, the wrong tenant).
-    Finished(FlowOutcome),
-}
-
 /// The consent step's `state`: derived from the sign-in's `state` and its authorization
 /// code, so that only whoever holds both (the admin's browser) can learn it, and the same
 /// callback repeated leads to the same consent page. The MSP knows the first `state` (it
 /// handed the link out); the code never leaves Microsoft and the admin's browser.
-fn consent_state(sign_in_state: &str, code: &str) -> CsrfToken {
+pub(crate) fn consent_state(sign_in_state: &str, code: &str) -> CsrfToken {
     let digest = Sha256::new()
         .chain_update(b"consentry admin-consent step\0")
         .chain_update((sign_in_state.len() as u64).to_be_bytes())
@@ -125,7 +94,7 @@ fn consent_state(sign_in_state: &str, code: &str) -> CsrfToken {
 
 /// The consent page again, for a repeat of a sign-in callback that already proved its tenant
 /// (checklist 83): only when it brings the same code. `None` for anything else.
-pub(super) fn repeat_sign_in(
+pub(crate) fn repeat_sign_in(
     consents: &Consents,
     flow: &oauth_flow::Model,
     sign_in_state: &str,
@@ -134,180 +103,49 @@ pub(super) fn repeat_sign_in(
     let microsoft = consents.microsoft().ok()?;
     let proof = TenantProof::stored(flow.tenant_proof.as_ref())?;
     let state = consent_state(sign_in_state, code?);
-    (flow.consent_state_hash.as_deref() == Some(&oauth_flows::state_hash(state.secret())))
+    (flow.consent_state_hash.as_deref() == Some(&store::state_hash(state.secret())))
         .then(|| microsoft.admin_consent_url(&TenantHint::Id(proof.tenant_id), &state))
 }
 
-/// Acts on the sign-in callback of an admin-consent flow this request claimed: proves the
-/// tenant, then opens the consent step; or ends the flow with the reason it cannot.
-#[tracing::instrument(skip_all, fields(flow = %flow.id, client = %flow.client_id))]
-pub(super) async fn complete_sign_in(
+/// A tenant proven by a sign-in, and the code that proved it (the consent step's `state`
+/// is derived from it).
+pub(crate) struct Proven<'c> {
+    pub(crate) proof: TenantProof,
+    pub(crate) code: &'c str,
+}
+
+/// Redeems an admin-consent sign-in's code and decides what it proves: the tenant, or the
+/// problem that stops the flow (`ours` when it is Consentry's own configuration's).
+pub(crate) async fn prove<'c>(
     db: &DatabaseConnection,
-    consents: &Consents,
-    flow: &oauth_flow::Model,
-    sign_in_state: &str,
-    answer: &Answer<'_>,
-) -> Result<SignInStep> {
-    let Some(client) = client::Entity::find_by_id(flow.client_id).one(db).await? else {
-        return Ok(SignInStep::Finished(FlowOutcome::cancelled(
-            flow,
-            "",
-            "the client was removed",
-        )));
-    };
-    let proven = match prove(db, consents, flow, &client, answer).await? {
-        SignIn::Proven(proven) => proven,
-        SignIn::Refused(verdict) => {
-            let txn = begin_write(db).await?;
-            let Some(view) = graph_api::locked_view(&txn, flow.client_id).await? else {
-                return Ok(SignInStep::Finished(FlowOutcome::cancelled(
-                    flow,
-                    "",
-                    "the client was removed",
-                )));
-            };
-            return graph_api::conclude(db, txn, view, consents, flow, verdict)
-                .await
-                .map(SignInStep::Finished);
-        }
-    };
-    let Proven {
-        microsoft,
-        proof,
-        code,
-    } = proven;
-    let state = consent_state(sign_in_state, code);
-    let now = now();
-    let txn = begin_write(db).await?;
-    if !oauth_flows::open_consent_step(
-        &txn,
-        flow.id,
-        state.secret(),
-        proof.to_json(),
-        now + CONSENT_STEP_LIFETIME,
-    )
-    .await?
-    {
-        drop(txn);
-        return Ok(SignInStep::Finished(
-            oauth_flows::find(db, flow.id)
-                .await?
-                .map(|f| oauth_flows::outcome_of(&f))
-                .unwrap_or_else(|| FlowOutcome::cancelled(flow, "", "it was cancelled")),
-        ));
-    }
-    audit::record(
-        &txn,
-        &Actor::callback(&flow.msp_id),
-        &flow.msp_id,
-        Some(flow.client_id),
-        entity::enums::AuditAction::TenantProven,
-        serde_json::json!({
-            "flowId": flow.id,
-            "tenant": proof.tenant_id,
-            "signedInAs": proof.signed_in_as,
-            "userObjectId": proof.user_object_id,
-            "roles": proof.role_names(),
-        }),
-    )
-    .await?;
-    txn.commit().await?;
-    tracing::info!(tenant = %proof.tenant_id, "admin signed in; on to Microsoft's consent page");
-    Ok(SignInStep::Continue(microsoft.admin_consent_url(
-        &TenantHint::Id(proof.tenant_id),
-        &state,
-    )))
-}
-
-/// What a sign-in proved.
-enum SignIn<'a, 'c> {
-    Proven(Proven<'a, 'c>),
-    /// Nothing (or the wrong thing): the flow's verdict.
-    Refused(Verdict),
-}
-
-/// A tenant proven by this sign-in.
-struct Proven<'a, 'c> {
-    microsoft: &'a Microsoft,
-    proof: TenantProof,
-    code: &'c str,
-}
-
-/// Redeems the sign-in's code and decides what it proves.
-async fn prove<'a, 'c>(
-    db: &DatabaseConnection,
-    consents: &'a Consents,
+    microsoft: &Microsoft,
+    keys: &FlowKeys,
     flow: &oauth_flow::Model,
     client: &client::Model,
-    answer: &Answer<'c>,
-) -> Result<SignIn<'a, 'c>> {
-    let failed =
-        |code: Code, text: &str| SignIn::Refused(Verdict::failed(graph_api::problem(code, text)));
-    if let Some(refusal) = &answer.refusal {
-        return Ok(SignIn::Refused(Verdict::failed(refusal.clone())));
-    }
-    let Ok(microsoft) = consents.microsoft() else {
-        return Ok(SignIn::Refused(graph_api::no_microsoft()));
-    };
+    code: Option<&'c str>,
+) -> Result<std::result::Result<Proven<'c>, Problem>> {
     // A link made by an earlier version (before admins signed in first, or with its secrets
     // in plaintext), or one whose key has since changed: nothing to prove a tenant with.
-    let secrets = match oauth_flows::sign_in_secrets(&consents.flow_keys, flow) {
+    let secrets = match store::sign_in_secrets(keys, flow) {
         Ok(secrets) => secrets,
         Err(error) => {
             tracing::warn!(%error, "the admin-consent link's stored secrets cannot be used");
-            return Ok(failed(
+            return Ok(Err(Problem::new(
                 Code::LinkExpired,
-                &format!("{} Send a new link.", super::sign_in::unusable_link(&error)),
-            ));
+                format!("{} Send a new link.", error.on_the_page()),
+            )));
         }
     };
-    let Some(code) = answer.code else {
-        return Ok(failed(
+    let Some(code) = code else {
+        return Ok(Err(Problem::new(
             Code::Unknown,
             "Microsoft sent no authorization code, so the admin's sign-in could not be checked. \
              Send a new link.",
-        ));
+        )));
     };
-    let tokens = match microsoft
-        .redeem_tenant_sign_in(code, &secrets.pkce_verifier)
-        .await
-    {
-        Ok(tokens) => tokens,
-        Err(error) => {
-            tracing::warn!(%error, "the admin's sign-in could not be redeemed");
-            return Ok(SignIn::Refused(Verdict::failed(error.problem())));
-        }
-    };
-    // Checklist 10: nothing from the answer is used before its id_token is validated.
-    let Some(id_token) = &tokens.id_token else {
-        return Ok(failed(
-            Code::Unknown,
-            "Microsoft's answer to the sign-in had no id_token, so the admin's tenant could not \
-             be proven. Send a new link.",
-        ));
-    };
-    let claims = match microsoft
-        .validate_id_token(id_token, &ExpectedTenant::AnyOrganization, &secrets.nonce)
-        .await
-    {
+    let claims = match signed_in(microsoft, &secrets, code).await {
         Ok(claims) => claims,
-        Err(error) => {
-            tracing::warn!(%error, "the admin's id_token was rejected");
-            let code = match error {
-                IdTokenError::Tenant | IdTokenError::Issuer => Code::WrongTenant,
-                IdTokenError::Key(crate::jwks::KeyError::Unavailable) => {
-                    Code::IdentityProviderUnavailable
-                }
-                _ => Code::Unknown,
-            };
-            return Ok(failed(
-                code,
-                &format!(
-                    "Consentry could not trust the admin's sign-in ({error}), so it did not go on \
-                     to the consent. Send a new link."
-                ),
-            ));
-        }
+        Err(problem) => return Ok(Err(problem)),
     };
     let user = claims
         .preferred_username
@@ -322,24 +160,23 @@ async fn prove<'a, 'c>(
         && expected != claims.tenant_id
     {
         let tenant = claims.tenant_id;
-        let why = format!(
-            "{user} signed in to tenant {tenant}, but this client's tenant is {expected}. The \
-             admin must sign in with an account of the client's own tenant; if the client moved \
-             tenants, correct its azureTenantId first."
-        );
-        return Ok(SignIn::Refused(Verdict::failed(graph_api::wrong_tenant(
-            &why,
-        ))));
+        return Ok(Err(Problem::new(
+            Code::WrongTenant,
+            format!(
+                "{user} signed in to tenant {tenant}, but this client's tenant is {expected}. The \
+                 admin must sign in with an account of the client's own tenant; if the client \
+                 moved tenants, correct its azureTenantId first."
+            ),
+        )));
     }
     let roles = match consent_roles(&claims, &user) {
         Ok(roles) => roles,
-        Err(problem) => return Ok(SignIn::Refused(Verdict::failed(problem))),
+        Err(problem) => return Ok(Err(problem)),
     };
-    if let Some(problem) = graph_api::tenant_taken(db, client, claims.tenant_id).await? {
-        return Ok(SignIn::Refused(Verdict::failed(problem)));
+    if let Some(problem) = clients::tenant_taken(db, client, claims.tenant_id).await? {
+        return Ok(Err(problem));
     }
-    Ok(SignIn::Proven(Proven {
-        microsoft,
+    Ok(Ok(Proven {
         proof: TenantProof {
             tenant_id: claims.tenant_id,
             signed_in_as: user,
@@ -351,18 +188,60 @@ async fn prove<'a, 'c>(
     }))
 }
 
+/// Redeems the code and validates its id_token: who signed in, in which tenant.
+async fn signed_in(
+    microsoft: &Microsoft,
+    secrets: &store::SignInSecrets,
+    code: &str,
+) -> std::result::Result<IdTokenClaims, Problem> {
+    let tokens = microsoft
+        .redeem_tenant_sign_in(code, &secrets.pkce_verifier)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "the admin's sign-in could not be redeemed");
+            error.problem()
+        })?;
+    // Checklist 10: nothing from the answer is used before its id_token is validated.
+    let Some(id_token) = &tokens.id_token else {
+        return Err(Problem::new(
+            Code::Unknown,
+            "Microsoft's answer to the sign-in had no id_token, so the admin's tenant could not \
+             be proven. Send a new link.",
+        ));
+    };
+    microsoft
+        .validate_id_token(id_token, &ExpectedTenant::AnyOrganization, &secrets.nonce)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "the admin's id_token was rejected");
+            let code = match error {
+                IdTokenError::Tenant | IdTokenError::Issuer => Code::WrongTenant,
+                IdTokenError::Key(crate::jwks::KeyError::Unavailable) => {
+                    Code::IdentityProviderUnavailable
+                }
+                _ => Code::Unknown,
+            };
+            Problem::new(
+                code,
+                format!(
+                    "Consentry could not trust the admin's sign-in ({error}), so it did not go on \
+                     to the consent. Send a new link."
+                ),
+            )
+        })
+}
+
 /// The roles of the signed-in user that allow the consent, or why there are none.
 fn consent_roles(claims: &IdTokenClaims, user: &str) -> std::result::Result<Vec<Uuid>, Problem> {
     let Some(held) = &claims.directory_roles else {
-        let mut problem = graph_api::problem(
+        let problem = Problem::new(
             Code::IdentityProviderUnavailable,
             "Microsoft's sign-in did not say which directory roles the admin holds, so Consentry \
              cannot tell an administrator from any user of the tenant. An operator must set \
              \"groupMembershipClaims\": \"DirectoryRole\" in the manifest of Consentry's app \
              registration, so that id_tokens carry the wids claim.",
         );
-        problem.ours = true;
-        return Err(problem);
+        return Err(problem.ours());
     };
     let allowed: Vec<Uuid> = CONSENT_ROLES
         .iter()
@@ -371,9 +250,9 @@ fn consent_roles(claims: &IdTokenClaims, user: &str) -> std::result::Result<Vec<
         .collect();
     if allowed.is_empty() {
         let names: Vec<&str> = CONSENT_ROLES.iter().map(|(_, name)| *name).collect();
-        return Err(graph_api::problem(
+        return Err(Problem::new(
             Code::AdminConsentRequired,
-            &format!(
+            format!(
                 "{user} signed in, but is not a {} of the tenant: only these roles may grant \
                  Microsoft Graph application permissions for the whole organisation. Sign in \
                  with such an account (or ask one to approve the request in Entra ID's admin \

@@ -27,7 +27,7 @@ pub use error::{code_of, gql_error};
 pub use ids::{GlobalId, IdKind};
 pub use loaders::Loaders;
 
-use crate::{domain::graph_api::Consents, events::Bus, http::metrics::Metrics};
+use crate::{domain::Consents, events::Bus, http::metrics::Metrics};
 
 pub type AppSchema =
     Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;

@@ -20,8 +20,11 @@ use crate::{
     config::join,
     domain::{
         Error,
-        callback::{self, CallbackParams, CallbackResult},
-        oauth_flows::{self, FlowOutcome},
+        flows::{
+            FlowOutcome,
+            callback::{self, CallbackParams, CallbackResult},
+            store as oauth_flows,
+        },
     },
     graphql::{GlobalId, IdKind},
     state::AppState,

@@ -26,7 +26,8 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(code: GraphApiProblemCode, remediation: impl Into<String>) -> Self {
+    /// A problem in Consentry's words only.
+    pub(crate) fn new(code: GraphApiProblemCode, remediation: impl Into<String>) -> Self {
         Self {
             code,
             aadsts: None,
@@ -38,7 +39,8 @@ impl Problem {
         }
     }
 
-    fn ours(mut self) -> Self {
+    /// Marks the problem as Consentry's own configuration's (see [`Problem::ours`]).
+    pub(crate) fn ours(mut self) -> Self {
         self.ours = true;
         self
     }
@@ -114,7 +116,7 @@ pub fn missing_service(description: &str) -> (Option<String>, Option<String>) {
 /// anyway (so a redirect can only choose among those); otherwise the Teams admin API, the
 /// usual cause. Its name comes from Consentry's own table.
 pub fn from_redirect(error: &str, description: &str, repairable: &dyn Fn(&str) -> bool) -> Problem {
-    use crate::domain::service_principal_requests::{TEAMS_ADMIN_API_APP_ID, display_name};
+    use super::known::{TEAMS_ADMIN_API_APP_ID, display_name};
     let codes = aadsts_codes(&[], description);
     let error = bounded(error, 64);
     let mut problem = from_identity(&error, "", &codes);
@@ -430,7 +432,7 @@ mod tests {
         assert_eq!(problem.message, None, "Microsoft's words are not kept");
         assert_eq!(
             problem.app_id.as_deref(),
-            Some(crate::domain::service_principal_requests::TEAMS_ADMIN_API_APP_ID),
+            Some(crate::microsoft::known::TEAMS_ADMIN_API_APP_ID),
             "the app to repair comes from Consentry's own table"
         );
         assert!(

@@ -7,6 +7,7 @@ pub mod errors;
 pub mod graph;
 pub mod id_token;
 pub mod identity;
+pub mod known;
 pub mod simulator;
 
 use std::{cell::Cell, collections::HashMap, future::Future, sync::Arc, time::Duration};
@@ -88,6 +89,23 @@ impl MicrosoftConfig {
             "{}/{tenant_id}/v2.0",
             self.authority.as_str().trim_end_matches('/')
         )
+    }
+
+    /// The tenant an issuer names, when it is exactly [`Self::issuer`] of a tenant id (in its
+    /// canonical, lower-case form).
+    pub fn issuer_tenant(&self, issuer: &str) -> Option<uuid::Uuid> {
+        let tenant = issuer
+            .strip_prefix(self.authority.as_str().trim_end_matches('/'))?
+            .strip_prefix('/')?
+            .strip_suffix("/v2.0")?;
+        uuid::Uuid::try_parse(tenant)
+            .ok()
+            .filter(|id| id.to_string() == tenant)
+    }
+
+    /// `{graph}/{permission}`: a delegated permission of Microsoft Graph as a scope.
+    pub fn graph_scope(&self, permission: &str) -> String {
+        format!("{}/{permission}", self.graph.as_str().trim_end_matches('/'))
     }
 
     fn endpoint(&self, tenant: &str, path: &str) -> Url {

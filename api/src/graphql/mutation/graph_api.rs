@@ -3,10 +3,7 @@
 use async_graphql::{Context, ID, Object, Result};
 
 use crate::{
-    domain::{
-        Error, access,
-        graph_api::{self, Consents},
-    },
+    domain::{Consents, Error, access, graph_api},
     graphql::{
         ids::{GlobalId, IdKind},
         query::{database, viewer},

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::domain::service_principal_requests::TEAMS_ADMIN_API_APP_ID;
+use crate::microsoft::known::TEAMS_ADMIN_API_APP_ID;
 
 /// A deterministic id from a name, so that a tenant keeps its id across restarts.
 pub fn stable_id(name: &str) -> Uuid {
@@ -190,9 +190,7 @@ impl SimTenant {
 /// Display names of the application ids the simulator knows, as AADSTS650052 names them.
 pub fn app_display_name(app_id: &str) -> &'static str {
     match app_id {
-        TEAMS_ADMIN_API_APP_ID => {
-            crate::domain::service_principal_requests::TEAMS_ADMIN_API_DISPLAY_NAME
-        }
+        TEAMS_ADMIN_API_APP_ID => crate::microsoft::known::TEAMS_ADMIN_API_DISPLAY_NAME,
         "00000003-0000-0000-c000-000000000000" => "Microsoft Graph",
         "797f4846-ba00-4fd7-ba43-dac1f8f63013" => "Windows Azure Service Management API",
         _ => "Unknown application",

@@ -1,24 +1,22 @@
 //! The one redirect URI of every flow (`GET /oauth/callback`): finds the flow by its `state`,
-//! lets exactly one request act on it, and hands every other request — concurrent, or a
-//! replay — the first outcome (checklist 1–4, 83, 84).
+//! lets exactly one request act on it — the claim's transaction is this module's, for every
+//! kind — and hands every other request, concurrent or a replay, the first outcome
+//! (checklist 1–4, 83, 84).
 
 use std::collections::HashMap;
 
-use entity::enums::{OAuthFlowKind, OAuthFlowStatus};
+use entity::enums::{GraphApiProblemCode, OAuthFlowKind, OAuthFlowStatus};
 use sea_orm::DatabaseConnection;
 use url::{Url, form_urlencoded};
 use uuid::Uuid;
 
-use super::{
-    Result, delegated_consents,
-    graph_api::{self, Consents},
-    now,
-    oauth_flows::{self, FlowOutcome, Step},
-    service_principal_requests::{self, RepairableApps},
-    tenant_proof::{self, SignInStep},
-};
+use super::{Claimed, Completed, Ending, FlowOutcome, end, kind, store};
 use crate::{
     db::begin_write,
+    domain::{
+        Consents, Result, now, service_principal_requests::RepairableApps,
+        tenant_proof::TenantProof,
+    },
     microsoft::{Problem, errors},
 };
 
@@ -156,7 +154,8 @@ pub enum CallbackResult {
     },
 }
 
-/// Handles one callback request.
+/// Handles one callback request: finds the flow, lets exactly one request claim it, and
+/// hands it to its kind (see the module [`super`]).
 pub async fn handle(
     db: &DatabaseConnection,
     consents: &Consents,
@@ -165,109 +164,88 @@ pub async fn handle(
     let Some(state) = params.state() else {
         return Ok(CallbackResult::Rejected);
     };
-    let Some((flow, step)) = oauth_flows::find_by_state(db, state).await? else {
+    let Some((flow, step)) = store::find_by_state(db, state).await? else {
         return Ok(CallbackResult::Rejected);
     };
-    let finished =
-        |flow: &entity::oauth_flow::Model, outcome: FlowOutcome| CallbackResult::Finished {
-            flow_id: flow.id,
-            kind: flow.kind,
-            outcome,
-        };
     match flow.status {
         OAuthFlowStatus::Pending => {}
         OAuthFlowStatus::Exchanging => return Ok(CallbackResult::InProgress),
         OAuthFlowStatus::Succeeded | OAuthFlowStatus::Failed | OAuthFlowStatus::Expired => {
-            return Ok(finished(&flow, oauth_flows::outcome_of(&flow)));
+            return Ok(finished(&flow, store::outcome_of(&flow)));
         }
     }
-    if step == Step::SignIn && flow.consent_state_hash.is_some() {
-        // Admin consent's sign-in is done and its consent step is open: a repeat of the same
-        // callback (a refresh, a double click) goes on to the same consent page; anything
-        // else learns nothing about it.
-        return Ok(
-            match tenant_proof::repeat_sign_in(consents, &flow, state, params.code()) {
-                Some(url) => CallbackResult::Continue { url },
-                None => CallbackResult::AlreadySignedIn,
-            },
-        );
+    let handler = kind(flow.kind);
+    if let Some(repeat) = handler.passed(consents, &flow, step, state, params.code()) {
+        return Ok(repeat);
     }
-
-    // Checklist 11 (RFC 9207): an answer naming another issuer than the one the request went
-    // to is a mix-up; it fails its flow like an error answer, and its code is never redeemed.
-    let answer = match wrong_issuer(consents, &flow, params) {
-        Some(issuer) => {
-            tracing::warn!(flow = %flow.id, %issuer, "callback from an unexpected issuer refused");
-            Answer {
-                refusal: Some(graph_api::problem(
-                    entity::enums::GraphApiProblemCode::Unknown,
-                    "The answer did not come from the Microsoft sign-in this link started (its \
-                     issuer is not the expected one), so Consentry did not use it. Send a new link.",
-                )),
-                code: None,
-                tenant: None,
-            }
-        }
-        None => {
-            let refusal = params.refusal(&consents.repairable_apps);
-            if let (Some(refusal), Some((error, _))) = (&refusal, params.error()) {
-                // Logged (escaped) for operators; the description is nobody's word.
-                tracing::info!(flow = %flow.id, %error, aadsts = ?refusal.aadsts, "the answer is an error");
-            }
-            Answer {
-                code: params.code().filter(|_| refusal.is_none()),
-                refusal,
-                tenant: params.tenant(),
-            }
-        }
-    };
-
-    let now = now();
-    if flow.expires_at <= now {
-        expire(db, &flow).await?;
-        return Ok(reread(db, flow.id)
-            .await?
-            .unwrap_or(CallbackResult::Rejected));
+    let answer = answer(consents, &flow, params);
+    if flow.expires_at <= now() {
+        end(db, &flow, Ending::Expired).await?;
+        return reread(db, flow.id).await;
     }
-    // The claim is a write like any other (on SQLite it waits its turn with them), and its
-    // transaction goes on to the flow's first step.
+    // The claim is a write like any other (on SQLite it waits its turn with them); the kind
+    // may show watchers what happens next in the same transaction.
     let claim = begin_write(db).await?;
-    if !oauth_flows::claim(&claim, &flow, now).await? {
+    if !store::claim(&claim, &flow, now()).await? {
         drop(claim);
         // Someone else claimed (or expired) it first: show theirs.
-        return Ok(reread(db, flow.id)
-            .await?
-            .unwrap_or(CallbackResult::Rejected));
+        return reread(db, flow.id).await;
     }
     tracing::info!(flow = %flow.id, kind = ?flow.kind, ?step, "callback claimed its flow");
-    let outcome = match (flow.kind, step) {
-        (OAuthFlowKind::AdminConsent, Step::SignIn) => {
-            claim.commit().await?;
-            match tenant_proof::complete_sign_in(db, consents, &flow, state, &answer).await? {
-                SignInStep::Continue(url) => return Ok(CallbackResult::Continue { url }),
-                SignInStep::Finished(outcome) => outcome,
-            }
-        }
-        (OAuthFlowKind::AdminConsent, Step::Consent) => {
-            graph_api::complete_consent(db, claim, consents, &flow, &answer).await?
-        }
-        (OAuthFlowKind::ServicePrincipalSignIn, _) => {
-            claim.commit().await?;
-            service_principal_requests::complete_sign_in(
-                db,
-                consents,
-                &flow,
-                answer.refusal,
-                answer.code,
-            )
-            .await?
-        }
-        (OAuthFlowKind::DelegatedConsent, _) => {
-            claim.commit().await?;
-            delegated_consents::complete(db, consents, &flow, answer.refusal, answer.code).await?
-        }
+    let claimed = Claimed {
+        db,
+        consents,
+        flow: &flow,
+        step,
+        state,
+        answer: &answer,
     };
-    Ok(finished(&flow, outcome))
+    handler.claimed(&claim, &claimed).await?;
+    claim.commit().await?;
+    Ok(match handler.complete(&claimed).await? {
+        Completed::Continue(url) => CallbackResult::Continue { url },
+        Completed::Finished(outcome) => finished(&flow, outcome),
+    })
+}
+
+fn finished(flow: &entity::oauth_flow::Model, outcome: FlowOutcome) -> CallbackResult {
+    CallbackResult::Finished {
+        flow_id: flow.id,
+        kind: flow.kind,
+        outcome,
+    }
+}
+
+/// What the redirect says, as far as it can be believed.
+fn answer<'p>(
+    consents: &Consents,
+    flow: &entity::oauth_flow::Model,
+    params: &'p CallbackParams,
+) -> Answer<'p> {
+    // Checklist 11 (RFC 9207): an answer naming another issuer than the one the request went
+    // to is a mix-up; it fails its flow like an error answer, and its code is never redeemed.
+    if let Some(issuer) = wrong_issuer(consents, flow, params) {
+        tracing::warn!(flow = %flow.id, %issuer, "callback from an unexpected issuer refused");
+        return Answer {
+            refusal: Some(Problem::new(
+                GraphApiProblemCode::Unknown,
+                "The answer did not come from the Microsoft sign-in this link started (its \
+                 issuer is not the expected one), so Consentry did not use it. Send a new link.",
+            )),
+            code: None,
+            tenant: None,
+        };
+    }
+    let refusal = params.refusal(&consents.repairable_apps);
+    if let (Some(refusal), Some((error, _))) = (&refusal, params.error()) {
+        // Logged (escaped) for operators; the description is nobody's word.
+        tracing::info!(flow = %flow.id, %error, aadsts = ?refusal.aadsts, "the answer is an error");
+    }
+    Answer {
+        code: params.code().filter(|_| refusal.is_none()),
+        refusal,
+        tenant: params.tenant(),
+    }
 }
 
 /// The `iss` of an answer that is not the issuer its request went to: exactly
@@ -284,17 +262,8 @@ fn wrong_issuer<'p>(
     let Some(microsoft) = consents.microsoft.as_deref() else {
         return Some(issuer);
     };
-    let authority = microsoft.config().authority.as_str().trim_end_matches('/');
-    let tenant = issuer
-        .strip_prefix(authority)
-        .and_then(|rest| rest.strip_prefix('/'))
-        .and_then(|rest| rest.strip_suffix("/v2.0"))
-        .and_then(|tenant| {
-            Uuid::try_parse(tenant)
-                .ok()
-                .filter(|id| id.to_string() == tenant)
-        });
-    let expected = tenant_proof::TenantProof::stored(flow.tenant_proof.as_ref())
+    let tenant = microsoft.config().issuer_tenant(issuer);
+    let expected = TenantProof::stored(flow.tenant_proof.as_ref())
         .map(|proof| proof.tenant_id)
         .or_else(|| {
             flow.expected_tenant
@@ -308,43 +277,15 @@ fn wrong_issuer<'p>(
     }
 }
 
-/// Expires a pending flow whose link ran out, with what its kind does on expiry (a tile
-/// shows `LINK_EXPIRED`, a repair request fails). False when it had already moved on. Used
-/// by a late callback and by the sweep alike.
-pub async fn expire(db: &DatabaseConnection, flow: &entity::oauth_flow::Model) -> Result<bool> {
-    match flow.kind {
-        OAuthFlowKind::AdminConsent => graph_api::expire_flow(db, flow).await,
-        OAuthFlowKind::ServicePrincipalSignIn => {
-            service_principal_requests::expire_sign_in(db, flow).await
-        }
-        OAuthFlowKind::DelegatedConsent => {
-            let outcome = FlowOutcome::cancelled(flow, "", "it expired");
-            oauth_flows::finish(
-                db,
-                flow.id,
-                &[OAuthFlowStatus::Pending],
-                OAuthFlowStatus::Expired,
-                &outcome,
-                now(),
-            )
-            .await
-        }
-    }
-}
-
-/// The flow's state now, as a callback result (`None`: it no longer exists).
-async fn reread(db: &DatabaseConnection, flow_id: Uuid) -> Result<Option<CallbackResult>> {
-    let Some(flow) = oauth_flows::find(db, flow_id).await? else {
-        return Ok(None);
+/// The flow's state now, as a callback result (`Rejected`: it no longer exists).
+async fn reread(db: &DatabaseConnection, flow_id: Uuid) -> Result<CallbackResult> {
+    let Some(flow) = store::find(db, flow_id).await? else {
+        return Ok(CallbackResult::Rejected);
     };
-    Ok(Some(match flow.status {
+    Ok(match flow.status {
         OAuthFlowStatus::Pending | OAuthFlowStatus::Exchanging => CallbackResult::InProgress,
-        _ => CallbackResult::Finished {
-            flow_id: flow.id,
-            kind: flow.kind,
-            outcome: oauth_flows::outcome_of(&flow),
-        },
-    }))
+        _ => finished(&flow, store::outcome_of(&flow)),
+    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! OAuth flows (docs/design.md §1): one started sign-in or consent, bound server-side to its MSP,
-//! client and kind (checklist 5); found again only through the SHA-256 of its `state`;
+//! The flow rows (docs/design.md §1): one started sign-in or consent, bound server-side to its
+//! MSP, client and kind (checklist 5); found again only through the SHA-256 of its `state`;
 //! claimed by exactly one callback (checklist 84); finished with an outcome that a replayed
 //! callback shows again instead of running anything twice (checklist 3, 83). What a sign-in
 //! needs back at its callback is kept so that a database dump reveals none of it: the PKCE
@@ -20,11 +20,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{
+use crate::domain::{
     Error, Result,
     crypto::{self, CryptoError, FlowKeys},
 };
-use crate::microsoft::{id_token::NonceHash, identity::FlowSecrets};
+use crate::{
+    domain::now,
+    microsoft::{id_token::NonceHash, identity::FlowSecrets},
+};
 
 /// Longest a `state` Consentry issues can be; anything longer is not ours and is not hashed.
 const MAX_STATE_CHARS: usize = 512;
@@ -110,6 +113,22 @@ pub enum Unreadable {
     Key(#[from] CryptoError),
 }
 
+impl Unreadable {
+    /// Why a link whose sign-in secrets cannot be used is over, in the words of its result
+    /// page.
+    pub fn on_the_page(&self) -> &'static str {
+        match self {
+            Self::Missing => {
+                "This link was made by an earlier version of Consentry and can no longer be used."
+            }
+            Self::Key(_) => {
+                "This link can no longer be used: the key that protects it has changed since it \
+                 was made."
+            }
+        }
+    }
+}
+
 /// Opens the sign-in secrets a flow stored with [`store_sign_in`].
 pub fn sign_in_secrets(
     keys: &FlowKeys,
@@ -157,6 +176,27 @@ pub struct FlowOutcome {
 }
 
 impl FlowOutcome {
+    /// The outcome of `flow` for `client`, without Microsoft's words.
+    pub fn of(
+        flow: &oauth_flow::Model,
+        client: &entity::client::Model,
+        succeeded: bool,
+        status: &str,
+        headline: String,
+        next_step: String,
+    ) -> Self {
+        Self {
+            client_id: client.id,
+            client_name: client.name.clone(),
+            succeeded,
+            topic: topic(flow.kind).to_owned(),
+            status: status.to_owned(),
+            headline,
+            next_step,
+            microsoft_message: None,
+        }
+    }
+
     /// The outcome of a flow that was stopped before anyone came back with it.
     pub fn cancelled(flow: &oauth_flow::Model, client_name: &str, why: &str) -> Self {
         Self {
@@ -436,6 +476,59 @@ pub async fn stuck<C: ConnectionTrait>(
         .limit(limit)
         .all(db)
         .await?)
+}
+
+/// A flow to open: what differs between kinds.
+pub(crate) struct NewFlow<'a> {
+    pub(crate) kind: OAuthFlowKind,
+    pub(crate) client: &'a entity::client::Model,
+    /// Who asked for the link (the caller's subject).
+    pub(crate) created_by: &'a str,
+    pub(crate) lifetime: Duration,
+    /// A delegated consent's permissions.
+    pub(crate) requested_permissions: Option<Vec<String>>,
+    /// A repair's request.
+    pub(crate) service_principal_request_id: Option<Uuid>,
+}
+
+/// Opens a flow in the caller's transaction: a single-use `state`, the PKCE verifier sealed
+/// to the flow and the nonce's hash (its id is random: it also names the flow's result
+/// page). Returns the row and the secrets its link carries.
+pub(crate) async fn open<C: ConnectionTrait>(
+    txn: &C,
+    keys: &FlowKeys,
+    new: NewFlow<'_>,
+) -> Result<(oauth_flow::Model, FlowSecrets)> {
+    let now = now();
+    let secrets = FlowSecrets::new();
+    let id = Uuid::new_v4();
+    let sign_in = store_sign_in(keys, &new.client.msp_id, id, &secrets)?;
+    let flow = oauth_flow::Model {
+        id,
+        msp_id: new.client.msp_id.clone(),
+        client_id: new.client.id,
+        kind: new.kind,
+        state_hash: state_hash(secrets.state.secret()),
+        sealed_pkce_verifier: Some(sign_in.sealed_pkce_verifier),
+        pkce_verifier_key_id: Some(sign_in.pkce_verifier_key_id),
+        nonce_hash: Some(sign_in.nonce_hash),
+        expected_tenant: new.client.azure_tenant_id.map(|t| t.to_string()),
+        requested_permissions: new.requested_permissions.map(entity::StringList),
+        service_principal_request_id: new.service_principal_request_id,
+        status: OAuthFlowStatus::Pending,
+        outcome: None,
+        created_by: new.created_by.to_owned(),
+        created_at: now,
+        expires_at: now + new.lifetime,
+        completed_at: None,
+        claimed_at: None,
+        consent_state_hash: None,
+        tenant_proof: None,
+    };
+    oauth_flow::Entity::insert(oauth_flow::ActiveModel::from(flow.clone()))
+        .exec_without_returning(txn)
+        .await?;
+    Ok((flow, secrets))
 }
 
 /// What `consentry rotate-keys` did to the sign-in secrets of pending flows.
