@@ -213,7 +213,7 @@ pub async fn update(
     }
 
     let tile_reset = before.azure_tenant_id != after.azure_tenant_id
-        && current.tile.status != GraphApiStatus::NotAuthorised;
+        && tile::next(&current.tile, &tile::TileEvent::TenantChanged).is_some();
     let tile = if tile_reset {
         reset_tile(&txn, &current.tile, &after, now).await?
     } else {

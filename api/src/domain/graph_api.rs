@@ -23,7 +23,7 @@ use super::{
     clients::{self, ClientView},
     flows::{self, NewFlow, store},
     now,
-    tile::{self, TileChange},
+    tile::{self, TileChange, TileEvent},
 };
 use crate::{
     auth::Viewer,
@@ -94,11 +94,11 @@ pub async fn authorise(
 
     let actor = Actor::from(viewer);
     let mut tile = view.tile.clone();
-    if tile.status != GraphApiStatus::Authorised {
+    if let Some(status) = tile::next(&view.tile, &TileEvent::LinkSent) {
         tile = tile::write(
             &txn,
             &view.tile,
-            TileChange::to(GraphApiStatus::AwaitingConsent),
+            TileChange::to(status),
             &actor,
             &view.client.msp_id,
             json!({ "reason": "consent link created", "flowId": flow.id }),
@@ -302,7 +302,11 @@ async fn reverify(
     let Some(tile) = tile::lock(&txn, view.client.id).await? else {
         return Err(Error::not_found("client", view.client.id.to_string()));
     };
-    if tile.status != GraphApiStatus::Authorised {
+    let event = match change.status {
+        GraphApiStatus::Authorised => TileEvent::Reverified,
+        _ => TileEvent::Revoked,
+    };
+    if tile::next(&tile, &event).is_none() {
         // Someone re-authorised or reset it meanwhile: their change stands.
         drop(txn);
         return Ok(Reverified::Written(Box::new(
@@ -483,18 +487,12 @@ pub(crate) async fn service_principal_ready<C: ConnectionTrait>(
     let Some(tile) = tile::lock(txn, request.client_id).await? else {
         return Ok(());
     };
-    let waiting = tile.status == GraphApiStatus::Failed
-        && match tile.problem_code {
-            Some(GraphApiProblemCode::MissingServicePrincipal) => tile
-                .problem_app_id
-                .as_deref()
-                .is_none_or(|app| app.eq_ignore_ascii_case(&request.app_id)),
-            Some(GraphApiProblemCode::LinkExpired) => true,
-            _ => false,
-        };
-    if !waiting {
+    let event = TileEvent::ServicePrincipalCreated {
+        app_id: request.app_id.clone(),
+    };
+    let Some(status) = tile::next(&tile, &event) else {
         return Ok(());
-    }
+    };
     let name = request
         .app_display_name
         .clone()
@@ -513,7 +511,7 @@ pub(crate) async fn service_principal_ready<C: ConnectionTrait>(
         txn,
         &tile,
         TileChange {
-            status: GraphApiStatus::Failed,
+            status,
             ..TileChange::revoked(created)
         },
         actor,

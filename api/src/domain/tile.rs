@@ -56,6 +56,71 @@ pub fn available_actions(tile: &graph_api_tile::Model) -> Vec<GraphApiAction> {
     }
 }
 
+/// What can happen to a tile. [`next`] says what each does from each status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TileEvent {
+    /// An admin-consent link was sent (`authoriseGraphApi`).
+    LinkSent,
+    /// A consent came back, and Microsoft is being asked what was granted.
+    ConsentReceived,
+    /// The consent was verified: every required permission is granted.
+    Authorised,
+    /// The consent failed, for a reason of the tenant's (declined, wrong tenant, missing
+    /// permissions, a missing service principal…).
+    ConsentFailed,
+    /// Consentry's own configuration stopped the consent.
+    OperatorProblem,
+    /// The client's last link expired unused.
+    LinkExpired,
+    /// The callback of a consent was interrupted (its instance died).
+    Interrupted,
+    /// A re-verification found the grant as it should be.
+    Reverified,
+    /// A re-verification found the grant gone or incomplete.
+    Revoked,
+    /// The service principal of `app_id`, which a repair was creating, exists now.
+    ServicePrincipalCreated { app_id: String },
+    /// The client's Microsoft tenant was changed.
+    TenantChanged,
+}
+
+/// The tile's state machine: the status `event` moves `tile` to, or `None` when the event
+/// leaves it as it is (a refused or meaningless transition). Every writer asks this first.
+pub(crate) fn next(tile: &graph_api_tile::Model, event: &TileEvent) -> Option<GraphApiStatus> {
+    use GraphApiStatus::*;
+    let status = tile.status;
+    match event {
+        // An authorised tile stays so while a re-consent is pending, and a failed re-consent
+        // leaves the authorisation standing.
+        TileEvent::LinkSent => (status != Authorised).then_some(AwaitingConsent),
+        TileEvent::ConsentReceived => {
+            (!matches!(status, Authorised | Verifying)).then_some(Verifying)
+        }
+        TileEvent::Authorised => Some(Authorised),
+        TileEvent::ConsentFailed => (status != Authorised).then_some(Failed),
+        TileEvent::OperatorProblem => (status != Authorised).then_some(NotAuthorised),
+        TileEvent::LinkExpired => (status == AwaitingConsent).then_some(Failed),
+        TileEvent::Interrupted => matches!(status, AwaitingConsent | Verifying).then_some(Failed),
+        // Only an authorised tile is re-verified; anything else was changed meanwhile, and
+        // that change stands.
+        TileEvent::Reverified => (status == Authorised).then_some(Authorised),
+        TileEvent::Revoked => (status == Authorised).then_some(Revoked),
+        TileEvent::ServicePrincipalCreated { app_id } => {
+            let waited_for = match tile.problem_code {
+                Some(GraphApiProblemCode::MissingServicePrincipal) => tile
+                    .problem_app_id
+                    .as_deref()
+                    .is_none_or(|app| app.eq_ignore_ascii_case(app_id)),
+                // An expired link usually means the Accept window never appeared.
+                Some(GraphApiProblemCode::LinkExpired) => true,
+                _ => false,
+            };
+            (status == Failed && waited_for).then_some(Failed)
+        }
+        TileEvent::TenantChanged => (status != NotAuthorised).then_some(NotAuthorised),
+    }
+}
+
 /// The tile every new client starts with.
 pub fn initial(client_id: Uuid, now: DateTime<Utc>) -> graph_api_tile::ActiveModel {
     graph_api_tile::ActiveModel {
@@ -271,5 +336,165 @@ pub fn status_name(status: GraphApiStatus) -> &'static str {
         GraphApiStatus::Authorised => "AUTHORISED",
         GraphApiStatus::Failed => "FAILED",
         GraphApiStatus::Revoked => "REVOKED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use GraphApiStatus::*;
+    use sea_orm::Iterable;
+
+    use super::*;
+
+    /// The statuses in the order of the table's columns.
+    const STATUSES: [GraphApiStatus; 6] = [
+        NotAuthorised,
+        AwaitingConsent,
+        Verifying,
+        Authorised,
+        Failed,
+        Revoked,
+    ];
+
+    /// What each event does from each status (columns as [`STATUSES`]); `None`: refused,
+    /// the tile stays as it is. Written as a match so that a new event cannot compile
+    /// without its row.
+    fn expected(event: &TileEvent) -> [Option<GraphApiStatus>; 6] {
+        const N: Option<GraphApiStatus> = None;
+        let all = |to| [Some(to); 6];
+        match event {
+            TileEvent::LinkSent => [
+                Some(AwaitingConsent),
+                Some(AwaitingConsent),
+                Some(AwaitingConsent),
+                N,
+                Some(AwaitingConsent),
+                Some(AwaitingConsent),
+            ],
+            TileEvent::ConsentReceived => [
+                Some(Verifying),
+                Some(Verifying),
+                N,
+                N,
+                Some(Verifying),
+                Some(Verifying),
+            ],
+            TileEvent::Authorised => all(Authorised),
+            TileEvent::ConsentFailed => [
+                Some(Failed),
+                Some(Failed),
+                Some(Failed),
+                N,
+                Some(Failed),
+                Some(Failed),
+            ],
+            TileEvent::OperatorProblem => [
+                Some(NotAuthorised),
+                Some(NotAuthorised),
+                Some(NotAuthorised),
+                N,
+                Some(NotAuthorised),
+                Some(NotAuthorised),
+            ],
+            TileEvent::LinkExpired => [N, Some(Failed), N, N, N, N],
+            TileEvent::Interrupted => [N, Some(Failed), Some(Failed), N, N, N],
+            TileEvent::Reverified => [N, N, N, Some(Authorised), N, N],
+            TileEvent::Revoked => [N, N, N, Some(Revoked), N, N],
+            // With the tile's problem a missing principal of this very application.
+            TileEvent::ServicePrincipalCreated { .. } => [N, N, N, N, Some(Failed), N],
+            TileEvent::TenantChanged => [
+                N,
+                Some(NotAuthorised),
+                Some(NotAuthorised),
+                Some(NotAuthorised),
+                Some(NotAuthorised),
+                Some(NotAuthorised),
+            ],
+        }
+    }
+
+    const TEAMS: &str = crate::microsoft::known::TEAMS_ADMIN_API_APP_ID;
+
+    fn tile(status: GraphApiStatus, problem: Option<GraphApiProblemCode>) -> graph_api_tile::Model {
+        let now = Utc::now();
+        graph_api_tile::Model {
+            client_id: Uuid::nil(),
+            status,
+            problem_code: problem,
+            problem_aadsts_code: None,
+            problem_message: None,
+            problem_remediation: None,
+            problem_app_id: problem.map(|_| TEAMS.to_owned()),
+            problem_app_display_name: None,
+            granted_permissions: StringList::default(),
+            missing_permissions: StringList::default(),
+            authorised_at: None,
+            last_verified_at: None,
+            next_verification_at: None,
+            tenant_proof: None,
+            version: 0,
+            status_changed_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Issue 18: every (status, event) pair, the refused ones included.
+    #[test]
+    fn every_status_answers_every_event_as_the_table_says() {
+        assert_eq!(STATUSES.len(), GraphApiStatus::iter().count());
+        let events = [
+            TileEvent::LinkSent,
+            TileEvent::ConsentReceived,
+            TileEvent::Authorised,
+            TileEvent::ConsentFailed,
+            TileEvent::OperatorProblem,
+            TileEvent::LinkExpired,
+            TileEvent::Interrupted,
+            TileEvent::Reverified,
+            TileEvent::Revoked,
+            TileEvent::ServicePrincipalCreated {
+                app_id: TEAMS.to_owned(),
+            },
+            TileEvent::TenantChanged,
+        ];
+        let mut walked = 0;
+        for event in &events {
+            for (status, want) in STATUSES.into_iter().zip(expected(event)) {
+                let from = tile(status, Some(GraphApiProblemCode::MissingServicePrincipal));
+                assert_eq!(next(&from, event), want, "{status:?} on {event:?}");
+                walked += 1;
+            }
+        }
+        assert_eq!(walked, 66);
+    }
+
+    #[test]
+    fn a_created_principal_moves_only_a_tile_that_waited_for_it() {
+        let created = |app: &str| TileEvent::ServicePrincipalCreated {
+            app_id: app.to_owned(),
+        };
+        let missing = GraphApiProblemCode::MissingServicePrincipal;
+        // Another application's principal, or a tile that failed for another reason, stays.
+        let other = "00000003-0000-0000-c000-000000000000";
+        assert_eq!(next(&tile(Failed, Some(missing)), &created(other)), None);
+        for problem in [
+            GraphApiProblemCode::ConsentDeclined,
+            GraphApiProblemCode::WrongTenant,
+        ] {
+            assert_eq!(next(&tile(Failed, Some(problem)), &created(TEAMS)), None);
+        }
+        assert_eq!(next(&tile(Failed, None), &created(TEAMS)), None);
+        // An expired link (the Accept window never appeared) waited for any of them; a
+        // missing principal that named none, too; application ids compare case-blind.
+        let expired = tile(Failed, Some(GraphApiProblemCode::LinkExpired));
+        assert_eq!(next(&expired, &created(other)), Some(Failed));
+        let mut unnamed = tile(Failed, Some(missing));
+        unnamed.problem_app_id = None;
+        assert_eq!(next(&unnamed, &created(other)), Some(Failed));
+        let upper = TEAMS.to_ascii_uppercase();
+        assert_eq!(
+            next(&tile(Failed, Some(missing)), &created(&upper)),
+            Some(Failed)
+        );
     }
 }

@@ -34,7 +34,7 @@ use crate::{
         graph_api::{self, CheckFailure},
         now,
         tenant_proof::{self, Proven, TenantProof},
-        tile::{self, TileChange},
+        tile::{self, TileChange, TileEvent},
     },
     microsoft::{
         Microsoft, Problem, TenantHint,
@@ -81,16 +81,13 @@ impl Kind for AdminConsent {
         let Some(view) = tile::locked_view(txn, flow.client_id).await? else {
             return Ok(());
         };
-        if matches!(
-            view.tile.status,
-            GraphApiStatus::Authorised | GraphApiStatus::Verifying
-        ) {
+        let Some(status) = tile::next(&view.tile, &TileEvent::ConsentReceived) else {
             return Ok(());
-        }
+        };
         tile::write(
             txn,
             &view.tile,
-            TileChange::to(GraphApiStatus::Verifying),
+            TileChange::to(status),
             &Actor::callback(&flow.msp_id),
             &flow.msp_id,
             json!({ "reason": "consent received; verifying", "flowId": flow.id, "tenant": proof.tenant_id }),
@@ -129,35 +126,32 @@ impl Kind for AdminConsent {
         ending: Ending,
     ) -> Result<()> {
         let tile = &view.tile;
-        let (problem, reason) = match ending {
+        let (event, problem, reason) = match ending {
             Ending::Expired => {
-                if tile.status != GraphApiStatus::AwaitingConsent
-                    || store::has_other_open(txn, flow.client_id, flow.kind, flow.id).await?
-                {
+                // A newer link is still out: the tile waits for it.
+                if store::has_other_open(txn, flow.client_id, flow.kind, flow.id).await? {
                     return Ok(());
                 }
-                (link_expired(), "consent link expired unused")
+                let reason = "consent link expired unused";
+                (TileEvent::LinkExpired, link_expired(), reason)
             }
             Ending::Interrupted => {
-                if !matches!(
-                    tile.status,
-                    GraphApiStatus::AwaitingConsent | GraphApiStatus::Verifying
-                ) {
-                    return Ok(());
-                }
                 let problem = Problem::new(
                     GraphApiProblemCode::Unknown,
                     "Consentry was interrupted while verifying the consent. Authorise again: the \
                      admin only needs to sign in and press Accept once more.",
                 );
-                (problem, "callback interrupted")
+                (TileEvent::Interrupted, problem, "callback interrupted")
             }
+        };
+        let Some(status) = tile::next(tile, &event) else {
+            return Ok(());
         };
         tile::write(
             txn,
             tile,
             TileChange {
-                status: GraphApiStatus::Failed,
+                status,
                 ..TileChange::revoked(problem)
             },
             &Actor::system(&flow.msp_id),
@@ -488,14 +482,14 @@ fn written(
     let reconsent = tile.status == GraphApiStatus::Authorised;
     let mut written = match verdict {
         Verdict::Authorised { proof, granted } => {
-            authorised(consents, flow, client, proof, granted)
+            authorised(consents, flow, client, tile, proof, granted)
         }
         Verdict::Failed {
             problem,
             granted,
             missing,
-        } => failed(flow, client, reconsent, problem, granted, missing),
-        Verdict::Ours(problem) => ours(flow, client, reconsent, problem),
+        } => failed(flow, client, tile, problem, granted, missing),
+        Verdict::Ours(problem) => ours(flow, client, tile, problem),
     };
     written.details["flowId"] = json!(flow.id);
     written.details["reconsent"] = json!(reconsent);
@@ -519,6 +513,7 @@ fn authorised(
     consents: &Consents,
     flow: &oauth_flow::Model,
     client: &client::Model,
+    tile: &entity::graph_api_tile::Model,
     proof: &TenantProof,
     granted: &[String],
 ) -> Written {
@@ -533,8 +528,8 @@ fn authorised(
             format!("Microsoft Graph access for {} is authorised.", client.name),
             "Nothing more to do: you can close this window.".to_owned(),
         ),
-        change: Some(TileChange {
-            status: GraphApiStatus::Authorised,
+        change: tile::next(tile, &TileEvent::Authorised).map(|status| TileChange {
+            status,
             problem: None,
             granted: Some(granted.to_vec()),
             missing: Some(Vec::new()),
@@ -556,14 +551,20 @@ fn authorised(
 fn failed(
     flow: &oauth_flow::Model,
     client: &client::Model,
-    reconsent: bool,
+    tile: &entity::graph_api_tile::Model,
     problem: &Problem,
     granted: &[String],
     missing: &[String],
 ) -> Written {
     // The remediation is written for the MSP's technician; the page is read by the client's
     // admin, who passes it on.
-    let (status, next_step) = if reconsent {
+    let change = tile::next(tile, &TileEvent::ConsentFailed).map(|status| TileChange {
+        problem: Some(problem.clone()),
+        granted: Some(granted.to_vec()),
+        missing: Some(missing.to_vec()),
+        ..TileChange::to(status)
+    });
+    let (status, next_step) = if change.is_none() {
         let next = format!(
             "{} The earlier authorisation still stands.",
             problem.remediation
@@ -580,12 +581,7 @@ fn failed(
             microsoft_message: problem.message.clone(),
             ..outcome(flow, client, false, status, headline, next_step)
         },
-        change: (!reconsent).then(|| TileChange {
-            problem: Some(problem.clone()),
-            granted: Some(granted.to_vec()),
-            missing: Some(missing.to_vec()),
-            ..TileChange::to(GraphApiStatus::Failed)
-        }),
+        change,
         details: json!({ "result": "FAILED", "problem": tile::problem_json(problem) }),
     }
 }
@@ -594,14 +590,12 @@ fn failed(
 fn ours(
     flow: &oauth_flow::Model,
     client: &client::Model,
-    reconsent: bool,
+    tile: &entity::graph_api_tile::Model,
     problem: &Problem,
 ) -> Written {
-    let status = if reconsent {
-        GraphApiStatus::Authorised
-    } else {
-        GraphApiStatus::NotAuthorised
-    };
+    let change = tile::next(tile, &TileEvent::OperatorProblem).map(TileChange::to);
+    // What the tile reads after it: a re-consent leaves the authorisation standing.
+    let status = change.as_ref().map_or(tile.status, |c| c.status);
     Written {
         flow_status: OAuthFlowStatus::Failed,
         outcome: outcome(
@@ -616,7 +610,7 @@ fn ours(
              link."
                 .to_owned(),
         ),
-        change: (!reconsent).then(|| TileChange::to(GraphApiStatus::NotAuthorised)),
+        change,
         details: json!({ "result": "OPERATOR_PROBLEM", "problem": tile::problem_json(problem) }),
     }
 }
