@@ -1,7 +1,7 @@
 //! Clients: an MSP's customers, each with its Graph API tile. Create, change, remove, find
 //! and list them, within the caller's MSP (support staff: across MSPs, audited).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use entity::{
     client, delegated_consent,
@@ -585,6 +585,15 @@ async fn conflict_or(
         },
         Err(e) => e.into(),
     }
+}
+
+/// Rows grouped by their client, each group in the order of `rows`.
+pub(crate) fn by_client<T>(rows: Vec<T>, client: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
+    let mut grouped: HashMap<Uuid, Vec<T>> = HashMap::new();
+    for row in rows {
+        grouped.entry(client(&row)).or_default().push(row);
+    }
+    grouped
 }
 
 /// `WRONG_TENANT` when another client of the same MSP already has `tenant`: within one MSP,

@@ -419,11 +419,7 @@ pub async fn for_clients<C: ConnectionTrait>(
         .order_by_asc(delegated_consent::Column::Id)
         .all(db)
         .await?;
-    let mut grouped: HashMap<Uuid, Vec<_>> = HashMap::new();
-    for row in rows {
-        grouped.entry(row.client_id).or_default().push(row);
-    }
-    Ok(grouped)
+    Ok(super::clients::by_client(rows, |row| row.client_id))
 }
 
 /// One consent by id, whoever owns it (callers check sight).

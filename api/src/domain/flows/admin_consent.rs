@@ -17,7 +17,7 @@ use entity::{
     enums::{AuditAction, GraphApiProblemCode, GraphApiStatus, OAuthFlowStatus},
     oauth_flow,
 };
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -70,12 +70,11 @@ impl Kind for AdminConsent {
 
     /// Watchers see `VERIFYING` while Microsoft is asked about a consent.
     async fn claimed(&self, txn: &WriteTransaction, callback: &Claimed<'_>) -> Result<()> {
-        let flow = callback.flow;
+        let (consents, flow, answer) = (callback.consents, callback.flow, callback.answer);
         if callback.step != Step::Consent {
             return Ok(());
         }
-        let Verification::Ask { proof, .. } = to_verify(callback.consents, flow, callback.answer)
-        else {
+        let Verification::Ask { proof, .. } = to_verify(consents, flow, answer) else {
             return Ok(());
         };
         let Some(view) = tile::locked_view(txn, flow.client_id).await? else {
@@ -116,8 +115,8 @@ impl Kind for AdminConsent {
         )
     }
 
-    /// An expired link fails a tile still waiting for it (and for no newer link), naming the
-    /// usual cause; an interrupted callback fails a tile it left waiting or verifying.
+    /// An expired link fails a tile still waiting for it, naming the usual cause; an
+    /// interrupted callback fails a tile it left waiting or verifying.
     async fn ended(
         &self,
         txn: &WriteTransaction,
@@ -128,10 +127,6 @@ impl Kind for AdminConsent {
         let tile = &view.tile;
         let (event, problem, reason) = match ending {
             Ending::Expired => {
-                // A newer link is still out: the tile waits for it.
-                if store::has_other_open(txn, flow.client_id, flow.kind, flow.id).await? {
-                    return Ok(());
-                }
                 let reason = "consent link expired unused";
                 (TileEvent::LinkExpired, link_expired(), reason)
             }
@@ -198,50 +193,32 @@ impl Verdict {
 /// to Microsoft's consent page; or ends the flow with the reason it cannot.
 #[tracing::instrument(skip_all, fields(flow = %callback.flow.id, client = %callback.flow.client_id))]
 async fn complete_sign_in(callback: &Claimed<'_>) -> Result<Completed> {
-    let Claimed {
-        db,
-        consents,
-        flow,
-        answer,
-        ..
-    } = *callback;
-    let Some(client) = client::Entity::find_by_id(flow.client_id).one(db).await? else {
-        return Ok(Completed::Finished(FlowOutcome::cancelled(
-            flow,
-            "",
-            "the client was removed",
-        )));
-    };
-    if let Some(refusal) = &answer.refusal {
-        return finished(db, consents, flow, Verdict::failed(refusal.clone())).await;
+    let consents = callback.consents;
+    if let Some(refusal) = &callback.answer.refusal {
+        return finished(callback, Verdict::failed(refusal.clone())).await;
     }
     let Ok(microsoft) = consents.microsoft() else {
-        return finished(db, consents, flow, no_microsoft()).await;
+        return finished(callback, no_microsoft()).await;
     };
+    let (db, flow) = (callback.db, callback.flow);
+    let code = callback.answer.code;
     let proven = tenant_proof::prove(
         db,
         microsoft,
         &consents.flow_keys,
         flow,
-        &client,
-        answer.code,
+        callback.client,
+        code,
     )
     .await?;
     match proven {
         Ok(proven) => open_consent_step(db, microsoft, flow, callback.state, proven).await,
-        Err(problem) => finished(db, consents, flow, Verdict::failed(problem)).await,
+        Err(problem) => finished(callback, Verdict::failed(problem)).await,
     }
 }
 
-async fn finished(
-    db: &DatabaseConnection,
-    consents: &Consents,
-    flow: &oauth_flow::Model,
-    verdict: Verdict,
-) -> Result<Completed> {
-    conclude(db, consents, flow, verdict)
-        .await
-        .map(Completed::Finished)
+async fn finished(callback: &Claimed<'_>, verdict: Verdict) -> Result<Completed> {
+    conclude(callback, verdict).await.map(Completed::Finished)
 }
 
 /// Makes the flow pending again, now found by the consent step's `state`, with the proof
@@ -297,22 +274,13 @@ async fn open_consent_step(
 /// The consent step: asks Microsoft what the proven tenant granted, and writes the verdict.
 #[tracing::instrument(skip_all, fields(flow = %callback.flow.id, client = %callback.flow.client_id))]
 async fn complete_consent(callback: &Claimed<'_>) -> Result<FlowOutcome> {
-    let Claimed {
-        db,
-        consents,
-        flow,
-        answer,
-        ..
-    } = *callback;
-    let (microsoft, proof) = match to_verify(consents, flow, answer) {
+    let (microsoft, proof) = match to_verify(callback.consents, callback.flow, callback.answer) {
         Verification::Ask { microsoft, proof } => (microsoft, proof),
-        Verification::Settled(verdict) => return conclude(db, consents, flow, verdict).await,
+        Verification::Settled(verdict) => return conclude(callback, verdict).await,
     };
-    let Some(client) = client::Entity::find_by_id(flow.client_id).one(db).await? else {
-        return Ok(FlowOutcome::cancelled(flow, "", "the client was removed"));
-    };
+    let domain = callback.client.domain.as_deref();
     let tenant = proof.tenant_id;
-    let verdict = match graph_api::check_tenant(microsoft, tenant, client.domain.as_deref()).await {
+    let verdict = match graph_api::check_tenant(microsoft, tenant, domain).await {
         Ok(check) if check.missing.is_empty() => Verdict::Authorised {
             proof,
             granted: check.granted,
@@ -328,7 +296,7 @@ async fn complete_consent(callback: &Claimed<'_>) -> Result<FlowOutcome> {
             Verdict::failed(e.problem())
         }
     };
-    conclude(db, consents, flow, verdict).await
+    conclude(callback, verdict).await
 }
 
 /// What a consent step's callback leads to.
@@ -390,12 +358,8 @@ fn no_microsoft() -> Verdict {
 /// Writes the verdict in a transaction of its own, on the client's tile locked in it: the
 /// flow's outcome, the tile, the client's tenant, and the audit trail, committed together.
 /// A flow someone else finished meanwhile keeps their outcome.
-async fn conclude(
-    db: &DatabaseConnection,
-    consents: &Consents,
-    flow: &oauth_flow::Model,
-    verdict: Verdict,
-) -> Result<FlowOutcome> {
+async fn conclude(callback: &Claimed<'_>, verdict: Verdict) -> Result<FlowOutcome> {
+    let (db, consents, flow) = (callback.db, callback.consents, callback.flow);
     let txn = begin_write(db).await?;
     let Some(view) = tile::locked_view(&txn, flow.client_id).await? else {
         // The client was deleted (and with it this flow) while we were on our way.

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use entity::enums::{GraphApiProblemCode, OAuthFlowKind, OAuthFlowStatus};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, EntityTrait};
 use url::{Url, form_urlencoded};
 use uuid::Uuid;
 
@@ -130,6 +130,22 @@ pub struct Answer<'a> {
     pub tenant: Option<&'a str>,
 }
 
+impl Answer<'_> {
+    /// The code to redeem, or the problem that stops the flow: Microsoft's refusal, or no
+    /// code at all. `again` tells the person what to restart ("Send a new link.").
+    pub fn code_or_problem(&self, again: &str) -> Result<&str, Problem> {
+        if let Some(refusal) = &self.refusal {
+            return Err(refusal.clone());
+        }
+        self.code.ok_or_else(|| {
+            Problem::new(
+                GraphApiProblemCode::Unknown,
+                format!("Microsoft sent no authorization code. {again}"),
+            )
+        })
+    }
+}
+
 /// What the callback request gets.
 #[derive(Clone, Debug)]
 pub enum CallbackResult {
@@ -192,9 +208,18 @@ pub async fn handle(
         return reread(db, flow.id).await;
     }
     tracing::info!(flow = %flow.id, kind = ?flow.kind, ?step, "callback claimed its flow");
+    let Some(client) = entity::client::Entity::find_by_id(flow.client_id)
+        .one(&claim)
+        .await?
+    else {
+        // The client was deleted (and with it this flow) while we were on our way.
+        let outcome = FlowOutcome::cancelled(&flow, "", "the client was removed");
+        return Ok(finished(&flow, outcome));
+    };
     let claimed = Claimed {
         db,
         consents,
+        client: &client,
         flow: &flow,
         step,
         state,

@@ -6,13 +6,12 @@
 
 use async_trait::async_trait;
 use entity::{client, enums::GraphApiProblemCode as Code, enums::OAuthFlowStatus, oauth_flow};
-use sea_orm::{DatabaseConnection, EntityTrait};
 
-use super::{Claimed, Completed, FlowOutcome, Kind, failure, finish_claimed, sign_in};
+use super::{Claimed, Completed, FlowOutcome, Kind, failure, finish, finish_claimed, sign_in};
 use crate::{
     db::begin_write,
     domain::{
-        Consents, Result,
+        Result,
         delegated_consents::{self, DelegatedPermission, Granted},
         now,
     },
@@ -25,82 +24,44 @@ pub(super) struct DelegatedConsent;
 impl Kind for DelegatedConsent {
     #[tracing::instrument(skip_all, fields(flow = %callback.flow.id, client = %callback.flow.client_id))]
     async fn complete(&self, callback: &Claimed<'_>) -> Result<Completed> {
-        let Claimed {
-            db,
-            consents,
-            flow,
-            answer,
-            ..
-        } = *callback;
-        let Some(client) = client::Entity::find_by_id(flow.client_id).one(db).await? else {
-            return Ok(Completed::Finished(FlowOutcome::cancelled(
-                flow,
-                "",
-                "the client was removed",
-            )));
-        };
+        let flow = callback.flow;
         let requested = delegated_consents::permissions(
             &flow.requested_permissions.clone().unwrap_or_default().0,
         );
-        let result = match (&answer.refusal, answer.code) {
-            (Some(refusal), _) => Err(refusal.clone()),
-            (None, Some(code)) => redeem(consents, flow, &client, &requested, code).await,
-            (None, None) => Err(Problem::new(
-                Code::Unknown,
-                "Microsoft sent no authorization code. Send a new link.",
-            )),
+        let result = match callback.answer.code_or_problem("Send a new link.") {
+            Ok(code) => redeem(callback, &requested, code).await,
+            Err(problem) => Err(problem),
         };
         let outcome = match result {
-            Err(problem) => failed(db, flow, &client, &problem).await?,
-            Ok(granted) => store(db, consents, flow, &client, &granted).await?,
+            Err(problem) => {
+                let headline = "The delegated consent was not completed.".to_owned();
+                let outcome = failure(flow, callback.client, "FAILED", headline, &problem);
+                // Nothing is stored.
+                let finished = finish(callback.db, flow, OAuthFlowStatus::Failed, &outcome).await?;
+                finished.err().unwrap_or(outcome)
+            }
+            Ok(granted) => store(callback, &granted).await?,
         };
         Ok(Completed::Finished(outcome))
     }
 }
 
-/// Fails the flow with the problem; nothing is stored.
-async fn failed(
-    db: &DatabaseConnection,
-    flow: &oauth_flow::Model,
-    client: &client::Model,
-    problem: &Problem,
-) -> Result<FlowOutcome> {
-    let outcome = failure(
-        flow,
-        client,
-        "FAILED",
-        "The delegated consent was not completed.".to_owned(),
-        problem,
-    );
-    let txn = begin_write(db).await?;
-    if let Err(theirs) = finish_claimed(&txn, flow, OAuthFlowStatus::Failed, &outcome).await? {
-        return Ok(theirs);
-    }
-    txn.commit().await?;
-    Ok(outcome)
-}
-
 /// Finishes the flow with what was granted and stores the consent (a consent that granted
 /// nothing is a failed flow, and stores nothing).
-async fn store(
-    db: &DatabaseConnection,
-    consents: &Consents,
-    flow: &oauth_flow::Model,
-    client: &client::Model,
-    granted: &Granted,
-) -> Result<FlowOutcome> {
-    let outcome = granted_outcome(flow, client, granted);
+async fn store(callback: &Claimed<'_>, granted: &Granted) -> Result<FlowOutcome> {
+    let flow = callback.flow;
+    let outcome = granted_outcome(flow, callback.client, granted);
     let flow_status = if granted.granted.is_empty() {
         OAuthFlowStatus::Failed
     } else {
         OAuthFlowStatus::Succeeded
     };
-    let txn = begin_write(db).await?;
+    let txn = begin_write(callback.db).await?;
     if let Err(theirs) = finish_claimed(&txn, flow, flow_status, &outcome).await? {
         return Ok(theirs);
     }
     if !granted.granted.is_empty() {
-        delegated_consents::grant(&txn, consents, flow, granted, now()).await?;
+        delegated_consents::grant(&txn, callback.consents, flow, granted, now()).await?;
     }
     txn.commit().await?;
     Ok(outcome)
@@ -153,12 +114,11 @@ fn granted_outcome(
 /// §2), then the refresh token for Azure management when it was chosen, and tells what was
 /// granted.
 async fn redeem(
-    consents: &Consents,
-    flow: &oauth_flow::Model,
-    client: &client::Model,
+    callback: &Claimed<'_>,
     requested: &[DelegatedPermission],
     code: &str,
 ) -> std::result::Result<Granted, Problem> {
+    let consents = callback.consents;
     let graph_scopes = consents
         .microsoft
         .as_deref()
@@ -175,15 +135,7 @@ async fn redeem(
         microsoft,
         tokens: first,
         claims,
-    } = sign_in::redeem(
-        consents,
-        flow,
-        client,
-        code,
-        &graph_scopes,
-        "Send a new link.",
-    )
-    .await?;
+    } = sign_in::redeem(callback, code, &graph_scopes, "Send a new link.").await?;
     let Some(mut refresh_token) = first.refresh_token.clone() else {
         return Err(Problem::new(
             Code::Unknown,

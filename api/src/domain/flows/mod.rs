@@ -77,7 +77,8 @@ trait Kind: Sync {
     }
 
     /// Writes what the end of a flow nobody finished means for the kind's record, in the
-    /// transaction that ended the flow (the client's tile locked in it). Nothing by default.
+    /// transaction that ended the flow (the client's tile locked in it); not called for an
+    /// expired link while a newer one of the same job is out. Nothing by default.
     async fn ended(
         &self,
         _txn: &WriteTransaction,
@@ -102,6 +103,8 @@ fn kind(kind: OAuthFlowKind) -> &'static dyn Kind {
 struct Claimed<'a> {
     db: &'a DatabaseConnection,
     consents: &'a Consents,
+    /// The flow's client, as the claim found it.
+    client: &'a client::Model,
     flow: &'a oauth_flow::Model,
     /// Which of the flow's `state`s the callback came back with.
     step: Step,
@@ -159,7 +162,10 @@ pub(crate) async fn end(
     if !store::finish(&txn, flow.id, &[from], to, &outcome, now()).await? {
         return Ok(false);
     }
-    handler.ended(&txn, flow, &view, ending).await?;
+    // An expired link whose newer link is still out leaves its record waiting for that one.
+    if ending == Ending::Interrupted || !store::has_other_open(&txn, flow).await? {
+        handler.ended(&txn, flow, &view, ending).await?;
+    }
     txn.commit().await?;
     tracing::info!(flow = %flow.id, kind = ?flow.kind, ?ending, "flow ended unfinished");
     Ok(true)
@@ -216,6 +222,23 @@ async fn finish_claimed(
         |f| store::outcome_of(&f),
     );
     Ok(Err(theirs))
+}
+
+/// Finishes a flow this callback claimed, in a transaction of its own, when nothing else is
+/// written with it; `Err` carries the outcome someone else finished it with meanwhile (see
+/// [`finish_claimed`]).
+async fn finish(
+    db: &DatabaseConnection,
+    flow: &oauth_flow::Model,
+    to: OAuthFlowStatus,
+    outcome: &FlowOutcome,
+) -> Result<std::result::Result<(), FlowOutcome>> {
+    let txn = begin_write(db).await?;
+    let finished = finish_claimed(&txn, flow, to, outcome).await?;
+    if finished.is_ok() {
+        txn.commit().await?;
+    }
+    Ok(finished)
 }
 
 /// The outcome of a flow whose answer failed before anything was stored: the problem's

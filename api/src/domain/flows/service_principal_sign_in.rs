@@ -11,17 +11,17 @@ use entity::{
     },
     oauth_flow, service_principal_request,
 };
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::DatabaseConnection;
 use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::{
-    Claimed, Completed, Ending, FlowOutcome, Kind, failure, finish_claimed, sign_in, store,
+    Claimed, Completed, Ending, FlowOutcome, Kind, failure, finish, finish_claimed, sign_in,
 };
 use crate::{
     db::{WriteTransaction, begin_write},
     domain::{
-        Consents, Error, Result,
+        Error, Result,
         audit::Actor,
         clients::ClientView,
         service_principal_requests::{self, Authority},
@@ -38,8 +38,8 @@ impl Kind for ServicePrincipalSignIn {
         complete(callback).await.map(Completed::Finished)
     }
 
-    /// The request fails: when its link expired (and no newer link is out), or when the
-    /// callback that was using the sign-in was interrupted.
+    /// The request fails: when its link expired, or when the callback that was using the
+    /// sign-in was interrupted.
     async fn ended(
         &self,
         txn: &WriteTransaction,
@@ -55,9 +55,6 @@ impl Kind for ServicePrincipalSignIn {
         };
         let why = match ending {
             Ending::Expired => {
-                if store::has_other_open_for_request(txn, request_id, flow.id).await? {
-                    return Ok(());
-                }
                 "Nobody signed in before the link expired. Start the repair again and send the new link."
             }
             Ending::Interrupted => {
@@ -77,13 +74,7 @@ impl Kind for ServicePrincipalSignIn {
 
 /// Validates the sign-in, then acts. Returns what to show.
 async fn complete(callback: &Claimed<'_>) -> Result<FlowOutcome> {
-    let Claimed {
-        db,
-        consents,
-        flow,
-        answer,
-        ..
-    } = *callback;
+    let (db, client, flow) = (callback.db, callback.client, callback.flow);
     let Some(request_id) = flow.service_principal_request_id else {
         return Err(Error::Internal(anyhow::anyhow!(
             "sign-in flow without a request"
@@ -92,32 +83,26 @@ async fn complete(callback: &Claimed<'_>) -> Result<FlowOutcome> {
     let Some(request) = service_principal_requests::find(db, request_id).await? else {
         return Ok(FlowOutcome::cancelled(flow, "", "the request was removed"));
     };
-    let Some(client) = client::Entity::find_by_id(flow.client_id).one(db).await? else {
-        return Ok(FlowOutcome::cancelled(flow, "", "the client was removed"));
-    };
     if request.status != Status::PendingSignIn {
         // The repair went ahead (or ended) without this sign-in: redeem nothing.
-        return no_longer_needed(db, flow, &client, &request).await;
+        return no_longer_needed(db, flow, client, &request).await;
     }
-    let result = match (&answer.refusal, answer.code) {
-        // A request made before the allow-list (or for an application since taken off it):
-        // its code is not even redeemed (checklist 96).
-        _ if !consents.repairable_apps.contains(&request.app_id) => {
-            Err(service_principal_requests::not_repairable(&request.app_id))
+    // A request made before the allow-list (or for an application since taken off it): its
+    // code is not even redeemed (checklist 96).
+    let result = if !callback.consents.repairable_apps.contains(&request.app_id) {
+        Err(service_principal_requests::not_repairable(&request.app_id))
+    } else {
+        match callback.answer.code_or_problem("Start the repair again.") {
+            Ok(code) => sign_in_token(callback, code).await,
+            Err(problem) => Err(problem),
         }
-        (Some(refusal), _) => Err(refusal.clone()),
-        (None, Some(code)) => sign_in_token(consents, flow, &client, code).await,
-        (None, None) => Err(Problem::new(
-            Code::Unknown,
-            "Microsoft sent no authorization code. Start the repair again.",
-        )),
     };
     match result {
-        Err(problem) => refused(db, flow, &client, &request, &problem).await,
+        Err(problem) => refused(db, flow, client, &request, &problem).await,
         Ok((token, tenant, authority)) => {
             let outcome = FlowOutcome::of(
                 flow,
-                &client,
+                client,
                 true,
                 "CREATING",
                 format!(
@@ -128,14 +113,12 @@ async fn complete(callback: &Claimed<'_>) -> Result<FlowOutcome> {
                  ready everywhere."
                     .to_owned(),
             );
-            let txn = begin_write(db).await?;
-            if let Err(theirs) =
-                finish_claimed(&txn, flow, OAuthFlowStatus::Succeeded, &outcome).await?
-            {
+            if let Err(theirs) = finish(db, flow, OAuthFlowStatus::Succeeded, &outcome).await? {
+                // Someone else finished it meanwhile: theirs stands, and nothing is done.
                 return Ok(theirs);
             }
-            txn.commit().await?;
             let actor = Actor::callback(&flow.msp_id);
+            let consents = callback.consents;
             service_principal_requests::act(
                 db, consents, &request, tenant, token, &authority, &actor,
             )
@@ -198,36 +181,23 @@ async fn no_longer_needed(
                 .replace('_', " ")
         ),
     );
-    let txn = begin_write(db).await?;
-    if let Err(theirs) = finish_claimed(&txn, flow, OAuthFlowStatus::Failed, &outcome).await? {
-        return Ok(theirs);
-    }
-    txn.commit().await?;
-    Ok(outcome)
+    let finished = finish(db, flow, OAuthFlowStatus::Failed, &outcome).await?;
+    Ok(finished.err().unwrap_or(outcome))
 }
 
 /// Redeems the sign-in's code and validates its id_token: the tenant must be the client's
 /// (its known id, else the tenant that owns its domain).
 async fn sign_in_token(
-    consents: &Consents,
-    flow: &oauth_flow::Model,
-    client: &client::Model,
+    callback: &Claimed<'_>,
     code: &str,
 ) -> std::result::Result<(SecretString, Uuid, Authority), Problem> {
-    let scopes = consents
+    let scopes = callback
+        .consents
         .microsoft
         .as_deref()
         .map(|microsoft| microsoft.config().repair_sign_in_scopes())
         .unwrap_or_default();
-    let signed_in = sign_in::redeem(
-        consents,
-        flow,
-        client,
-        code,
-        &scopes,
-        "Start the repair again.",
-    )
-    .await?;
+    let signed_in = sign_in::redeem(callback, code, &scopes, "Start the repair again.").await?;
     let authority = Authority::AdminSignIn {
         user_principal_name: signed_in.claims.preferred_username,
         user_object_id: signed_in.claims.object_id,

@@ -3,17 +3,14 @@
 //! until its id_token is validated against the flow's tenant and nonce (checklist 9–12,
 //! §B) — and, when only the client's domain is known, until the tenant is shown to own it.
 
-use entity::{client, enums::GraphApiProblemCode as Code, oauth_flow};
+use entity::{enums::GraphApiProblemCode as Code, oauth_flow};
 use uuid::Uuid;
 
-use super::store;
-use crate::{
-    domain::Consents,
-    microsoft::{
-        Microsoft, Problem,
-        id_token::{ExpectedTenant, IdTokenClaims, IdTokenError},
-        identity::TokenSet,
-    },
+use super::{Claimed, store};
+use crate::microsoft::{
+    Microsoft, Problem,
+    id_token::{ExpectedTenant, IdTokenClaims, IdTokenError},
+    identity::TokenSet,
 };
 
 /// A validated sign-in: Microsoft's tokens and who signed in, in which tenant.
@@ -26,13 +23,12 @@ pub(super) struct SignedIn<'a> {
 /// Redeems `code` for `scopes` (one resource) and validates the answer. `again` tells the
 /// person what to restart ("Send a new link.").
 pub(super) async fn redeem<'a>(
-    consents: &'a Consents,
-    flow: &oauth_flow::Model,
-    client: &client::Model,
+    callback: &Claimed<'a>,
     code: &str,
     scopes: &[String],
     again: &str,
 ) -> Result<SignedIn<'a>, Problem> {
+    let (consents, flow, client) = (callback.consents, callback.flow, callback.client);
     let microsoft = consents
         .microsoft()
         .map_err(|e| Problem::new(Code::IdentityProviderUnavailable, e.to_string()).ours())?;

@@ -13,7 +13,7 @@ use entity::{
 use oauth2::PkceCodeVerifier;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
+    UpdateMany, sea_query::Expr,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -306,7 +306,7 @@ pub async fn open_consent_step<C: ConnectionTrait>(
     proof: serde_json::Value,
     expires_at: DateTime<Utc>,
 ) -> Result<bool> {
-    let opened = oauth_flow::Entity::update_many()
+    let opened = erasing_secrets(oauth_flow::Entity::update_many())
         .col_expr(
             oauth_flow::Column::Status,
             Expr::value(OAuthFlowStatus::Pending),
@@ -321,6 +321,17 @@ pub async fn open_consent_step<C: ConnectionTrait>(
             oauth_flow::Column::ClaimedAt,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
+        .filter(oauth_flow::Column::Id.eq(flow_id))
+        .filter(oauth_flow::Column::Status.eq(OAuthFlowStatus::Exchanging))
+        .exec(db)
+        .await?;
+    Ok(opened.rows_affected == 1)
+}
+
+/// The update, also erasing the sign-in's PKCE verifier and nonce: once a step is over they
+/// are used up, and a database dump must not hold them (checklist 74, 75).
+fn erasing_secrets(update: UpdateMany<oauth_flow::Entity>) -> UpdateMany<oauth_flow::Entity> {
+    update
         .col_expr(
             oauth_flow::Column::SealedPkceVerifier,
             Expr::value(Option::<Vec<u8>>::None),
@@ -333,11 +344,6 @@ pub async fn open_consent_step<C: ConnectionTrait>(
             oauth_flow::Column::NonceHash,
             Expr::value(Option::<String>::None),
         )
-        .filter(oauth_flow::Column::Id.eq(flow_id))
-        .filter(oauth_flow::Column::Status.eq(OAuthFlowStatus::Exchanging))
-        .exec(db)
-        .await?;
-    Ok(opened.rows_affected == 1)
 }
 
 /// Finishes a flow that is still in one of `from`, with its outcome, and erases its PKCE
@@ -350,22 +356,10 @@ pub async fn finish<C: ConnectionTrait>(
     outcome: &FlowOutcome,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let finished = oauth_flow::Entity::update_many()
+    let finished = erasing_secrets(oauth_flow::Entity::update_many())
         .col_expr(oauth_flow::Column::Status, Expr::value(to))
         .col_expr(oauth_flow::Column::Outcome, Expr::value(outcome.to_json()))
         .col_expr(oauth_flow::Column::CompletedAt, Expr::value(now))
-        .col_expr(
-            oauth_flow::Column::SealedPkceVerifier,
-            Expr::value(Option::<Vec<u8>>::None),
-        )
-        .col_expr(
-            oauth_flow::Column::PkceVerifierKeyId,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            oauth_flow::Column::NonceHash,
-            Expr::value(Option::<String>::None),
-        )
         .filter(oauth_flow::Column::Id.eq(flow_id))
         .filter(oauth_flow::Column::Status.is_in(from.iter().copied()))
         .exec(db)
@@ -428,24 +422,6 @@ async fn cancel<C: ConnectionTrait>(
         }
     }
     Ok(cancelled)
-}
-
-/// Whether another sign-in flow of the request is still open.
-pub async fn has_other_open_for_request<C: ConnectionTrait>(
-    db: &C,
-    request_id: Uuid,
-    except: Uuid,
-) -> Result<bool> {
-    Ok(oauth_flow::Entity::find()
-        .filter(oauth_flow::Column::ServicePrincipalRequestId.eq(request_id))
-        .filter(oauth_flow::Column::Id.ne(except))
-        .filter(
-            oauth_flow::Column::Status
-                .is_in([OAuthFlowStatus::Pending, OAuthFlowStatus::Exchanging]),
-        )
-        .one(db)
-        .await?
-        .is_some())
 }
 
 /// Pending flows whose link has expired, oldest first.
@@ -603,24 +579,21 @@ pub async fn collect_garbage<C: ConnectionTrait>(db: &C, now: DateTime<Utc>) -> 
     Ok(deleted.rows_affected)
 }
 
-/// Whether another flow of `kind` is still open for the client.
-pub async fn has_other_open<C: ConnectionTrait>(
-    db: &C,
-    client_id: Uuid,
-    kind: OAuthFlowKind,
-    except: Uuid,
-) -> Result<bool> {
-    Ok(oauth_flow::Entity::find()
-        .filter(oauth_flow::Column::ClientId.eq(client_id))
-        .filter(oauth_flow::Column::Kind.eq(kind))
-        .filter(oauth_flow::Column::Id.ne(except))
+/// Whether another link doing the same job as `flow` is still open: of the same kind for
+/// the same client (and, for a repair's sign-in, the same request).
+pub async fn has_other_open<C: ConnectionTrait>(db: &C, flow: &oauth_flow::Model) -> Result<bool> {
+    let mut others = oauth_flow::Entity::find()
+        .filter(oauth_flow::Column::ClientId.eq(flow.client_id))
+        .filter(oauth_flow::Column::Kind.eq(flow.kind))
+        .filter(oauth_flow::Column::Id.ne(flow.id))
         .filter(
             oauth_flow::Column::Status
                 .is_in([OAuthFlowStatus::Pending, OAuthFlowStatus::Exchanging]),
-        )
-        .one(db)
-        .await?
-        .is_some())
+        );
+    if let Some(request) = flow.service_principal_request_id {
+        others = others.filter(oauth_flow::Column::ServicePrincipalRequestId.eq(request));
+    }
+    Ok(others.one(db).await?.is_some())
 }
 
 #[cfg(test)]

@@ -470,11 +470,7 @@ pub async fn for_clients<C: ConnectionTrait>(
         .order_by_asc(service_principal_request::Column::Id)
         .all(db)
         .await?;
-    let mut grouped: HashMap<Uuid, Vec<_>> = HashMap::new();
-    for row in rows {
-        grouped.entry(row.client_id).or_default().push(row);
-    }
-    Ok(grouped)
+    Ok(super::clients::by_client(rows, |row| row.client_id))
 }
 
 /// One request by id, whoever owns it (callers check sight).
