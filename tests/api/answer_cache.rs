@@ -4,14 +4,12 @@
 //! another caller of the same MSP, never to support staff (each of their reads is audited),
 //! and never past the MSP's query budget.
 
+use crate::support::flows::{
+    World, admin_consent, authorise, callback, consent_as, healthy, new_client, start_link, world,
+};
 use consentry_tests::{Backend, ServerProcess, TestApp, free_port, serde_json::Value};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
-
-use crate::{
-    consent::{World, admin_consent, authorise, callback, healthy, new_client, world},
-    delegated::{consent_as, start_link},
-};
 
 const CONSENTRY: &str = env!("CARGO_BIN_EXE_consentry-under-test");
 

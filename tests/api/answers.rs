@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
+use crate::support::websocket::{connect_port, subscribe};
 use consentry_tests::{Caller, TestApp, backend_tests};
 use futures_util::StreamExt;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-use crate::subscriptions::{connect_port, subscribe};
 
 /// Every member of a JSON text by its path (`data.clients.edges.0.node`), in the order the
 /// text writes them: a `serde_json::Value` would sort them.

@@ -5,13 +5,12 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::websocket::{Ws, connect_port, subscribe};
 use consentry_tests::{Backend, Caller, TestApp, backend_tests, on_both_backends, spawn_app_with};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-use crate::subscriptions::{Ws, connect_port, subscribe};
 
 /// The standard introspection documents, exactly as each tool sends them
 /// (`fixtures/introspection/README.md` says where each comes from).
@@ -357,8 +356,8 @@ mod configured {
         drop(ws);
 
         // Each event of a subscription, with a budget of 1 KiB.
-        let tenant = crate::consent::healthy("contoso.onmicrosoft.com");
-        let Some(world) = crate::consent::world(backend, vec![tenant.clone()], |s| {
+        let tenant = crate::support::flows::healthy("contoso.onmicrosoft.com");
+        let Some(world) = crate::support::flows::world(backend, vec![tenant.clone()], |s| {
             s.max_response_bytes = 1024;
         })
         .await
@@ -367,7 +366,7 @@ mod configured {
         };
         let admin = world.app.caller("msp-a", &["admin"]).await;
         let client =
-            crate::consent::new_client(&admin, "Contoso", Some(&tenant.domain), None).await;
+            crate::support::flows::new_client(&admin, "Contoso", Some(&tenant.domain), None).await;
         let mut ws = connect_port(world.app.port, &token(&admin)).await;
         let ids: String = (0..30).map(|i| format!("i{i}: id ")).collect();
         let large = format!(

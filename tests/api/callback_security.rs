@@ -4,15 +4,14 @@
 
 use std::collections::HashMap;
 
+use crate::support::flows::{
+    World, admin_consent, authorise, browser, callback, consent_page, healthy, location,
+    new_client, tile, world,
+};
 use consentry_tests::{Backend, TestApp, eventually};
 use reqwest::StatusCode;
 use serde_json::json;
 use url::Url;
-
-use crate::consent::{
-    World, admin_consent, authorise, browser, callback, consent_page, healthy, location,
-    new_client, tile, world,
-};
 
 fn params(url: &Url) -> HashMap<String, String> {
     url.query_pairs().into_owned().collect()

@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use crate::support::flows::{admin_consent, browser, consent_page, location};
 use api::{
     auth::{CallerClaims, OneOrMany, mint_hs256},
     microsoft::simulator::SimTenant,
@@ -17,8 +18,6 @@ use sea_orm::{ConnectionTrait, Database, Statement};
 use secrecy::SecretString;
 use serde_json::json;
 use url::Url;
-
-use crate::consent::{admin_consent, browser, consent_page, location};
 
 struct Server(Child);
 

@@ -4,10 +4,13 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use api::microsoft::simulator::{Faults, SimTenant, Simulator};
-use consentry_tests::{
-    Backend, Caller, TestApp, eventually, serde_json::Value, spawn_app_with, start, start_simulator,
+use crate::support::flows::{
+    AUTHORISE, TEAMS, World, admin_consent, audit_actions, authorise, authorised, browser,
+    callback, client_view, consent_page, flows, healthy, location, new_client, strings, tile,
+    token_grants, token_requests, world,
 };
+use api::microsoft::simulator::{Faults, SimTenant, Simulator};
+use consentry_tests::{Backend, TestApp, eventually, serde_json::Value, spawn_app_with, start};
 use entity::{
     enums::{GraphApiStatus, OAuthFlowStatus},
     graph_api_tile, oauth_flow,
@@ -18,90 +21,11 @@ use serde_json::json;
 use url::Url;
 use uuid::Uuid;
 
-pub(crate) const TEAMS: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239";
 const REQUIRED: [&str; 3] = [
     "Organization.Read.All",
     "Directory.Read.All",
     "Application.Read.All",
 ];
-
-const TILE: &str = "query($id: ID!) { client(id: $id) { azureTenantId graphApiTile {
-    status availableActions grantedPermissions missingPermissions authorisedAt lastVerifiedAt
-    tenantProof { tenantId signedInAs userObjectId roles provenAt }
-    problem { code aadstsCode message remediation appId appDisplayName } } } }";
-
-const AUTHORISE: &str = "mutation($id: ID!, $minutes: Int) {
-    authoriseGraphApi(clientId: $id, linkLifetimeMinutes: $minutes) {
-        url expiresAt graphApiTile { status availableActions } client { id } } }";
-
-/// A server wired to its own Microsoft simulator.
-pub(crate) struct World {
-    pub(crate) sim: Simulator,
-    pub(crate) app: TestApp,
-}
-
-pub(crate) async fn world(
-    backend: Backend,
-    tenants: Vec<SimTenant>,
-    configure: impl FnOnce(&mut api::Settings),
-) -> Option<World> {
-    let sim = start_simulator(tenants).await;
-    let app = spawn_app_with(backend, |settings| {
-        sim.configure(settings);
-        settings.ms_timeout_seconds = 5;
-        settings.ms_max_retry_wait_seconds = 2;
-        configure(settings);
-    })
-    .await?;
-    Some(World { sim, app })
-}
-
-pub(crate) fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// Opens the consent link like a browser, picks `user` on Microsoft's (simulated) page and
-/// presses `decision`'s button, as the page's own form would post it. Returns the URL
-/// Microsoft sends the browser back to: Consentry's callback.
-pub(crate) async fn consent_page(link: &str, user: Uuid, decision: &str) -> Url {
-    api::microsoft::simulator::browser::consent(&browser(), link, user, decision)
-        .await
-        .unwrap()
-}
-
-/// Goes through an admin-consent link as the admin's browser does: signs in as `user` on
-/// Microsoft's sign-in page (always accepting), opens the sign-in's callback, which proves
-/// the tenant and sends the browser on to Microsoft's consent page, and presses `decision`
-/// there. Returns the callback URL of the consent step, to open. When the sign-in's callback
-/// ends the flow instead (a refusal, not an admin, the wrong tenant), returns the sign-in's
-/// callback URL: opening it again shows that same outcome (a replay shows the first).
-pub(crate) async fn admin_consent(link: &str, user: Uuid, decision: &str) -> Url {
-    let http = browser();
-    let signed_in = consent_page(link, user, "accept").await;
-    let response = http.get(signed_in.clone()).send().await.unwrap();
-    let onward = response
-        .headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .filter(|l| l.contains("/adminconsent"))
-        .map(str::to_owned);
-    match onward {
-        Some(consent) => consent_page(&consent, user, decision).await,
-        None => signed_in,
-    }
-}
-
-/// Follows Microsoft's redirect to Consentry's callback; returns the response (not followed).
-pub(crate) async fn callback(app: &TestApp, url: &Url) -> reqwest::Response {
-    assert!(
-        url.as_str().starts_with(&app.url("/oauth/callback")),
-        "the redirect URI is Consentry's callback: {url}"
-    );
-    browser().get(url.clone()).send().await.unwrap()
-}
 
 /// The `Server-Timing` durations of a response, in milliseconds, by metric name.
 fn server_timing(response: &reqwest::Response) -> BTreeMap<String, f64> {
@@ -121,96 +45,11 @@ fn server_timing(response: &reqwest::Response) -> BTreeMap<String, f64> {
         .collect()
 }
 
-pub(crate) fn location(response: &reqwest::Response) -> String {
-    response.headers()["location"].to_str().unwrap().to_owned()
-}
-
-pub(crate) async fn new_client(
-    caller: &Caller<'_>,
-    name: &str,
-    domain: Option<&str>,
-    tenant: Option<Uuid>,
-) -> String {
-    let response = caller
-        .run(
-            "mutation($input: CreateClientInput!) { createClient(input: $input) { id } }",
-            json!({ "input": { "name": name, "domain": domain, "azureTenantId": tenant.map(|t| t.to_string()) } }),
-        )
-        .await;
-    response.data()["createClient"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-pub(crate) async fn authorise(caller: &Caller<'_>, client: &str) -> Value {
-    let response = caller.run(AUTHORISE, json!({ "id": client })).await;
-    response.data()["authoriseGraphApi"].clone()
-}
-
-pub(crate) async fn client_view(caller: &Caller<'_>, client: &str) -> Value {
-    caller.run(TILE, json!({ "id": client })).await.data()["client"].clone()
-}
-
-pub(crate) async fn tile(caller: &Caller<'_>, client: &str) -> Value {
-    client_view(caller, client).await["graphApiTile"].clone()
-}
-
-pub(crate) fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect()
-}
-
-/// Requests the simulator received at its token endpoint for `tenant`, by grant type.
-pub(crate) fn token_requests(sim: &Simulator, tenant: &str, grant: &str) -> usize {
-    sim.requests()
-        .iter()
-        .filter(|r| {
-            r.path == format!("/{tenant}/oauth2/v2.0/token") && r.param("grant_type") == Some(grant)
-        })
-        .count()
-}
-
-/// Token requests of grant type `grant` the simulator received, to any tenant's path.
-pub(crate) fn token_grants(sim: &Simulator, grant: &str) -> usize {
-    sim.requests()
-        .iter()
-        .filter(|r| r.path.ends_with("/oauth2/v2.0/token") && r.param("grant_type") == Some(grant))
-        .count()
-}
-
 fn all_token_requests(sim: &Simulator) -> usize {
     sim.requests()
         .iter()
         .filter(|r| r.path.ends_with("/oauth2/v2.0/token"))
         .count()
-}
-
-pub(crate) async fn audit_actions(caller: &Caller<'_>, client: &str) -> Vec<String> {
-    let response = caller
-        .run(
-            "query($id: ID!) { client(id: $id) { auditLog(first: 100) { edges { node { action } } } } }",
-            json!({ "id": client }),
-        )
-        .await;
-    response.data()["client"]["auditLog"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["node"]["action"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-pub(crate) async fn flows(app: &TestApp) -> Vec<oauth_flow::Model> {
-    oauth_flow::Entity::find().all(&app.db).await.unwrap()
-}
-
-pub(crate) fn healthy(domain: &str) -> SimTenant {
-    SimTenant::healthy(domain, domain.split('.').next().unwrap())
 }
 
 /// Checklist 7: the state is stored only as its hash.
@@ -1026,25 +865,6 @@ async fn checklist_15_consent_stays_with_its_msp_and_client(backend: Backend) {
             .contains("Contoso")
     );
     assert!(twin_view["azureTenantId"].is_null());
-}
-
-pub(crate) async fn authorised(
-    world: &World,
-    caller: &Caller<'_>,
-    tenant: &SimTenant,
-    name: &str,
-) -> String {
-    let client = new_client(caller, name, Some(&tenant.domain), None).await;
-    let link = authorise(caller, &client).await;
-    let back = admin_consent(
-        link["url"].as_str().unwrap(),
-        tenant.admin().unwrap().id,
-        "accept",
-    )
-    .await;
-    callback(&world.app, &back).await;
-    assert_eq!(tile(caller, &client).await["status"], "AUTHORISED");
-    client
 }
 
 /// `verifyGraphApi` re-checks now; lost consent (AADSTS700016) becomes `REVOKED`.

@@ -5,25 +5,16 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use crate::support::flows::{
+    START, TEAMS, World, admin_consent, audit_actions, authorise, callback, consent_as,
+    consents_of, healthy, new_client, rows, start_link, tile, world,
+};
 use api::microsoft::simulator::{Faults, IdTokenAttack, SimTenant};
-use consentry_tests::{Backend, Caller, TestApp, eventually, serde_json::Value, start};
+use consentry_tests::{Backend, eventually, serde_json::Value, start};
 use entity::{delegated_consent, enums::DelegatedConsentStatus};
-use reqwest::StatusCode;
 use sea_orm::EntityTrait;
 use serde_json::json;
 use url::Url;
-
-use crate::consent::{
-    TEAMS, World, admin_consent, audit_actions, authorise, browser, callback, consent_page,
-    healthy, location, new_client, tile, world,
-};
-
-const START: &str = "mutation($id: ID!, $permissions: [DelegatedPermission!]!) {
-    startDelegatedConsent(clientId: $id, permissions: $permissions) { url expiresAt graphApiTile { status } } }";
-
-const CONSENTS: &str = "query($id: ID!) { client(id: $id) { delegatedConsents {
-    id userPrincipalName displayName userObjectId permissions missingPermissions status statusReason
-    grantedAt lastRefreshedAt } } }";
 
 const ALL: [&str; 4] = [
     "MAIL_SEND",
@@ -31,45 +22,6 @@ const ALL: [&str; 4] = [
     "USER_AUTHENTICATION_METHOD_READ_WRITE_ALL",
     "DIRECTORY_ACCESS_AS_USER_ALL",
 ];
-
-pub(crate) async fn start_link(caller: &Caller<'_>, client: &str, permissions: &[&str]) -> String {
-    let response = caller
-        .run(START, json!({ "id": client, "permissions": permissions }))
-        .await;
-    response.data()["startDelegatedConsent"]["url"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// The user consents through the page; returns the result page's text.
-pub(crate) async fn consent_as(app: &TestApp, url: &str, user: uuid::Uuid) -> String {
-    let back = consent_page(url, user, "accept").await;
-    let response = callback(app, &back).await;
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    browser()
-        .get(location(&response))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-pub(crate) async fn consents_of(caller: &Caller<'_>, client: &str) -> Vec<Value> {
-    caller.run(CONSENTS, json!({ "id": client })).await.data()["client"]["delegatedConsents"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-pub(crate) async fn rows(app: &TestApp) -> Vec<delegated_consent::Model> {
-    delegated_consent::Entity::find()
-        .all(&app.db)
-        .await
-        .unwrap()
-}
 
 async fn sim_world(backend: Backend, tenant: &SimTenant) -> Option<World> {
     world(backend, vec![tenant.clone()], |s| {

@@ -4,6 +4,13 @@
 
 use std::time::Duration;
 
+use crate::support::{
+    flows::{
+        admin_consent, authorise, browser, consent_page, flows, healthy, location, new_client,
+        tile, token_grants, token_requests,
+    },
+    websocket::{connect_port, subscribe},
+};
 use api::microsoft::simulator::{Faults, SimTenant, Simulator};
 use consentry_tests::{
     Backend, PrivatePostgres, ServerProcess, TestApp, TestDatabase, eventually, free_port, start,
@@ -20,12 +27,6 @@ use sea_orm::EntityTrait;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use url::Url;
-
-use crate::consent::{
-    admin_consent, authorise, browser, consent_page, flows, healthy, location, new_client, tile,
-    token_grants, token_requests,
-};
-use crate::subscriptions::{connect_port, subscribe};
 
 const CONSENTRY: &str = env!("CARGO_BIN_EXE_consentry-under-test");
 

@@ -5,17 +5,15 @@
 
 use std::process::Command;
 
+use crate::support::{
+    flows::{World, consent_as, consents_of, healthy, new_client, rows, start_link, world},
+    storage::{dump, holds},
+};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use consentry_tests::{Backend, TestApp, TestDatabase, start, vault::Vault};
 use entity::data_key;
 use sea_orm::EntityTrait;
 use serde_json::json;
-
-use crate::{
-    consent::{World, healthy, new_client, world},
-    delegated::{consent_as, consents_of, rows, start_link},
-    secrets_at_rest::{dump, holds},
-};
 
 const VAULT_TOKEN: &str = "hvs.test-token";
 

@@ -2,14 +2,13 @@
 //! process logs to a file; callbacks whose `error` and `iss` carry CR, LF and ESC must not
 //! forge a line or a terminal escape in it.
 
+use crate::support::flows::{authorise, browser, healthy, new_client};
 use consentry_tests::{
     Backend, ServerProcess, TestApp, TestDatabase, free_port, serde_json::Value, start_simulator,
 };
 use reqwest::StatusCode;
 use url::Url;
 use uuid::Uuid;
-
-use crate::consent::{authorise, browser, healthy, new_client};
 
 const CONSENTRY: &str = env!("CARGO_BIN_EXE_consentry-under-test");
 

@@ -36,5 +36,6 @@ mod shapes;
 mod statements;
 mod storage;
 mod subscriptions;
+mod support;
 mod tenant_proof;
 mod websocket_protocol;

@@ -15,6 +15,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support::flows::{
+    TEAMS, World, admin_consent, authorise, authorised, browser, callback, consent_page,
+    consents_of, flows, healthy, location, new_client, posts, rows, settled_within, start_link,
+    strings, token_grants, token_requests, world,
+};
 use api::microsoft::simulator::{Faults, ResponseFault, SimTenant, Simulator, Throttle};
 use axum::{
     Router,
@@ -30,13 +35,6 @@ use entity::enums::{DelegatedConsentStatus, OAuthFlowKind, OAuthFlowStatus};
 use reqwest::StatusCode;
 use serde_json::json;
 use url::Url;
-
-use crate::consent::{
-    TEAMS, World, admin_consent, authorise, authorised, browser, callback, consent_page, flows,
-    healthy, location, new_client, strings, token_grants, token_requests, world,
-};
-use crate::delegated::{consents_of, rows, start_link};
-use crate::service_principals::{posts, settled_within};
 
 /// What Microsoft's broken answers carry that must never reach a page, an error, a tile, a
 /// request or the audit trail: Consentry describes a fault in its own words.

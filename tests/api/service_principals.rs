@@ -5,6 +5,11 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use crate::support::flows::{
+    REQUESTS, TEAMS, World, admin_consent, audit_actions, authorise, browser, callback, consent_as,
+    consent_page, healthy, location, new_client, posts, request_status, settled_within, start_link,
+    strings, tile, token_requests, world,
+};
 use api::microsoft::simulator::{Faults, SimTenant, Throttle};
 use consentry_tests::{Backend, Caller, TestApp, eventually, serde_json::Value, start};
 use entity::{delegated_consent, service_principal_request};
@@ -13,20 +18,9 @@ use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
 use url::Url;
 
-use crate::{
-    consent::{
-        TEAMS, World, admin_consent, audit_actions, authorise, browser, callback, consent_page,
-        healthy, location, new_client, strings, tile, token_requests, world,
-    },
-    delegated::{consent_as, start_link},
-};
-
 const CREATE: &str = "mutation($id: ID!, $appId: String) {
     createServicePrincipal(clientId: $id, appId: $appId) {
         id appId appDisplayName status signInUrl problemCode problemMessage remediation tenantId } }";
-
-const REQUESTS: &str = "query($id: ID!) { client(id: $id) { servicePrincipalRequests {
-    id status signInUrl problemCode problemMessage remediation } } }";
 
 fn missing_teams(faults: Faults) -> SimTenant {
     SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam").with_faults(faults)
@@ -39,11 +33,6 @@ async fn world_with(backend: Backend, tenant: &SimTenant) -> Option<World> {
     .await
 }
 
-async fn request_status(caller: &Caller<'_>, client: &str) -> Value {
-    let response = caller.run(REQUESTS, json!({ "id": client })).await;
-    response.data()["client"]["servicePrincipalRequests"][0].clone()
-}
-
 async fn settled(caller: &Caller<'_>, client: &str) -> Value {
     settled_within(
         caller,
@@ -51,24 +40,6 @@ async fn settled(caller: &Caller<'_>, client: &str) -> Value {
         Duration::from_secs(20),
         "the request to finish",
     )
-    .await
-}
-
-/// The newest request, once it is `READY`, `ALREADY_EXISTS` or `FAILED`.
-pub(crate) async fn settled_within(
-    caller: &Caller<'_>,
-    client: &str,
-    deadline: Duration,
-    what: &str,
-) -> Value {
-    eventually(deadline, what, || async {
-        let request = request_status(caller, client).await;
-        matches!(
-            request["status"].as_str(),
-            Some("READY" | "ALREADY_EXISTS" | "FAILED")
-        )
-        .then_some(request)
-    })
     .await
 }
 
@@ -103,14 +74,6 @@ async fn sign_in(app: &TestApp, url: &str, tenant: &SimTenant) -> String {
         .text()
         .await
         .unwrap()
-}
-
-/// Principals created (`POST /v1.0/servicePrincipals`).
-pub(crate) fn posts(sim: &api::microsoft::simulator::Simulator) -> usize {
-    sim.requests()
-        .iter()
-        .filter(|r| r.method == "POST" && r.path == "/v1.0/servicePrincipals")
-        .count()
 }
 
 /// Principal lookups (`GET /v1.0/servicePrincipals`).
@@ -599,7 +562,7 @@ async fn checklist_96_a_repair_with_a_stored_consent_is_audited_with_its_user_an
     assert_eq!(acted["userPrincipalName"], admin.user_principal_name);
     assert_eq!(acted["userObjectId"], admin.id.to_string());
     assert_eq!(acted["appId"], TEAMS);
-    let consent = &crate::delegated::rows(&world.app).await[0];
+    let consent = &crate::support::flows::rows(&world.app).await[0];
     assert_eq!(acted["delegatedConsentId"], consent.id.to_string());
 }
 

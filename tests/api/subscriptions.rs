@@ -4,21 +4,15 @@
 
 use std::time::Duration;
 
-use consentry_tests::{Backend, Caller, TestApp, serde_json::Value};
+use crate::support::{
+    flows::{admin_consent, authorise, callback, consent_page, healthy, new_client, world},
+    websocket::{Ws, connect_port, next_message, open_port, subscribe, token},
+};
+use consentry_tests::{Backend, TestApp, serde_json::Value};
 use futures_util::{SinkExt, StreamExt};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
-use tokio::net::TcpStream;
-use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream,
-    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
-};
-
-use crate::consent::{
-    admin_consent, authorise, callback, consent_page, healthy, new_client, world,
-};
-
-pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 
 const TILES: &str =
     "subscription($id: ID) { graphApiTileChanged(clientId: $id) { id status version } }";
@@ -30,73 +24,9 @@ async fn open(
     open_port(app.port, origin).await
 }
 
-async fn open_port(
-    port: u16,
-    origin: Option<&str>,
-) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    let mut request = format!("ws://127.0.0.1:{port}/graphql/ws")
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static("graphql-transport-ws"),
-    );
-    if let Some(origin) = origin {
-        request
-            .headers_mut()
-            .insert("origin", HeaderValue::from_str(origin).unwrap());
-    }
-    tokio_tungstenite::connect_async(request)
-        .await
-        .map(|(ws, _)| ws)
-}
-
 /// A socket past `connection_ack`.
 async fn connect(app: &TestApp, token: &str) -> Ws {
     connect_port(app.port, token).await
-}
-
-pub(crate) async fn connect_port(port: u16, token: &str) -> Ws {
-    let mut ws = open_port(port, None).await.unwrap();
-    ws.send(Message::text(
-        json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }).to_string(),
-    ))
-    .await
-    .unwrap();
-    let ack = next_message(&mut ws)
-        .await
-        .expect("an answer to connection_init");
-    assert_eq!(ack["type"], "connection_ack", "{ack}");
-    ws
-}
-
-pub(crate) async fn subscribe(ws: &mut Ws, id: &str, query: &str, variables: Value) {
-    ws.send(Message::text(
-        json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } }).to_string(),
-    ))
-    .await
-    .unwrap();
-}
-
-/// The next protocol message, or `None` when the socket closed; panics after 15 s.
-async fn next_message(ws: &mut Ws) -> Option<Value> {
-    let deadline = Duration::from_secs(15);
-    loop {
-        let message = tokio::time::timeout(deadline, ws.next())
-            .await
-            .expect("a message within 15 s");
-        match message {
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
-            Some(Ok(Message::Text(text))) => {
-                let value: Value = serde_json::from_str(&text).unwrap();
-                if matches!(value["type"].as_str(), Some("ping" | "pong" | "ka")) {
-                    continue;
-                }
-                return Some(value);
-            }
-            Some(Ok(_)) => continue,
-        }
-    }
 }
 
 /// The next `next` payload's data for subscription `id`.
@@ -135,10 +65,6 @@ async fn live_at(address: &str, n: usize) {
         },
     )
     .await;
-}
-
-fn token(caller: &Caller<'_>) -> String {
-    caller.token.clone().unwrap()
 }
 
 async fn a_tile_walks_through_every_state_in_order(backend: Backend) {
@@ -661,7 +587,7 @@ async fn checklist_96_a_50_kb_forged_description_is_neither_kept_nor_a_failure(b
     );
     assert!(!tile.to_string().contains("Evil"), "{tile}");
     assert!(tile.to_string().len() < 2_000, "{tile}");
-    let stored = crate::consent::tile(&caller, &client).await;
+    let stored = crate::support::flows::tile(&caller, &client).await;
     assert!(!stored.to_string().contains("Evil"), "{stored}");
 }
 

@@ -4,6 +4,10 @@
 //! `AUTHORISED`, no tenant is recorded for B, Microsoft is asked nothing about a tenant B
 //! named, and what B sees is the same whether or not a tenant uses Consentry.
 
+use crate::support::flows::{
+    World, admin_consent, authorise, browser, callback, client_view, consent_as, consent_page,
+    flows, healthy, location, new_client, start_link, tile, world,
+};
 use api::microsoft::simulator::{SimTenant, Simulator, SimulatorConfig};
 use consentry_tests::{Backend, Caller, TestApp, serde_json::Value, spawn_app_with};
 use entity::{enums::OAuthFlowStatus, graph_api_tile, oauth_flow};
@@ -12,14 +16,6 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, Quer
 use serde_json::json;
 use url::Url;
 use uuid::Uuid;
-
-use crate::{
-    consent::{
-        World, admin_consent, authorise, browser, callback, client_view, consent_page, flows,
-        healthy, location, new_client, tile, world,
-    },
-    delegated::{consent_as, start_link},
-};
 
 /// MSP A's client Contoso, authorised through the pages by Contoso's admin.
 async fn a_authorises_contoso(world: &World, contoso: &SimTenant) -> String {
@@ -413,7 +409,11 @@ async fn checklist_96_a_planted_app_id_is_never_repaired(backend: Backend) {
     callback(&world.app, &url).await;
     let tile = tile(&b, &client).await;
     assert_eq!(tile["problem"]["code"], "MISSING_SERVICE_PRINCIPAL");
-    assert_eq!(tile["problem"]["appId"], crate::consent::TEAMS, "{tile}");
+    assert_eq!(
+        tile["problem"]["appId"],
+        crate::support::flows::TEAMS,
+        "{tile}"
+    );
     assert_eq!(
         tile["problem"]["appDisplayName"],
         "Skype and Teams Tenant Admin API"

@@ -1,0 +1,6 @@
+//! What the tests share: every test file imports its helpers from here, never from another
+//! test file.
+
+pub(crate) mod flows;
+pub(crate) mod storage;
+pub(crate) mod websocket;
