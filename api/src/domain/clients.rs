@@ -587,6 +587,25 @@ async fn conflict_or(
     }
 }
 
+/// The client with its tile, the tile locked for this transaction (one statement);
+/// `None` when it is gone.
+pub(crate) async fn locked_view<C: ConnectionTrait>(
+    txn: &C,
+    client_id: Uuid,
+) -> Result<Option<ClientView>> {
+    let mut select =
+        graph_api_tile::Entity::find_by_id(client_id).find_also_related(client::Entity);
+    // The tile's row only: every writer locks a client's tile first, and only it.
+    sea_orm::QueryTrait::query(&mut select).lock_with_tables(
+        sea_orm::sea_query::LockType::Update,
+        [graph_api_tile::Entity],
+    );
+    Ok(match select.one(txn).await? {
+        Some((tile, Some(client))) => Some(ClientView { client, tile }),
+        _ => None,
+    })
+}
+
 /// Rows grouped by their client, each group in the order of `rows`.
 pub(crate) fn by_client<T>(rows: Vec<T>, client: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
     let mut grouped: HashMap<Uuid, Vec<T>> = HashMap::new();

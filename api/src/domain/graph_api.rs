@@ -540,7 +540,7 @@ pub(crate) async fn writable_client<C: ConnectionTrait>(
 }
 
 async fn lock_client<C: ConnectionTrait>(txn: &C, client_id: Uuid) -> Result<ClientView> {
-    tile::locked_view(txn, client_id)
+    clients::locked_view(txn, client_id)
         .await?
         .ok_or_else(|| Error::not_found("client", client_id.to_string()))
 }

@@ -3,21 +3,17 @@
 
 use chrono::{DateTime, Utc};
 use entity::{
-    StringList, client,
+    StringList,
     enums::{AuditAction, GraphApiProblemCode, GraphApiStatus},
     graph_api_tile,
 };
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, QuerySelect, QueryTrait,
-    sea_query::LockType,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, QuerySelect};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{
     Result,
     audit::{self, Actor},
-    clients::ClientView,
     now,
     tenant_proof::TenantProof,
 };
@@ -301,22 +297,6 @@ pub(crate) async fn lock<C: ConnectionTrait>(
         .lock_exclusive()
         .one(txn)
         .await?)
-}
-
-/// The client with its tile, the tile locked for this transaction (one statement);
-/// `None` when it is gone.
-pub(crate) async fn locked_view<C: ConnectionTrait>(
-    txn: &C,
-    client_id: Uuid,
-) -> Result<Option<ClientView>> {
-    let mut select =
-        graph_api_tile::Entity::find_by_id(client_id).find_also_related(client::Entity);
-    // The tile's row only: every writer locks a client's tile first, and only it.
-    QueryTrait::query(&mut select).lock_with_tables(LockType::Update, [graph_api_tile::Entity]);
-    Ok(match select.one(txn).await? {
-        Some((tile, Some(client))) => Some(ClientView { client, tile }),
-        _ => None,
-    })
 }
 
 pub(crate) fn problem_json(problem: &Problem) -> Value {

@@ -77,7 +77,7 @@ impl Kind for AdminConsent {
         let Verification::Ask { proof, .. } = to_verify(consents, flow, answer) else {
             return Ok(());
         };
-        let Some(view) = tile::locked_view(txn, flow.client_id).await? else {
+        let Some(view) = clients::locked_view(txn, flow.client_id).await? else {
             return Ok(());
         };
         let Some(status) = tile::next(&view.tile, &TileEvent::ConsentReceived) else {
@@ -361,7 +361,7 @@ fn no_microsoft() -> Verdict {
 async fn conclude(callback: &Claimed<'_>, verdict: Verdict) -> Result<FlowOutcome> {
     let (db, consents, flow) = (callback.db, callback.consents, callback.flow);
     let txn = begin_write(db).await?;
-    let Some(view) = tile::locked_view(&txn, flow.client_id).await? else {
+    let Some(view) = clients::locked_view(&txn, flow.client_id).await? else {
         // The client was deleted (and with it this flow) while we were on our way.
         return Ok(FlowOutcome::cancelled(flow, "", "the client was removed"));
     };

@@ -37,7 +37,11 @@ use url::Url;
 use self::callback::{Answer, CallbackResult};
 pub use self::store::{EXCHANGE_LEASE, FlowOutcome, RETENTION, Step};
 pub(crate) use self::store::{NewFlow, open};
-use super::{Consents, Result, clients::ClientView, now, tile};
+use super::{
+    Consents, Result,
+    clients::{self, ClientView},
+    now,
+};
 use crate::db::{WriteTransaction, begin_write};
 
 /// How many expired or interrupted flows one sweep takes on.
@@ -139,7 +143,7 @@ pub(crate) async fn end(
     ending: Ending,
 ) -> Result<bool> {
     let txn = begin_write(db).await?;
-    let Some(view) = tile::locked_view(&txn, flow.client_id).await? else {
+    let Some(view) = clients::locked_view(&txn, flow.client_id).await? else {
         return Ok(false);
     };
     let handler = kind(flow.kind);
