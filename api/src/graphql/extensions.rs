@@ -2,7 +2,7 @@
 //! parse and validation errors, the limits of the document's shape (`limits.rs`) and of its
 //! cost, introspection only with a token, each MSP's mutation and query budgets, the query
 //! timeout, the answer's size budget (`answer_size.rs`), its own DataLoaders — its metrics,
-//! and answers the spec's way (field order and `null` for failed fields, see `answer.rs`).
+//! and answers the spec's way (field order and `null` for failed fields, see `answer/`).
 //!
 //! One extension rather than one per rule: async-graphql runs every field of every answer
 //! (and of every event pushed to every subscriber) through each extension's `resolve` hook,

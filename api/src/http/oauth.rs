@@ -23,7 +23,7 @@ use crate::{
         flows::{
             FlowOutcome,
             callback::{self, CallbackParams, CallbackResult},
-            store as oauth_flows,
+            store,
         },
     },
     graphql::{GlobalId, IdKind},
@@ -198,7 +198,7 @@ pub async fn result(State(state): State<AppState>, Path(flow): Path<String>) -> 
     let Ok(flow_id) = Uuid::parse_str(&flow) else {
         return not_found();
     };
-    let flow = match oauth_flows::find(&state.db, flow_id).await {
+    let flow = match store::find(&state.db, flow_id).await {
         Ok(Some(flow)) if flow.completed_at.is_some() => flow,
         Ok(_) => return not_found(),
         Err(Error::Unavailable) => {
@@ -217,7 +217,7 @@ pub async fn result(State(state): State<AppState>, Path(flow): Path<String>) -> 
             );
         }
     };
-    let outcome = oauth_flows::outcome_of(&flow);
+    let outcome = store::outcome_of(&flow);
     let mut body = String::new();
     if !outcome.client_name.is_empty() {
         body.push_str(&format!(

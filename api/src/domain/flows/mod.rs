@@ -2,9 +2,9 @@
 //! goes through one lifecycle, written once here; what differs between kinds is one file
 //! each.
 //!
-//! 1. **Open** ([`store::open`]): the mutation that hands out the link stores one flow row: bound to
-//!    its MSP, client and kind (checklist 5), its `state` kept only as a hash (checklist 7),
-//!    its PKCE verifier sealed and its nonce hashed (checklist 74, 75).
+//! 1. **Open** ([`store::open`]): the mutation that hands out the link stores one flow row,
+//!    bound to its MSP, client and kind (checklist 5), its `state` kept only as a hash
+//!    (checklist 7), its PKCE verifier sealed and its nonce hashed (checklist 74, 75).
 //! 2. **Claim** ([`callback::handle`]): the callback finds the flow by its `state` and claims
 //!    it with one conditional UPDATE, so exactly one request acts on it (checklist 84); in that
 //!    same transaction the kind may show watchers what is happening ([`Kind::claimed`]).
@@ -14,8 +14,8 @@
 //!    unused (the sweep, or a late callback) or its callback was interrupted (checklist 92);
 //!    the kind writes what that means for its record ([`Kind::ended`]).
 //!
-//! A new kind is a variant of `OAuthFlowKind` (entity and migration), a file here that
-//! implements [`Kind`], and its arm in [`kind`].
+//! A new kind is a variant of `OAuthFlowKind` (in `entity`), a file here that implements
+//! [`Kind`], its arm in [`kind`], and the mutation that opens it with [`store::open`].
 
 mod admin_consent;
 pub mod callback;
