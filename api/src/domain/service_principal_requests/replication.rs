@@ -17,7 +17,7 @@ pub(super) const POLL_LEASE: Duration = Duration::seconds(30);
 /// requests moved on.
 pub async fn sweep(db: &DatabaseConnection, consents: &Consents) -> Result<usize> {
     forget_tokens_of_ended_requests(db, consents).await?;
-    let mut moved = fail_interrupted(db, consents.callback_lease).await?;
+    let mut moved = fail_stuck_creations(db, consents.callback_lease).await?;
     let now = now();
     let due = service_principal_request::Entity::find()
         .filter(service_principal_request::Column::Status.eq(Status::Propagating))
@@ -211,7 +211,10 @@ pub(super) async fn retry_later(
 /// Requests whose process died between `CREATING` and Graph's answer (still `CREATING`
 /// after `lease`): failed, so the user can start again (creation is idempotent: an existing
 /// principal reads as `ALREADY_EXISTS`).
-pub(super) async fn fail_interrupted(db: &DatabaseConnection, lease: Duration) -> Result<usize> {
+pub(super) async fn fail_stuck_creations(
+    db: &DatabaseConnection,
+    lease: Duration,
+) -> Result<usize> {
     let stuck = service_principal_request::Entity::find()
         .filter(service_principal_request::Column::Status.eq(Status::Creating))
         .filter(service_principal_request::Column::UpdatedAt.lte(now() - lease))
