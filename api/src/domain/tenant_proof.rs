@@ -28,14 +28,11 @@ use super::{Consents, Result, clients, crypto::FlowKeys, flows::store, now};
 use crate::microsoft::{
     Microsoft, Problem, TenantHint,
     id_token::{ExpectedTenant, IdTokenClaims, IdTokenError},
+    known::CONSENT_ROLES,
 };
 
 /// How long the admin has, once signed in, to press Accept on Microsoft's consent page.
 pub const CONSENT_STEP_LIFETIME: Duration = Duration::minutes(30);
-
-pub use crate::microsoft::known::{
-    CONSENT_ROLES, GLOBAL_ADMINISTRATOR, PRIVILEGED_ROLE_ADMINISTRATOR,
-};
 
 /// Who proved which tenant, and when. Kept on the flow between its two steps, and on the
 /// tile it authorised.
@@ -267,6 +264,7 @@ fn consent_roles(claims: &IdTokenClaims, user: &str) -> std::result::Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::microsoft::known::{GLOBAL_ADMINISTRATOR, PRIVILEGED_ROLE_ADMINISTRATOR};
 
     fn claims(roles: Option<Vec<Uuid>>) -> IdTokenClaims {
         IdTokenClaims {

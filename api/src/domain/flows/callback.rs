@@ -333,6 +333,34 @@ mod tests {
         assert!(CallbackParams::from_query("").unwrap().state().is_none());
     }
 
+    /// Every user sign-in's kind reads its answer through this: a refusal wins over a code,
+    /// and no code at all is a problem that says what to restart.
+    #[test]
+    fn an_answer_gives_its_code_or_the_problem_that_stops_the_flow() {
+        let refusal = Problem::new(GraphApiProblemCode::ConsentDeclined, "declined");
+        let answer = |refusal: Option<Problem>, code| Answer {
+            refusal,
+            code,
+            tenant: None,
+        };
+        assert_eq!(
+            answer(None, Some("c0de")).code_or_problem("Send a new link."),
+            Ok("c0de")
+        );
+        assert_eq!(
+            answer(Some(refusal.clone()), Some("c0de")).code_or_problem("Send a new link."),
+            Err(refusal)
+        );
+        let none = answer(None, None)
+            .code_or_problem("Start the repair again.")
+            .unwrap_err();
+        assert_eq!(none.code, GraphApiProblemCode::Unknown);
+        assert_eq!(
+            none.remediation,
+            "Microsoft sent no authorization code. Start the repair again."
+        );
+    }
+
     #[test]
     fn a_parameter_the_callback_acts_on_may_not_appear_twice() {
         for query in ["state=a&state=b", "state=a&code=1&code=2", "error=&error=x"] {
