@@ -8,6 +8,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use chrono::Utc;
 use secrecy::SecretString;
+use simulator::{Simulator, SimulatorConfig, demo_tenants};
 use tokio::net::TcpListener;
 
 use crate::{
@@ -16,7 +17,6 @@ use crate::{
     auth::{self, CallerClaims, OneOrMany, Role, Viewer},
     config::{CallerAuthSettings, Settings},
     domain::{self, clients::NewClient},
-    microsoft::simulator::{Simulator, SimulatorConfig, demo_tenants},
 };
 
 /// The MSP the demo creates.
@@ -72,7 +72,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     config.required_roles = settings.required_roles();
     let tenants = config.tenants.clone();
     let simulator = Simulator::start(config, args.simulator_listen).await?;
-    simulator.configure(&mut settings);
+    settings.use_simulator(&simulator);
     // Background steps (expired links, replication of a created principal) show within a
     // second or two, not the production default of 30 s.
     if settings.sweep_interval == Settings::defaults().sweep_interval {

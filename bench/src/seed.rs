@@ -166,7 +166,7 @@ async fn shape_tile(db: &DatabaseConnection, client_id: Uuid, shape: usize) -> a
         1 => {
             active.status = Set(GraphApiStatus::Authorised);
             active.granted_permissions = Set(StringList(
-                api::microsoft::simulator::DEFAULT_REQUIRED_ROLES
+                simulator::DEFAULT_REQUIRED_ROLES
                     .iter()
                     .map(|r| (*r).to_owned())
                     .collect(),

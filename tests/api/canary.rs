@@ -9,14 +9,12 @@ use std::{
 };
 
 use crate::support::flows::{admin_consent, browser, consent_page, location};
-use api::{
-    auth::{CallerClaims, OneOrMany, mint_hs256},
-    microsoft::simulator::SimTenant,
-};
+use api::auth::{CallerClaims, OneOrMany, mint_hs256};
 use consentry_tests::{eventually, serde_json::Value, start_simulator};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use secrecy::SecretString;
 use serde_json::json;
+use simulator::SimTenant;
 use url::Url;
 
 struct Server(Child);

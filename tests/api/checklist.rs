@@ -224,12 +224,13 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every declaration in the integration tests and the server's unit tests.
+/// Every declaration in the integration tests and the server's and simulator's unit tests.
 fn all_declarations() -> Vec<Declaration> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
     rust_files(&root.join("api"), &mut files);
     rust_files(&root.join("../api/src"), &mut files);
+    rust_files(&root.join("../simulator/src"), &mut files);
     files
         .iter()
         .filter(|path| !path.ends_with("checklist.rs"))
@@ -409,6 +410,7 @@ fn cited_sources() -> Vec<(PathBuf, String)> {
     let mut files = Vec::new();
     for dir in [
         "api/src",
+        "simulator/src",
         "tests",
         "bench/src",
         "bench/tests",

@@ -9,7 +9,6 @@ use crate::support::flows::{
     callback, client_view, consent_page, flows, healthy, location, new_client, strings, tile,
     token_grants, token_requests, world,
 };
-use api::microsoft::simulator::{Faults, SimTenant, Simulator};
 use consentry_tests::{Backend, TestApp, eventually, serde_json::Value, spawn_app_with, start};
 use entity::{
     enums::{GraphApiStatus, OAuthFlowStatus},
@@ -18,6 +17,7 @@ use entity::{
 use reqwest::StatusCode;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
+use simulator::{Faults, SimTenant, Simulator};
 use url::Url;
 use uuid::Uuid;
 
@@ -959,7 +959,7 @@ async fn our_bad_secret_is_an_operator_problem(backend: Backend) {
         .unwrap();
 
     let app = start(database, |s| {
-        sim.configure(s);
+        s.use_simulator(&sim);
         s.ms_client_secret = Some("not-the-secret".to_owned().into());
         s.sweep_interval = Duration::from_millis(100);
         s.reverify_interval = Duration::from_secs(1);
@@ -1207,7 +1207,7 @@ async fn checklist_91_database_outage_loses_nothing(backend: Backend) {
     drop(caller);
 
     let database = app.stop().await;
-    let app = start(database, |s| sim.configure(s)).await;
+    let app = start(database, |s| s.use_simulator(&sim)).await;
     // The redirect URI was the old server's; the same callback goes to the new one.
     let mut again = back.clone();
     again.set_port(Some(app.port)).unwrap();

@@ -9,11 +9,11 @@ use crate::support::flows::{
     START, TEAMS, World, admin_consent, audit_actions, authorise, callback, consent_as,
     consents_of, healthy, new_client, rows, start_link, tile, world,
 };
-use api::microsoft::simulator::{Faults, IdTokenAttack, SimTenant};
 use consentry_tests::{Backend, eventually, serde_json::Value, start};
 use entity::{delegated_consent, enums::DelegatedConsentStatus};
 use sea_orm::EntityTrait;
 use serde_json::json;
+use simulator::{Faults, IdTokenAttack, SimTenant};
 use url::Url;
 
 const ALL: [&str; 4] = [
@@ -279,7 +279,7 @@ async fn forged_id_tokens_store_nothing(backend: Backend) {
                 page.contains("could not trust")
                     || page.contains("different tenants")
                     || page.contains("not to the client's tenant")
-                    || page.contains("not to the client&#39;s tenant"),
+                    || page.contains("not to the client&#x27;s tenant"),
                 "{attack:?}: {page}"
             );
         }
@@ -444,7 +444,7 @@ async fn keep_alive_rotates_tokens_and_old_keys_still_decrypt(backend: Backend) 
             .to_owned()
     };
     let app = start(database, |s| {
-        sim.configure(s);
+        s.use_simulator(&sim);
         s.token_keys = Some(format!("{new_key},{old_keys}").into());
         s.sweep_interval = Duration::from_millis(100);
         s.keepalive_interval = Duration::from_secs(1);
@@ -576,7 +576,7 @@ async fn rotate_keys_reencrypts_under_the_first_key(backend: Backend) {
     );
 
     let app = start(database, |s| {
-        sim.configure(s);
+        s.use_simulator(&sim);
         s.token_keys = Some(new_key.clone().into());
     })
     .await;

@@ -209,7 +209,7 @@ async fn open_callback(browser: &reqwest::Client, url: &url::Url) -> String {
 /// Every demo scenario, Authorise from the link to the result page; Fabrikam's missing
 /// principal is then repaired and Authorise succeeds.
 async fn walk_every_scenario(http: &reqwest::Client, base: &str, token: &str, simulator: &str) {
-    use api::microsoft::simulator::browser::consent;
+    use simulator::browser::consent;
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -11,7 +11,6 @@ use crate::support::{
     },
     websocket::{connect_port, subscribe},
 };
-use api::microsoft::simulator::{Faults, SimTenant, Simulator};
 use consentry_tests::{
     Backend, PrivatePostgres, ServerProcess, TestApp, TestDatabase, eventually, free_port, start,
     start_simulator,
@@ -25,6 +24,7 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use sea_orm::EntityTrait;
 use serde_json::json;
+use simulator::{Faults, SimTenant, Simulator};
 use tokio_tungstenite::tungstenite::Message;
 use url::Url;
 
@@ -373,7 +373,7 @@ async fn database_outage_fails_readiness_and_service_resumes_by_itself(backend: 
     let tenant = healthy("contoso.onmicrosoft.com");
     let sim = start_simulator(vec![tenant.clone()]).await;
     let app = start(database, |s| {
-        sim.configure(s);
+        s.use_simulator(&sim);
         s.ms_timeout_seconds = 3;
     })
     .await;

@@ -7,12 +7,12 @@ use api::jwks::KeyError;
 use api::microsoft::{
     Microsoft,
     id_token::{ExpectedTenant, IdTokenError, NonceHash},
-    simulator::{SimTenant, Simulator},
 };
 use consentry_tests::{eventually, microsoft_client, start_simulator};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use simulator::{SimTenant, Simulator};
 use uuid::Uuid;
 
 const NONCE: &str = "n-0S6_WzA2Mj";
@@ -200,7 +200,7 @@ async fn the_issuer_must_be_the_flows_tenant_exactly() {
     )
     .await;
     // A correctly signed token of another tenant, carrying our aud (the Airflow bug).
-    let other = api::microsoft::simulator::stable_id("evil.onmicrosoft.com");
+    let other = simulator::stable_id("evil.onmicrosoft.com");
     let foreign = with(
         with(f.claims(), "tid", json!(other)),
         "iss",
@@ -215,7 +215,7 @@ async fn the_issuer_must_be_the_flows_tenant_exactly() {
 #[tokio::test]
 async fn any_organization_accepts_a_tenant_only_with_its_own_issuer() {
     let f = fixture().await;
-    let other = api::microsoft::simulator::stable_id("evil.onmicrosoft.com");
+    let other = simulator::stable_id("evil.onmicrosoft.com");
     let foreign = with(
         with(f.claims(), "tid", json!(other)),
         "iss",

@@ -94,7 +94,7 @@ async fn checklist_78_data_keys_are_wrapped_by_the_kms_and_never_stored_in_clear
     drop(caller);
     let database = app.stop().await;
     let app = start(database, |s| {
-        sim.configure(s);
+        s.use_simulator(&sim);
         s.token_keys = None;
         use_kms(s, &vault);
     })
@@ -166,7 +166,7 @@ async fn checklist_77_78_moving_to_a_kms_and_rotating_under_it(backend: Backend)
     // A KMS beside the configured keys: the old token still decrypts.
     let database = app.stop().await;
     let app = start(database, |s| {
-        sim.configure(s);
+        s.use_simulator(&sim);
         use_kms(s, &vault);
     })
     .await;
@@ -191,7 +191,7 @@ async fn checklist_77_78_moving_to_a_kms_and_rotating_under_it(backend: Backend)
 
     // The configured keys can go: with the KMS alone, everything still decrypts.
     let app = start(database, |s| {
-        sim.configure(s);
+        s.use_simulator(&sim);
         s.token_keys = None;
         use_kms(s, &vault);
     })

@@ -8,12 +8,12 @@ use api::microsoft::{
     graph::Creation,
     id_token::ExpectedTenant,
     identity::{FlowSecrets, TenantHint},
-    simulator::{Faults, ResponseFault, SimTenant, Simulator, Throttle},
 };
 use consentry_tests::{microsoft_client, start_simulator};
 use entity::enums::GraphApiProblemCode;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
+use simulator::{Faults, ResponseFault, SimTenant, Simulator, Throttle};
 use url::Url;
 use uuid::Uuid;
 
@@ -375,8 +375,8 @@ async fn authorization_code_with_pkce_yields_validated_tokens_that_refresh() {
         claims.directory_roles.as_deref(),
         Some(
             [
-                api::microsoft::simulator::roles::USER,
-                api::microsoft::simulator::roles::GLOBAL_ADMINISTRATOR
+                simulator::roles::USER,
+                simulator::roles::GLOBAL_ADMINISTRATOR
             ]
             .as_slice()
         ),
@@ -913,7 +913,7 @@ async fn tenants_can_come_from_a_json_file() {
         }),
     ];
     std::fs::write(&path, serde_json::to_string_pretty(&tenants).unwrap()).unwrap();
-    let config = api::microsoft::simulator::SimulatorConfig::from_file(&path).unwrap();
+    let config = simulator::SimulatorConfig::from_file(&path).unwrap();
     assert_eq!(config.tenants, tenants);
     let simulator = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
         .await
@@ -929,7 +929,7 @@ async fn tenants_can_come_from_a_json_file() {
     assert_eq!(listed[1]["faults"]["propagationLookups"], 3);
 
     std::fs::write(&path, "{ not json").unwrap();
-    let error = api::microsoft::simulator::SimulatorConfig::from_file(&path)
+    let error = simulator::SimulatorConfig::from_file(&path)
         .unwrap_err()
         .to_string();
     assert!(

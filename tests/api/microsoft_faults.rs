@@ -20,7 +20,6 @@ use crate::support::flows::{
     consents_of, flows, healthy, location, new_client, posts, rows, settled_within, start_link,
     strings, token_grants, token_requests, world,
 };
-use api::microsoft::simulator::{Faults, ResponseFault, SimTenant, Simulator, Throttle};
 use axum::{
     Router,
     body::Body,
@@ -34,6 +33,7 @@ use consentry_tests::{
 use entity::enums::{DelegatedConsentStatus, OAuthFlowKind, OAuthFlowStatus};
 use reqwest::StatusCode;
 use serde_json::json;
+use simulator::{Faults, ResponseFault, SimTenant, Simulator, Throttle};
 use url::Url;
 
 /// What Microsoft's broken answers carry that must never reach a page, an error, a tile, a
@@ -344,7 +344,7 @@ async fn fronted_world(backend: Backend, tenants: Vec<SimTenant>) -> Option<(Wor
     let sim = start_simulator(tenants).await;
     let front = GraphFront::start(sim.base_url()).await;
     let app = spawn_app_with(backend, |s| {
-        sim.configure(s);
+        s.use_simulator(&sim);
         s.ms_graph_url = front.url.clone();
         s.ms_timeout_seconds = 1;
         s.ms_max_retry_wait_seconds = 2;
@@ -604,7 +604,7 @@ async fn checklist_86_87_microsoft_faults_during_authorise_leave_the_tile_failed
         assert!(tile["problem"].is_null(), "{what}: {tile}");
         assert_eq!(
             strings(&tile["grantedPermissions"]),
-            api::microsoft::simulator::DEFAULT_REQUIRED_ROLES,
+            simulator::DEFAULT_REQUIRED_ROLES,
             "{what}"
         );
     }

@@ -18,16 +18,14 @@ use crate::support::{
     },
     storage::{dump, holds, logical_dump},
 };
-use api::{
-    domain::crypto::DERIVED_FLOW_KEY_ID,
-    microsoft::{id_token::NonceHash, simulator::SimTenant},
-};
+use api::{domain::crypto::DERIVED_FLOW_KEY_ID, microsoft::id_token::NonceHash};
 use consentry_tests::{Backend, TestApp, TestDatabase, eventually, serde_json::Value, start};
 use entity::enums::OAuthFlowStatus;
 use migration::MigratorTrait;
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::json;
+use simulator::SimTenant;
 use url::Url;
 use uuid::Uuid;
 
@@ -338,7 +336,7 @@ async fn links_made_before_the_upgrade_lose_their_plaintext_and_fail_cleanly(bac
     db.close().await.unwrap();
 
     let app = start(database, |s| {
-        sim.configure(s);
+        s.use_simulator(&sim);
         s.public_url = public_url;
     })
     .await;
@@ -423,7 +421,7 @@ async fn checklist_77_rotate_keys_rewraps_pending_links_so_the_old_key_can_go(ba
     );
 
     let app = start(database, |s| {
-        sim.configure(s);
+        s.use_simulator(&sim);
         s.public_url = public_url;
         s.token_keys = Some(new_key.clone().into());
     })

@@ -10,12 +10,12 @@ use crate::support::flows::{
     consent_page, healthy, location, new_client, posts, request_status, settled_within, start_link,
     strings, tile, token_requests, world,
 };
-use api::microsoft::simulator::{Faults, SimTenant, Throttle};
 use consentry_tests::{Backend, Caller, TestApp, eventually, serde_json::Value, start};
 use entity::{delegated_consent, service_principal_request};
 use reqwest::StatusCode;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
+use simulator::{Faults, SimTenant, Throttle};
 use url::Url;
 
 const CREATE: &str = "mutation($id: ID!, $appId: String) {
@@ -77,7 +77,7 @@ async fn sign_in(app: &TestApp, url: &str, tenant: &SimTenant) -> String {
 }
 
 /// Principal lookups (`GET /v1.0/servicePrincipals`).
-fn lookups(sim: &api::microsoft::simulator::Simulator) -> usize {
+fn lookups(sim: &simulator::Simulator) -> usize {
     sim.requests()
         .iter()
         .filter(|r| r.method == "GET" && r.path == "/v1.0/servicePrincipals")
@@ -321,7 +321,7 @@ async fn a_restart_during_propagation_resumes_and_finishes(backend: Backend) {
 
     let database = app.stop().await;
     let app = start(database, |s| {
-        sim.configure(s);
+        s.use_simulator(&sim);
         s.sweep_interval = Duration::from_millis(100);
     })
     .await;
@@ -613,7 +613,7 @@ async fn checklist_96_requests_for_apps_no_longer_listed_are_not_acted_on(backen
     let database = app.stop().await;
     let looked_up = lookups(&sim);
     let app = start(database, |s| {
-        sim.configure(s);
+        s.use_simulator(&sim);
         s.public_url = public_url;
         s.sweep_interval = Duration::from_millis(100);
     })

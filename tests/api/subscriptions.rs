@@ -370,8 +370,7 @@ async fn origins_tokens_and_limits_are_enforced(backend: Backend) {
 
 /// Service principal requests and delegated consents push every step too.
 async fn repairs_and_delegated_consents_push_their_steps(backend: Backend) {
-    let tenant =
-        api::microsoft::simulator::SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam");
+    let tenant = simulator::SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam");
     let Some(world) = world(backend, vec![tenant.clone()], |s| {
         s.sweep_interval = Duration::from_millis(100);
     })

@@ -8,12 +8,12 @@ use crate::support::flows::{
     World, admin_consent, authorise, browser, callback, client_view, consent_as, consent_page,
     flows, healthy, location, new_client, start_link, tile, world,
 };
-use api::microsoft::simulator::{SimTenant, Simulator, SimulatorConfig};
 use consentry_tests::{Backend, Caller, TestApp, serde_json::Value, spawn_app_with};
 use entity::{enums::OAuthFlowStatus, graph_api_tile, oauth_flow};
 use reqwest::StatusCode;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
+use simulator::{SimTenant, Simulator, SimulatorConfig};
 use url::Url;
 use uuid::Uuid;
 
@@ -669,7 +669,7 @@ async fn without_directory_roles_in_id_tokens_no_tenant_is_proven(backend: Backe
     )
     .await
     .unwrap();
-    let Some(app) = spawn_app_with(backend, |settings| sim.configure(settings)).await else {
+    let Some(app) = spawn_app_with(backend, |settings| settings.use_simulator(&sim)).await else {
         return;
     };
     let a = app.caller("msp-a", &["admin"]).await;

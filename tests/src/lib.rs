@@ -340,22 +340,18 @@ async fn launch(
 }
 
 /// Starts the Microsoft simulator on a free loopback port with these tenants.
-pub async fn start_simulator(
-    tenants: Vec<api::microsoft::simulator::SimTenant>,
-) -> api::microsoft::simulator::Simulator {
-    let config = api::microsoft::simulator::SimulatorConfig {
+pub async fn start_simulator(tenants: Vec<simulator::SimTenant>) -> simulator::Simulator {
+    let config = simulator::SimulatorConfig {
         tenants,
         ..Default::default()
     };
-    api::microsoft::simulator::Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+    simulator::Simulator::start(config, "127.0.0.1:0".parse().unwrap())
         .await
         .expect("the simulator starts")
 }
 
 /// Consentry's Microsoft client, pointed at `simulator`, with short timeouts for tests.
-pub fn microsoft_client(
-    simulator: &api::microsoft::simulator::Simulator,
-) -> api::microsoft::Microsoft {
+pub fn microsoft_client(simulator: &simulator::Simulator) -> api::microsoft::Microsoft {
     let config = api::microsoft::MicrosoftConfig {
         client_id: simulator.client_id(),
         client_secret: SecretString::from(simulator.client_secret()),
@@ -364,7 +360,7 @@ pub fn microsoft_client(
         redirect_uri: "http://127.0.0.1:9/oauth/callback".parse().unwrap(),
         timeout: Duration::from_secs(2),
         max_retry_wait: Duration::from_secs(3),
-        required_roles: api::microsoft::simulator::DEFAULT_REQUIRED_ROLES
+        required_roles: simulator::DEFAULT_REQUIRED_ROLES
             .iter()
             .map(|r| (*r).to_owned())
             .collect(),
@@ -676,7 +672,7 @@ impl ServerProcess {
         binary: &str,
         database: &TestDatabase,
         secret: &str,
-        simulator: &api::microsoft::simulator::Simulator,
+        simulator: &simulator::Simulator,
         port: u16,
         env: &[(&str, &str)],
     ) -> Self {

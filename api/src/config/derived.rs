@@ -20,6 +20,15 @@ impl Settings {
             .settings
     }
 
+    /// Points the Microsoft settings (app registration, authority, Graph) at a running
+    /// simulator: what `consentry demo` and the tests do.
+    pub fn use_simulator(&mut self, simulator: &simulator::Simulator) {
+        self.ms_client_id = Some(simulator.client_id());
+        self.ms_client_secret = Some(SecretString::from(simulator.client_secret()));
+        self.ms_authority_url = simulator.base_url().clone();
+        self.ms_graph_url = simulator.base_url().clone();
+    }
+
     /// Checks what can be checked without touching the network or the database.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.database_kind()?;

@@ -1,14 +1,13 @@
 //! Microsoft's identity platform and Graph, as Consentry uses them (reference
 //! `docs/microsoft-identity.md`): consent and sign-in URLs, token requests, id_token validation,
 //! the few Graph calls, and the one table that maps Microsoft's errors to problems. The
-//! [`simulator`] is a faithful local stand-in for tests and `consentry demo`.
+//! workspace's `simulator` crate is a faithful local stand-in for tests and `consentry demo`.
 
 pub mod errors;
 pub mod graph;
 pub mod id_token;
 pub mod identity;
 pub mod known;
-pub mod simulator;
 
 use std::{cell::Cell, collections::HashMap, future::Future, sync::Arc, time::Duration};
 

@@ -13,11 +13,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use api::microsoft::simulator::{SimTenant, browser};
 use entity::{enums::GraphApiStatus, graph_api_tile};
 use futures_util::{StreamExt, future::join_all, stream};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
+use simulator::{SimTenant, browser};
 use url::Url;
 
 use super::{AUTHORISE, Bench, client_id, graphql, simulator};

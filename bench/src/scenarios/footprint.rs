@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use api::microsoft::simulator::SimTenant;
 use serde_json::json;
+use simulator::SimTenant;
 
 use super::{Bench, simulator};
 use crate::{

@@ -12,8 +12,8 @@ mod worst;
 use std::{sync::Mutex, time::Duration};
 
 use anyhow::{Context, bail};
-use api::microsoft::simulator::{SimTenant, Simulator, SimulatorConfig};
 use serde_json::{Value, json};
+use simulator::{SimTenant, Simulator, SimulatorConfig};
 use tokio::sync::OnceCell;
 
 use crate::{

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use api::microsoft::simulator::{SimTenant, Simulator};
 use consentry_tests::{
     Backend, Caller, TestApp, eventually, serde_json::Value, spawn_app_with, start_simulator,
 };
@@ -12,6 +11,7 @@ use entity::{delegated_consent, oauth_flow};
 use reqwest::StatusCode;
 use sea_orm::EntityTrait;
 use serde_json::json;
+use simulator::{SimTenant, Simulator};
 use url::Url;
 use uuid::Uuid;
 
@@ -39,7 +39,7 @@ pub(crate) async fn world(
 ) -> Option<World> {
     let sim = start_simulator(tenants).await;
     let app = spawn_app_with(backend, |settings| {
-        sim.configure(settings);
+        settings.use_simulator(&sim);
         settings.ms_timeout_seconds = 5;
         settings.ms_max_retry_wait_seconds = 2;
         configure(settings);
@@ -59,7 +59,7 @@ pub(crate) fn browser() -> reqwest::Client {
 /// presses `decision`'s button, as the page's own form would post it. Returns the URL
 /// Microsoft sends the browser back to: Consentry's callback.
 pub(crate) async fn consent_page(link: &str, user: Uuid, decision: &str) -> Url {
-    api::microsoft::simulator::browser::consent(&browser(), link, user, decision)
+    simulator::browser::consent(&browser(), link, user, decision)
         .await
         .unwrap()
 }
@@ -272,7 +272,7 @@ pub(crate) async fn settled_within(
 }
 
 /// Principals created (`POST /v1.0/servicePrincipals`).
-pub(crate) fn posts(sim: &api::microsoft::simulator::Simulator) -> usize {
+pub(crate) fn posts(sim: &simulator::Simulator) -> usize {
     sim.requests()
         .iter()
         .filter(|r| r.method == "POST" && r.path == "/v1.0/servicePrincipals")

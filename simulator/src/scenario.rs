@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::microsoft::known::TEAMS_ADMIN_API_APP_ID;
+/// The Skype and Teams Tenant Admin API's application id: the service principal a tenant most
+/// often lacks. The simulator keeps Microsoft's ids itself rather than borrow the server's, so
+/// that it stays an independent witness of what Microsoft does.
+pub const TEAMS_ADMIN_API_APP_ID: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239";
 
 /// A deterministic id from a name, so that a tenant keeps its id across restarts.
 pub fn stable_id(name: &str) -> Uuid {
@@ -190,7 +193,7 @@ impl SimTenant {
 /// Display names of the application ids the simulator knows, as AADSTS650052 names them.
 pub fn app_display_name(app_id: &str) -> &'static str {
     match app_id {
-        TEAMS_ADMIN_API_APP_ID => crate::microsoft::known::TEAMS_ADMIN_API_DISPLAY_NAME,
+        TEAMS_ADMIN_API_APP_ID => "Skype and Teams Tenant Admin API",
         "00000003-0000-0000-c000-000000000000" => "Microsoft Graph",
         "797f4846-ba00-4fd7-ba43-dac1f8f63013" => "Windows Azure Service Management API",
         _ => "Unknown application",

@@ -34,19 +34,16 @@ use axum::{
     routing::{get, post, put},
 };
 use chrono::{DateTime, Utc};
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use url::Url;
 use uuid::Uuid;
 
-pub use pages::escape as escape_html;
 pub use scenario::{
     Faults, IdTokenAttack, ResponseFault, SimTenant, SimUser, Throttle, demo_tenants, stable_id,
 };
 
 use self::keys::KeyRing;
-use crate::config::Settings;
 
 /// The app registration the simulator knows, and the tenants it simulates.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -277,7 +274,7 @@ impl Simulator {
         let router = router(inner.clone());
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(crate::app::without_nagle(listener), router)
+            let _ = axum::serve(without_nagle(listener), router)
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;
                 })
@@ -307,15 +304,6 @@ impl Simulator {
 
     pub fn client_secret(&self) -> String {
         read(&self.inner.config).client_secret.clone()
-    }
-
-    /// Points Consentry's Microsoft settings at this simulator.
-    pub fn configure(&self, settings: &mut Settings) {
-        let config = read(&self.inner.config);
-        settings.ms_client_id = Some(config.client_id.clone());
-        settings.ms_client_secret = Some(SecretString::from(config.client_secret.clone()));
-        settings.ms_authority_url = self.inner.base_url.clone();
-        settings.ms_graph_url = self.inner.base_url.clone();
     }
 
     /// Adds a tenant, or replaces the one with the same id.
@@ -543,4 +531,17 @@ async fn control_rotate(
         Ok(kid) => Json(serde_json::json!({ "kid": kid })).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+/// The listener with `TCP_NODELAY` on every accepted connection: the simulator answers in
+/// small writes that Nagle's algorithm would hold back for a delayed ACK.
+fn without_nagle(
+    listener: TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    })
 }

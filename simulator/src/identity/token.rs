@@ -261,7 +261,7 @@ pub(super) fn redeem_refresh_token(
     inner: &Inner,
     index: usize,
     form: &Params,
-    faults: &crate::microsoft::simulator::Faults,
+    faults: &crate::Faults,
 ) -> Response {
     let token = form.get("refresh_token").cloned().unwrap_or_default();
     let Some(grant) = lock(&inner.refresh_tokens).get(&token).cloned() else {
@@ -388,9 +388,9 @@ pub(super) fn issue_user_tokens(
             "preferred_username": user.user_principal_name, "name": user.display_name,
         });
         if read(&inner.config).directory_roles_in_id_tokens {
-            let mut wids = vec![crate::microsoft::simulator::roles::USER];
+            let mut wids = vec![crate::roles::USER];
             if user.is_admin {
-                wids.push(crate::microsoft::simulator::roles::GLOBAL_ADMINISTRATOR);
+                wids.push(crate::roles::GLOBAL_ADMINISTRATOR);
             }
             id_claims["wids"] = json!(wids);
         }
@@ -411,7 +411,7 @@ pub(super) fn forge_id_token(
     attack: Option<IdTokenAttack>,
     mut claims: Value,
 ) -> anyhow::Result<String> {
-    let elsewhere = crate::microsoft::simulator::stable_id("elsewhere.onmicrosoft.com");
+    let elsewhere = crate::stable_id("elsewhere.onmicrosoft.com");
     match attack {
         None
         | Some(
@@ -554,8 +554,8 @@ pub(super) fn client_credentials(
     let issued = now();
     let mut claims = json!({
         "aud": resource, "iss": format!("{}{}/v2.0", inner.base_url, tenant.id), "iat": issued, "nbf": issued,
-        "exp": issued + 3600, "tid": tenant.id, "oid": crate::microsoft::simulator::stable_id(&format!("sp:{client_id}:{}", tenant.id)),
-        "sub": crate::microsoft::simulator::stable_id(&format!("sp:{client_id}:{}", tenant.id)), "azp": client_id, "idtyp": "app", "ver": "2.0",
+        "exp": issued + 3600, "tid": tenant.id, "oid": crate::stable_id(&format!("sp:{client_id}:{}", tenant.id)),
+        "sub": crate::stable_id(&format!("sp:{client_id}:{}", tenant.id)), "azp": client_id, "idtyp": "app", "ver": "2.0",
     });
     if !roles.is_empty() {
         claims["roles"] = json!(roles);

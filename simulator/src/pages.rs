@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 
 use super::scenario::{SimTenant, SimUser};
 
-pub use crate::http::html::escape;
+/// HTML-escapes text for element content and quoted attribute values.
+pub(crate) fn escape(text: &str) -> String {
+    html_escape::encode_quoted_attribute(text).into_owned()
+}
 
 const STYLE: &str = "body{font-family:Segoe UI,system-ui,sans-serif;background:#f2f2f2;margin:0}\
 main{max-width:440px;margin:48px auto;background:#fff;padding:32px 40px;box-shadow:0 2px 6px rgba(0,0,0,.2)}\

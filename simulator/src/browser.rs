@@ -6,11 +6,7 @@ use url::Url;
 use uuid::Uuid;
 
 fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
+    html_escape::decode_html_entities(text).into_owned()
 }
 
 /// The value of `name="…"` in one tag.
