@@ -24,7 +24,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-pub use crate::state::{AppState, Draining, SUBSCRIBER_BUFFER};
+pub(crate) use crate::state::AppState;
 use crate::{
     auth::CallerAuth,
     config::Settings,
@@ -35,7 +35,7 @@ use crate::{
 };
 
 /// Every route of docs/design.md §2 (those that exist so far).
-pub fn router(state: AppState) -> anyhow::Result<Router> {
+pub(crate) fn router(state: AppState) -> anyhow::Result<Router> {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(state.settings.allowed_origins()?))
         .allow_methods([Method::GET, Method::POST])
@@ -77,7 +77,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
 /// first time), followed by any configured or existing `CONSENTRY_TOKEN_KEYS`, which then only
 /// decrypt what they made before. Without: `CONSENTRY_TOKEN_KEYS` (generated beside an SQLite
 /// file). A KMS that cannot unwrap stops the start with what to check.
-pub async fn key_ring(
+pub(crate) async fn key_ring(
     settings: &Settings,
     db: &sea_orm::DatabaseConnection,
 ) -> anyhow::Result<Option<Arc<TokenKeys>>> {
@@ -270,7 +270,7 @@ pub fn raise_open_file_limit() {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -20,7 +20,7 @@ use crate::{
 /// Consentry: Microsoft Graph authorisation for an MSP's clients, as a GraphQL API.
 #[derive(Debug, Parser)]
 #[command(name = "consentry", version, about, long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub settings: Settings,
     #[command(subcommand)]
@@ -28,7 +28,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the API server (the default).
     Serve,
     /// Apply pending database migrations, then exit.
@@ -52,7 +52,7 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct TokenArgs {
+pub(crate) struct TokenArgs {
     /// The MSP tenant the token acts for (its `msp` claim).
     #[arg(long)]
     pub msp: String,
@@ -72,7 +72,7 @@ pub struct TokenArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum MspCommand {
+pub(crate) enum MspCommand {
     /// Register an MSP tenant so tokens naming it are accepted.
     Add {
         /// The id callers' tokens carry in their `msp` claim.
@@ -181,7 +181,7 @@ where
 }
 
 /// Runs one parsed command line.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.settings;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {

@@ -169,7 +169,7 @@ pub async fn migrate(db: &DatabaseConnection, label: &str) -> Result<(), Databas
 }
 
 /// Names of applied and pending migrations, oldest first.
-pub async fn migration_status(
+pub(crate) async fn migration_status(
     db: &DatabaseConnection,
 ) -> Result<(Vec<String>, Vec<String>), DbErr> {
     let applied = Migrator::get_applied_migrations(db)
@@ -196,7 +196,7 @@ pub async fn ping(db: &DatabaseConnection, timeout: Duration) -> bool {
 /// process's writers, first come first served: SQLite has one write lock, and a writer that
 /// finds it taken polls for it in SQLite's busy handler, whose sleeps grow to 100 ms and
 /// favour no one (under a burst of callbacks that, not the work, was most of their time).
-pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, DbErr> {
+pub(crate) async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, DbErr> {
     let local = match db.get_database_backend() {
         DbBackend::Sqlite => Some(sqlite_local(db)),
         _ => None,
@@ -258,7 +258,7 @@ fn sqlite_local(db: &DatabaseConnection) -> Arc<SqliteLocal> {
 
 /// SQLite: notified after each write transaction this process commits, so that the event
 /// outbox is read at once rather than at its next poll. `None` on PostgreSQL.
-pub fn sqlite_commits(db: &DatabaseConnection) -> Option<Arc<tokio::sync::Notify>> {
+pub(crate) fn sqlite_commits(db: &DatabaseConnection) -> Option<Arc<tokio::sync::Notify>> {
     match db.get_database_backend() {
         DbBackend::Sqlite => Some(sqlite_local(db).committed.clone()),
         _ => None,
@@ -267,7 +267,7 @@ pub fn sqlite_commits(db: &DatabaseConnection) -> Option<Arc<tokio::sync::Notify
 
 /// A transaction that will write (see [`begin_write`]). Dropped without `commit`, it rolls
 /// back.
-pub struct WriteTransaction {
+pub(crate) struct WriteTransaction {
     txn: sea_orm::DatabaseTransaction,
     /// SQLite: this writer's turn, held until the transaction ends (declared after `txn`, so
     /// it is released after the transaction is).
@@ -282,7 +282,7 @@ impl std::fmt::Debug for WriteTransaction {
 }
 
 impl WriteTransaction {
-    pub async fn commit(self) -> Result<(), DbErr> {
+    pub(crate) async fn commit(self) -> Result<(), DbErr> {
         self.txn.commit().await?;
         if let Some(local) = &self.local {
             local.committed.notify_one();
@@ -320,17 +320,17 @@ impl ConnectionTrait for WriteTransaction {
 
 /// How many SQL statements one request ran (see [`counted`]).
 #[derive(Clone, Debug, Default)]
-pub struct StatementCount(std::sync::Arc<std::sync::atomic::AtomicU64>);
+pub(crate) struct StatementCount(std::sync::Arc<std::sync::atomic::AtomicU64>);
 
 impl StatementCount {
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
 /// A handle on the same pool that counts the statements run through it (DataLoaders and
 /// transactions included), so each GraphQL operation's statement count can be observed.
-pub fn counted(db: &DatabaseConnection) -> (DatabaseConnection, StatementCount) {
+pub(crate) fn counted(db: &DatabaseConnection) -> (DatabaseConnection, StatementCount) {
     let count = StatementCount::default();
     let mut counting = db.clone();
     let counter = count.0.clone();

@@ -20,11 +20,11 @@ use crate::{
 };
 
 /// The MSP the demo creates.
-pub const DEMO_MSP: &str = "demo";
+pub(crate) const DEMO_MSP: &str = "demo";
 
 /// Options of `consentry demo`.
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// The demo's own database, kept apart from `DATABASE_URL`.
     #[arg(
         long,
@@ -42,7 +42,7 @@ pub struct DemoArgs {
 }
 
 /// Runs the demo until Ctrl-C.
-pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     settings.database_url = SecretString::from(args.demo_database_url.clone());
     let CallerAuthSettings::Hs256 {
         issuer, audience, ..

@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 /// The PostgreSQL channel events travel on, per schema (`consentry_events_{schema}`), so
 /// that deployments sharing one database in different schemas never hear each other.
-pub const CHANNEL_PREFIX: &str = "consentry_events_";
+pub(crate) const CHANNEL_PREFIX: &str = "consentry_events_";
 /// How often the SQLite outbox is read.
 const OUTBOX_POLL: Duration = Duration::from_millis(25);
 /// How long outbox rows are kept.
@@ -58,7 +58,7 @@ struct OutboxReference {
 /// One change, with the object's state after it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Event {
+pub(crate) struct Event {
     pub msp_id: String,
     pub client_id: Uuid,
     pub change: Change,
@@ -68,7 +68,7 @@ pub struct Event {
 /// copies it).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "state")]
-pub enum Change {
+pub(crate) enum Change {
     GraphApiTile(#[serde(with = "shared")] Arc<graph_api_tile::Model>),
     DelegatedConsent(#[serde(with = "shared")] Arc<delegated_consent::Model>),
     ServicePrincipalRequest(#[serde(with = "shared")] Arc<service_principal_request::Model>),
@@ -96,7 +96,7 @@ mod shared {
 
 /// What a subscriber receives.
 #[derive(Clone, Debug)]
-pub enum Delivery {
+pub(crate) enum Delivery {
     Event(Box<Event>),
     /// Events may have been missed: re-query.
     Resync,
@@ -104,7 +104,7 @@ pub enum Delivery {
 
 /// The local fan-out of events to this instance's subscribers.
 #[derive(Clone, Debug)]
-pub struct Bus {
+pub(crate) struct Bus {
     sender: broadcast::Sender<Arc<Delivery>>,
     /// Whether events reach this bus: PostgreSQL's `LISTEN` is in place, or the SQLite
     /// outbox is being read.
@@ -113,7 +113,7 @@ pub struct Bus {
 
 impl Bus {
     /// A bus whose subscribers may fall `capacity` events behind before they get a `Resync`.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(capacity.max(1));
         Self {
             sender,
@@ -123,7 +123,7 @@ impl Bus {
 
     /// Whether events reach this instance now. Until they do, a subscriber here would miss
     /// changes committed elsewhere, so `/readyz` waits for it.
-    pub fn receiving(&self) -> bool {
+    pub(crate) fn receiving(&self) -> bool {
         self.receiving.load(Ordering::Acquire)
     }
 
@@ -131,7 +131,7 @@ impl Bus {
         self.receiving.store(receiving, Ordering::Release);
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Delivery>> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Delivery>> {
         self.sender.subscribe()
     }
 
@@ -142,7 +142,7 @@ impl Bus {
 }
 
 /// Records an event in the caller's transaction.
-pub async fn record<C: ConnectionTrait>(txn: &C, event: Event) -> Result<(), DbErr> {
+pub(crate) async fn record<C: ConnectionTrait>(txn: &C, event: Event) -> Result<(), DbErr> {
     let payload = serde_json::to_string(&event).map_err(|e| DbErr::Custom(e.to_string()))?;
     match txn.get_database_backend() {
         DatabaseBackend::Postgres => {
@@ -215,7 +215,7 @@ pub async fn tile<C: ConnectionTrait>(
 }
 
 /// A delegated consent's new state (its token never travels).
-pub async fn consent<C: ConnectionTrait>(
+pub(crate) async fn consent<C: ConnectionTrait>(
     txn: &C,
     consent: &delegated_consent::Model,
 ) -> Result<(), DbErr> {
@@ -234,7 +234,7 @@ pub async fn consent<C: ConnectionTrait>(
 }
 
 /// A service principal request's new state.
-pub async fn request<C: ConnectionTrait>(
+pub(crate) async fn request<C: ConnectionTrait>(
     txn: &C,
     request: &service_principal_request::Model,
 ) -> Result<(), DbErr> {
@@ -250,7 +250,7 @@ pub async fn request<C: ConnectionTrait>(
 }
 
 /// Feeds the bus from the database until the task is dropped.
-pub async fn dispatch(db: DatabaseConnection, bus: Bus) {
+pub(crate) async fn dispatch(db: DatabaseConnection, bus: Bus) {
     match db.get_database_backend() {
         DatabaseBackend::Postgres => listen(db, bus).await,
         _ => poll_outbox(db, bus).await,

@@ -40,7 +40,7 @@ struct Cached {
 }
 
 /// Keys from one JWKS URL.
-pub struct JwksCache {
+pub(crate) struct JwksCache {
     url: Url,
     http: reqwest::Client,
     /// Never refetch more often than this, however many unknown `kid`s arrive.
@@ -59,7 +59,7 @@ impl std::fmt::Debug for JwksCache {
 }
 
 impl JwksCache {
-    pub fn new(url: Url, min_refetch_interval: Duration) -> anyhow::Result<Self> {
+    pub(crate) fn new(url: Url, min_refetch_interval: Duration) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
@@ -74,13 +74,13 @@ impl JwksCache {
     }
 
     /// Fetches the key set now (subject to the refetch interval).
-    pub async fn refresh(&self) -> anyhow::Result<()> {
+    pub(crate) async fn refresh(&self) -> anyhow::Result<()> {
         let observed = self.cached.read().await.attempted_at;
         self.refetch(observed).await
     }
 
     /// The key that verifies a token with this header.
-    pub async fn key_for(
+    pub(crate) async fn key_for(
         &self,
         kid: Option<&str>,
         alg: Algorithm,

@@ -18,7 +18,7 @@ use crate::config::Settings;
 
 /// Why the KMS could not do what was asked. Never holds a key.
 #[derive(Debug, thiserror::Error)]
-pub enum KmsError {
+pub(crate) enum KmsError {
     #[error("Vault ({0}) could not be reached: {1}")]
     Unreachable(String, String),
     #[error("Vault ({0}) refused: HTTP {1}: {2}")]
@@ -28,7 +28,7 @@ pub enum KmsError {
 }
 
 /// A transit key of a Vault server: wraps and unwraps data keys.
-pub struct VaultTransit {
+pub(crate) struct VaultTransit {
     address: Url,
     mount: String,
     key: String,
@@ -67,7 +67,7 @@ struct Errors {
 
 impl VaultTransit {
     /// The KMS the settings name (`CONSENTRY_KMS_VAULT_ADDR` and its token), if any.
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<Option<Self>> {
+    pub(crate) fn from_settings(settings: &Settings) -> anyhow::Result<Option<Self>> {
         let (Some(address), Some(token)) = (&settings.kms_vault_addr, &settings.kms_vault_token)
         else {
             return Ok(None);
@@ -87,19 +87,19 @@ impl VaultTransit {
     }
 
     /// Which key wraps, as recorded beside each wrapped data key: `vault-transit:{mount}/{key}`.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         format!("vault-transit:{}/{}", self.mount, self.key)
     }
 
     /// Wraps a data key: Vault's ciphertext of it (`vault:v1:…`).
-    pub async fn wrap(&self, data_key: &SecretBox<[u8; 32]>) -> Result<String, KmsError> {
+    pub(crate) async fn wrap(&self, data_key: &SecretBox<[u8; 32]>) -> Result<String, KmsError> {
         let body = serde_json::json!({ "plaintext": STANDARD.encode(data_key.expose_secret()) });
         let answer: Ciphertext = self.call("encrypt", body).await?;
         Ok(answer.ciphertext)
     }
 
     /// Unwraps a data key that [`VaultTransit::wrap`] wrapped.
-    pub async fn unwrap(&self, wrapped: &str) -> Result<SecretBox<[u8; 32]>, KmsError> {
+    pub(crate) async fn unwrap(&self, wrapped: &str) -> Result<SecretBox<[u8; 32]>, KmsError> {
         let body = serde_json::json!({ "ciphertext": wrapped });
         let answer: Plaintext = self.call("decrypt", body).await?;
         let bytes = STANDARD
@@ -111,7 +111,7 @@ impl VaultTransit {
 
     /// Wraps a data key again under the transit key's newest version (after it was rotated in
     /// Vault), without Consentry ever seeing it.
-    pub async fn rewrap(&self, wrapped: &str) -> Result<String, KmsError> {
+    pub(crate) async fn rewrap(&self, wrapped: &str) -> Result<String, KmsError> {
         let body = serde_json::json!({ "ciphertext": wrapped });
         let answer: Ciphertext = self.call("rewrap", body).await?;
         Ok(answer.ciphertext)

@@ -9,14 +9,14 @@ use std::{
 };
 
 /// How often one caller's refusals of one kind may each be logged.
-pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Callers remembered at once: past it, those quiet for an interval are forgotten, and while
 /// it is still full new ones are not logged (a flood of distinct callers writes nothing).
 const MAX_TRACKED: usize = 10_000;
 
 /// When each caller's refusals were last logged, and how many since went unwritten.
 #[derive(Debug)]
-pub struct RefusalLog {
+pub(crate) struct RefusalLog {
     interval: Duration,
     seen: Mutex<HashMap<String, Seen>>,
 }
@@ -34,7 +34,7 @@ impl Default for RefusalLog {
 }
 
 impl RefusalLog {
-    pub fn new(interval: Duration) -> Self {
+    pub(crate) fn new(interval: Duration) -> Self {
         Self {
             interval,
             seen: Mutex::new(HashMap::new()),
@@ -43,7 +43,7 @@ impl RefusalLog {
 
     /// Whether to log this refusal of `caller`: `Some(n)` to write a line now, saying that `n`
     /// refusals of the kind went unwritten since the last one; `None` to stay quiet.
-    pub fn admit(&self, kind: &str, caller: &str) -> Option<u64> {
+    pub(crate) fn admit(&self, kind: &str, caller: &str) -> Option<u64> {
         self.admit_at(kind, caller, Instant::now())
     }
 

@@ -17,32 +17,44 @@ use crate::{
 };
 
 /// How many events a subscriber may fall behind before it is told to resync.
-pub const SUBSCRIBER_BUFFER: usize = 1024;
+pub(crate) const SUBSCRIBER_BUFFER: usize = 1024;
 
 /// Everything a request handler may need.
 #[derive(Clone)]
 pub struct AppState {
-    pub db: DatabaseConnection,
-    pub schema: AppSchema,
+    pub(crate) db: DatabaseConnection,
+    pub(crate) schema: AppSchema,
     /// Answers kept for reuse while their MSP does not change (`graphql::AnswerCache`).
-    pub answers: Arc<graphql::AnswerCache>,
-    pub auth: Arc<CallerAuth>,
-    pub metrics: Arc<Metrics>,
-    pub settings: Arc<Settings>,
+    pub(crate) answers: Arc<graphql::AnswerCache>,
+    pub(crate) auth: Arc<CallerAuth>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) settings: Arc<Settings>,
     /// Microsoft's identity platform and Graph; `None` when no app registration is set.
-    pub microsoft: Option<Arc<Microsoft>>,
+    pub(crate) microsoft: Option<Arc<Microsoft>>,
     /// What the consent flows need besides the database.
-    pub consents: Consents,
+    pub(crate) consents: Consents,
     /// Change events for this instance's subscribers.
-    pub bus: Bus,
+    pub(crate) bus: Bus,
     /// A token GraphiQL starts with (`consentry demo` only).
-    pub graphiql_token: Option<Arc<str>>,
+    pub(crate) graphiql_token: Option<Arc<str>>,
     /// Tells WebSocket subscribers the server is stopping, and counts them out.
-    pub draining: Draining,
+    pub(crate) draining: Draining,
     /// Which MSP tenants are disabled, re-read every `CONSENTRY_RIGHTS_RECHECK_INTERVAL`.
-    pub disabled_msps: DisabledMsps,
+    pub(crate) disabled_msps: DisabledMsps,
     /// Each caller's WebSocket connections and message rate.
-    pub sockets: Arc<SocketLimits>,
+    pub(crate) sockets: Arc<SocketLimits>,
+}
+
+impl AppState {
+    /// The server's database connection (tests read what only storage shows).
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// How many repair requests' creating tokens this instance holds in memory.
+    pub fn held_sign_in_tokens(&self) -> usize {
+        self.consents.sign_in_tokens.requests().len()
+    }
 }
 
 /// The server's stop, as long-lived connections see it: HTTP requests are drained by axum,
@@ -50,7 +62,7 @@ pub struct AppState {
 /// [`SocketLimits::going_away`], says goodbye (close code 1001) and is counted out here
 /// before the process exits.
 #[derive(Clone, Debug)]
-pub struct Draining {
+pub(crate) struct Draining {
     signal: Arc<tokio::sync::watch::Sender<bool>>,
     connections: tokio_util::task::TaskTracker,
 }
@@ -66,7 +78,7 @@ impl Default for Draining {
 
 impl Draining {
     /// Runs a long-lived connection, counted until it ends.
-    pub fn track<F: Future>(
+    pub(crate) fn track<F: Future>(
         &self,
         connection: F,
     ) -> tokio_util::task::task_tracker::TrackedFuture<F> {
@@ -74,7 +86,7 @@ impl Draining {
     }
 
     /// Completes once the server has begun to stop.
-    pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+    pub(crate) fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut signal = self.signal.subscribe();
         async move {
             let _ = signal.wait_for(|stopping| *stopping).await;

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// Runs the flow sweeps (expiry, interrupted callbacks, garbage) every `interval`.
-pub async fn flows(state: AppState, interval: Duration) {
+pub(crate) async fn flows(state: AppState, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -61,7 +61,7 @@ pub async fn flows(state: AppState, interval: Duration) {
 
 /// Re-reads which MSP tenants are disabled every `interval` — open WebSockets of a disabled
 /// MSP close at once (checklist 99) — and forgets the message rates of quiet WebSocket callers.
-pub async fn rights(state: AppState, interval: Duration) {
+pub(crate) async fn rights(state: AppState, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -77,7 +77,7 @@ pub async fn rights(state: AppState, interval: Duration) {
 
 /// Closes the WebSockets whose token has expired, or whose MSP was disabled at the last
 /// re-read, every `SWEEP_INTERVAL` (checklist 72, 99).
-pub async fn sockets(state: AppState) {
+pub(crate) async fn sockets(state: AppState) {
     let mut ticker = tokio::time::interval(crate::http::websocket::SWEEP_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -87,7 +87,7 @@ pub async fn sockets(state: AppState) {
 }
 
 /// Re-verifies due tiles every `interval` (in its own task: it waits on Microsoft).
-pub async fn reverification(state: AppState, interval: Duration) {
+pub(crate) async fn reverification(state: AppState, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -17,12 +17,8 @@ use std::{
 };
 
 use api::{
-    auth::CallerAuth,
-    domain::{
-        clients::{self, ClientFilter},
-        delegated_consents,
-        tile::{self, GraphApiAction},
-    },
+    CallerAuth, ClientFilter, GraphApiAction, available_actions, delegated_consents_of,
+    list_clients,
 };
 use axum::{
     Router,
@@ -72,7 +68,7 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ExitCode {
 }
 
 async fn serve(settings: api::Settings) -> anyhow::Result<()> {
-    let db = api::db::connect(&settings).await?;
+    let db = api::connect_database(&settings).await?;
     let auth = CallerAuth::from_settings(&settings)?;
     let state = Baseline {
         db,
@@ -86,12 +82,12 @@ async fn serve(settings: api::Settings) -> anyhow::Result<()> {
         .route("/ws/open", get(open_sockets))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
-    axum::serve(api::app::without_nagle(listener), router).await?;
+    axum::serve(api::without_nagle(listener), router).await?;
     Ok(())
 }
 
 async fn readyz(State(state): State<Baseline>) -> StatusCode {
-    if api::db::ping(&state.db, std::time::Duration::from_secs(2)).await {
+    if api::ping_database(&state.db, std::time::Duration::from_secs(2)).await {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -174,12 +170,12 @@ async fn dashboard(State(state): State<Baseline>, headers: HeaderMap, body: Byte
         Ok(viewer) => viewer,
         Err(e) => return error(StatusCode::UNAUTHORIZED, e.to_string()),
     };
-    let page = match clients::list(&state.db, &viewer, &ClientFilter::default(), 100, None).await {
+    let page = match list_clients(&state.db, &viewer, &ClientFilter::default(), 100, None).await {
         Ok(page) => page,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let ids: Vec<_> = page.items.iter().map(|v| v.client.id).collect();
-    let consents = match delegated_consents::for_clients(&state.db, &ids).await {
+    let consents = match delegated_consents_of(&state.db, &ids).await {
         Ok(consents) => consents,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
@@ -194,7 +190,7 @@ async fn dashboard(State(state): State<Baseline>, headers: HeaderMap, body: Byte
                     problem: view.tile.problem_code.map(|code| Problem {
                         code: code.to_value(),
                     }),
-                    available_actions: tile::available_actions(&view.tile)
+                    available_actions: available_actions(&view.tile)
                         .into_iter()
                         .map(action_name)
                         .collect(),

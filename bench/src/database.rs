@@ -70,8 +70,8 @@ impl Database {
     /// A migrated connection, as Consentry opens it.
     pub(crate) async fn connect(&self) -> anyhow::Result<DatabaseConnection> {
         let settings = self.settings();
-        let db = api::db::connect(&settings).await?;
-        api::db::migrate(&db, &settings.database_label()).await?;
+        let db = api::connect_database(&settings).await?;
+        api::migrate_database(&db, &settings.database_label()).await?;
         Ok(db)
     }
 }

@@ -137,7 +137,7 @@ pub fn main(options: Options) -> ExitCode {
 /// Runs the chosen scenarios; a scenario that fails is reported as an error row and the
 /// others still run.
 pub async fn run(options: Options) -> anyhow::Result<Report> {
-    api::app::raise_open_file_limit();
+    api::raise_open_file_limit();
     let bench = scenarios::Bench::prepare(&options).await?;
     let chosen = if options.scenarios.is_empty() {
         Scenario::value_variants().to_vec()

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     let first = std::env::args_os().nth(1);
     match first.as_ref().and_then(|a| a.to_str()) {
         Some("consentry") => {
-            return api::cli::main_from(std::iter::once(program).chain(args.skip(1)));
+            return api::main_from(std::iter::once(program).chain(args.skip(1)));
         }
         Some("baseline") => return consentry_bench::baseline::main(args.skip(1)),
         _ => {}

@@ -2,10 +2,7 @@
 //! one (clients, tiles) and as rows where only a Microsoft flow would create them (delegated
 //! consents, tile states).
 
-use api::{
-    auth::{CallerClaims, OneOrMany, Role, Viewer},
-    domain::clients::{self, NewClient},
-};
+use api::{CallerClaims, NewClient, OneOrMany, Role, Viewer, create_client};
 use entity::{
     StringList, delegated_consent,
     enums::{DelegatedConsentStatus, GraphApiProblemCode, GraphApiStatus},
@@ -25,7 +22,7 @@ pub(crate) async fn admin(db: &DatabaseConnection) -> anyhow::Result<Viewer> {
 
 /// Registers MSP `msp` and returns an admin of it.
 pub(crate) async fn admin_of(db: &DatabaseConnection, msp: &str) -> anyhow::Result<Viewer> {
-    let (msp, _) = api::domain::msp::ensure(db, msp, Some("Benchmark MSP"))
+    let (msp, _) = api::ensure_msp(db, msp, Some("Benchmark MSP"))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Viewer {
@@ -44,14 +41,14 @@ pub(crate) fn token(secret: &str) -> anyhow::Result<String> {
 /// A caller token for MSP `msp`'s admin, valid for a day.
 pub(crate) fn token_of(secret: &str, msp: &str) -> anyhow::Result<String> {
     let now = chrono::Utc::now().timestamp();
-    api::auth::mint_hs256(
+    api::mint_hs256(
         &SecretString::from(secret.to_owned()),
         &CallerClaims {
             sub: "consentry-bench".to_owned(),
             msp: Some(msp.to_owned()),
             roles: OneOrMany::Many(vec!["admin".to_owned()]),
-            iss: api::config::DEFAULT_HS256_ISSUER.to_owned(),
-            aud: OneOrMany::One(api::config::DEFAULT_HS256_AUDIENCE.to_owned()),
+            iss: api::DEFAULT_HS256_ISSUER.to_owned(),
+            aud: OneOrMany::One(api::DEFAULT_HS256_AUDIENCE.to_owned()),
             exp: now + 86_400,
             iat: Some(now),
             nbf: None,
@@ -66,7 +63,7 @@ pub(crate) async fn client(
     name: String,
     domain: Option<String>,
 ) -> anyhow::Result<Uuid> {
-    let view = clients::create(
+    let view = create_client(
         db,
         viewer,
         NewClient {
@@ -124,7 +121,7 @@ pub(crate) async fn many(db: &DatabaseConnection, msp: &str, clients: usize) -> 
             rows.push(entity::client::ActiveModel {
                 id: Set(id),
                 msp_id: Set(msp.to_owned()),
-                name_key: Set(api::domain::validate::name_key(&name)),
+                name_key: Set(api::name_key(&name)),
                 name: Set(name),
                 domain: Set(Some(format!("client{i:05}.example.com"))),
                 azure_tenant_id: Set(None),
@@ -132,7 +129,7 @@ pub(crate) async fn many(db: &DatabaseConnection, msp: &str, clients: usize) -> 
                 created_at: Set(now),
                 updated_at: Set(now),
             });
-            tiles.push(api::domain::tile::initial(id, now));
+            tiles.push(api::initial_tile(id, now));
             for user in 0..2 {
                 let mut consent = consent_row(id, i, user);
                 consent.msp_id = Set(msp.to_owned());
@@ -183,9 +180,7 @@ async fn shape_tile(db: &DatabaseConnection, client_id: Uuid, shape: usize) -> a
                 "AADSTS650052: The app needs access to a service that your organization has not subscribed to or enabled.".to_owned(),
             ));
             active.problem_remediation = Set(Some("Create the service principal.".to_owned()));
-            active.problem_app_id = Set(Some(
-                api::microsoft::known::TEAMS_ADMIN_API_APP_ID.to_owned(),
-            ));
+            active.problem_app_id = Set(Some(api::TEAMS_ADMIN_API_APP_ID.to_owned()));
         }
         3 => active.status = Set(GraphApiStatus::AwaitingConsent),
         _ => return Ok(()),

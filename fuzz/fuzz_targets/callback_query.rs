@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use api::domain::flows::callback::{CallbackParams, InvalidCallbackQuery};
+use api::{CallbackParams, InvalidCallbackQuery};
 use libfuzzer_sys::fuzz_target;
 use url::form_urlencoded;
 
@@ -76,7 +76,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(params.tenant(), value("tenant"));
     // Whatever a redirect says, what Consentry keeps of its error is bounded and holds none
     // of its words (checklist 96).
-    let repairable = api::domain::service_principal_requests::RepairableApps::default();
+    let repairable = api::RepairableApps::default();
     if let Some(problem) = params.refusal(&repairable) {
         assert_eq!(problem.message, None);
         assert!(problem.remediation.len() < 1_000);

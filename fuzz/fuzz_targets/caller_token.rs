@@ -10,7 +10,7 @@
 #[path = "common/verifier.rs"]
 mod verifier;
 
-use api::auth::{AuthError, bearer_token};
+use api::{AuthError, bearer_token};
 use libfuzzer_sys::fuzz_target;
 
 fn assert_refused(error: &AuthError) {

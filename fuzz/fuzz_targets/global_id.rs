@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use api::graphql::{GlobalId, IdKind};
+use api::{GlobalId, IdKind};
 use libfuzzer_sys::fuzz_target;
 
 const KINDS: [IdKind; 4] = [
@@ -23,7 +23,7 @@ const MAX_MESSAGE_CHARS: usize = 1024;
 /// whole is fine, echoing a longer input whole is not.
 const LONGEST_ID_CHARS: usize = 80;
 
-fn assert_bounded(error: &api::domain::Error, input: &str) {
+fn assert_bounded(error: &api::Error, input: &str) {
     assert_eq!(error.code(), "BAD_USER_INPUT");
     let message = error.to_string();
     assert!(

@@ -130,8 +130,7 @@ async fn a_kept_answer_is_reused_only_while_nothing_of_the_msp_changes(backend: 
 
     // SQL by hand, on each of the MSP's tables: every one changes the revision, and what
     // a query reads shows at once.
-    let client_id =
-        api::graphql::GlobalId::expect("id", &client, api::graphql::IdKind::Client).unwrap();
+    let client_id = api::GlobalId::expect("id", &client, api::IdKind::Client).unwrap();
     let key = match backend {
         Backend::Sqlite => format!("x'{}'", client_id.simple()),
         Backend::Postgres => format!("'{client_id}'"),
@@ -278,7 +277,7 @@ async fn another_msps_caller_never_gets_a_kept_answer(backend: Backend) {
         app.token_with(move |claims| {
             claims.sub = "same-person".to_owned();
             claims.msp = Some(msp.to_owned());
-            claims.roles = api::auth::OneOrMany::One(role.to_owned());
+            claims.roles = api::OneOrMany::One(role.to_owned());
             claims.exp = exp;
         })
     };

@@ -89,7 +89,7 @@ backend_tests! {
         app.register_msp("msp-a").await;
         let token = app.token_with(|c| c.iss = "https://login.microsoftonline.com/x/v2.0".into());
         rejected(&app, &token, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "issuer").await;
-        let token = app.token_with(|c| c.aud = api::auth::OneOrMany::One("graph".into()));
+        let token = app.token_with(|c| c.aud = api::OneOrMany::One("graph".into()));
         rejected(&app, &token, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "audience").await;
     }
 
@@ -163,7 +163,7 @@ backend_tests! {
 
     async fn a_single_string_roles_claim_is_accepted(app: TestApp) {
         app.register_msp("msp-a").await;
-        let token = app.token_with(|c| c.roles = api::auth::OneOrMany::One("viewer".into()));
+        let token = app.token_with(|c| c.roles = api::OneOrMany::One("viewer".into()));
         let response = app.graphql(Some(&token), VIEWER, json!({})).await;
         assert_eq!(response.data()["viewer"]["roles"], json!(["VIEWER"]));
     }

@@ -345,10 +345,7 @@ mod configured {
             "RESPONSE_SIZE",
         );
         assert!(
-            message.contains(&format!(
-                "{} bytes",
-                api::http::websocket::MAX_RESPONSE_BYTES
-            )),
+            message.contains(&format!("{} bytes", api::MAX_RESPONSE_BYTES)),
             "{message}"
         );
         subscribe(&mut ws, "one", &aliased_introspection(1), json!({})).await;

@@ -9,7 +9,7 @@ use std::{
 };
 
 use crate::support::flows::{admin_consent, browser, consent_page, location};
-use api::auth::{CallerClaims, OneOrMany, mint_hs256};
+use api::{CallerClaims, OneOrMany, mint_hs256};
 use consentry_tests::{eventually, serde_json::Value, start_simulator};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use secrecy::SecretString;

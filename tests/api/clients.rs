@@ -40,8 +40,7 @@ fn names(response: &consentry_tests::GraphQLResponse) -> Vec<String> {
 
 /// Sets a client's tile status directly in the database (flows that do it come later).
 async fn set_tile_status(app: &TestApp, client_gid: &str, status: GraphApiStatus) {
-    let id =
-        api::graphql::GlobalId::expect("id", client_gid, api::graphql::IdKind::Client).unwrap();
+    let id = api::GlobalId::expect("id", client_gid, api::IdKind::Client).unwrap();
     let tile = entity::graph_api_tile::Entity::find_by_id(id)
         .one(&app.db)
         .await
@@ -248,7 +247,7 @@ backend_tests! {
         use sea_orm::{ColumnTrait, PaginatorTrait, QueryFilter};
         let admin = app.caller("msp-a", &["admin"]).await;
         let gid = admin.create_client("Litware").await;
-        let id = api::graphql::GlobalId::expect("id", &gid, api::graphql::IdKind::Client).unwrap();
+        let id = api::GlobalId::expect("id", &gid, api::IdKind::Client).unwrap();
         let now = chrono::Utc::now();
         // A pending flow and a consent with a stored (encrypted) token, as later flows write them.
         oauth_flow::ActiveModel {

@@ -439,7 +439,7 @@ async fn keep_alive_rotates_tokens_and_old_keys_still_decrypt(backend: Backend) 
     // A new key first, the old one still listed: old rows decrypt, new writes use k2.
     let new_key = {
         use secrecy::ExposeSecret;
-        api::domain::crypto::TokenKeys::generate_setting("k2")
+        api::TokenKeys::generate_setting("k2")
             .expose_secret()
             .to_owned()
     };
@@ -553,7 +553,7 @@ async fn rotate_keys_reencrypts_under_the_first_key(backend: Backend) {
     let database = app.stop().await;
     let new_key = {
         use secrecy::ExposeSecret;
-        api::domain::crypto::TokenKeys::generate_setting("k2")
+        api::TokenKeys::generate_setting("k2")
             .expose_secret()
             .to_owned()
     };

@@ -3,11 +3,8 @@
 
 use std::time::Duration;
 
-use api::jwks::KeyError;
-use api::microsoft::{
-    Microsoft,
-    id_token::{ExpectedTenant, IdTokenError, NonceHash},
-};
+use api::KeyError;
+use api::{ExpectedTenant, IdTokenError, Microsoft, NonceHash};
 use consentry_tests::{eventually, microsoft_client, start_simulator};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::SecretString;
@@ -63,10 +60,7 @@ impl Fixture {
         SecretString::from(self.simulator.sign(claims).unwrap())
     }
 
-    async fn validate(
-        &self,
-        token: &SecretString,
-    ) -> Result<api::microsoft::id_token::IdTokenClaims, IdTokenError> {
+    async fn validate(&self, token: &SecretString) -> Result<api::IdTokenClaims, IdTokenError> {
         self.microsoft
             .validate_id_token(token, &ExpectedTenant::Exactly(self.tenant.id), &nonce())
             .await
@@ -549,7 +543,7 @@ async fn a_refreshed_id_token_must_name_the_same_issuer_and_user() {
 #[tokio::test]
 async fn the_simulators_refreshed_id_token_passes_the_refresh_rules() {
     let f = fixture().await;
-    let secrets = api::microsoft::identity::FlowSecrets::new();
+    let secrets = api::FlowSecrets::new();
     let scopes: Vec<String> = [
         "openid",
         "offline_access",
@@ -557,12 +551,9 @@ async fn the_simulators_refreshed_id_token_passes_the_refresh_rules() {
     ]
     .map(String::from)
     .to_vec();
-    let url = f.microsoft.authorize_url(
-        &api::microsoft::TenantHint::Id(f.tenant.id),
-        &scopes,
-        &secrets,
-        None,
-    );
+    let url = f
+        .microsoft
+        .authorize_url(&api::TenantHint::Id(f.tenant.id), &scopes, &secrets, None);
     let mut form: std::collections::BTreeMap<String, String> = url
         .query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))

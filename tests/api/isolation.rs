@@ -25,7 +25,7 @@ fn names(data: &Value) -> Vec<String> {
 
 /// A client id that exists nowhere.
 fn unknown_client_id() -> String {
-    api::graphql::GlobalId::new(api::graphql::IdKind::Client, uuid::Uuid::now_v7())
+    api::GlobalId::new(api::IdKind::Client, uuid::Uuid::now_v7())
         .encode()
         .0
 }
@@ -106,7 +106,7 @@ backend_tests! {
         let one = support.run(BY_ID, json!({ "id": a_client })).await;
         assert_eq!(one.data()["client"]["name"], "Alpha of A");
 
-        let id = api::graphql::GlobalId::expect("id", &a_client, api::graphql::IdKind::Client).unwrap();
+        let id = api::GlobalId::expect("id", &a_client, api::IdKind::Client).unwrap();
         let reads = audit_event::Entity::find()
             .filter(audit_event::Column::ClientId.eq(id))
             .filter(audit_event::Column::Action.eq(AuditAction::SupportRead))

@@ -120,7 +120,7 @@ async fn checklist_78_without_the_kms_the_server_does_not_start_and_says_why(bac
     settings.token_keys = None;
     use_kms(&mut settings, &vault);
     settings.kms_vault_token = Some("hvs.not-this-one".to_owned().into());
-    let refused = api::app::Application::build(settings.clone())
+    let refused = api::Application::build(settings.clone())
         .await
         .expect_err("a token Vault refuses stops the start");
     let why = format!("{refused:#}");
@@ -133,7 +133,7 @@ async fn checklist_78_without_the_kms_the_server_does_not_start_and_says_why(bac
     drop(vault);
     use_kms(&mut settings, &Vault::start(VAULT_TOKEN).await);
     settings.kms_vault_addr = Some(url::Url::parse("http://127.0.0.1:9").unwrap());
-    let unreachable = api::app::Application::build(settings)
+    let unreachable = api::Application::build(settings)
         .await
         .expect_err("an unreachable Vault stops the start");
     assert!(

@@ -3,12 +3,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use api::microsoft::{
-    Microsoft, MicrosoftError,
-    graph::Creation,
-    id_token::ExpectedTenant,
-    identity::{FlowSecrets, TenantHint},
-};
+use api::{Creation, ExpectedTenant, FlowSecrets, Microsoft, MicrosoftError, TenantHint};
 use consentry_tests::{microsoft_client, start_simulator};
 use entity::enums::GraphApiProblemCode;
 use reqwest::StatusCode;
@@ -64,8 +59,8 @@ async fn answer(url: &Url, user: Uuid, decision: &str) -> BTreeMap<String, Strin
     params(&location)
 }
 
-fn problem_of(callback: &BTreeMap<String, String>) -> api::microsoft::Problem {
-    api::microsoft::errors::from_identity(&callback["error"], &callback["error_description"], &[])
+fn problem_of(callback: &BTreeMap<String, String>) -> api::Problem {
+    api::from_identity(&callback["error"], &callback["error_description"], &[])
 }
 
 async fn admin_consent(
@@ -358,7 +353,7 @@ async fn authorization_code_with_pkce_yields_validated_tokens_that_refresh() {
         .validate_id_token(
             tokens.id_token.as_ref().unwrap(),
             &ExpectedTenant::Exactly(tenant.id),
-            &api::microsoft::id_token::NonceHash::of(secrets.nonce.secret()),
+            &api::NonceHash::of(secrets.nonce.secret()),
         )
         .await
         .unwrap();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 fn committed_schema_matches_the_code() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../schema.graphql");
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    let current = api::graphql::sdl();
+    let current = api::sdl();
     assert!(
         committed == current,
         "schema.graphql is out of date with the code.\n\
@@ -17,7 +17,7 @@ fn committed_schema_matches_the_code() {
 
 #[test]
 fn every_design_enum_and_type_is_in_the_schema() {
-    let sdl = api::graphql::sdl();
+    let sdl = api::sdl();
     for needle in [
         "enum GraphApiStatus",
         "NOT_AUTHORISED",
@@ -65,7 +65,7 @@ fn every_design_enum_and_type_is_in_the_schema() {
 #[test]
 fn no_field_exposes_a_secret() {
     // Checklist 80: no field returns tokens, secrets or PKCE verifiers.
-    let sdl = api::graphql::sdl().to_lowercase();
+    let sdl = api::sdl().to_lowercase();
     for word in [
         "refreshtoken",
         "accesstoken",

@@ -18,7 +18,7 @@ use crate::support::{
     },
     storage::{dump, holds, logical_dump},
 };
-use api::{domain::crypto::DERIVED_FLOW_KEY_ID, microsoft::id_token::NonceHash};
+use api::{DERIVED_FLOW_KEY_ID, NonceHash};
 use consentry_tests::{Backend, TestApp, TestDatabase, eventually, serde_json::Value, start};
 use entity::enums::OAuthFlowStatus;
 use migration::MigratorTrait;
@@ -243,7 +243,7 @@ async fn checklist_75_a_verifier_copied_to_another_flow_is_refused_before_micros
         .unwrap()
         .to_owned();
     let stored = flows(app).await;
-    let state_hash = api::domain::flows::store::state_hash(&query_of(&link)["state"]);
+    let state_hash = api::state_hash(&query_of(&link)["state"]);
     let (target, source): (Vec<_>, Vec<_>) =
         stored.into_iter().partition(|f| f.state_hash == state_hash);
     let mut moved: entity::oauth_flow::ActiveModel = target[0].clone().into();
@@ -399,7 +399,7 @@ async fn checklist_77_rotate_keys_rewraps_pending_links_so_the_old_key_can_go(ba
     let database = app.stop().await;
     let new_key = {
         use secrecy::ExposeSecret;
-        api::domain::crypto::TokenKeys::generate_setting("k2")
+        api::TokenKeys::generate_setting("k2")
             .expose_secret()
             .to_owned()
     };

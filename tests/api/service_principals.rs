@@ -658,13 +658,7 @@ const REVOKE: &str = "mutation($id: ID!) { revokeDelegatedConsent(id: $id) { sta
 
 /// The requests whose creating token the server holds in memory.
 fn held_tokens(app: &TestApp) -> usize {
-    app.state
-        .as_ref()
-        .unwrap()
-        .consents
-        .sign_in_tokens
-        .requests()
-        .len()
+    app.state.as_ref().unwrap().held_sign_in_tokens()
 }
 
 /// A tenant whose new principal replicates too slowly for a test to see it end.
@@ -751,7 +745,7 @@ async fn checklist_82_a_token_whose_request_ended_elsewhere_is_forgotten_by_the_
     sign_in(&app, &url, &fabrikam).await;
     propagating(&caller, &client).await;
     assert_eq!(held_tokens(&app), 1);
-    let id = api::graphql::GlobalId::expect("id", &client, api::graphql::IdKind::Client).unwrap();
+    let id = api::GlobalId::expect("id", &client, api::IdKind::Client).unwrap();
     entity::client::Entity::delete_by_id(id)
         .exec(&app.db)
         .await

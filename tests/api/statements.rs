@@ -24,7 +24,7 @@ backend_tests! {
         let caller = app.caller("msp-a", &["admin"]).await;
         for i in 0..100 {
             let gid = caller.create_client(&format!("Client {i:03}")).await;
-            let id = api::graphql::GlobalId::expect("id", &gid, api::graphql::IdKind::Client).unwrap();
+            let id = api::GlobalId::expect("id", &gid, api::IdKind::Client).unwrap();
             for user in 0..2 {
                 let now = chrono::Utc::now();
                 delegated_consent::ActiveModel {

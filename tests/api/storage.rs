@@ -91,7 +91,7 @@ async fn foreign_keys_and_unique_indexes_are_enforced_by_the_database(backend: B
         "client.msp_id must reference msp_tenant"
     );
     // A tile of a client that does not exist.
-    let tile = api::domain::tile::initial(uuid::Uuid::now_v7(), now);
+    let tile = api::initial_tile(uuid::Uuid::now_v7(), now);
     assert!(
         tile.insert(&app.db).await.is_err(),
         "graph_api_tile.client_id must reference client"

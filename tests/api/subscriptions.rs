@@ -178,7 +178,7 @@ async fn support_staff_subscriptions_are_audited(backend: Backend) {
     authorise(&a, &client).await;
     let data = next_data(&mut ws, "1").await;
     assert_eq!(data["graphApiTileChanged"]["status"], "AWAITING_CONSENT");
-    let id = api::graphql::GlobalId::expect("id", &client, api::graphql::IdKind::Client).unwrap();
+    let id = api::GlobalId::expect("id", &client, api::IdKind::Client).unwrap();
     let reads = entity::audit_event::Entity::find()
         .filter(entity::audit_event::Column::ClientId.eq(id))
         .filter(entity::audit_event::Column::Action.eq(entity::enums::AuditAction::SupportRead))
@@ -581,7 +581,7 @@ async fn checklist_96_a_50_kb_forged_description_is_neither_kept_nor_a_failure(b
     assert!(tile["problem"]["message"].is_null(), "{tile}");
     assert_eq!(
         tile["problem"]["appId"],
-        api::microsoft::known::TEAMS_ADMIN_API_APP_ID,
+        api::TEAMS_ADMIN_API_APP_ID,
         "the app to repair is Consentry's, not the redirect's"
     );
     assert!(!tile.to_string().contains("Evil"), "{tile}");
@@ -617,7 +617,7 @@ async fn an_event_larger_than_a_notify_payload_reaches_subscribers_whole(backend
         .map(|i| format!("Teams Admin API — Ä{i:03}"))
         .collect::<Vec<_>>()
         .join(" ");
-    let id = api::graphql::GlobalId::expect("id", &client, api::graphql::IdKind::Client).unwrap();
+    let id = api::GlobalId::expect("id", &client, api::IdKind::Client).unwrap();
     let txn = sea_orm::TransactionTrait::begin(&world.app.db)
         .await
         .unwrap();
@@ -635,7 +635,7 @@ async fn an_event_larger_than_a_notify_payload_reaches_subscribers_whole(backend
         .update(&txn)
         .await
         .unwrap();
-    api::events::tile(&txn, "msp-a", &tile).await.unwrap();
+    api::record_tile_event(&txn, "msp-a", &tile).await.unwrap();
     txn.commit().await.unwrap();
 
     let failed = next_data(&mut ws, "1").await;
@@ -1026,7 +1026,7 @@ async fn checklist_73_a_message_over_64_kib_closes_the_connection(backend: Backe
         return;
     };
     let caller = app.caller("msp-a", &["admin"]).await;
-    let limit = api::http::websocket::MAX_MESSAGE_BYTES;
+    let limit = api::MAX_MESSAGE_BYTES;
     assert_eq!(limit, 64 * 1024);
     let mut ws = connect(&app, &token(&caller)).await;
     ws.send(Message::text(padded_subscribe("fits", limit)))

@@ -582,7 +582,7 @@ async fn authorisations_made_before_tenant_proof_stay_and_can_be_listed(backend:
     let a = world.app.caller("msp-a", &["admin"]).await;
     let client = a_authorises_contoso(&world, &contoso).await;
     // What the migration leaves an old authorisation: no proof.
-    let id = api::graphql::GlobalId::expect("id", &client, api::graphql::IdKind::Client).unwrap();
+    let id = api::GlobalId::expect("id", &client, api::IdKind::Client).unwrap();
     graph_api_tile::Entity::update_many()
         .col_expr(
             graph_api_tile::Column::TenantProof,

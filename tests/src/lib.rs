@@ -10,10 +10,7 @@
 
 use std::{future::Future, time::Duration};
 
-use api::{
-    Application, Settings,
-    auth::{CallerClaims, OneOrMany, mint_hs256},
-};
+use api::{Application, CallerClaims, OneOrMany, Settings, mint_hs256};
 use reqwest::{StatusCode, header::HeaderMap};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use secrecy::SecretString;
@@ -194,7 +191,7 @@ impl TestDatabase {
 
 fn new_token_keys() -> String {
     use secrecy::ExposeSecret;
-    api::domain::crypto::TokenKeys::generate_setting("k1")
+    api::TokenKeys::generate_setting("k1")
         .expose_secret()
         .to_owned()
 }
@@ -228,7 +225,7 @@ pub struct TestApp {
     pub secret: String,
     /// The server's shared state (`None` for a server run as a process), for what only memory
     /// holds.
-    pub state: Option<api::app::AppState>,
+    pub state: Option<api::AppState>,
     database: Option<TestDatabase>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
@@ -280,7 +277,7 @@ async fn launch(
     configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
     if test_log() {
-        api::telemetry::init(api::config::LogFormat::Text, "info");
+        api::init_telemetry(api::LogFormat::Text, "info");
     }
     let mut settings = test_settings(database, &secret);
     // Bound first so that the public URL (the OAuth redirect URI) is this very server.
@@ -296,7 +293,7 @@ async fn launch(
     }
     .expect("the server starts");
     let port = app.local_addr().unwrap().port();
-    let server_db = app.state().db.clone();
+    let server_db = app.state().db().clone();
     let state = app.state().clone();
     let (shutdown, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -351,8 +348,8 @@ pub async fn start_simulator(tenants: Vec<simulator::SimTenant>) -> simulator::S
 }
 
 /// Consentry's Microsoft client, pointed at `simulator`, with short timeouts for tests.
-pub fn microsoft_client(simulator: &simulator::Simulator) -> api::microsoft::Microsoft {
-    let config = api::microsoft::MicrosoftConfig {
+pub fn microsoft_client(simulator: &simulator::Simulator) -> api::Microsoft {
+    let config = api::MicrosoftConfig {
         client_id: simulator.client_id(),
         client_secret: SecretString::from(simulator.client_secret()),
         authority: simulator.base_url().clone(),
@@ -365,7 +362,7 @@ pub fn microsoft_client(simulator: &simulator::Simulator) -> api::microsoft::Mic
             .map(|r| (*r).to_owned())
             .collect(),
     };
-    api::microsoft::Microsoft::new(config)
+    api::Microsoft::new(config)
         .unwrap()
         .with_key_refetch_interval(Duration::from_millis(500))
 }
@@ -459,7 +456,7 @@ impl TestApp {
 
     /// Registers an MSP tenant (as `consentry msp add` would).
     pub async fn register_msp(&self, id: &str) {
-        api::domain::msp::ensure(&self.db, id, None).await.unwrap();
+        api::ensure_msp(&self.db, id, None).await.unwrap();
     }
 
     /// A token for `msp` with `roles`, valid for an hour.

@@ -122,12 +122,12 @@ impl Limits {
     /// The server's limits, with its answer budget and query timeout.
     pub fn of_server(max_response_bytes: usize, query_timeout: Duration) -> Self {
         Self {
-            max_depth: api::graphql::MAX_DEPTH,
-            max_nesting: api::graphql::MAX_RECURSIVE_DEPTH,
-            max_cost: api::graphql::MAX_COMPLEXITY as u64,
-            max_aliases: api::graphql::MAX_ALIASES,
-            max_directives: api::graphql::MAX_DIRECTIVES,
-            max_introspection_lists: api::graphql::MAX_INTROSPECTION_LISTS,
+            max_depth: api::MAX_DEPTH,
+            max_nesting: api::MAX_RECURSIVE_DEPTH,
+            max_cost: api::MAX_COMPLEXITY as u64,
+            max_aliases: api::MAX_ALIASES,
+            max_directives: api::MAX_DIRECTIVES,
+            max_introspection_lists: api::MAX_INTROSPECTION_LISTS,
             max_response_bytes,
             query_timeout,
         }
@@ -1178,7 +1178,7 @@ fn introspection(
             if lists.contains(&name) {
                 return Some("INTROSPECTION_CYCLE");
             }
-            if lists.len() >= api::graphql::MAX_INTROSPECTION_LISTS {
+            if lists.len() >= api::MAX_INTROSPECTION_LISTS {
                 return Some("INTROSPECTION_LISTS");
             }
             let mut inner = lists.to_vec();
@@ -1264,7 +1264,7 @@ pub fn check(
     if let Some(refusal) = refusal {
         let limit = refusal["extensions"]["limit"].as_str().unwrap_or_default();
         let code = refusal["extensions"]["code"].as_str().unwrap_or_default();
-        let Some(name) = api::graphql::limit_names().find(|n| *n == limit) else {
+        let Some(name) = api::limit_names().find(|n| *n == limit) else {
             return Err(format!(
                 "refused with an unknown limit {limit:?}: {body}\n{}",
                 context()

@@ -14,7 +14,7 @@ use crate::domain::msp;
 
 /// The disabled MSP tenants, as this instance last read them.
 #[derive(Clone, Debug)]
-pub struct DisabledMsps {
+pub(crate) struct DisabledMsps {
     ids: Arc<watch::Sender<Arc<BTreeSet<String>>>>,
 }
 
@@ -28,17 +28,17 @@ impl Default for DisabledMsps {
 
 impl DisabledMsps {
     /// Whether the MSP was disabled at the last re-read.
-    pub fn contains(&self, msp_id: &str) -> bool {
+    pub(crate) fn contains(&self, msp_id: &str) -> bool {
         self.ids.borrow().contains(msp_id)
     }
 
     /// The list as last re-read.
-    pub fn current(&self) -> Arc<BTreeSet<String>> {
+    pub(crate) fn current(&self) -> Arc<BTreeSet<String>> {
         self.ids.borrow().clone()
     }
 
     /// Re-reads the list from the database.
-    pub async fn refresh(&self, db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    pub(crate) async fn refresh(&self, db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
         let ids: BTreeSet<String> = msp::disabled_ids(db).await?.into_iter().collect();
         self.ids.send_if_modified(|current| {
             if **current == ids {
@@ -53,7 +53,7 @@ impl DisabledMsps {
     /// Whether the MSP may still act, read from the database now (a new operation on an open
     /// WebSocket is refused at once once its MSP is disabled). When the database cannot
     /// answer, the last re-read decides: the operation would need the database anyway.
-    pub async fn still_enabled(&self, db: &DatabaseConnection, msp_id: &str) -> bool {
+    pub(crate) async fn still_enabled(&self, db: &DatabaseConnection, msp_id: &str) -> bool {
         match tokio::time::timeout(Duration::from_secs(5), msp::is_enabled(db, msp_id)).await {
             Ok(Ok(enabled)) => enabled,
             Ok(Err(error)) => {

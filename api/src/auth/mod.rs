@@ -18,11 +18,8 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 pub use claims::{CallerClaims, OneOrMany, mint_hs256};
-pub use disabled::DisabledMsps;
-pub use secret::{
-    HS256_SECRET_FILE_SUFFIX, TOKEN_KEYS_FILE_SUFFIX, existing_token_keys, resolve_hs256_secret,
-    resolve_token_keys,
-};
+pub(crate) use disabled::DisabledMsps;
+pub(crate) use secret::{existing_token_keys, resolve_hs256_secret, resolve_token_keys};
 
 use crate::{
     config::{CallerAuthSettings, Settings},
@@ -471,7 +468,7 @@ pub fn bearer_token(authorization: &str) -> Result<&str, AuthError> {
 }
 
 /// A duration as a setting would be written: `30d`, `24h`, `90m`, `45s`.
-pub fn duration_text(duration: Duration) -> String {
+pub(crate) fn duration_text(duration: Duration) -> String {
     let seconds = duration.as_secs();
     match seconds {
         s if s >= 2 * 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),

@@ -16,16 +16,16 @@ use secrecy::SecretString;
 use crate::config::{DatabaseKind, Settings};
 
 /// `consentry.db` keeps its secret in `consentry.db.hs256-secret`.
-pub const HS256_SECRET_FILE_SUFFIX: &str = ".hs256-secret";
+pub(crate) const HS256_SECRET_FILE_SUFFIX: &str = ".hs256-secret";
 /// … and its token-encryption keys in `consentry.db.token-keys`.
-pub const TOKEN_KEYS_FILE_SUFFIX: &str = ".token-keys";
+pub(crate) const TOKEN_KEYS_FILE_SUFFIX: &str = ".token-keys";
 
 /// The keys that encrypt stored refresh tokens: `CONSENTRY_TOKEN_KEYS`; else the ones kept
 /// beside the SQLite file (created on first use); else, for an in-memory database, a fresh
 /// key that dies with the process. `None` on PostgreSQL without the setting: nothing is
 /// generated there, and delegated consents stay unavailable until it is set (sign-in links
 /// then use a key derived from the Microsoft client secret: `domain::crypto::FlowKeys`).
-pub fn resolve_token_keys(settings: &Settings) -> anyhow::Result<Option<SecretString>> {
+pub(crate) fn resolve_token_keys(settings: &Settings) -> anyhow::Result<Option<SecretString>> {
     if let Some(keys) = &settings.token_keys {
         return Ok(Some(keys.clone()));
     }
@@ -41,7 +41,7 @@ pub fn resolve_token_keys(settings: &Settings) -> anyhow::Result<Option<SecretSt
 
 /// The keys of `CONSENTRY_TOKEN_KEYS`, else of a key file already beside the SQLite file,
 /// without making one. With a KMS these only decrypt what they encrypted before it.
-pub fn existing_token_keys(settings: &Settings) -> anyhow::Result<Option<SecretString>> {
+pub(crate) fn existing_token_keys(settings: &Settings) -> anyhow::Result<Option<SecretString>> {
     if let Some(keys) = &settings.token_keys {
         return Ok(Some(keys.clone()));
     }
@@ -65,7 +65,7 @@ fn parse_keys(path: &Path, text: &str) -> anyhow::Result<SecretString> {
 
 /// The configured secret; else the one kept beside the SQLite file (created on first use);
 /// else, for an in-memory database, a fresh one that dies with the process.
-pub fn resolve_hs256_secret(settings: &Settings) -> anyhow::Result<SecretString> {
+pub(crate) fn resolve_hs256_secret(settings: &Settings) -> anyhow::Result<SecretString> {
     if let Some(secret) = &settings.auth_hs256_secret {
         return Ok(secret.clone());
     }

@@ -13,7 +13,7 @@ use url::Url;
 use crate::domain::service_principal_requests::{REPAIRABLE_APP_IDS_SETTING, RepairableApps};
 
 /// The embedded default: one SQLite file in the working directory.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://consentry.db?mode=rwc";
+pub(crate) const DEFAULT_DATABASE_URL: &str = "sqlite://consentry.db?mode=rwc";
 /// Issuer and audience of HS256 caller tokens when none are configured.
 pub const DEFAULT_HS256_ISSUER: &str = "consentry";
 pub const DEFAULT_HS256_AUDIENCE: &str = "consentry";
@@ -451,7 +451,7 @@ pub enum CallerAuthSettings {
 }
 
 /// Joins `path` onto a base URL, keeping any path prefix the base has.
-pub fn join(base: &Url, path: &str) -> Url {
+pub(crate) fn join(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
     {
         let trimmed = url.path().trim_end_matches('/').to_owned();

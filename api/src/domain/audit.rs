@@ -12,7 +12,7 @@ use crate::auth::Viewer;
 
 /// Who an audit event is attributed to.
 #[derive(Clone, Debug)]
-pub struct Actor {
+pub(crate) struct Actor {
     pub subject: String,
     pub roles: Vec<String>,
     pub msp_id: String,
@@ -30,7 +30,7 @@ impl From<&Viewer> for Actor {
 
 impl Actor {
     /// Consentry itself (sweeps and scheduled re-verification).
-    pub fn system(msp_id: &str) -> Self {
+    pub(crate) fn system(msp_id: &str) -> Self {
         Self {
             subject: "consentry".to_owned(),
             roles: Vec::new(),
@@ -40,7 +40,7 @@ impl Actor {
 
     /// Whoever Microsoft sent back to the consent callback: anonymous, and only trusted as
     /// far as the flow's `state` binds it to an MSP and client.
-    pub fn callback(msp_id: &str) -> Self {
+    pub(crate) fn callback(msp_id: &str) -> Self {
         Self {
             subject: "oauth-callback".to_owned(),
             roles: Vec::new(),
@@ -70,7 +70,7 @@ fn event(
 }
 
 /// Appends one event; call it inside the transaction that makes the change it describes.
-pub async fn record<C: ConnectionTrait>(
+pub(crate) async fn record<C: ConnectionTrait>(
     db: &C,
     actor: &Actor,
     msp_id: &str,
@@ -86,7 +86,7 @@ pub async fn record<C: ConnectionTrait>(
 
 /// Records that support staff read these clients of other MSPs (one event per client, one
 /// statement in all). `what` names the query, e.g. `clients`.
-pub async fn record_support_reads<C: ConnectionTrait>(
+pub(crate) async fn record_support_reads<C: ConnectionTrait>(
     db: &C,
     viewer: &Viewer,
     what: &str,
@@ -112,7 +112,7 @@ pub async fn record_support_reads<C: ConnectionTrait>(
 }
 
 /// A client's events, newest first, older than `before` (an event id) when given.
-pub async fn for_client<C: ConnectionTrait>(
+pub(crate) async fn for_client<C: ConnectionTrait>(
     db: &C,
     client_id: Uuid,
     limit: u64,

@@ -28,7 +28,7 @@ use super::{
 use crate::{auth::Viewer, db::begin_write, microsoft::Problem};
 
 /// Page sizes are bounded so that no query can ask for everything at once.
-pub const MAX_PAGE_SIZE: u64 = 100;
+pub(crate) const MAX_PAGE_SIZE: u64 = 100;
 
 /// A client with its tile: what every client-shaped answer is built from.
 #[derive(Clone, Debug)]
@@ -47,7 +47,7 @@ pub struct NewClient {
 
 /// One field of `updateClient`: left alone, set, or cleared.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Patch<T> {
+pub(crate) enum Patch<T> {
     #[default]
     Keep,
     Set(T),
@@ -56,7 +56,7 @@ pub enum Patch<T> {
 
 /// Input of `updateClient`.
 #[derive(Clone, Debug, Default)]
-pub struct ClientPatch {
+pub(crate) struct ClientPatch {
     pub name: Option<String>,
     pub domain: Patch<String>,
     pub azure_tenant_id: Patch<String>,
@@ -165,7 +165,7 @@ pub async fn create(
 /// Changes a client's name, domain or tenant id. A new tenant id sends an authorised (or
 /// failed) tile back to `NOT_AUTHORISED`: the old consent was for another tenant.
 #[tracing::instrument(skip_all, fields(msp = %viewer.msp_id(), client = %id))]
-pub async fn update(
+pub(crate) async fn update(
     db: &DatabaseConnection,
     viewer: &Viewer,
     id: Uuid,
@@ -290,7 +290,7 @@ async fn reset_tile<C: ConnectionTrait>(
 /// Removes a client with its tile, flows, delegated consents and their stored tokens. Its
 /// audit events remain, with one more saying who removed it.
 #[tracing::instrument(skip_all, fields(msp = %viewer.msp_id(), client = %id))]
-pub async fn delete(
+pub(crate) async fn delete(
     db: &DatabaseConnection,
     consents: &Consents,
     viewer: &Viewer,
@@ -331,7 +331,7 @@ pub async fn delete(
 }
 
 /// A client the viewer may see; support staff's look at another MSP's client is audited.
-pub async fn get(db: &DatabaseConnection, viewer: &Viewer, id: Uuid) -> Result<ClientView> {
+pub(crate) async fn get(db: &DatabaseConnection, viewer: &Viewer, id: Uuid) -> Result<ClientView> {
     let found = load(db, id)
         .await?
         .filter(|view| access::sight(viewer, &view.client.msp_id).is_some());
@@ -345,7 +345,11 @@ pub async fn get(db: &DatabaseConnection, viewer: &Viewer, id: Uuid) -> Result<C
 /// Succeeds when the viewer may see the client (support staff's look at another MSP's client
 /// is audited, as by [`get`]); `NOT_FOUND` otherwise, exactly as for ids that do not exist.
 /// For callers that need only the answer (subscriptions): it reads one column.
-pub async fn require_visible(db: &DatabaseConnection, viewer: &Viewer, id: Uuid) -> Result<()> {
+pub(crate) async fn require_visible(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    id: Uuid,
+) -> Result<()> {
     let msp_id: Option<String> = client::Entity::find_by_id(id)
         .select_only()
         .column(client::Column::MspId)
@@ -419,7 +423,11 @@ pub fn list_query(
 }
 
 /// How many clients match the filter (ignoring pagination).
-pub async fn count(db: &DatabaseConnection, viewer: &Viewer, filter: &ClientFilter) -> Result<u64> {
+pub(crate) async fn count(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    filter: &ClientFilter,
+) -> Result<u64> {
     Ok(client::Entity::find()
         .join(JoinType::InnerJoin, client::Relation::GraphApiTile.def())
         .filter(scope(viewer, filter)?)
@@ -487,7 +495,7 @@ fn escape_like(text: &str) -> String {
 }
 
 /// A client and its tile, by id, without any access check.
-pub async fn load<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<Option<ClientView>> {
+pub(crate) async fn load<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<Option<ClientView>> {
     client::Entity::find_by_id(id)
         .find_also_related(graph_api_tile::Entity)
         .one(db)
@@ -507,7 +515,7 @@ fn with_tile((client, tile): (client::Model, Option<graph_api_tile::Model>)) -> 
 }
 
 /// Audits the support-staff reads among `views` (those of MSPs other than the viewer's).
-pub async fn audit_support_reads(
+pub(crate) async fn audit_support_reads(
     db: &DatabaseConnection,
     viewer: &Viewer,
     what: &str,

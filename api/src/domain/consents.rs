@@ -15,7 +15,7 @@ use crate::microsoft::Microsoft;
 
 /// What the consent flows need besides the database.
 #[derive(Clone, Debug)]
-pub struct Consents {
+pub(crate) struct Consents {
     /// Microsoft's identity platform and Graph; `None` without an app registration.
     pub microsoft: Option<Arc<Microsoft>>,
     /// How often an authorised tile is re-verified (`CONSENTRY_REVERIFY_INTERVAL`).
@@ -38,7 +38,7 @@ pub struct Consents {
 }
 
 impl Consents {
-    pub fn new(
+    pub(crate) fn new(
         microsoft: Option<Arc<Microsoft>>,
         reverify_interval: std::time::Duration,
         keepalive_interval: std::time::Duration,
@@ -62,26 +62,26 @@ impl Consents {
 
     /// With more applications to repair than the Teams admin API (see
     /// [`Consents::repairable_apps`]).
-    pub fn with_repairable_apps(mut self, apps: RepairableApps) -> Self {
+    pub(crate) fn with_repairable_apps(mut self, apps: RepairableApps) -> Self {
         self.repairable_apps = apps;
         self
     }
 
     /// With another lease for interrupted callbacks (see [`Consents::callback_lease`]).
-    pub fn with_callback_lease(mut self, lease: std::time::Duration) -> Self {
+    pub(crate) fn with_callback_lease(mut self, lease: std::time::Duration) -> Self {
         self.callback_lease = Duration::from_std(lease).unwrap_or(flows::EXCHANGE_LEASE);
         self
     }
 
     /// When a consent refreshed at `now` is next renewed.
-    pub fn next_keepalive(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+    pub(crate) fn next_keepalive(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         now + Duration::from_std(self.keepalive_interval).unwrap_or(Duration::days(7))
     }
 }
 
 impl Consents {
     /// The Microsoft client, or the error naming the settings to set.
-    pub fn microsoft(&self) -> Result<&Microsoft> {
+    pub(crate) fn microsoft(&self) -> Result<&Microsoft> {
         self.microsoft.as_deref().ok_or_else(|| {
             Error::NotConfigured(
                 "Consentry has no Microsoft app registration: set CONSENTRY_MS_CLIENT_ID and \

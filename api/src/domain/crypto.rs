@@ -203,13 +203,13 @@ impl TokenKeys {
 
 /// The associated data of a delegated consent's refresh token: MSP, tenant, consent and
 /// column, so a ciphertext copied to another row (or column) fails to decrypt (checklist 75).
-pub fn refresh_token_aad(msp_id: &str, tenant_id: &str, consent_id: uuid::Uuid) -> String {
+pub(crate) fn refresh_token_aad(msp_id: &str, tenant_id: &str, consent_id: uuid::Uuid) -> String {
     format!("consentry/delegated_consent.refresh_token/{msp_id}/{tenant_id}/{consent_id}")
 }
 
 /// The associated data of a flow's PKCE verifier: MSP, flow and column, so that a
 /// ciphertext copied to another flow (or column) fails to decrypt (checklist 75).
-pub fn pkce_verifier_aad(msp_id: &str, flow_id: uuid::Uuid) -> String {
+pub(crate) fn pkce_verifier_aad(msp_id: &str, flow_id: uuid::Uuid) -> String {
     format!("consentry/oauth_flow.pkce_verifier/{msp_id}/{flow_id}")
 }
 
@@ -230,14 +230,17 @@ const DERIVED_FLOW_KEY_INFO: &[u8] = b"consentry/oauth_flow.pkce_verifier";
 /// key stay readable after token keys are configured; a changed client secret makes the
 /// links of that moment unusable (a new link works).
 #[derive(Clone, Debug, Default)]
-pub struct FlowKeys {
+pub(crate) struct FlowKeys {
     configured: Option<Arc<TokenKeys>>,
     derived: Option<Arc<TokenKeys>>,
 }
 
 impl FlowKeys {
     /// From the configured token keys, if any, and the Microsoft client secret, if any.
-    pub fn new(configured: Option<Arc<TokenKeys>>, client_secret: Option<&SecretString>) -> Self {
+    pub(crate) fn new(
+        configured: Option<Arc<TokenKeys>>,
+        client_secret: Option<&SecretString>,
+    ) -> Self {
         let derived = client_secret
             .and_then(derive_flow_key)
             .and_then(|key| TokenKeys::single(DERIVED_FLOW_KEY_ID, &key).ok())
@@ -249,7 +252,7 @@ impl FlowKeys {
     }
 
     /// The id new ciphertexts are sealed under; `None` when there is no key at all.
-    pub fn current(&self) -> Option<&str> {
+    pub(crate) fn current(&self) -> Option<&str> {
         self.configured
             .as_deref()
             .or(self.derived.as_deref())
@@ -258,7 +261,7 @@ impl FlowKeys {
 
     /// Seals `plaintext` for `aad` under [`FlowKeys::current`]: its key id and ciphertext.
     /// `None` when there is no key at all (no token keys and no Microsoft client secret).
-    pub fn encrypt(&self, plaintext: &SecretString, aad: &str) -> Option<(String, Vec<u8>)> {
+    pub(crate) fn encrypt(&self, plaintext: &SecretString, aad: &str) -> Option<(String, Vec<u8>)> {
         self.configured
             .as_deref()
             .or(self.derived.as_deref())
@@ -266,7 +269,7 @@ impl FlowKeys {
     }
 
     /// Opens what [`FlowKeys::encrypt`] sealed under key `kid` for `aad`.
-    pub fn decrypt(
+    pub(crate) fn decrypt(
         &self,
         kid: &str,
         stored: &[u8],

@@ -18,7 +18,7 @@ use crate::kms::{KmsError, VaultTransit};
 
 /// The prefix of a data key's id; a configured key id cannot contain ':', so the two never
 /// meet.
-pub const ID_PREFIX: &str = "kms:";
+pub(crate) const ID_PREFIX: &str = "kms:";
 
 fn kms_error(error: KmsError) -> Error {
     Error::Internal(anyhow::anyhow!(
@@ -27,7 +27,7 @@ fn kms_error(error: KmsError) -> Error {
 }
 
 /// Every data key, unwrapped, newest first; one is made when there is none yet.
-pub async fn load_or_create<C: ConnectionTrait>(
+pub(crate) async fn load_or_create<C: ConnectionTrait>(
     db: &C,
     kms: &VaultTransit,
 ) -> Result<Vec<(String, SecretBox<[u8; 32]>)>> {
@@ -56,7 +56,7 @@ async fn stored<C: ConnectionTrait>(db: &C) -> Result<Vec<data_key::Model>> {
 
 /// Makes a new data key, stores it wrapped, and returns its id. It encrypts from the next
 /// start (or key ring) on.
-pub async fn create<C: ConnectionTrait>(db: &C, kms: &VaultTransit) -> Result<String> {
+pub(crate) async fn create<C: ConnectionTrait>(db: &C, kms: &VaultTransit) -> Result<String> {
     let key = TokenKeys::generate_data_key();
     let wrapped = kms.wrap(&key).await.map_err(kms_error)?;
     let id = format!("{ID_PREFIX}{}", &Uuid::new_v4().simple().to_string()[..16]);
@@ -78,7 +78,7 @@ pub async fn create<C: ConnectionTrait>(db: &C, kms: &VaultTransit) -> Result<St
 
 /// Wraps every data key again under the transit key's newest version (after a rotation in
 /// Vault): Vault rewraps without anyone seeing the keys. Returns how many.
-pub async fn rewrap<C: ConnectionTrait>(db: &C, kms: &VaultTransit) -> Result<usize> {
+pub(crate) async fn rewrap<C: ConnectionTrait>(db: &C, kms: &VaultTransit) -> Result<usize> {
     let rows = stored(db).await?;
     for row in &rows {
         let wrapped = kms.rewrap(&row.wrapped).await.map_err(kms_error)?;
@@ -100,7 +100,7 @@ pub async fn rewrap<C: ConnectionTrait>(db: &C, kms: &VaultTransit) -> Result<us
 
 /// Deletes the data keys that no stored ciphertext names any more, except `current`.
 /// Returns how many.
-pub async fn retire_unused<C: ConnectionTrait>(db: &C, current: &str) -> Result<u64> {
+pub(crate) async fn retire_unused<C: ConnectionTrait>(db: &C, current: &str) -> Result<u64> {
     let mut used: Vec<String> = delegated_consent::Entity::find()
         .select_only()
         .column(delegated_consent::Column::RefreshTokenKeyId)

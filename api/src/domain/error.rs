@@ -4,7 +4,7 @@ use sea_orm::{DbErr, RuntimeErr};
 
 use crate::error_code::ErrorCode;
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -32,9 +32,9 @@ use crate::{
 };
 
 /// Lifetime of a consent link when the caller gives none.
-pub const DEFAULT_LINK_LIFETIME_MINUTES: i64 = 15;
+pub(crate) const DEFAULT_LINK_LIFETIME_MINUTES: i64 = 15;
 /// Longest a consent link may live: an MSP emails links to clients' admins.
-pub const MAX_LINK_LIFETIME_MINUTES: i64 = 7 * 24 * 60;
+pub(crate) const MAX_LINK_LIFETIME_MINUTES: i64 = 7 * 24 * 60;
 /// A re-verification that could not reach Microsoft is tried again after this.
 const VERIFY_RETRY: Duration = Duration::minutes(10);
 /// How many due tiles or expired flows one sweep takes on.
@@ -42,7 +42,7 @@ const SWEEP_BATCH: u64 = 50;
 
 /// A consent link to send to the client's admin.
 #[derive(Clone, Debug)]
-pub struct ConsentLink {
+pub(crate) struct ConsentLink {
     pub url: Url,
     pub expires_at: DateTime<Utc>,
     /// The client with its tile as the link left it.
@@ -55,7 +55,7 @@ pub struct ConsentLink {
 /// any earlier link, and audits who asked. The link is the sign-in that proves the admin's
 /// tenant ([`super::tenant_proof`]); Microsoft's consent page follows it.
 #[tracing::instrument(skip_all, fields(msp = %viewer.msp_id(), client = %client_id))]
-pub async fn authorise(
+pub(crate) async fn authorise(
     db: &DatabaseConnection,
     consents: &Consents,
     viewer: &Viewer,
@@ -232,7 +232,7 @@ pub(crate) async fn check_tenant(
 /// verified: verification never authorises a tile no consent callback authorised
 /// (checklist 15).
 #[tracing::instrument(skip_all, fields(msp = %viewer.msp_id(), client = %client_id))]
-pub async fn verify(
+pub(crate) async fn verify(
     db: &DatabaseConnection,
     consents: &Consents,
     viewer: &Viewer,
@@ -431,7 +431,7 @@ async fn postpone(db: &DatabaseConnection, client_id: Uuid, until: DateTime<Utc>
 
 /// Re-verifies authorised tiles that are due. Each tile is claimed with a compare-and-set on
 /// its `next_verification_at`, so of several instances exactly one verifies it.
-pub async fn reverify_due(db: &DatabaseConnection, consents: &Consents) -> Result<usize> {
+pub(crate) async fn reverify_due(db: &DatabaseConnection, consents: &Consents) -> Result<usize> {
     let Some(microsoft) = consents.microsoft.as_deref() else {
         return Ok(0);
     };

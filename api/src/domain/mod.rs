@@ -1,29 +1,30 @@
 //! What Consentry does, independent of how it is asked: clients, tiles, consents, audit.
 //! Nothing here knows about GraphQL or HTTP.
 
-pub mod access;
-pub mod audit;
-pub mod clients;
+pub(crate) mod access;
+pub(crate) mod audit;
+pub(crate) mod clients;
 mod consents;
-pub mod crypto;
-pub mod data_keys;
-pub mod delegated_consents;
+pub(crate) mod crypto;
+pub(crate) mod data_keys;
+pub(crate) mod delegated_consents;
 mod error;
-pub mod flows;
-pub mod graph_api;
-pub mod msp;
-pub mod service_principal_requests;
-pub mod tenant_proof;
-pub mod tile;
-pub mod validate;
+pub(crate) mod flows;
+pub(crate) mod graph_api;
+pub(crate) mod msp;
+pub(crate) mod service_principal_requests;
+pub(crate) mod tenant_proof;
+pub(crate) mod tile;
+pub(crate) mod validate;
 
-pub use consents::Consents;
-pub use error::{Error, Result};
+pub(crate) use consents::Consents;
+pub use error::Error;
+pub(crate) use error::Result;
 
 use chrono::{DateTime, SubsecRound, Utc};
 
 /// The current time at the database's precision (microseconds), so that what a mutation
 /// returns equals what a later read returns.
-pub fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }

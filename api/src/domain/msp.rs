@@ -14,7 +14,7 @@ use super::{
 use crate::auth::Viewer;
 
 /// An MSP id as it appears in tokens: 1–64 of `A–Z a–z 0–9 . _ -`.
-pub fn validate_id(raw: &str) -> Result<String> {
+pub(crate) fn validate_id(raw: &str) -> Result<String> {
     let id = raw.trim();
     let ok = !id.is_empty()
         && id.len() <= 64
@@ -64,7 +64,7 @@ pub async fn ensure<C: ConnectionTrait>(
 }
 
 /// Every MSP tenant, by id.
-pub async fn list<C: ConnectionTrait>(db: &C) -> Result<Vec<msp_tenant::Model>, DbErr> {
+pub(crate) async fn list<C: ConnectionTrait>(db: &C) -> Result<Vec<msp_tenant::Model>, DbErr> {
     msp_tenant::Entity::find()
         .order_by_asc(msp_tenant::Column::Id)
         .all(db)
@@ -75,7 +75,7 @@ pub async fn list<C: ConnectionTrait>(db: &C) -> Result<Vec<msp_tenant::Model>, 
 /// and for every new operation on an open WebSocket, and its open WebSockets are closed
 /// (4403) at the next re-check of every instance (`CONSENTRY_RIGHTS_RECHECK_INTERVAL`).
 /// Disabling keeps the first `disabled_at`. Returns the MSP as it is now.
-pub async fn set_disabled<C: ConnectionTrait>(
+pub(crate) async fn set_disabled<C: ConnectionTrait>(
     db: &C,
     id: &str,
     disabled: bool,
@@ -105,7 +105,7 @@ pub async fn set_disabled<C: ConnectionTrait>(
 }
 
 /// The ids of every disabled MSP tenant.
-pub async fn disabled_ids<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
+pub(crate) async fn disabled_ids<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
     msp_tenant::Entity::find()
         .select_only()
         .column(msp_tenant::Column::Id)
@@ -116,7 +116,7 @@ pub async fn disabled_ids<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbE
 }
 
 /// Whether the MSP tenant is registered and not disabled.
-pub async fn is_enabled<C: ConnectionTrait>(db: &C, id: &str) -> Result<bool, DbErr> {
+pub(crate) async fn is_enabled<C: ConnectionTrait>(db: &C, id: &str) -> Result<bool, DbErr> {
     let disabled: Option<Option<chrono::DateTime<chrono::Utc>>> =
         msp_tenant::Entity::find_by_id(id.to_owned())
             .select_only()
@@ -131,7 +131,7 @@ pub async fn is_enabled<C: ConnectionTrait>(db: &C, id: &str) -> Result<bool, Db
 /// registered one — a look written to the MSP's audit trail as `SUPPORT_READ` (checklist
 /// 100). `NOT_FOUND` otherwise, exactly as for an MSP that does not exist. `what` names the
 /// subscription, e.g. `graphApiTileChanged`.
-pub async fn require_watchable<C: ConnectionTrait>(
+pub(crate) async fn require_watchable<C: ConnectionTrait>(
     db: &C,
     viewer: &Viewer,
     msp_id: &str,

@@ -32,13 +32,13 @@ use crate::microsoft::{
 };
 
 /// How long the admin has, once signed in, to press Accept on Microsoft's consent page.
-pub const CONSENT_STEP_LIFETIME: Duration = Duration::minutes(30);
+pub(crate) const CONSENT_STEP_LIFETIME: Duration = Duration::minutes(30);
 
 /// Who proved which tenant, and when. Kept on the flow between its two steps, and on the
 /// tile it authorised.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TenantProof {
+pub(crate) struct TenantProof {
     /// The `tid` of the validated id_token.
     pub tenant_id: Uuid,
     /// The admin's sign-in name (`preferred_username`), else their subject.
@@ -52,16 +52,16 @@ pub struct TenantProof {
 
 impl TenantProof {
     /// The proof stored in a row, if it holds one.
-    pub fn stored(json: Option<&serde_json::Value>) -> Option<Self> {
+    pub(crate) fn stored(json: Option<&serde_json::Value>) -> Option<Self> {
         json.and_then(|json| serde_json::from_value(json.clone()).ok())
     }
 
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
     /// Names of the roles that allowed the consent.
-    pub fn role_names(&self) -> Vec<&'static str> {
+    pub(crate) fn role_names(&self) -> Vec<&'static str> {
         self.roles
             .iter()
             .filter_map(|role| {

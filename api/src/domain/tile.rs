@@ -142,7 +142,10 @@ pub fn initial(client_id: Uuid, now: DateTime<Utc>) -> graph_api_tile::ActiveMod
 
 /// Back to `NOT_AUTHORISED`, forgetting what the old authorisation granted (the client's
 /// tenant changed, so it no longer applies).
-pub fn reset(tile: &graph_api_tile::Model, now: DateTime<Utc>) -> graph_api_tile::ActiveModel {
+pub(crate) fn reset(
+    tile: &graph_api_tile::Model,
+    now: DateTime<Utc>,
+) -> graph_api_tile::ActiveModel {
     let mut next = initial(tile.client_id, now);
     next.version = Set(tile.version + 1);
     next
@@ -308,7 +311,7 @@ pub(crate) fn problem_json(problem: &Problem) -> Value {
 }
 
 /// A status as the schema spells it.
-pub fn status_name(status: GraphApiStatus) -> &'static str {
+pub(crate) fn status_name(status: GraphApiStatus) -> &'static str {
     match status {
         GraphApiStatus::NotAuthorised => "NOT_AUTHORISED",
         GraphApiStatus::AwaitingConsent => "AWAITING_CONSENT",

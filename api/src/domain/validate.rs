@@ -4,10 +4,10 @@ use uuid::Uuid;
 
 use super::{Error, Result};
 
-pub const MAX_CLIENT_NAME_CHARS: usize = 200;
+pub(crate) const MAX_CLIENT_NAME_CHARS: usize = 200;
 
 /// A client's display name: trimmed, 1–200 characters, no control characters.
-pub fn client_name(field: &str, raw: &str) -> Result<String> {
+pub(crate) fn client_name(field: &str, raw: &str) -> Result<String> {
     let name = raw.trim();
     if name.is_empty() {
         return Err(Error::bad_input(field, "the client name is required"));
@@ -37,7 +37,7 @@ pub fn name_key(name: &str) -> String {
 
 /// A DNS domain name such as `contoso.com` or `contoso.onmicrosoft.com`, lower-cased.
 /// Internationalised names are accepted in their ASCII (`xn--`) form.
-pub fn domain(field: &str, raw: &str) -> Result<String> {
+pub(crate) fn domain(field: &str, raw: &str) -> Result<String> {
     let domain = raw.trim().trim_end_matches('.').to_ascii_lowercase();
     let fail = |why: &str| {
         Err(Error::bad_input(
@@ -88,7 +88,7 @@ pub fn domain(field: &str, raw: &str) -> Result<String> {
 }
 
 /// A Microsoft Entra tenant id: a GUID in its usual hyphenated form.
-pub fn tenant_id(field: &str, raw: &str) -> Result<Uuid> {
+pub(crate) fn tenant_id(field: &str, raw: &str) -> Result<Uuid> {
     let trimmed = raw.trim();
     let parsed = (trimmed.len() == 36)
         .then(|| Uuid::try_parse(trimmed).ok())

@@ -63,7 +63,7 @@ impl Weighter<Fingerprint, Entry> for ByBytes {
 /// its type (`query`, `mutation`, `subscription`). Put in the request's data by the HTTP
 /// transport; set once the document is parsed.
 #[derive(Debug, Default)]
-pub struct SeenOperation(OnceLock<(String, &'static str)>);
+pub(crate) struct SeenOperation(OnceLock<(String, &'static str)>);
 
 impl SeenOperation {
     pub(crate) fn set(&self, name: &str, kind: &'static str) {
@@ -80,14 +80,14 @@ impl SeenOperation {
 
 /// A request whose answer may be kept: its fingerprint and the revision it reads at.
 #[derive(Debug)]
-pub struct Lookup {
+pub(crate) struct Lookup {
     fingerprint: Fingerprint,
     revision: i64,
 }
 
 /// A kept answer, or what stands in its place.
 #[derive(Debug)]
-pub enum Kept {
+pub(crate) enum Kept {
     /// The answer's bytes (a `200` in either media type: kept answers have no error).
     Answer(Bytes),
     /// The MSP's query budget is spent: the refusal (`RATE_LIMITED`).
@@ -96,7 +96,7 @@ pub enum Kept {
 
 /// Every kept answer of this instance, within its memory budget (least recently and least
 /// often used go first).
-pub struct AnswerCache {
+pub(crate) struct AnswerCache {
     /// `None` when the cache is off (`CONSENTRY_ANSWER_CACHE_BYTES=0`).
     entries: Option<Cache<Fingerprint, Entry, ByBytes>>,
     budgets: Arc<Budgets>,
@@ -113,7 +113,7 @@ impl std::fmt::Debug for AnswerCache {
 
 impl AnswerCache {
     /// A cache of `bytes` (none for 0), charging reused answers to `budgets`.
-    pub fn new(bytes: usize, budgets: Arc<Budgets>, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(bytes: usize, budgets: Arc<Budgets>, metrics: Arc<Metrics>) -> Self {
         let entries = (bytes > 0).then(|| {
             // A dashboard answer is some tens of KiB.
             let items = (bytes / (16 * 1024)).max(16);
@@ -128,7 +128,12 @@ impl AnswerCache {
 
     /// The request's lookup when its answer may be kept, i.e. the cache is on and the caller
     /// is an MSP's, not support staff.
-    pub fn lookup(&self, viewer: &Viewer, revision: i64, request: &Request) -> Option<Lookup> {
+    pub(crate) fn lookup(
+        &self,
+        viewer: &Viewer,
+        revision: i64,
+        request: &Request,
+    ) -> Option<Lookup> {
         if self.entries.is_none() || viewer.reads_all_msps() {
             return None;
         }
@@ -140,7 +145,7 @@ impl AnswerCache {
 
     /// The answer kept for the request at its revision, taken out of the MSP's query budget;
     /// `None` when there is none (an answer kept at another revision is dropped).
-    pub fn answer(
+    pub(crate) fn answer(
         &self,
         lookup: &Lookup,
         viewer: &Viewer,
@@ -170,7 +175,13 @@ impl AnswerCache {
 
     /// Keeps `body`, the answer to the looked-up request, if it may be reused: a query that
     /// succeeded whole.
-    pub fn keep(&self, lookup: Lookup, seen: &SeenOperation, response: &Response, body: &Bytes) {
+    pub(crate) fn keep(
+        &self,
+        lookup: Lookup,
+        seen: &SeenOperation,
+        response: &Response,
+        body: &Bytes,
+    ) {
         let (Some(entries), Some(operation)) = (&self.entries, seen.query_name()) else {
             return;
         };

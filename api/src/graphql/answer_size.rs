@@ -17,7 +17,7 @@ use async_graphql::{
 /// The budget of answers on one connection, when the transport allows less than the server
 /// (a WebSocket's write buffer): put in the connection's data by the transport.
 #[derive(Clone, Copy, Debug)]
-pub struct ResponseCap(pub usize);
+pub(crate) struct ResponseCap(pub usize);
 
 /// What one answer has spent of its budget.
 #[derive(Debug)]

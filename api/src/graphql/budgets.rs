@@ -29,7 +29,7 @@ impl Budget {
 }
 
 /// The budgets of every MSP, and the log of their refusals.
-pub struct Budgets {
+pub(crate) struct Budgets {
     /// `None` when mutations are not limited.
     mutations: Option<Budget>,
     /// `None` when queries are not limited.

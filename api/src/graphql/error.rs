@@ -6,7 +6,7 @@ use crate::domain::Error;
 
 /// The GraphQL error for a domain error. Internal errors are logged with a reference the
 /// caller can quote; their details never reach the response.
-pub fn gql_error(error: Error) -> GqlError {
+pub(crate) fn gql_error(error: Error) -> GqlError {
     let code = error.code().as_str();
     match &error {
         Error::Internal(source) => {
@@ -34,13 +34,5 @@ pub fn gql_error(error: Error) -> GqlError {
 impl From<Error> for GqlError {
     fn from(error: Error) -> Self {
         gql_error(error)
-    }
-}
-
-/// The `extensions.code` of a GraphQL error, if it has one.
-pub fn code_of(error: &async_graphql::ServerError) -> Option<String> {
-    match error.extensions.as_ref()?.get("code")? {
-        async_graphql::Value::String(code) => Some(code.clone()),
-        _ => None,
     }
 }

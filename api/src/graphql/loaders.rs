@@ -15,7 +15,7 @@ use crate::domain::{self, delegated_consents, service_principal_requests};
 /// The loaders of one request (their caches live as long as the request). Made when first
 /// used: most operations — every subscription among them — never load a per-client list,
 /// and each subscriber would otherwise hold a pair of empty loaders for as long as it stays.
-pub struct Loaders {
+pub(crate) struct Loaders {
     db: DatabaseConnection,
     lists: OnceLock<Lists>,
 }
@@ -48,7 +48,7 @@ impl Loaders {
         Ok(own.insert(Loaders::new(db)))
     }
 
-    pub fn new(db: &DatabaseConnection) -> Self {
+    pub(crate) fn new(db: &DatabaseConnection) -> Self {
         Self {
             db: db.clone(),
             lists: OnceLock::new(),

@@ -10,26 +10,25 @@ mod extensions;
 mod ids;
 mod limits;
 mod loaders;
-pub mod mutation;
-pub mod query;
-pub mod subscription;
-pub mod types;
+pub(crate) mod mutation;
+pub(crate) mod query;
+pub(crate) mod subscription;
+pub(crate) mod types;
 
 use std::sync::Arc;
 
 use async_graphql::{Schema, SchemaBuilder};
 use sea_orm::DatabaseConnection;
 
-pub use answer_cache::{AnswerCache, Kept, SeenOperation};
-pub use answer_size::ResponseCap;
-pub use budgets::Budgets;
-pub use error::{code_of, gql_error};
+pub(crate) use answer_cache::{AnswerCache, Kept, SeenOperation};
+pub(crate) use answer_size::ResponseCap;
+pub(crate) use budgets::Budgets;
 pub use ids::{GlobalId, IdKind};
-pub use loaders::Loaders;
+pub(crate) use loaders::Loaders;
 
 use crate::{domain::Consents, events::Bus, http::metrics::Metrics};
 
-pub type AppSchema =
+pub(crate) type AppSchema =
     Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
 
 /// Deepest selection a query may nest (checklist 52); introspection has its own limits.
@@ -69,7 +68,7 @@ pub(crate) fn list_cost(first: Option<i32>, default: i32, child_complexity: usiz
 
 /// Limits each MSP and each operation is held to, from the settings.
 #[derive(Clone, Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Mutations (root fields) each MSP may run per minute on this instance; 0: no limit.
     pub mutations_per_minute: u32,
     /// Queries each MSP may run per minute on this instance; 0: no limit.
@@ -83,7 +82,7 @@ pub struct Limits {
 impl Limits {
     /// Each MSP's budgets of mutations and queries, shared by the schema and the answer
     /// cache (a reused answer is a query all the same).
-    pub fn budgets(&self) -> Arc<Budgets> {
+    pub(crate) fn budgets(&self) -> Arc<Budgets> {
         Arc::new(Budgets::new(
             self.mutations_per_minute,
             self.queries_per_minute,
@@ -92,7 +91,7 @@ impl Limits {
 }
 
 impl Limits {
-    pub fn from_settings(settings: &crate::Settings) -> Self {
+    pub(crate) fn from_settings(settings: &crate::Settings) -> Self {
         Self {
             mutations_per_minute: settings.msp_mutations_per_minute,
             queries_per_minute: settings.msp_queries_per_minute,
@@ -117,7 +116,7 @@ fn builder()
 }
 
 /// The schema the server runs, with its shared data.
-pub fn schema(
+pub(crate) fn schema(
     db: DatabaseConnection,
     metrics: Arc<Metrics>,
     consents: Consents,

@@ -176,7 +176,7 @@ fn with_policy(mut response: Response) -> Response {
 }
 
 /// `GET /graphiql`. In `consentry demo` the page carries the demo admin token.
-pub async fn page(State(state): State<AppState>) -> Response {
+pub(crate) async fn page(State(state): State<AppState>) -> Response {
     let token = match &state.graphiql_token {
         Some(token) => format!(
             "<meta name=\"consentry-token\" content=\"{}\">",
@@ -188,7 +188,7 @@ pub async fn page(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /graphiql/app.js`.
-pub async fn script() -> Response {
+pub(crate) async fn script() -> Response {
     with_policy(
         (
             [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
@@ -199,6 +199,6 @@ pub async fn script() -> Response {
 }
 
 /// `GET /graphiql/app.css`.
-pub async fn style() -> Response {
+pub(crate) async fn style() -> Response {
     with_policy(([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response())
 }

@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// Largest accepted request body (checklist 57).
-pub const MAX_BODY_BYTES: usize = 100 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 100 * 1024;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
@@ -94,7 +94,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// `POST /graphql`: one operation as a JSON object. No batching, no forms, no multipart.
-pub async fn post(
+pub(crate) async fn post(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -159,7 +159,7 @@ pub async fn post(
 
 /// `GET /graphql?query=…`: queries only; a mutation is refused with 405 and runs nothing
 /// (checklist 61).
-pub async fn get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+pub(crate) async fn get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let format = match negotiate(&headers) {
         Ok(format) => format,
         Err(refusal) => return refusal.into_response(),
@@ -354,7 +354,7 @@ struct RequestError<'a> {
 }
 
 /// The HTTP answer to a refused token.
-pub fn auth_error_response(error: &AuthError) -> Response {
+pub(crate) fn auth_error_response(error: &AuthError) -> Response {
     match error {
         AuthError::Unauthenticated(message) => {
             error_response(ErrorCode::Unauthenticated, message.clone())

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::state::AppState;
 
 /// `GET /healthz`: the process is up.
-pub async fn healthz() -> impl IntoResponse {
+pub(crate) async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
@@ -18,7 +18,7 @@ pub async fn healthz() -> impl IntoResponse {
 /// reports, without failing readiness, whether Microsoft accepts Consentry's own app
 /// credentials: a bad or expired client secret is an operator's problem that every instance
 /// shares, and taking them all out of the load balancer would not fix it.
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = crate::db::ping(&state.db, Duration::from_secs(2)).await;
     let credentials = state
         .microsoft

@@ -71,7 +71,7 @@ fn latency_buckets() -> Histogram {
 }
 
 /// The server's metrics registry.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     operations: Family<OperationOutcomeLabels, Counter>,
     operation_seconds: Family<OperationLabels, Histogram, fn() -> Histogram>,
@@ -98,7 +98,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("consentry");
         let operations = Family::<OperationOutcomeLabels, Counter>::default();
         let operation_seconds =
@@ -179,7 +179,7 @@ impl Metrics {
     }
 
     /// Records one GraphQL operation.
-    pub fn observe_operation(&self, name: &str, kind: &str, ok: bool, elapsed: Duration) {
+    pub(crate) fn observe_operation(&self, name: &str, kind: &str, ok: bool, elapsed: Duration) {
         let operation = self.operation_label(name);
         self.operations
             .get_or_create(&OperationOutcomeLabels {
@@ -197,7 +197,7 @@ impl Metrics {
     }
 
     /// Records how many SQL statements an operation ran.
-    pub fn observe_statements(&self, name: &str, kind: &str, statements: u64) {
+    pub(crate) fn observe_statements(&self, name: &str, kind: &str, statements: u64) {
         self.operation_statements
             .get_or_create(&OperationLabels {
                 operation: self.operation_label(name),
@@ -228,7 +228,7 @@ impl Metrics {
     }
 
     /// The registry in Prometheus text format.
-    pub fn render(&self) -> Result<String, std::fmt::Error> {
+    pub(crate) fn render(&self) -> Result<String, std::fmt::Error> {
         let mut text = String::new();
         encode(&mut text, &self.registry)?;
         Ok(text)
@@ -237,7 +237,11 @@ impl Metrics {
 
 /// Middleware: counts and times each request by its route template (never the raw path, so
 /// ids and query strings stay out of metrics).
-pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+pub(crate) async fn track(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -286,7 +290,7 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 }
 
 /// `GET /metrics`.
-pub async fn serve(State(metrics): State<Arc<Metrics>>) -> Response {
+pub(crate) async fn serve(State(metrics): State<Arc<Metrics>>) -> Response {
     match metrics.render() {
         Ok(text) => (
             [(
@@ -302,7 +306,7 @@ pub async fn serve(State(metrics): State<Arc<Metrics>>) -> Response {
 
 impl Metrics {
     /// Counts one consent callback by outcome.
-    pub fn callback(&self, outcome: &str) {
+    pub(crate) fn callback(&self, outcome: &str) {
         self.callbacks
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),
@@ -311,7 +315,7 @@ impl Metrics {
     }
 
     /// Counts what a background sweep did.
-    pub fn sweep(&self, action: &str, count: u64) {
+    pub(crate) fn sweep(&self, action: &str, count: u64) {
         self.sweeps
             .get_or_create(&OutcomeLabels {
                 outcome: action.to_owned(),
@@ -320,7 +324,7 @@ impl Metrics {
     }
 
     /// Counts one lookup of a kept answer by outcome (`hit`, `miss`, `stale`).
-    pub fn answer_cache(&self, outcome: &str) {
+    pub(crate) fn answer_cache(&self, outcome: &str) {
         self.answer_cache
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),
@@ -329,7 +333,7 @@ impl Metrics {
     }
 
     /// Counts an open subscription until the returned guard is dropped.
-    pub fn subscription_opened(self: &Arc<Self>) -> SubscriptionGuard {
+    pub(crate) fn subscription_opened(self: &Arc<Self>) -> SubscriptionGuard {
         self.subscriptions.inc();
         SubscriptionGuard(self.clone())
     }
@@ -337,7 +341,7 @@ impl Metrics {
 
 /// Decrements the open-subscriptions gauge when its subscription ends.
 #[derive(Debug)]
-pub struct SubscriptionGuard(Arc<Metrics>);
+pub(crate) struct SubscriptionGuard(Arc<Metrics>);
 
 impl Drop for SubscriptionGuard {
     fn drop(&mut self) {

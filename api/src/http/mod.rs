@@ -1,13 +1,13 @@
 //! HTTP endpoints other than GraphQL resolvers: the GraphQL transport, GraphiQL, health,
 //! metrics, and the JSON error shape they share.
 
-pub mod graphiql;
-pub mod graphql;
-pub mod health;
-pub mod html;
-pub mod metrics;
-pub mod oauth;
-pub mod websocket;
+pub(crate) mod graphiql;
+pub(crate) mod graphql;
+pub(crate) mod health;
+pub(crate) mod html;
+pub(crate) mod metrics;
+pub(crate) mod oauth;
+pub(crate) mod websocket;
 
 use axum::{
     Json,
@@ -20,7 +20,7 @@ use crate::error_code::ErrorCode;
 
 /// A GraphQL-shaped error response (`{"errors":[{message, extensions.code}]}`) for failures
 /// that happen before GraphQL runs.
-pub fn error_response(code: ErrorCode, message: impl Into<String>) -> Response {
+pub(crate) fn error_response(code: ErrorCode, message: impl Into<String>) -> Response {
     let status = code.http_status();
     let body = json!({ "errors": [{ "message": message.into(), "extensions": { "code": code.as_str() } }] });
     let mut response = (status, Json(body)).into_response();

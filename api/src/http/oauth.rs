@@ -35,7 +35,7 @@ const WAIT_FOR_OTHER: Duration = Duration::from_secs(15);
 
 /// `GET /oauth/callback`. `Server-Timing` tells Consentry's own time (`app`) from the time
 /// spent waiting for Microsoft (`microsoft`), for operators and the benchmark tool.
-pub async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+pub(crate) async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let started = Instant::now();
     let (mut response, microsoft) =
         crate::microsoft::timed(answer(&state, query.as_deref().unwrap_or_default())).await;
@@ -187,7 +187,7 @@ fn onward(url: &url::Url) -> Response {
 }
 
 /// `GET /oauth/result/{flow}`: what happened, and what to do next.
-pub async fn result(State(state): State<AppState>, Path(flow): Path<String>) -> Response {
+pub(crate) async fn result(State(state): State<AppState>, Path(flow): Path<String>) -> Response {
     let not_found = || {
         page(
             StatusCode::NOT_FOUND,

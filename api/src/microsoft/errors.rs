@@ -48,7 +48,7 @@ impl Problem {
 
 /// The AADSTS numbers in a Microsoft error: `error_codes` when present, else the
 /// `AADSTSnnnn:` prefix of the description.
-pub fn aadsts_codes(error_codes: &[u64], description: &str) -> Vec<u64> {
+pub(crate) fn aadsts_codes(error_codes: &[u64], description: &str) -> Vec<u64> {
     if !error_codes.is_empty() {
         return error_codes.to_vec();
     }
@@ -63,7 +63,7 @@ pub fn aadsts_codes(error_codes: &[u64], description: &str) -> Vec<u64> {
 
 /// Microsoft's description without the `AADSTSnnnn: ` prefix and the trace, correlation and
 /// timestamp lines it appends.
-pub fn clean_description(description: &str) -> String {
+pub(crate) fn clean_description(description: &str) -> String {
     let first = description
         .split(['\r', '\n'])
         .next()
@@ -83,7 +83,7 @@ pub fn clean_description(description: &str) -> String {
 /// `…access a service '{appId}'({name}) that your organization …`, or the older
 /// `…needs access to a service ("{name}") that your organization …`. The id is kept only
 /// when it is a GUID, the name only bounded.
-pub fn missing_service(description: &str) -> (Option<String>, Option<String>) {
+pub(crate) fn missing_service(description: &str) -> (Option<String>, Option<String>) {
     let name_of = |name: &str| Some(bounded(name, MAX_NAME_CHARS)).filter(|n| !n.is_empty());
     if let Some(start) = description.find("service '") {
         let rest = &description[start + "service '".len()..];
@@ -115,7 +115,11 @@ pub fn missing_service(description: &str) -> (Option<String>, Option<String>) {
 /// application the description names only when `repairable` says Consentry may repair it
 /// anyway (so a redirect can only choose among those); otherwise the Teams admin API, the
 /// usual cause. Its name comes from Consentry's own table.
-pub fn from_redirect(error: &str, description: &str, repairable: &dyn Fn(&str) -> bool) -> Problem {
+pub(crate) fn from_redirect(
+    error: &str,
+    description: &str,
+    repairable: &dyn Fn(&str) -> bool,
+) -> Problem {
     use super::known::{TEAMS_ADMIN_API_APP_ID, display_name};
     let codes = aadsts_codes(&[], description);
     let error = bounded(error, 64);
@@ -272,7 +276,7 @@ pub fn from_identity(error: &str, description: &str, error_codes: &[u64]) -> Pro
 }
 
 /// A problem reported by Microsoft Graph (`{"error":{"code","message"}}`), with its HTTP status.
-pub fn from_graph(status: u16, code: &str, message: &str) -> Problem {
+pub(crate) fn from_graph(status: u16, code: &str, message: &str) -> Problem {
     use GraphApiProblemCode::*;
     let mut problem = match (status, code) {
         (403, _) | (_, "Authorization_RequestDenied") => Problem::new(
@@ -305,7 +309,7 @@ pub fn from_graph(status: u16, code: &str, message: &str) -> Problem {
 
 /// A problem for a Microsoft endpoint that could not be reached, timed out, or answered
 /// something that is not Microsoft's documented shape.
-pub fn unavailable(detail: &str) -> Problem {
+pub(crate) fn unavailable(detail: &str) -> Problem {
     let mut problem = Problem::new(
         GraphApiProblemCode::IdentityProviderUnavailable,
         "Microsoft could not be reached or answered unexpectedly. Try again in a few minutes.",

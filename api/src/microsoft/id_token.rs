@@ -15,7 +15,7 @@ use super::Microsoft;
 use crate::{auth::OneOrMany, jwks::KeyError};
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat` (checklist 94: "a few minutes").
-pub const LEEWAY_SECONDS: u64 = 120;
+pub(crate) const LEEWAY_SECONDS: u64 = 120;
 
 /// Which tenant the id_token must come from.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -150,7 +150,7 @@ enum Grant {
 
 /// The scopes of the sign-in that proves an admin's tenant: OpenID Connect's, and the profile
 /// (`oid`, `preferred_username`) for the audit trail. No resource is asked for.
-pub const TENANT_SIGN_IN_SCOPES: [&str; 2] = ["openid", "profile"];
+pub(crate) const TENANT_SIGN_IN_SCOPES: [&str; 2] = ["openid", "profile"];
 
 /// The authority path of every sign-in and of its token request. Always `organizations`,
 /// never a tenant a caller named: until a tenant is proven, nothing Consentry asks Microsoft

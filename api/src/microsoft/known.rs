@@ -9,16 +9,16 @@ use super::MicrosoftConfig;
 /// The Skype and Teams Tenant Admin API, the principal most often missing.
 pub const TEAMS_ADMIN_API_APP_ID: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239";
 /// Its display name, as Microsoft names it (docs/microsoft-identity.md §7).
-pub const TEAMS_ADMIN_API_DISPLAY_NAME: &str = "Skype and Teams Tenant Admin API";
+pub(crate) const TEAMS_ADMIN_API_DISPLAY_NAME: &str = "Skype and Teams Tenant Admin API";
 /// [`TEAMS_ADMIN_API_APP_ID`] as a value.
-pub const TEAMS_ADMIN_API: Uuid = Uuid::from_u128(0x48ac35b8_9aa8_4d74_927d_1f4a14a0b239);
+pub(crate) const TEAMS_ADMIN_API: Uuid = Uuid::from_u128(0x48ac35b8_9aa8_4d74_927d_1f4a14a0b239);
 /// Microsoft Graph.
-pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+pub(crate) const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 /// Azure Service Management.
-pub const AZURE_APP_ID: &str = "797f4846-ba00-4fd7-ba43-dac1f8f63013";
+pub(crate) const AZURE_APP_ID: &str = "797f4846-ba00-4fd7-ba43-dac1f8f63013";
 
 /// The display name of a well-known application.
-pub fn display_name(app_id: &str) -> Option<&'static str> {
+pub(crate) fn display_name(app_id: &str) -> Option<&'static str> {
     match app_id {
         TEAMS_ADMIN_API_APP_ID => Some(TEAMS_ADMIN_API_DISPLAY_NAME),
         GRAPH_APP_ID => Some("Microsoft Graph"),
@@ -28,15 +28,16 @@ pub fn display_name(app_id: &str) -> Option<&'static str> {
 }
 
 /// Global Administrator (directory role template id).
-pub const GLOBAL_ADMINISTRATOR: Uuid = Uuid::from_u128(0x62e90394_69f5_4237_9190_012177145e10);
+pub(crate) const GLOBAL_ADMINISTRATOR: Uuid =
+    Uuid::from_u128(0x62e90394_69f5_4237_9190_012177145e10);
 /// Privileged Role Administrator (directory role template id).
-pub const PRIVILEGED_ROLE_ADMINISTRATOR: Uuid =
+pub(crate) const PRIVILEGED_ROLE_ADMINISTRATOR: Uuid =
     Uuid::from_u128(0xe8611ab8_c189_46e8_94e1_60213ab1f814);
 
 /// The directory roles that may grant Microsoft Graph *application* permissions for a whole
 /// tenant, which is what Consentry asks for. (Cloud Application Administrator and Application
 /// Administrator may consent to other APIs' application permissions, but not to Graph's.)
-pub const CONSENT_ROLES: [(Uuid, &str); 2] = [
+pub(crate) const CONSENT_ROLES: [(Uuid, &str); 2] = [
     (GLOBAL_ADMINISTRATOR, "Global Administrator"),
     (
         PRIVILEGED_ROLE_ADMINISTRATOR,
@@ -46,7 +47,7 @@ pub const CONSENT_ROLES: [(Uuid, &str); 2] = [
 
 /// Azure Service Management's `user_impersonation` (the double slash is intended:
 /// docs/microsoft-identity.md §8).
-pub const AZURE_USER_IMPERSONATION_SCOPE: &str =
+pub(crate) const AZURE_USER_IMPERSONATION_SCOPE: &str =
     "https://management.core.windows.net//user_impersonation";
 
 /// OpenID Connect's scopes: an id_token naming the user.

@@ -3,11 +3,11 @@
 //! the few Graph calls, and the one table that maps Microsoft's errors to problems. The
 //! workspace's `simulator` crate is a faithful local stand-in for tests and `consentry demo`.
 
-pub mod errors;
-pub mod graph;
-pub mod id_token;
-pub mod identity;
-pub mod known;
+pub(crate) mod errors;
+pub(crate) mod graph;
+pub(crate) mod id_token;
+pub(crate) mod identity;
+pub(crate) mod known;
 
 use std::{cell::Cell, collections::HashMap, future::Future, sync::Arc, time::Duration};
 
@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use url::Url;
 
 pub use errors::Problem;
-pub use identity::{AppToken, TenantHint, TokenSet};
+pub(crate) use identity::TenantHint;
 
 use crate::{config::Settings, jwks::JwksCache};
 
@@ -26,7 +26,7 @@ tokio::task_local! {
 
 /// Runs `work` and says how much of its time was spent waiting for Microsoft (requests,
 /// answers, `Retry-After` waits), so that a caller can tell its own time from Microsoft's.
-pub async fn timed<F: Future>(work: F) -> (F::Output, Duration) {
+pub(crate) async fn timed<F: Future>(work: F) -> (F::Output, Duration) {
     WAITED
         .scope(Cell::new(Duration::ZERO), async move {
             let output = work.await;
@@ -283,14 +283,14 @@ impl Microsoft {
 }
 
 /// The longest Microsoft message Consentry keeps (without trace and correlation lines).
-pub const MAX_MESSAGE_CHARS: usize = 1000;
+pub(crate) const MAX_MESSAGE_CHARS: usize = 1000;
 /// The longest name Consentry keeps from Microsoft: a user, an organisation, an application.
-pub const MAX_NAME_CHARS: usize = 256;
+pub(crate) const MAX_NAME_CHARS: usize = 256;
 
 /// `text` trimmed, and cut to at most `max_chars` characters (with `…` when cut). Every
 /// string Consentry stores or shows from Microsoft passes through here first, so a hostile or
 /// broken answer can never grow a row, an event or a page without bound.
-pub fn bounded(text: &str, max_chars: usize) -> String {
+pub(crate) fn bounded(text: &str, max_chars: usize) -> String {
     let text = text.trim();
     match text.char_indices().nth(max_chars) {
         None => text.to_owned(),

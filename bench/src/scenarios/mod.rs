@@ -60,7 +60,7 @@ impl Bench {
             postgres,
             schemas: Mutex::new(Vec::new()),
             secret: format!("bench-secret-{}", uuid::Uuid::new_v4()),
-            token_keys: api::domain::crypto::TokenKeys::generate_setting("bench")
+            token_keys: api::TokenKeys::generate_setting("bench")
                 .expose_secret()
                 .to_owned(),
             default_socket_cost: OnceCell::new(),
@@ -396,7 +396,5 @@ async fn live(
 
 /// The global id GraphQL gives a client.
 fn client_id(id: uuid::Uuid) -> String {
-    api::graphql::GlobalId::new(api::graphql::IdKind::Client, id)
-        .encode()
-        .0
+    api::GlobalId::new(api::IdKind::Client, id).encode().0
 }

@@ -15,7 +15,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use api::domain::clients::{ClientFilter, list_query};
+use api::{ClientFilter, list_query};
 use entity::enums::GraphApiStatus;
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryTrait};
 use serde_json::{Value, json};
@@ -146,8 +146,8 @@ pub(super) async fn run(bench: &Bench, backend: Backend) -> anyhow::Result<Vec<R
     // The filters' plans, on the largest MSP, in the middle of its list.
     let largest = msps.last().context("no MSP")?;
     let viewer = seed::admin_of(&connection, &largest.id).await?;
-    let after = api::domain::clients::Cursor {
-        name_key: api::domain::validate::name_key(&format!("Client {:05}", largest.clients / 2)),
+    let after = api::Cursor {
+        name_key: api::name_key(&format!("Client {:05}", largest.clients / 2)),
         id: uuid::Uuid::nil(),
     };
     for (what, filter) in [
@@ -262,9 +262,9 @@ async fn walk(
 async fn plan(
     connection: &DatabaseConnection,
     backend: Backend,
-    viewer: &api::auth::Viewer,
+    viewer: &api::Viewer,
     filter: &ClientFilter,
-    after: &api::domain::clients::Cursor,
+    after: &api::Cursor,
 ) -> anyhow::Result<Vec<String>> {
     let query = list_query(viewer, filter, 100, Some(after)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut statement = query.build(connection.get_database_backend());

@@ -31,7 +31,7 @@ const INTROSPECTION: &str =
     include_str!("../../../tests/api/fixtures/introspection/graphql-js-17.1.0-all-options.graphql");
 
 /// The most aliases an operation may use: each copy of `__schema` takes one.
-const MAX_COPIES: usize = api::graphql::MAX_ALIASES;
+const MAX_COPIES: usize = api::MAX_ALIASES;
 /// Resident memory the instance may reach with the operations running at once.
 const MEMORY_TARGET: u64 = 1024 * 1024 * 1024;
 /// How long `/healthz` may take meanwhile.

@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use api::auth::{AuthError, CallerAuth, CallerClaims};
+use api::{AuthError, CallerAuth, CallerClaims};
 use secrecy::SecretString;
 use tokio::runtime::Runtime;
 

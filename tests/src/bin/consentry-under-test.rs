@@ -2,5 +2,5 @@
 //! the real command line as a process (`CARGO_BIN_EXE_consentry-under-test`).
 
 fn main() -> std::process::ExitCode {
-    api::cli::main()
+    api::main()
 }

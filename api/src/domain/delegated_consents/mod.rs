@@ -41,9 +41,9 @@ use crate::{
     },
 };
 
-pub use self::{
-    permissions::{DelegatedPermission, PermissionInfo, permissions},
-    refresh::{AdminToken, admin_token, keep_alive, rotate_keys, verify},
+pub(crate) use self::{
+    permissions::{DelegatedPermission, permissions},
+    refresh::{admin_token, keep_alive, rotate_keys, verify},
 };
 
 fn names(permissions: &[DelegatedPermission]) -> Vec<String> {
@@ -63,7 +63,7 @@ fn token_keys(consents: &Consents) -> Result<&TokenKeys> {
 /// `startDelegatedConsent`: a link for a client-tenant user to grant `chosen` permissions
 /// (authorization code, PKCE S256, nonce, `prompt=consent`).
 #[tracing::instrument(skip_all, fields(msp = %viewer.msp_id(), client = %client_id))]
-pub async fn start(
+pub(crate) async fn start(
     db: &DatabaseConnection,
     consents: &Consents,
     viewer: &Viewer,
@@ -368,7 +368,7 @@ async fn expire(
 
 /// `revokeDelegatedConsent`: `REVOKED`, ciphertext erased, audited.
 #[tracing::instrument(skip_all, fields(msp = %viewer.msp_id(), consent = %id))]
-pub async fn revoke(
+pub(crate) async fn revoke(
     db: &DatabaseConnection,
     consents: &Consents,
     viewer: &Viewer,
@@ -423,7 +423,7 @@ pub async fn for_clients<C: ConnectionTrait>(
 }
 
 /// One consent by id, whoever owns it (callers check sight).
-pub async fn find<C: ConnectionTrait>(
+pub(crate) async fn find<C: ConnectionTrait>(
     db: &C,
     id: Uuid,
 ) -> Result<Option<delegated_consent::Model>, DbErr> {

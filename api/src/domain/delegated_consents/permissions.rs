@@ -109,7 +109,7 @@ impl DelegatedPermission {
 }
 
 /// Parses stored permission names, skipping (and logging) any this build does not know.
-pub fn permissions(stored: &[String]) -> Vec<DelegatedPermission> {
+pub(crate) fn permissions(stored: &[String]) -> Vec<DelegatedPermission> {
     stored
         .iter()
         .filter_map(|name| {

@@ -217,7 +217,7 @@ pub(super) async fn wait_for_refresh(
 
 /// `verifyDelegatedConsent`: refresh now and read `GET /me`.
 #[tracing::instrument(skip_all, fields(msp = %viewer.msp_id(), consent = %id))]
-pub async fn verify(
+pub(crate) async fn verify(
     db: &DatabaseConnection,
     consents: &Consents,
     viewer: &Viewer,
@@ -291,7 +291,7 @@ pub async fn verify(
 
 /// The keep-alive sweep: refreshes every active consent that is due, well before
 /// Microsoft's 90-day inactivity limit.
-pub async fn keep_alive(db: &DatabaseConnection, consents: &Consents) -> Result<usize> {
+pub(crate) async fn keep_alive(db: &DatabaseConnection, consents: &Consents) -> Result<usize> {
     let (Some(microsoft), Some(_)) = (
         consents.microsoft.as_deref(),
         consents.token_keys.as_deref(),
@@ -335,7 +335,7 @@ pub async fn keep_alive(db: &DatabaseConnection, consents: &Consents) -> Result<
 /// A stored consent's Graph token that can act as an admin of the client's tenant, with
 /// whose it is: nobody signs in when it is used, so the audit trail names its user.
 #[derive(Debug)]
-pub struct AdminToken {
+pub(crate) struct AdminToken {
     pub token: SecretString,
     pub tenant: Uuid,
     pub consent_id: Uuid,
@@ -345,7 +345,7 @@ pub struct AdminToken {
 
 /// A Graph token that can act as an admin of the client's tenant, from an active consent
 /// holding `Directory.AccessAsUser.All` (service principal repair without a sign-in).
-pub async fn admin_token(
+pub(crate) async fn admin_token(
     db: &DatabaseConnection,
     consents: &Consents,
     client_id: Uuid,
@@ -406,7 +406,7 @@ pub async fn admin_token(
 /// `consentry rotate-keys`: re-encrypts every stored refresh token under the first key.
 /// Returns (re-encrypted, already current). Each row is swapped with a compare-and-set, so a
 /// refresh running meanwhile is never overwritten.
-pub async fn rotate_keys(db: &DatabaseConnection, keys: &TokenKeys) -> Result<(u64, u64)> {
+pub(crate) async fn rotate_keys(db: &DatabaseConnection, keys: &TokenKeys) -> Result<(u64, u64)> {
     let rows = delegated_consent::Entity::find()
         .filter(delegated_consent::Column::RefreshToken.is_not_null())
         .all(db)

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use entity::enums::{GraphApiProblemCode, OAuthFlowKind, OAuthFlowStatus};
+use entity::enums::{GraphApiProblemCode, OAuthFlowStatus};
 use sea_orm::{DatabaseConnection, EntityTrait};
 use url::{Url, form_urlencoded};
 use uuid::Uuid;
@@ -122,7 +122,7 @@ impl CallbackParams {
 /// What a redirect says, as far as it can be believed: Microsoft's refusal (as a problem),
 /// or a code to redeem, or neither.
 #[derive(Clone, Debug)]
-pub struct Answer<'a> {
+pub(crate) struct Answer<'a> {
     pub refusal: Option<Problem>,
     /// The authorization code; never set together with a refusal.
     pub code: Option<&'a str>,
@@ -133,7 +133,7 @@ pub struct Answer<'a> {
 impl Answer<'_> {
     /// The code to redeem, or the problem that stops the flow: Microsoft's refusal, or no
     /// code at all. `again` tells the person what to restart ("Send a new link.").
-    pub fn code_or_problem(&self, again: &str) -> Result<&str, Problem> {
+    pub(crate) fn code_or_problem(&self, again: &str) -> Result<&str, Problem> {
         if let Some(refusal) = &self.refusal {
             return Err(refusal.clone());
         }
@@ -148,7 +148,7 @@ impl Answer<'_> {
 
 /// What the callback request gets.
 #[derive(Clone, Debug)]
-pub enum CallbackResult {
+pub(crate) enum CallbackResult {
     /// No `state`, or one Consentry never issued (or has forgotten): nothing was stored and
     /// nothing was asked of Microsoft.
     Rejected,
@@ -163,16 +163,12 @@ pub enum CallbackResult {
     /// Microsoft's consent page, not here.
     AlreadySignedIn,
     /// The flow's outcome: the first one, however often the callback is repeated.
-    Finished {
-        flow_id: Uuid,
-        kind: OAuthFlowKind,
-        outcome: FlowOutcome,
-    },
+    Finished { flow_id: Uuid, outcome: FlowOutcome },
 }
 
 /// Handles one callback request: finds the flow, lets exactly one request claim it, and
 /// hands it to its kind (see the module [`super`]).
-pub async fn handle(
+pub(crate) async fn handle(
     db: &DatabaseConnection,
     consents: &Consents,
     params: &CallbackParams,
@@ -236,7 +232,6 @@ pub async fn handle(
 fn finished(flow: &entity::oauth_flow::Model, outcome: FlowOutcome) -> CallbackResult {
     CallbackResult::Finished {
         flow_id: flow.id,
-        kind: flow.kind,
         outcome,
     }
 }

@@ -18,11 +18,11 @@
 //! [`Kind`], its arm in [`kind`], and the mutation that opens it with [`store::open`].
 
 mod admin_consent;
-pub mod callback;
+pub(crate) mod callback;
 mod delegated_consent;
 mod service_principal_sign_in;
 mod sign_in;
-pub mod store;
+pub(crate) mod store;
 
 use async_trait::async_trait;
 use chrono::Duration;
@@ -35,7 +35,7 @@ use sea_orm::DatabaseConnection;
 use url::Url;
 
 use self::callback::{Answer, CallbackResult};
-pub use self::store::{EXCHANGE_LEASE, FlowOutcome, RETENTION, Step};
+pub(crate) use self::store::{EXCHANGE_LEASE, FlowOutcome, Step};
 pub(crate) use self::store::{NewFlow, open};
 use super::{
     Consents, Result,
@@ -176,7 +176,7 @@ pub(crate) async fn end(
 }
 
 /// Ends the pending flows whose link expired unused. Returns how many.
-pub async fn expire_links(db: &DatabaseConnection) -> Result<usize> {
+pub(crate) async fn expire_links(db: &DatabaseConnection) -> Result<usize> {
     let mut ended = 0;
     for flow in store::expired(db, now(), SWEEP_BATCH).await? {
         if end(db, &flow, Ending::Expired).await? {
@@ -189,7 +189,7 @@ pub async fn expire_links(db: &DatabaseConnection) -> Result<usize> {
 /// Ends the flows whose callback claimed them more than `lease` ago and never finished
 /// (checklist 92), so no tile stays `VERIFYING` and no request waits for ever. Returns how
 /// many.
-pub async fn fail_interrupted(db: &DatabaseConnection, lease: Duration) -> Result<usize> {
+pub(crate) async fn fail_interrupted(db: &DatabaseConnection, lease: Duration) -> Result<usize> {
     let mut ended = 0;
     for flow in store::stuck(db, now() - lease, SWEEP_BATCH).await? {
         if end(db, &flow, Ending::Interrupted).await? {

@@ -35,11 +35,11 @@ const MAX_STATE_CHARS: usize = 512;
 /// How long a callback that claimed a flow may take to finish it, unless
 /// `CONSENTRY_CALLBACK_LEASE` says otherwise. A flow still `EXCHANGING` after this (its
 /// instance died mid-exchange) is failed by a sweep so the user can restart (checklist 92).
-pub const EXCHANGE_LEASE: Duration = Duration::minutes(5);
+pub(crate) const EXCHANGE_LEASE: Duration = Duration::minutes(5);
 
 /// How long a finished flow is kept, so that a replayed callback shows its first outcome;
 /// after that its row is deleted and the `state` is simply unknown.
-pub const RETENTION: Duration = Duration::days(7);
+pub(crate) const RETENTION: Duration = Duration::days(7);
 
 /// The stored form of a `state`: its SHA-256, hex. Looking a flow up by this hash compares
 /// hashes in the database, never the secret itself (checklist 7).
@@ -50,7 +50,7 @@ pub fn state_hash(state: &str) -> String {
 /// A sign-in's secrets as a new flow stores them: the PKCE verifier sealed to the flow, and
 /// the nonce's hash.
 #[derive(Clone, PartialEq, Eq)]
-pub struct StoredSignIn {
+pub(crate) struct StoredSignIn {
     pub sealed_pkce_verifier: Vec<u8>,
     pub pkce_verifier_key_id: String,
     pub nonce_hash: String,
@@ -65,7 +65,7 @@ impl std::fmt::Debug for StoredSignIn {
 }
 
 /// Seals the sign-in secrets of the new flow `flow_id` of `msp_id`.
-pub fn store_sign_in(
+pub(crate) fn store_sign_in(
     keys: &FlowKeys,
     msp_id: &str,
     flow_id: Uuid,
@@ -89,7 +89,7 @@ pub fn store_sign_in(
 
 /// What a sign-in's callback needs back: the verifier to redeem the code with, and the hash
 /// the id_token's nonce must match.
-pub struct SignInSecrets {
+pub(crate) struct SignInSecrets {
     pub pkce_verifier: PkceCodeVerifier,
     pub nonce: NonceHash,
 }
@@ -102,7 +102,7 @@ impl std::fmt::Debug for SignInSecrets {
 
 /// Why a flow's sign-in secrets cannot be used.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Unreadable {
+pub(crate) enum Unreadable {
     /// None are stored: the flow was made by a version that kept them in plaintext (erased by
     /// the upgrade), or before admin consent began with a sign-in, or they are used up.
     #[error("the flow holds no sign-in secrets")]
@@ -116,7 +116,7 @@ pub enum Unreadable {
 impl Unreadable {
     /// Why a link whose sign-in secrets cannot be used is over, in the words of its result
     /// page.
-    pub fn on_the_page(&self) -> &'static str {
+    pub(crate) fn on_the_page(&self) -> &'static str {
         match self {
             Self::Missing => {
                 "This link was made by an earlier version of Consentry and can no longer be used."
@@ -130,7 +130,7 @@ impl Unreadable {
 }
 
 /// Opens the sign-in secrets a flow stored with [`store_sign_in`].
-pub fn sign_in_secrets(
+pub(crate) fn sign_in_secrets(
     keys: &FlowKeys,
     flow: &oauth_flow::Model,
 ) -> std::result::Result<SignInSecrets, Unreadable> {
@@ -157,7 +157,7 @@ pub fn sign_in_secrets(
 /// flow, so a replay shows the same thing. Holds no token, code or state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct FlowOutcome {
+pub(crate) struct FlowOutcome {
     pub client_id: Uuid,
     pub client_name: String,
     /// Whether the flow achieved what it was for.
@@ -177,7 +177,7 @@ pub struct FlowOutcome {
 
 impl FlowOutcome {
     /// The outcome of `flow` for `client`, without Microsoft's words.
-    pub fn of(
+    pub(crate) fn of(
         flow: &oauth_flow::Model,
         client: &entity::client::Model,
         succeeded: bool,
@@ -198,7 +198,7 @@ impl FlowOutcome {
     }
 
     /// The outcome of a flow that was stopped before anyone came back with it.
-    pub fn cancelled(flow: &oauth_flow::Model, client_name: &str, why: &str) -> Self {
+    pub(crate) fn cancelled(flow: &oauth_flow::Model, client_name: &str, why: &str) -> Self {
         Self {
             client_id: flow.client_id,
             client_name: client_name.to_owned(),
@@ -211,13 +211,13 @@ impl FlowOutcome {
         }
     }
 
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 }
 
 /// The frontend query parameter a flow kind reports on.
-pub fn topic(kind: OAuthFlowKind) -> &'static str {
+pub(crate) fn topic(kind: OAuthFlowKind) -> &'static str {
     match kind {
         OAuthFlowKind::AdminConsent => "graphApi",
         OAuthFlowKind::DelegatedConsent => "delegatedConsent",
@@ -227,7 +227,7 @@ pub fn topic(kind: OAuthFlowKind) -> &'static str {
 
 /// The outcome stored with a finished flow. Flows finished without a stored outcome (none
 /// are, but rows outlive code) read as "no longer valid".
-pub fn outcome_of(flow: &oauth_flow::Model) -> FlowOutcome {
+pub(crate) fn outcome_of(flow: &oauth_flow::Model) -> FlowOutcome {
     flow.outcome
         .clone()
         .and_then(|json| serde_json::from_value(json).ok())
@@ -236,7 +236,7 @@ pub fn outcome_of(flow: &oauth_flow::Model) -> FlowOutcome {
 
 /// Which of a flow's `state`s a callback came back with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// The `state` of the link Consentry handed out: every flow's first (or only) step.
     SignIn,
     /// Admin consent's second step: Microsoft's consent page, after the sign-in that proved
@@ -245,7 +245,7 @@ pub enum Step {
 }
 
 /// The flow a `state` belongs to, if any, and which of its steps that `state` is.
-pub async fn find_by_state<C: ConnectionTrait>(
+pub(crate) async fn find_by_state<C: ConnectionTrait>(
     db: &C,
     state: &str,
 ) -> Result<Option<(oauth_flow::Model, Step)>> {
@@ -271,13 +271,16 @@ pub async fn find_by_state<C: ConnectionTrait>(
     }))
 }
 
-pub async fn find<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<Option<oauth_flow::Model>> {
+pub(crate) async fn find<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+) -> Result<Option<oauth_flow::Model>> {
     Ok(oauth_flow::Entity::find_by_id(id).one(db).await?)
 }
 
 /// Claims a pending, unexpired flow for the one callback that will act on it: a single
 /// conditional UPDATE, so of any number of concurrent callbacks exactly one wins.
-pub async fn claim<C: ConnectionTrait>(
+pub(crate) async fn claim<C: ConnectionTrait>(
     db: &C,
     flow: &oauth_flow::Model,
     now: DateTime<Utc>,
@@ -299,7 +302,7 @@ pub async fn claim<C: ConnectionTrait>(
 /// Opens admin consent's second step on a flow its sign-in proved: the flow is pending again,
 /// now found by the consent step's `state`, with the proof kept and the sign-in's PKCE
 /// verifier and nonce erased (they are used up). False when the flow had moved on.
-pub async fn open_consent_step<C: ConnectionTrait>(
+pub(crate) async fn open_consent_step<C: ConnectionTrait>(
     db: &C,
     flow_id: Uuid,
     consent_state: &str,
@@ -348,7 +351,7 @@ fn erasing_secrets(update: UpdateMany<oauth_flow::Entity>) -> UpdateMany<oauth_f
 
 /// Finishes a flow that is still in one of `from`, with its outcome, and erases its PKCE
 /// verifier and nonce. False when the flow had already moved on (someone else finished it).
-pub async fn finish<C: ConnectionTrait>(
+pub(crate) async fn finish<C: ConnectionTrait>(
     db: &C,
     flow_id: Uuid,
     from: &[OAuthFlowStatus],
@@ -369,7 +372,7 @@ pub async fn finish<C: ConnectionTrait>(
 
 /// Cancels every open flow of `kind` for a client (a newer link replaces them, or the
 /// client's tenant changed). Returns how many were cancelled.
-pub async fn cancel_open<C: ConnectionTrait>(
+pub(crate) async fn cancel_open<C: ConnectionTrait>(
     db: &C,
     client_id: Uuid,
     client_name: &str,
@@ -389,7 +392,7 @@ pub async fn cancel_open<C: ConnectionTrait>(
 
 /// Cancels the pending sign-in flows of one service principal request (a newer link
 /// replaces them).
-pub async fn cancel_open_for_request<C: ConnectionTrait>(
+pub(crate) async fn cancel_open_for_request<C: ConnectionTrait>(
     db: &C,
     request_id: Uuid,
     client_name: &str,
@@ -425,7 +428,7 @@ async fn cancel<C: ConnectionTrait>(
 }
 
 /// Pending flows whose link has expired, oldest first.
-pub async fn expired<C: ConnectionTrait>(
+pub(crate) async fn expired<C: ConnectionTrait>(
     db: &C,
     now: DateTime<Utc>,
     limit: u64,
@@ -441,7 +444,7 @@ pub async fn expired<C: ConnectionTrait>(
 
 /// Flows claimed by a callback, at or before `claimed_before`, that it never finished
 /// (checklist 92).
-pub async fn stuck<C: ConnectionTrait>(
+pub(crate) async fn stuck<C: ConnectionTrait>(
     db: &C,
     claimed_before: DateTime<Utc>,
     limit: u64,
@@ -509,7 +512,7 @@ pub(crate) async fn open<C: ConnectionTrait>(
 
 /// What `consentry rotate-keys` did to the sign-in secrets of pending flows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Rewrapped {
+pub(crate) struct Rewrapped {
     /// Re-encrypted under the current key.
     pub rotated: u64,
     /// Already under it.
@@ -522,7 +525,7 @@ pub struct Rewrapped {
 /// under the current key (checklist 77), so that older keys can be retired without breaking
 /// links in flight. Each row is swapped with a compare-and-set, so a callback finishing the
 /// flow meanwhile is never overwritten.
-pub async fn rotate_keys<C: ConnectionTrait>(db: &C, keys: &FlowKeys) -> Result<Rewrapped> {
+pub(crate) async fn rotate_keys<C: ConnectionTrait>(db: &C, keys: &FlowKeys) -> Result<Rewrapped> {
     let mut done = Rewrapped::default();
     let Some(current) = keys.current() else {
         return Ok(done);
@@ -566,7 +569,7 @@ pub async fn rotate_keys<C: ConnectionTrait>(db: &C, keys: &FlowKeys) -> Result<
 }
 
 /// Deletes flows finished longer than [`RETENTION`] ago (checklist 4).
-pub async fn collect_garbage<C: ConnectionTrait>(db: &C, now: DateTime<Utc>) -> Result<u64> {
+pub(crate) async fn collect_garbage<C: ConnectionTrait>(db: &C, now: DateTime<Utc>) -> Result<u64> {
     let deleted = oauth_flow::Entity::delete_many()
         .filter(oauth_flow::Column::Status.is_in([
             OAuthFlowStatus::Succeeded,
@@ -581,7 +584,10 @@ pub async fn collect_garbage<C: ConnectionTrait>(db: &C, now: DateTime<Utc>) -> 
 
 /// Whether another link doing the same job as `flow` is still open: of the same kind for
 /// the same client (and, for a repair's sign-in, the same request).
-pub async fn has_other_open<C: ConnectionTrait>(db: &C, flow: &oauth_flow::Model) -> Result<bool> {
+pub(crate) async fn has_other_open<C: ConnectionTrait>(
+    db: &C,
+    flow: &oauth_flow::Model,
+) -> Result<bool> {
     let mut others = oauth_flow::Entity::find()
         .filter(oauth_flow::Column::ClientId.eq(flow.client_id))
         .filter(oauth_flow::Column::Kind.eq(flow.kind))

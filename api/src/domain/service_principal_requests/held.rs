@@ -4,10 +4,10 @@
 use super::*;
 
 /// The setting that names further applications Consentry may repair.
-pub const REPAIRABLE_APP_IDS_SETTING: &str = "CONSENTRY_MS_REPAIRABLE_APP_IDS";
+pub(crate) const REPAIRABLE_APP_IDS_SETTING: &str = "CONSENTRY_MS_REPAIRABLE_APP_IDS";
 
 /// An application id as Consentry accepts one: a GUID in its 36-character form, not nil.
-pub fn parse_app_id(raw: &str) -> Option<Uuid> {
+pub(crate) fn parse_app_id(raw: &str) -> Option<Uuid> {
     Uuid::try_parse(raw)
         .ok()
         .filter(|id| raw.len() == 36 && !id.is_nil())
@@ -73,7 +73,7 @@ impl RepairableApps {
 /// request ends, when its client is deleted or its consent revoked (checklist 82), and by
 /// the sweep of every instance once its request is no longer waiting.
 #[derive(Default)]
-pub struct SignInTokens {
+pub(crate) struct SignInTokens {
     tokens: Mutex<HashMap<Uuid, HeldToken>>,
 }
 
@@ -127,18 +127,18 @@ impl SignInTokens {
     }
 
     /// Forgets every token held for the client's requests (`deleteClient`).
-    pub fn forget_client(&self, client_id: Uuid) {
+    pub(crate) fn forget_client(&self, client_id: Uuid) {
         self.lock().retain(|_, held| held.client_id != client_id);
     }
 
     /// Forgets every token taken from the delegated consent (`revokeDelegatedConsent`).
-    pub fn forget_consent(&self, consent_id: Uuid) {
+    pub(crate) fn forget_consent(&self, consent_id: Uuid) {
         self.lock()
             .retain(|_, held| held.consent_id != Some(consent_id));
     }
 
     /// The requests whose tokens are held.
-    pub fn requests(&self) -> Vec<Uuid> {
+    pub(crate) fn requests(&self) -> Vec<Uuid> {
         self.lock().keys().copied().collect()
     }
 

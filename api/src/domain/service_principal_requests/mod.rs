@@ -51,10 +51,11 @@ use crate::{
     },
 };
 
+pub use self::held::RepairableApps;
 pub(crate) use self::machine::{RequestEvent, fail, status_name};
 use self::machine::{finish_ready, record, step};
-pub use self::{
-    held::{REPAIRABLE_APP_IDS_SETTING, RepairableApps, SignInTokens, parse_app_id},
+pub(crate) use self::{
+    held::{REPAIRABLE_APP_IDS_SETTING, SignInTokens, parse_app_id},
     replication::sweep,
 };
 
@@ -66,7 +67,7 @@ fn display_name_or_id(app_id: &str) -> String {
 
 /// A request as `createServicePrincipal` returns it.
 #[derive(Clone, Debug)]
-pub struct StartedRequest {
+pub(crate) struct StartedRequest {
     pub request: service_principal_request::Model,
     /// Where an admin of the client's tenant signs in; only in the answer that created the
     /// sign-in (its `state` is stored only as a hash).
@@ -76,7 +77,7 @@ pub struct StartedRequest {
 /// `createServicePrincipal`: starts (or, for the same client and application, continues)
 /// one repair. Two requests at once make one (checklist 85).
 #[tracing::instrument(skip_all, fields(msp = %viewer.msp_id(), client = %client_id))]
-pub async fn create(
+pub(crate) async fn create(
     db: &DatabaseConnection,
     consents: &Consents,
     viewer: &Viewer,
@@ -460,7 +461,7 @@ fn creation_problem(error: &MicrosoftError) -> Problem {
 }
 
 /// The requests of several clients at once, each client's newest first.
-pub async fn for_clients<C: ConnectionTrait>(
+pub(crate) async fn for_clients<C: ConnectionTrait>(
     db: &C,
     client_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Vec<service_principal_request::Model>>, DbErr> {
@@ -474,7 +475,7 @@ pub async fn for_clients<C: ConnectionTrait>(
 }
 
 /// One request by id, whoever owns it (callers check sight).
-pub async fn find<C: ConnectionTrait>(
+pub(crate) async fn find<C: ConnectionTrait>(
     db: &C,
     id: Uuid,
 ) -> Result<Option<service_principal_request::Model>, DbErr> {

@@ -15,7 +15,7 @@ pub(super) const POLL_LEASE: Duration = Duration::seconds(30);
 
 /// Sweeps: watches new principals replicate, fails interrupted creations. Returns how many
 /// requests moved on.
-pub async fn sweep(db: &DatabaseConnection, consents: &Consents) -> Result<usize> {
+pub(crate) async fn sweep(db: &DatabaseConnection, consents: &Consents) -> Result<usize> {
     forget_tokens_of_ended_requests(db, consents).await?;
     let mut moved = fail_stuck_creations(db, consents.callback_lease).await?;
     let now = now();

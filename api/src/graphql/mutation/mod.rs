@@ -9,7 +9,7 @@ use async_graphql::MergedObject;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(
+pub(crate) struct MutationRoot(
     clients::ClientMutation,
     graph_api::GraphApiMutation,
     service_principals::ServicePrincipalMutation,

@@ -13,7 +13,7 @@ use crate::{auth, domain::Error};
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(
+pub(crate) struct QueryRoot(
     viewer::ViewerQuery,
     clients::ClientQuery,
     permissions::PermissionQuery,

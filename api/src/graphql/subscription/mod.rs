@@ -25,7 +25,7 @@ use crate::{
 };
 
 #[derive(Default)]
-pub struct SubscriptionRoot;
+pub(crate) struct SubscriptionRoot;
 
 fn resync() -> async_graphql::Error {
     async_graphql::Error::new(

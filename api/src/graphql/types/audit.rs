@@ -7,7 +7,7 @@ use entity::audit_event;
 use super::{PageInfo, enums::AuditAction};
 
 /// One entry of a client's audit trail.
-pub struct AuditEvent(pub audit_event::Model);
+pub(crate) struct AuditEvent(pub audit_event::Model);
 
 #[Object]
 impl AuditEvent {
@@ -45,13 +45,13 @@ impl AuditEvent {
 
 /// A page of audit events, newest first.
 #[derive(SimpleObject)]
-pub struct AuditEventConnection {
+pub(crate) struct AuditEventConnection {
     pub edges: Vec<AuditEventEdge>,
     pub page_info: PageInfo,
 }
 
 #[derive(SimpleObject)]
-pub struct AuditEventEdge {
+pub(crate) struct AuditEventEdge {
     pub cursor: String,
     pub node: AuditEvent,
 }

@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// One of the MSP's customers, with a Microsoft 365 tenant.
-pub struct Client(pub ClientView);
+pub(crate) struct Client(pub ClientView);
 
 #[Object]
 impl Client {
@@ -154,7 +154,7 @@ impl Client {
 }
 
 /// A page of clients, in name order.
-pub struct ClientConnection {
+pub(crate) struct ClientConnection {
     pub page: Page,
     pub filter: ClientFilter,
 }
@@ -213,7 +213,7 @@ impl ClientConnection {
 }
 
 #[derive(SimpleObject)]
-pub struct ClientEdge {
+pub(crate) struct ClientEdge {
     pub cursor: String,
     pub node: Client,
 }
@@ -224,7 +224,7 @@ fn encode_cursor(view: &ClientView) -> String {
 }
 
 /// Decodes an `after` cursor of the clients list.
-pub fn decode_cursor(cursor: &str) -> Result<Cursor, Error> {
+pub(crate) fn decode_cursor(cursor: &str) -> Result<Cursor, Error> {
     let invalid = || {
         Error::bad_input(
             "after",

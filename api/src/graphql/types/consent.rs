@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// One client-tenant user's delegated consent. Tokens never leave the server.
-pub struct DelegatedConsent(pub Arc<delegated_consent::Model>);
+pub(crate) struct DelegatedConsent(pub Arc<delegated_consent::Model>);
 
 impl From<delegated_consent::Model> for DelegatedConsent {
     fn from(consent: delegated_consent::Model) -> Self {

@@ -8,7 +8,7 @@ use super::{Client, GraphApiTile};
 /// A link to Microsoft's admin-consent page for one client's tenant. Send it to the client's
 /// admin: it works once, until `expiresAt`, and only for this client.
 #[derive(SimpleObject)]
-pub struct ConsentLink {
+pub(crate) struct ConsentLink {
     /// Microsoft's consent page, with Consentry's single-use `state`.
     pub url: String,
     pub expires_at: DateTime<Utc>,

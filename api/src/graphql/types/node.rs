@@ -11,7 +11,7 @@ use super::{Client, DelegatedConsent, GraphApiTile, ServicePrincipalRequest};
     clippy::large_enum_variant,
     reason = "one value per `node(id:)` answer, never stored or sent through a channel"
 )]
-pub enum Node {
+pub(crate) enum Node {
     Client(Client),
     GraphApiTile(GraphApiTile),
     DelegatedConsent(DelegatedConsent),

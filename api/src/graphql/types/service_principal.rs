@@ -10,19 +10,25 @@ use super::enums::ServicePrincipalRequestStatus;
 use crate::graphql::ids::{GlobalId, IdKind};
 
 /// One attempt to create a missing service principal in a client's tenant.
-pub struct ServicePrincipalRequest(pub Arc<service_principal_request::Model>, Option<String>);
+pub(crate) struct ServicePrincipalRequest(
+    pub Arc<service_principal_request::Model>,
+    Option<String>,
+);
 
 impl ServicePrincipalRequest {
-    pub fn new(request: service_principal_request::Model) -> Self {
+    pub(crate) fn new(request: service_principal_request::Model) -> Self {
         Self::shared(Arc::new(request))
     }
 
     /// An event's request, shared with every subscriber it reaches.
-    pub fn shared(request: Arc<service_principal_request::Model>) -> Self {
+    pub(crate) fn shared(request: Arc<service_principal_request::Model>) -> Self {
         Self(request, None)
     }
 
-    pub fn with_sign_in(request: service_principal_request::Model, url: Option<String>) -> Self {
+    pub(crate) fn with_sign_in(
+        request: service_principal_request::Model,
+        url: Option<String>,
+    ) -> Self {
         Self(Arc::new(request), url)
     }
 }

@@ -14,7 +14,7 @@ use crate::{
 
 /// The authorisation state of one client's Microsoft Graph API access. Shared: an event's
 /// tile is the same allocation for every subscriber it reaches.
-pub struct GraphApiTile(pub Arc<graph_api_tile::Model>);
+pub(crate) struct GraphApiTile(pub Arc<graph_api_tile::Model>);
 
 impl From<graph_api_tile::Model> for GraphApiTile {
     fn from(tile: graph_api_tile::Model) -> Self {
@@ -114,7 +114,7 @@ pub(crate) struct TenantProof {
 
 /// What went wrong, in Microsoft's words and ours.
 #[derive(SimpleObject, Clone, Debug)]
-pub struct GraphApiProblem {
+pub(crate) struct GraphApiProblem {
     pub code: GraphApiProblemCode,
     /// The AADSTS error number, when Microsoft gave one.
     pub aadsts_code: Option<i64>,

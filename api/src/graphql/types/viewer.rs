@@ -8,7 +8,7 @@ use super::enums::Role;
 use crate::auth;
 
 /// The authenticated caller.
-pub struct Viewer(pub auth::Viewer);
+pub(crate) struct Viewer(pub auth::Viewer);
 
 #[Object]
 impl Viewer {
@@ -43,7 +43,7 @@ impl Viewer {
 }
 
 /// One MSP: a customer of the platform.
-pub struct MspTenant(pub msp_tenant::Model);
+pub(crate) struct MspTenant(pub msp_tenant::Model);
 
 #[Object]
 impl MspTenant {

@@ -17,7 +17,7 @@ use crate::refusal_log::RefusalLog;
 /// Each caller's WebSocket connections and message rate on this instance (checklist 73). A
 /// caller is one `sub` of one MSP.
 #[derive(Debug)]
-pub struct SocketLimits {
+pub(crate) struct SocketLimits {
     /// Most connections one caller may hold open; `None`: no cap.
     max_connections: Option<NonZeroU32>,
     open: Mutex<HashMap<Arc<str>, u32>>,
@@ -39,7 +39,7 @@ struct Live {
 
 impl SocketLimits {
     /// `CONSENTRY_WS_CONNECTIONS_PER_CALLER` and `CONSENTRY_WS_MESSAGES_PER_MINUTE` (0: off).
-    pub fn new(connections_per_caller: u32, messages_per_minute: u32) -> Self {
+    pub(crate) fn new(connections_per_caller: u32, messages_per_minute: u32) -> Self {
         Self {
             max_connections: NonZeroU32::new(connections_per_caller),
             open: Mutex::default(),
@@ -91,7 +91,7 @@ impl SocketLimits {
     /// Ends the connections whose token has expired by `now` or whose MSP is in `disabled`
     /// (checklist 72, 99), and forgets the ones that have closed. Runs every
     /// `SWEEP_INTERVAL`, and at once after each re-read of the disabled MSPs.
-    pub fn sweep(&self, now: DateTime<Utc>, disabled: &BTreeSet<String>) {
+    pub(crate) fn sweep(&self, now: DateTime<Utc>, disabled: &BTreeSet<String>) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.connections.retain(|connection| {
             let Some(connection) = connection.upgrade() else {
@@ -112,7 +112,7 @@ impl SocketLimits {
 
     /// Tells every connection, and every one that comes from now on, that the server is
     /// stopping (close code 1001).
-    pub fn going_away(&self) {
+    pub(crate) fn going_away(&self) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.stopping = true;
         for connection in live.connections.iter().filter_map(Weak::upgrade) {
@@ -129,7 +129,7 @@ impl SocketLimits {
 
     /// Forgets the message rates of callers who have been quiet for a while (each caller's
     /// state is a few bytes, but callers come and go).
-    pub fn forget_idle(&self) {
+    pub(crate) fn forget_idle(&self) {
         if let Some(limiter) = &self.messages {
             limiter.retain_recent();
             limiter.shrink_to_fit();

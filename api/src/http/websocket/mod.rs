@@ -33,22 +33,22 @@ use sea_orm::DatabaseConnection;
 
 mod connections;
 
-pub use connections::SocketLimits;
+pub(crate) use connections::SocketLimits;
 use connections::{Connection, ended};
 
 use crate::{auth::DisabledMsps, state::AppState};
 
 /// How often [`SocketLimits::sweep`] runs: a connection closes at most this long after its
 /// token expires.
-pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long a client may take to send `connection_init`.
-pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest accepted message (checklist 73).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Most subscriptions one connection may hold open at once (checklist 73); one more closes it
 /// with 1008. Queries and mutations sent over the socket do not count: they end by themselves.
-pub const MAX_SUBSCRIPTIONS: usize = 32;
+pub(crate) const MAX_SUBSCRIPTIONS: usize = 32;
 /// The read buffer of each socket. tungstenite zero-fills its whole read buffer on the first
 /// read, so axum's default (128 KiB) makes every idle subscriber resident for 128 KiB.
 /// Clients send a few small messages, and a larger one still arrives whole: the buffer grows
@@ -56,11 +56,11 @@ pub const MAX_SUBSCRIPTIONS: usize = 32;
 /// has been split off the buffer, `bytes` replaces it with one of at least the first buffer's
 /// size rounded to a power of two when that was 1 KiB or more, and with one of only what the
 /// next frame needs when it was less — so an idle subscriber keeps a few bytes, not 1 KiB.
-pub const READ_BUFFER_BYTES: usize = 256;
+pub(crate) const READ_BUFFER_BYTES: usize = 256;
 /// Most bytes queued for one slow subscriber before its connection fails: a socket that takes
 /// nothing cannot hold more than this (events are also dropped for it after
 /// `SUBSCRIBER_BUFFER` and it is told to resync).
-pub const MAX_WRITE_BUFFER_BYTES: usize = 4 * MAX_MESSAGE_BYTES;
+pub(crate) const MAX_WRITE_BUFFER_BYTES: usize = 4 * MAX_MESSAGE_BYTES;
 /// Largest answer sent over a socket (when `CONSENTRY_MAX_RESPONSE_BYTES` allows more): a
 /// message larger than the write buffer would break the connection instead of answering; the
 /// rest of the buffer leaves room for the message's envelope (its id is at most a message).
@@ -97,7 +97,7 @@ const GOING_AWAY: Goodbye = (close::GOING_AWAY, "Consentry is shutting down; rec
 
 /// `GET /graphql/ws`. A browser's `Origin` must be Consentry's own or one of
 /// `CONSENTRY_CORS_ORIGINS` (checklist 66); clients that send none (servers, CLIs) pass.
-pub async fn upgrade(
+pub(crate) async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
     protocol: GraphQLProtocol,
