@@ -7,7 +7,9 @@
 use crate::support::flows::{
     World, admin_consent, authorise, callback, consent_as, healthy, new_client, start_link, world,
 };
-use consentry_tests::{Backend, ServerProcess, TestApp, free_port, serde_json::Value};
+use consentry_tests::{
+    Backend, ServerProcess, TestApp, both_backends, free_port, serde_json::Value,
+};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 
@@ -69,6 +71,7 @@ async fn sql(app: &TestApp, statement: &str) {
 /// Every path that changes an MSP's rows — a mutation, a consent callback, a delegated
 /// consent, SQL by hand on each of its tables — shows in the very next answer, and a kept
 /// answer is reused, byte for byte, only while none has happened.
+#[both_backends]
 async fn a_kept_answer_is_reused_only_while_nothing_of_the_msp_changes(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(World { sim: _sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -169,6 +172,7 @@ async fn a_kept_answer_is_reused_only_while_nothing_of_the_msp_changes(backend: 
 /// Every table that holds an MSP's rows (a column `msp_id`, or `client_id` through its
 /// client) changes the MSP's revision on insert, update and delete: a table added without
 /// the triggers fails here.
+#[both_backends]
 async fn every_table_of_an_msps_rows_changes_its_revision(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app(backend).await else {
         return;
@@ -266,6 +270,7 @@ async fn every_table_of_an_msps_rows_changes_its_revision(backend: Backend) {
 /// A hostile MSP sending, byte for byte, the request another MSP's caller just sent — same
 /// subject, same roles, same expiry in its token — gets its own MSP's answer; a viewer of the
 /// same MSP gets its own roles, not the admin's.
+#[both_backends]
 async fn another_msps_caller_never_gets_a_kept_answer(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app(backend).await else {
         return;
@@ -307,6 +312,7 @@ async fn another_msps_caller_never_gets_a_kept_answer(backend: Backend) {
 
 /// Support staff are never answered from memory: the same read twice is two reads, and two
 /// audit events in the MSP's log.
+#[both_backends]
 async fn support_reads_are_never_kept_and_each_is_audited(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app(backend).await else {
         return;
@@ -341,6 +347,7 @@ async fn support_reads_are_never_kept_and_each_is_audited(backend: Backend) {
 
 /// A change made through another instance shows in this instance's very next answer: the
 /// revision is read from the database with the caller, so there is nothing to wait for.
+#[both_backends]
 async fn a_change_through_another_instance_shows_in_the_next_answer(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -376,6 +383,7 @@ async fn a_change_through_another_instance_shows_in_the_next_answer(backend: Bac
 
 /// A kept answer is a query all the same: it is taken out of the MSP's query budget, and
 /// past it the caller gets 429 like any other query.
+#[both_backends]
 async fn kept_answers_are_held_to_the_msps_query_budget(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app_with(backend, |settings| {
         settings.msp_queries_per_minute = 3;
@@ -405,6 +413,7 @@ async fn kept_answers_are_held_to_the_msps_query_budget(backend: Backend) {
 }
 
 /// With `CONSENTRY_ANSWER_CACHE_BYTES=0` every query runs.
+#[both_backends]
 async fn without_a_cache_every_query_runs(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app_with(backend, |settings| {
         settings.answer_cache_bytes = 0;
@@ -421,13 +430,3 @@ async fn without_a_cache_every_query_runs(backend: Backend) {
     assert_eq!(lookups(&app, "hit").await, 0);
     assert_eq!(lookups(&app, "miss").await, 0);
 }
-
-consentry_tests::on_both_backends!(
-    a_kept_answer_is_reused_only_while_nothing_of_the_msp_changes,
-    every_table_of_an_msps_rows_changes_its_revision,
-    another_msps_caller_never_gets_a_kept_answer,
-    support_reads_are_never_kept_and_each_is_audited,
-    a_change_through_another_instance_shows_in_the_next_answer,
-    kept_answers_are_held_to_the_msps_query_budget,
-    without_a_cache_every_query_runs,
-);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::support::websocket::{connect_port, subscribe};
-use consentry_tests::{Caller, TestApp, backend_tests};
+use consentry_tests::{Caller, TestApp, both_backends};
 use futures_util::StreamExt;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
@@ -150,93 +150,176 @@ async fn over_every_transport(app: &TestApp, caller: &Caller<'_>, query: &str) -
     vec![post, get, ws]
 }
 
-backend_tests! {
-    async fn fields_come_in_query_order_over_post_get_and_the_websocket(app: TestApp) {
-        let caller = app.caller("msp-a", &["admin"]).await;
-        caller.create_client("Contoso").await;
-        // Sorted, `clients` would come before `viewer` and `edges` before `totalCount`;
-        // finished first, `viewer` (no database) would come first and `edges` before
-        // `totalCount` (which counts in the database).
-        for (query, expected) in [
-            (
-                "{ viewer { roles msp { id } } clients(first: 1) { totalCount edges { node { name id } } } }",
-                vec![
-                    "viewer", "viewer.roles", "viewer.msp", "viewer.msp.id",
-                    "clients", "clients.totalCount", "clients.edges",
-                    "clients.edges.0.node", "clients.edges.0.node.name", "clients.edges.0.node.id",
-                ],
-            ),
-            (
-                "{ clients(first: 1) { totalCount edges { node { name id } } } viewer { subject roles msp { id } } }",
-                vec![
-                    "clients", "clients.totalCount", "clients.edges",
-                    "clients.edges.0.node", "clients.edges.0.node.name", "clients.edges.0.node.id",
-                    "viewer", "viewer.subject", "viewer.roles", "viewer.msp", "viewer.msp.id",
-                ],
-            ),
-        ] {
-            for answer in over_every_transport(&app, &caller, query).await {
-                assert_eq!(answer.order, expected, "{}: {}", answer.transport, answer.body);
-            }
-        }
-    }
-
-    async fn aliases_and_fragments_come_in_query_order(app: TestApp) {
-        let caller = app.caller("msp-a", &["viewer"]).await;
-        let query = "query { zulu: clients(first: 1) { totalCount } yankee: viewer { subject } ...Who \
-                     xray: delegatedPermissions { scope } } fragment Who on Query { yankee: viewer { roles } }";
-        let mut expected = vec!["zulu", "zulu.totalCount", "yankee", "yankee.subject", "yankee.roles", "xray"];
-        let scopes: Vec<String> = (0..4).map(|i| format!("xray.{i}.scope")).collect();
-        expected.extend(scopes.iter().map(String::as_str));
+#[both_backends]
+async fn fields_come_in_query_order_over_post_get_and_the_websocket(app: TestApp) {
+    let caller = app.caller("msp-a", &["admin"]).await;
+    caller.create_client("Contoso").await;
+    // Sorted, `clients` would come before `viewer` and `edges` before `totalCount`;
+    // finished first, `viewer` (no database) would come first and `edges` before
+    // `totalCount` (which counts in the database).
+    for (query, expected) in [
+        (
+            "{ viewer { roles msp { id } } clients(first: 1) { totalCount edges { node { name id } } } }",
+            vec![
+                "viewer",
+                "viewer.roles",
+                "viewer.msp",
+                "viewer.msp.id",
+                "clients",
+                "clients.totalCount",
+                "clients.edges",
+                "clients.edges.0.node",
+                "clients.edges.0.node.name",
+                "clients.edges.0.node.id",
+            ],
+        ),
+        (
+            "{ clients(first: 1) { totalCount edges { node { name id } } } viewer { subject roles msp { id } } }",
+            vec![
+                "clients",
+                "clients.totalCount",
+                "clients.edges",
+                "clients.edges.0.node",
+                "clients.edges.0.node.name",
+                "clients.edges.0.node.id",
+                "viewer",
+                "viewer.subject",
+                "viewer.roles",
+                "viewer.msp",
+                "viewer.msp.id",
+            ],
+        ),
+    ] {
         for answer in over_every_transport(&app, &caller, query).await {
-            assert_eq!(answer.order, expected, "{}: {}", answer.transport, answer.body);
+            assert_eq!(
+                answer.order, expected,
+                "{}: {}",
+                answer.transport, answer.body
+            );
         }
     }
+}
 
-    async fn a_nullable_field_that_fails_reads_null_beside_its_error(app: TestApp) {
-        // `client` is nullable; another MSP's client is not this caller's to read.
-        let other = app.caller("msp-b", &["admin"]).await;
-        let theirs = other.create_client("Fabrikam").await;
-        let caller = app.caller("msp-a", &["viewer"]).await;
-        let query = format!(r#"{{ viewer {{ subject }} client(id: "{theirs}") {{ name }} delegatedPermissions {{ scope }} }}"#);
-        for answer in over_every_transport(&app, &caller, &query).await {
-            let (transport, body) = (answer.transport, &answer.body);
-            assert_eq!(answer.order[..3], ["viewer", "viewer.subject", "client"], "{transport}: {body}");
-            assert_eq!(body["data"]["client"], Value::Null, "{transport}: {body}");
-            assert_eq!(body["data"]["viewer"]["subject"], "user@msp.example", "{transport}: {body}");
-            assert_eq!(body["data"]["delegatedPermissions"].as_array().map(Vec::len), Some(4), "{transport}: {body}");
-            assert_eq!(body["errors"].as_array().map(Vec::len), Some(1), "{transport}: {body}");
-            assert_eq!(body["errors"][0]["path"], json!(["client"]), "{transport}: {body}");
-            assert_eq!(body["errors"][0]["extensions"]["code"], "NOT_FOUND", "{transport}: {body}");
-        }
+#[both_backends]
+async fn aliases_and_fragments_come_in_query_order(app: TestApp) {
+    let caller = app.caller("msp-a", &["viewer"]).await;
+    let query = "query { zulu: clients(first: 1) { totalCount } yankee: viewer { subject } ...Who \
+                 xray: delegatedPermissions { scope } } fragment Who on Query { yankee: viewer { roles } }";
+    let mut expected = vec![
+        "zulu",
+        "zulu.totalCount",
+        "yankee",
+        "yankee.subject",
+        "yankee.roles",
+        "xray",
+    ];
+    let scopes: Vec<String> = (0..4).map(|i| format!("xray.{i}.scope")).collect();
+    expected.extend(scopes.iter().map(String::as_str));
+    for answer in over_every_transport(&app, &caller, query).await {
+        assert_eq!(
+            answer.order, expected,
+            "{}: {}",
+            answer.transport, answer.body
+        );
     }
+}
 
-    async fn a_failed_non_null_field_makes_its_nearest_nullable_parent_null(app: TestApp) {
-        let caller = app.caller("msp-a", &["admin"]).await;
-        let mine = caller.create_client("Contoso").await;
-        // `delegatedConsents` cannot be null and refuses `first: 0`: `client` (nullable)
-        // takes the null; `viewer` beside it stays.
-        let query = format!(r#"{{ client(id: "{mine}") {{ name delegatedConsents(first: 0) {{ status }} }} viewer {{ subject }} }}"#);
-        for answer in over_every_transport(&app, &caller, &query).await {
-            let (transport, body) = (answer.transport, &answer.body);
-            assert_eq!(body["data"], json!({ "client": null, "viewer": { "subject": "user@msp.example" } }), "{transport}: {body}");
-            assert_eq!(body["errors"][0]["path"], json!(["client", "delegatedConsents"]), "{transport}: {body}");
-            assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{transport}: {body}");
-        }
-        // Nothing nullable above it: `data` itself is null, and over HTTP that is still a
-        // 200 (the operation ran), whatever the media type.
-        let query = "{ clients { nodes { name delegatedConsents(first: 0) { status } } } viewer { subject } }";
-        for answer in over_every_transport(&app, &caller, query).await {
-            let (transport, body) = (answer.transport, &answer.body);
-            assert_eq!(body["data"], Value::Null, "{transport}: {body}");
-            assert!(body.as_object().unwrap().contains_key("data"), "{transport}: {body}");
-            assert_eq!(body["errors"][0]["path"], json!(["clients", "nodes", 0, "delegatedConsents"]), "{transport}: {body}");
-        }
-        let response = app.http.post(app.url("/graphql"))
-            .bearer_auth(caller.token.as_deref().unwrap())
-            .header("accept", "application/graphql-response+json")
-            .json(&json!({ "query": query }))
-            .send().await.unwrap();
-        assert_eq!(response.status(), reqwest::StatusCode::OK);
+#[both_backends]
+async fn a_nullable_field_that_fails_reads_null_beside_its_error(app: TestApp) {
+    // `client` is nullable; another MSP's client is not this caller's to read.
+    let other = app.caller("msp-b", &["admin"]).await;
+    let theirs = other.create_client("Fabrikam").await;
+    let caller = app.caller("msp-a", &["viewer"]).await;
+    let query = format!(
+        r#"{{ viewer {{ subject }} client(id: "{theirs}") {{ name }} delegatedPermissions {{ scope }} }}"#
+    );
+    for answer in over_every_transport(&app, &caller, &query).await {
+        let (transport, body) = (answer.transport, &answer.body);
+        assert_eq!(
+            answer.order[..3],
+            ["viewer", "viewer.subject", "client"],
+            "{transport}: {body}"
+        );
+        assert_eq!(body["data"]["client"], Value::Null, "{transport}: {body}");
+        assert_eq!(
+            body["data"]["viewer"]["subject"], "user@msp.example",
+            "{transport}: {body}"
+        );
+        assert_eq!(
+            body["data"]["delegatedPermissions"]
+                .as_array()
+                .map(Vec::len),
+            Some(4),
+            "{transport}: {body}"
+        );
+        assert_eq!(
+            body["errors"].as_array().map(Vec::len),
+            Some(1),
+            "{transport}: {body}"
+        );
+        assert_eq!(
+            body["errors"][0]["path"],
+            json!(["client"]),
+            "{transport}: {body}"
+        );
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "NOT_FOUND",
+            "{transport}: {body}"
+        );
     }
+}
+
+#[both_backends]
+async fn a_failed_non_null_field_makes_its_nearest_nullable_parent_null(app: TestApp) {
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let mine = caller.create_client("Contoso").await;
+    // `delegatedConsents` cannot be null and refuses `first: 0`: `client` (nullable)
+    // takes the null; `viewer` beside it stays.
+    let query = format!(
+        r#"{{ client(id: "{mine}") {{ name delegatedConsents(first: 0) {{ status }} }} viewer {{ subject }} }}"#
+    );
+    for answer in over_every_transport(&app, &caller, &query).await {
+        let (transport, body) = (answer.transport, &answer.body);
+        assert_eq!(
+            body["data"],
+            json!({ "client": null, "viewer": { "subject": "user@msp.example" } }),
+            "{transport}: {body}"
+        );
+        assert_eq!(
+            body["errors"][0]["path"],
+            json!(["client", "delegatedConsents"]),
+            "{transport}: {body}"
+        );
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{transport}: {body}"
+        );
+    }
+    // Nothing nullable above it: `data` itself is null, and over HTTP that is still a
+    // 200 (the operation ran), whatever the media type.
+    let query =
+        "{ clients { nodes { name delegatedConsents(first: 0) { status } } } viewer { subject } }";
+    for answer in over_every_transport(&app, &caller, query).await {
+        let (transport, body) = (answer.transport, &answer.body);
+        assert_eq!(body["data"], Value::Null, "{transport}: {body}");
+        assert!(
+            body.as_object().unwrap().contains_key("data"),
+            "{transport}: {body}"
+        );
+        assert_eq!(
+            body["errors"][0]["path"],
+            json!(["clients", "nodes", 0, "delegatedConsents"]),
+            "{transport}: {body}"
+        );
+    }
+    let response = app
+        .http
+        .post(app.url("/graphql"))
+        .bearer_auth(caller.token.as_deref().unwrap())
+        .header("accept", "application/graphql-response+json")
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
 }

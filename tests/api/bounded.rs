@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::websocket::{Ws, connect_port, subscribe};
-use consentry_tests::{Backend, Caller, TestApp, backend_tests, on_both_backends, spawn_app_with};
+use consentry_tests::{Backend, Caller, TestApp, both_backends, spawn_app_with};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -182,87 +182,146 @@ fn token(caller: &Caller<'_>) -> String {
     caller.token.clone().unwrap()
 }
 
-backend_tests! {
-    async fn checklist_97_introspection_cycles_are_refused_before_they_run(app: TestApp) {
-        let caller = app.caller("msp-a", &["viewer"]).await;
-        // Twelve lists answered gigabytes before the process was killed; every length with a
-        // list inside itself is now refused at once, without an answer.
-        for turns in 3..=24 {
-            let started = Instant::now();
-            let response = caller.run(&interface_cycle(turns), json!({})).await;
-            let message = refused(&response.body, "GRAPHQL_VALIDATION_FAILED", "INTROSPECTION_CYCLE");
-            assert!(message.contains("possibleTypes"), "{message}");
-            assert!(started.elapsed() < Duration::from_secs(2), "{turns} turns took {:?}", started.elapsed());
-        }
-        for turns in 2..=8 {
-            let response = caller.run(&field_cycle(turns), json!({})).await;
-            refused(&response.body, "GRAPHQL_VALIDATION_FAILED", "INTROSPECTION_CYCLE");
-        }
-        // The same cycle through fragments, and an alias.
-        let hidden = "{ __schema { types { ...T } } }
-            fragment T on __Type { fields { type { ...U } } }
-            fragment U on __Type { ofType { again: fields { name } } }";
-        refused(&caller.run(hidden, json!({})).await.body, "GRAPHQL_VALIDATION_FAILED", "INTROSPECTION_CYCLE");
-        // No cycle, but four lists deep.
-        let four = "{ __schema { types { possibleTypes { fields { args { name } } } } } }";
-        refused(&caller.run(four, json!({})).await.body, "GRAPHQL_VALIDATION_FAILED", "INTROSPECTION_LISTS");
-        // `types → interfaces → possibleTypes` has no list inside itself: answered.
-        let no_cycle = caller.run(&interface_cycle(2), json!({})).await;
-        assert!(no_cycle.data()["__schema"]["types"].as_array().unwrap().len() > 10);
-        // Over the WebSocket the same.
-        let mut ws = connect_port(app.port, &token(&caller)).await;
-        subscribe(&mut ws, "c", &interface_cycle(12), json!({})).await;
-        refused(&answer(&mut ws, "c").await, "GRAPHQL_VALIDATION_FAILED", "INTROSPECTION_CYCLE");
-        subscribe(&mut ws, "f", &field_cycle(6), json!({})).await;
-        refused(&answer(&mut ws, "f").await, "GRAPHQL_VALIDATION_FAILED", "INTROSPECTION_CYCLE");
+#[both_backends]
+async fn checklist_97_introspection_cycles_are_refused_before_they_run(app: TestApp) {
+    let caller = app.caller("msp-a", &["viewer"]).await;
+    // Twelve lists answered gigabytes before the process was killed; every length with a
+    // list inside itself is now refused at once, without an answer.
+    for turns in 3..=24 {
+        let started = Instant::now();
+        let response = caller.run(&interface_cycle(turns), json!({})).await;
+        let message = refused(
+            &response.body,
+            "GRAPHQL_VALIDATION_FAILED",
+            "INTROSPECTION_CYCLE",
+        );
+        assert!(message.contains("possibleTypes"), "{message}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{turns} turns took {:?}",
+            started.elapsed()
+        );
     }
-
-    async fn checklist_97_the_standard_introspection_documents_pass(app: TestApp) {
-        let caller = app.caller("msp-a", &["viewer"]).await;
-        let mut ws = connect_port(app.port, &token(&caller)).await;
-        for (i, (tool, document)) in STANDARD.iter().enumerate() {
-            let body = json!({ "query": document, "operationName": "IntrospectionQuery" });
-            let (status, http, size) = post(&caller, body, "application/graphql-response+json").await;
-            assert_eq!(status, StatusCode::OK, "{tool}: {http}");
-            assert!(http.get("errors").is_none(), "{tool}: {http}");
-            let types = http["data"]["__schema"]["types"].as_array().unwrap();
-            assert!(types.iter().any(|t| t["name"] == "Client"), "{tool}");
-            assert!(size > 10_000, "{tool}: {size} bytes");
-            // Over the WebSocket, the same answer.
-            let id = format!("i{i}");
-            subscribe(&mut ws, &id, document, json!({})).await;
-            let over_ws = answer(&mut ws, &id).await;
-            assert_eq!(over_ws["data"], http["data"], "{tool} over the WebSocket");
-        }
-        // Every option asked for is answered.
-        let all = caller.run(STANDARD[1].1, json!({})).await;
-        let schema = &all.data()["__schema"];
-        assert!(schema["directives"].as_array().unwrap().iter().all(|d| d["isRepeatable"].is_boolean()));
-        let client = schema["types"].as_array().unwrap().iter().find(|t| t["name"] == "Client").unwrap();
-        assert!(client["fields"].as_array().unwrap().iter().any(|f| f["name"] == "auditLog"));
+    for turns in 2..=8 {
+        let response = caller.run(&field_cycle(turns), json!({})).await;
+        refused(
+            &response.body,
+            "GRAPHQL_VALIDATION_FAILED",
+            "INTROSPECTION_CYCLE",
+        );
     }
+    // The same cycle through fragments, and an alias.
+    let hidden = "{ __schema { types { ...T } } }
+        fragment T on __Type { fields { type { ...U } } }
+        fragment U on __Type { ofType { again: fields { name } } }";
+    refused(
+        &caller.run(hidden, json!({})).await.body,
+        "GRAPHQL_VALIDATION_FAILED",
+        "INTROSPECTION_CYCLE",
+    );
+    // No cycle, but four lists deep.
+    let four = "{ __schema { types { possibleTypes { fields { args { name } } } } } }";
+    refused(
+        &caller.run(four, json!({})).await.body,
+        "GRAPHQL_VALIDATION_FAILED",
+        "INTROSPECTION_LISTS",
+    );
+    // `types → interfaces → possibleTypes` has no list inside itself: answered.
+    let no_cycle = caller.run(&interface_cycle(2), json!({})).await;
+    assert!(
+        no_cycle.data()["__schema"]["types"]
+            .as_array()
+            .unwrap()
+            .len()
+            > 10
+    );
+    // Over the WebSocket the same.
+    let mut ws = connect_port(app.port, &token(&caller)).await;
+    subscribe(&mut ws, "c", &interface_cycle(12), json!({})).await;
+    refused(
+        &answer(&mut ws, "c").await,
+        "GRAPHQL_VALIDATION_FAILED",
+        "INTROSPECTION_CYCLE",
+    );
+    subscribe(&mut ws, "f", &field_cycle(6), json!({})).await;
+    refused(
+        &answer(&mut ws, "f").await,
+        "GRAPHQL_VALIDATION_FAILED",
+        "INTROSPECTION_CYCLE",
+    );
+}
 
-    async fn checklist_97_a_fragment_bomb_is_refused_before_it_runs(app: TestApp) {
-        // Each fragment spreads the next twice: 2^n fields from n short lines. Expanded where
-        // each is spread, 22 of them kept a core busy for 16 s before; 30 would take hours.
-        let caller = app.caller("msp-a", &["viewer"]).await;
-        for (n, limit) in [(22, "COST"), (30, "COST"), (40, "NESTING")] {
-            let fragments: String = (0..n)
-                .map(|i| format!("fragment F{i} on Query {{ ...F{} ...F{} }}\n", i + 1, i + 1))
-                .collect();
-            let query = format!("{{ ...F0 }}\n{fragments}fragment F{n} on Query {{ __typename }}");
-            let started = Instant::now();
-            let response = caller.run(&query, json!({})).await;
-            refused(&response.body, "GRAPHQL_VALIDATION_FAILED", limit);
-            assert!(started.elapsed() < Duration::from_secs(2), "{n}: {:?}", started.elapsed());
-        }
-        // Fragments spread many times, within the limits, still run.
-        let fragments: String = (0..8)
+#[both_backends]
+async fn checklist_97_the_standard_introspection_documents_pass(app: TestApp) {
+    let caller = app.caller("msp-a", &["viewer"]).await;
+    let mut ws = connect_port(app.port, &token(&caller)).await;
+    for (i, (tool, document)) in STANDARD.iter().enumerate() {
+        let body = json!({ "query": document, "operationName": "IntrospectionQuery" });
+        let (status, http, size) = post(&caller, body, "application/graphql-response+json").await;
+        assert_eq!(status, StatusCode::OK, "{tool}: {http}");
+        assert!(http.get("errors").is_none(), "{tool}: {http}");
+        let types = http["data"]["__schema"]["types"].as_array().unwrap();
+        assert!(types.iter().any(|t| t["name"] == "Client"), "{tool}");
+        assert!(size > 10_000, "{tool}: {size} bytes");
+        // Over the WebSocket, the same answer.
+        let id = format!("i{i}");
+        subscribe(&mut ws, &id, document, json!({})).await;
+        let over_ws = answer(&mut ws, &id).await;
+        assert_eq!(over_ws["data"], http["data"], "{tool} over the WebSocket");
+    }
+    // Every option asked for is answered.
+    let all = caller.run(STANDARD[1].1, json!({})).await;
+    let schema = &all.data()["__schema"];
+    assert!(
+        schema["directives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["isRepeatable"].is_boolean())
+    );
+    let client = schema["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "Client")
+        .unwrap();
+    assert!(
+        client["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "auditLog")
+    );
+}
+
+#[both_backends]
+async fn checklist_97_a_fragment_bomb_is_refused_before_it_runs(app: TestApp) {
+    // Each fragment spreads the next twice: 2^n fields from n short lines. Expanded where
+    // each is spread, 22 of them kept a core busy for 16 s before; 30 would take hours.
+    let caller = app.caller("msp-a", &["viewer"]).await;
+    for (n, limit) in [(22, "COST"), (30, "COST"), (40, "NESTING")] {
+        let fragments: String = (0..n)
             .map(|i| format!("fragment F{i} on Query {{ ...F{} ...F{} }}\n", i + 1, i + 1))
             .collect();
-        let query = format!("{{ ...F0 }}\n{fragments}fragment F8 on Query {{ viewer {{ subject }} }}");
-        assert_eq!(caller.run(&query, json!({})).await.data()["viewer"]["subject"], "user@msp.example");
+        let query = format!("{{ ...F0 }}\n{fragments}fragment F{n} on Query {{ __typename }}");
+        let started = Instant::now();
+        let response = caller.run(&query, json!({})).await;
+        refused(&response.body, "GRAPHQL_VALIDATION_FAILED", limit);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{n}: {:?}",
+            started.elapsed()
+        );
     }
+    // Fragments spread many times, within the limits, still run.
+    let fragments: String = (0..8)
+        .map(|i| format!("fragment F{i} on Query {{ ...F{} ...F{} }}\n", i + 1, i + 1))
+        .collect();
+    let query = format!("{{ ...F0 }}\n{fragments}fragment F8 on Query {{ viewer {{ subject }} }}");
+    assert_eq!(
+        caller.run(&query, json!({})).await.data()["viewer"]["subject"],
+        "user@msp.example"
+    );
 }
 
 /// Tests whose server needs its own settings.
@@ -271,6 +330,7 @@ mod configured {
 
     /// A budget of 16 KiB: a larger answer is refused whole (no `data` at all), whether it is
     /// introspection or data; smaller ones are answered in full.
+    #[both_backends]
     async fn checklist_97_an_answer_over_its_budget_is_refused_whole_over_http(backend: Backend) {
         let Some(app) = spawn_app_with(backend, |s| s.max_response_bytes = 16 * 1024).await else {
             return;
@@ -321,6 +381,7 @@ mod configured {
 
     /// Over the WebSocket, answers are also held to the socket's own 192 KiB (a larger message
     /// broke the connection), and each subscription event to the budget on its own.
+    #[both_backends]
     async fn checklist_97_an_answer_over_its_budget_is_refused_whole_over_the_websocket(
         backend: Backend,
     ) {
@@ -392,6 +453,7 @@ mod configured {
     /// An answer that never waits (introspection, resolved in memory) used to run to its end in
     /// one poll, long past the timeout, and answer in full. It now yields every few fields, and
     /// the timeout stops it, over HTTP and the WebSocket.
+    #[both_backends]
     async fn checklist_97_the_query_timeout_stops_an_answer_that_never_waits(backend: Backend) {
         let Some(app) = spawn_app_with(backend, |s| {
             s.query_timeout = Duration::from_millis(10);
@@ -428,10 +490,4 @@ mod configured {
         )
         .await;
     }
-
-    on_both_backends!(
-        checklist_97_an_answer_over_its_budget_is_refused_whole_over_http,
-        checklist_97_an_answer_over_its_budget_is_refused_whole_over_the_websocket,
-        checklist_97_the_query_timeout_stops_an_answer_that_never_waits,
-    );
 }

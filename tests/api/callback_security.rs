@@ -8,7 +8,7 @@ use crate::support::flows::{
     World, admin_consent, authorise, browser, callback, consent_page, healthy, location,
     new_client, tile, world,
 };
-use consentry_tests::{Backend, TestApp, eventually};
+use consentry_tests::{Backend, TestApp, both_backends, eventually};
 use reqwest::StatusCode;
 use serde_json::json;
 use url::Url;
@@ -54,6 +54,7 @@ fn spoofed(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
 /// MSP, client and kind. One character changed → 400, nothing stored, nothing asked. A
 /// state swapped into another tenant's answer acts only on its own flow, and a consent is
 /// never attached to any other client or MSP.
+#[both_backends]
 async fn checklist_5_6_states_are_bound_to_their_flow_and_tampering_is_refused(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let fabrikam = healthy("fabrikam.onmicrosoft.com");
@@ -106,6 +107,7 @@ async fn checklist_5_6_states_are_bound_to_their_flow_and_tampering_is_refused(b
 /// `X-Forwarded-*`/`Forwarded`/`Host` headers — the redirect URI Microsoft gets and the
 /// redirect after the callback stay Consentry's own; the callback redirects at once (303)
 /// with `Referrer-Policy: no-referrer`, and the result page loads nothing from anywhere.
+#[both_backends]
 async fn checklist_16_17_20_redirects_stay_home_whatever_the_request_says(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -187,6 +189,7 @@ async fn checklist_16_17_20_redirects_stay_home_whatever_the_request_says(backen
 /// and Consentry's own redirect URI, and the code is redeemed with that same redirect URI
 /// and the verifier (43–128 characters, never in a URL). A public URL that is not HTTPS is
 /// refused at start (loopback aside).
+#[both_backends]
 async fn checklist_8_18_sign_ins_use_the_code_flow_with_s256_and_one_redirect_uri(
     backend: Backend,
 ) {
@@ -254,6 +257,7 @@ async fn checklist_8_18_sign_ins_use_the_code_flow_with_s256_and_one_redirect_ur
 /// to (`{authority}/{tenant}/v2.0`, compared after form-decoding) fails its flow like an error
 /// answer, and its code is never redeemed; the right `iss` is accepted. (Microsoft does not
 /// advertise `authorization_response_iss_parameter_supported`, so a missing `iss` is fine.)
+#[both_backends]
 async fn checklist_11_an_answer_from_another_issuer_is_refused(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -317,10 +321,3 @@ async fn checklist_11_an_answer_from_another_issuer_is_refused(backend: Backend)
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(tile(&caller, &client).await["status"], "AUTHORISED");
 }
-
-consentry_tests::on_both_backends!(
-    checklist_11_an_answer_from_another_issuer_is_refused,
-    checklist_5_6_states_are_bound_to_their_flow_and_tampering_is_refused,
-    checklist_16_17_20_redirects_stay_home_whatever_the_request_says,
-    checklist_8_18_sign_ins_use_the_code_flow_with_s256_and_one_redirect_uri,
-);

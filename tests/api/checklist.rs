@@ -6,7 +6,7 @@
 //! - a case has no test and is not marked not applicable here, with the reason;
 //! - a declaration sits on a function that is not a test;
 //! - a test that starts a server or opens a database does not run on both backends
-//!   (`on_both_backends!` or `backend_tests!`); tests of pure code need no backend;
+//!   (`#[both_backends]`); tests of pure code need no backend;
 //! - a case marked not applicable is also declared by a test.
 
 use std::{
@@ -99,48 +99,24 @@ struct Declaration {
 /// The functions of one file, and which of them run on both backends.
 #[derive(Default)]
 struct FileTests {
-    functions: Vec<(syn::ItemFn, bool)>,
-    both_backends: BTreeSet<String>,
+    functions: Vec<syn::ItemFn>,
 }
 
 impl<'ast> Visit<'ast> for FileTests {
     fn visit_item_fn(&mut self, function: &'ast syn::ItemFn) {
-        self.functions.push((function.clone(), false));
+        self.functions.push(function.clone());
         syn::visit::visit_item_fn(self, function);
     }
+}
 
-    fn visit_item_macro(&mut self, item: &'ast syn::ItemMacro) {
-        let name = item
-            .mac
-            .path
+/// Whether a function is declared `#[both_backends]`: a test run once per backend.
+fn on_both_backends(function: &syn::ItemFn) -> bool {
+    function.attrs.iter().any(|attr| {
+        attr.path()
             .segments
             .last()
-            .map(|s| s.ident.to_string())
-            .unwrap_or_default();
-        match name.as_str() {
-            // `on_both_backends!(a, b, …)`: these functions run once per backend.
-            "on_both_backends" => {
-                let names = item
-                    .mac
-                    .parse_body_with(
-                        syn::punctuated::Punctuated::<syn::Ident, syn::Token![,]>::parse_terminated,
-                    )
-                    .unwrap();
-                self.both_backends
-                    .extend(names.iter().map(ToString::to_string));
-            }
-            // `backend_tests! { async fn …(app: TestApp) {…} … }`: each runs on both.
-            "backend_tests" => {
-                let body: syn::File = item.mac.parse_body().unwrap();
-                for inner in body.items {
-                    if let syn::Item::Fn(function) = inner {
-                        self.functions.push((function, true));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
+            .is_some_and(|segment| segment.ident == "both_backends")
+    })
 }
 
 fn is_test(function: &syn::ItemFn) -> bool {
@@ -186,15 +162,15 @@ fn declarations(path: &Path, text: &str) -> Vec<Declaration> {
     tests
         .functions
         .iter()
-        .filter(|(function, _)| !server_source || is_test(function))
-        .filter_map(|(function, in_backend_tests)| {
+        .filter(|function| !server_source || is_test(function))
+        .filter_map(|function| {
             let name = function.sig.ident.to_string();
             let mut cases = cited(&name);
             cases.extend(cited(&doc(function)));
             if cases.is_empty() {
                 return None;
             }
-            let both = *in_backend_tests || tests.both_backends.contains(&name);
+            let both = on_both_backends(function);
             let invalid = if both {
                 None
             } else if !is_test(function) {
@@ -258,13 +234,15 @@ fn only_declarations_on_tests_that_run_on_both_backends_count() {
         //! Module comment: checklist 1 does not count.
 
         /// Checklist 2: a doc line on a test run on both backends.
+        #[both_backends]
         async fn covers_two(backend: Backend) {}
 
+        #[consentry_tests::both_backends]
         async fn checklist_3_in_the_name(backend: Backend) {
             // Checklist 4 in a body does not count.
         }
 
-        /// Checklist 5, on a test left out of the macro.
+        /// Checklist 5, on a test that forgot its attribute.
         async fn forgotten(backend: Backend) {}
 
         /// Checklist 6, on a helper.
@@ -278,12 +256,11 @@ fn only_declarations_on_tests_that_run_on_both_backends_count() {
         #[tokio::test]
         async fn sqlite_only() { spawn_app(Backend::Sqlite).await; }
 
-        backend_tests! {
+        mod nested {
             /// Checklist 9.
-            async fn in_the_block(app: TestApp) {}
+            #[both_backends]
+            async fn in_a_module(app: TestApp) {}
         }
-
-        on_both_backends!(covers_two, checklist_3_in_the_name);
     "#;
     let found = declarations(Path::new("example.rs"), source);
     let valid: BTreeSet<u32> = found

@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use consentry_tests::{Backend, TestDatabase, start};
+use consentry_tests::{Backend, TestDatabase, both_backends, start};
 use serde_json::json;
 
 fn consentry(database_url: &str, args: &[&str]) -> Output {
@@ -127,6 +127,7 @@ async fn token_refuses_bad_arguments_with_advice() {
 /// Checklist 99: `consentry token` mints no token the server would refuse for living too
 /// long: a `--ttl` past CONSENTRY_AUTH_MAX_TOKEN_LIFETIME is refused, saying so, before
 /// anything is registered; within it (or a raised setting), the token works.
+#[both_backends]
 async fn checklist_99_token_mints_nothing_longer_lived_than_the_server_accepts(backend: Backend) {
     let Some(database) = TestDatabase::create(backend).await else {
         return;
@@ -175,10 +176,6 @@ async fn checklist_99_token_mints_nothing_longer_lived_than_the_server_accepts(b
         .await;
     assert_eq!(answer.status, reqwest::StatusCode::UNAUTHORIZED);
 }
-
-consentry_tests::on_both_backends!(
-    checklist_99_token_mints_nothing_longer_lived_than_the_server_accepts
-);
 
 #[tokio::test]
 async fn schema_prints_the_committed_sdl() {

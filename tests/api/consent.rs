@@ -9,7 +9,9 @@ use crate::support::flows::{
     callback, client_view, consent_page, flows, healthy, location, new_client, strings, tile,
     token_grants, token_requests, world,
 };
-use consentry_tests::{Backend, TestApp, eventually, serde_json::Value, spawn_app_with, start};
+use consentry_tests::{
+    Backend, TestApp, both_backends, eventually, serde_json::Value, spawn_app_with, start,
+};
 use entity::{
     enums::{GraphApiStatus, OAuthFlowStatus},
     graph_api_tile, oauth_flow,
@@ -53,6 +55,7 @@ fn all_token_requests(sim: &Simulator) -> usize {
 }
 
 /// Checklist 7: the state is stored only as its hash.
+#[both_backends]
 async fn consent_through_the_page_is_verified_and_authorises_the_tile(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -260,6 +263,7 @@ async fn consent_through_the_page_is_verified_and_authorises_the_tile(backend: B
 }
 
 /// One client per failure scenario, each consented through the page.
+#[both_backends]
 async fn each_failure_scenario_ends_in_its_status_problem_and_actions(backend: Backend) {
     let missing = SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam");
     let declines = healthy("northwind.onmicrosoft.com").with_faults(Faults {
@@ -422,6 +426,7 @@ async fn each_failure_scenario_ends_in_its_status_problem_and_actions(backend: B
 
 /// Checklist 1, 2: a missing, never-issued or repeated state is a 400 that stores nothing and asks
 /// Microsoft nothing.
+#[both_backends]
 async fn checklist_1_2_unknown_or_missing_state_is_400_and_stores_nothing(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -480,6 +485,7 @@ async fn checklist_1_2_unknown_or_missing_state_is_400_and_stores_nothing(backen
 }
 
 /// Checklist 3, 83: a replayed callback shows the first outcome and exchanges nothing twice.
+#[both_backends]
 async fn checklist_3_83_replayed_callback_shows_the_first_outcome(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -514,6 +520,7 @@ async fn checklist_3_83_replayed_callback_shows_the_first_outcome(backend: Backe
 }
 
 /// Checklist 84: fifty concurrent callbacks with one state → one verification, one outcome.
+#[both_backends]
 async fn checklist_84_fifty_concurrent_callbacks_verify_once(backend: Backend) {
     // A slow token endpoint keeps the first verification busy while the others arrive.
     let contoso = healthy("contoso.onmicrosoft.com").with_faults(Faults {
@@ -573,6 +580,7 @@ async fn checklist_84_fifty_concurrent_callbacks_verify_once(backend: Backend) {
 }
 
 /// Checklist 4: a callback after the link's expiry is refused with `LINK_EXPIRED`.
+#[both_backends]
 async fn checklist_4_expired_link_is_refused_as_link_expired(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -626,6 +634,7 @@ async fn expire_all_links(app: &TestApp) {
 
 /// Pia's "the Accept window never appeared": a link nobody completes expires by itself, and
 /// the tile says what to try.
+#[both_backends]
 async fn unused_link_expires_by_itself(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(World { app, sim: _sim }) = world(backend, vec![contoso.clone()], |s| {
@@ -683,6 +692,7 @@ async fn unused_link_expires_by_itself(backend: Backend) {
 /// redirect must name that same tenant (it is compared, never adopted); a sign-in from
 /// another tenant than the client's is refused before any consent; and a tenant that does
 /// not own the client's domain is refused after verification.
+#[both_backends]
 async fn checklist_12_14_callback_from_another_tenant_is_refused(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let evil = healthy("evil.onmicrosoft.com");
@@ -761,6 +771,7 @@ async fn checklist_12_14_callback_from_another_tenant_is_refused(backend: Backen
 }
 
 /// Checklist 13: an error callback is HTML-escaped on its page and asks Microsoft nothing.
+#[both_backends]
 async fn checklist_13_error_callback_is_escaped_and_asks_microsoft_nothing(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -811,6 +822,7 @@ async fn checklist_13_error_callback_is_escaped_and_asks_microsoft_nothing(backe
 
 /// Checklist 15: one MSP's consent never authorises another MSP's client, verification never
 /// authorises, and within one MSP a tenant belongs to one client.
+#[both_backends]
 async fn checklist_15_consent_stays_with_its_msp_and_client(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(World { app, sim: _sim }) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -868,6 +880,7 @@ async fn checklist_15_consent_stays_with_its_msp_and_client(backend: Backend) {
 }
 
 /// `verifyGraphApi` re-checks now; lost consent (AADSTS700016) becomes `REVOKED`.
+#[both_backends]
 async fn verify_turns_lost_consent_into_revoked(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -907,6 +920,7 @@ async fn verify_turns_lost_consent_into_revoked(backend: Backend) {
 }
 
 /// The re-verification sweep finds lost consent by itself.
+#[both_backends]
 async fn reverification_finds_lost_consent(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![contoso.clone()], |s| {
@@ -936,6 +950,7 @@ async fn reverification_finds_lost_consent(backend: Backend) {
 
 /// Our own bad secret (AADSTS7000215) shows in `/readyz`, and leaves client tiles alone:
 /// authorised tiles stay authorised, and a consent in progress is not marked failed.
+#[both_backends]
 async fn our_bad_secret_is_an_operator_problem(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let fabrikam = healthy("fabrikam.onmicrosoft.com");
@@ -1033,6 +1048,7 @@ async fn our_bad_secret_is_an_operator_problem(backend: Backend) {
 
 /// Who may authorise, link lifetimes, re-consent of an authorised tile, and newer links
 /// replacing older ones.
+#[both_backends]
 async fn authorise_checks_roles_lifetimes_and_replaces_older_links(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com").with_faults(Faults::default());
     let Some(world) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -1128,6 +1144,7 @@ async fn authorise_checks_roles_lifetimes_and_replaces_older_links(backend: Back
 }
 
 /// Without an app registration, the mutation says which settings to set.
+#[both_backends]
 async fn without_microsoft_the_error_names_the_settings(backend: Backend) {
     let Some(app) = spawn_app_with(backend, |_| {}).await else {
         return;
@@ -1147,6 +1164,7 @@ async fn without_microsoft_the_error_names_the_settings(backend: Backend) {
 }
 
 /// With a frontend configured, the browser goes to its client page with the status.
+#[both_backends]
 async fn callback_redirects_to_the_frontend(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![contoso.clone()], |s| {
@@ -1176,6 +1194,7 @@ async fn callback_redirects_to_the_frontend(backend: Backend) {
 
 /// Checklist 91: with the database down no link is handed out, and a callback is a 503 that
 /// leaves the flow unconsumed, so the same link succeeds once the database is back.
+#[both_backends]
 async fn checklist_91_database_outage_loses_nothing(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -1219,6 +1238,7 @@ async fn checklist_91_database_outage_loses_nothing(backend: Backend) {
 
 /// Checklist 92: a callback interrupted between claiming its flow and finishing it (the
 /// process died) is failed by the sweep, and the user can start again.
+#[both_backends]
 async fn checklist_92_interrupted_callback_is_failed_by_the_sweep(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(World { app, sim: _sim }) = world(backend, vec![contoso.clone()], |s| {
@@ -1282,24 +1302,3 @@ async fn checklist_92_interrupted_callback_is_failed_by_the_sweep(backend: Backe
         .unwrap();
     assert!(html.contains("no longer valid"), "{html}");
 }
-
-consentry_tests::on_both_backends!(
-    consent_through_the_page_is_verified_and_authorises_the_tile,
-    each_failure_scenario_ends_in_its_status_problem_and_actions,
-    checklist_1_2_unknown_or_missing_state_is_400_and_stores_nothing,
-    checklist_3_83_replayed_callback_shows_the_first_outcome,
-    checklist_84_fifty_concurrent_callbacks_verify_once,
-    checklist_4_expired_link_is_refused_as_link_expired,
-    unused_link_expires_by_itself,
-    checklist_12_14_callback_from_another_tenant_is_refused,
-    checklist_13_error_callback_is_escaped_and_asks_microsoft_nothing,
-    checklist_15_consent_stays_with_its_msp_and_client,
-    verify_turns_lost_consent_into_revoked,
-    reverification_finds_lost_consent,
-    our_bad_secret_is_an_operator_problem,
-    authorise_checks_roles_lifetimes_and_replaces_older_links,
-    without_microsoft_the_error_names_the_settings,
-    callback_redirects_to_the_frontend,
-    checklist_91_database_outage_loses_nothing,
-    checklist_92_interrupted_callback_is_failed_by_the_sweep,
-);

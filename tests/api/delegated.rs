@@ -9,7 +9,7 @@ use crate::support::flows::{
     START, TEAMS, World, admin_consent, audit_actions, authorise, callback, consent_as,
     consents_of, healthy, new_client, rows, start_link, tile, world,
 };
-use consentry_tests::{Backend, eventually, serde_json::Value, start};
+use consentry_tests::{Backend, both_backends, eventually, serde_json::Value, start};
 use entity::{delegated_consent, enums::DelegatedConsentStatus};
 use sea_orm::EntityTrait;
 use serde_json::json;
@@ -29,6 +29,8 @@ async fn sim_world(backend: Backend, tenant: &SimTenant) -> Option<World> {
     })
     .await
 }
+
+#[both_backends]
 
 async fn all_four_are_granted_and_stored_encrypted(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
@@ -144,6 +146,8 @@ async fn all_four_are_granted_and_stored_encrypted(backend: Backend) {
     );
 }
 
+#[both_backends]
+
 async fn subsets_partial_grants_and_repeat_consents(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(world) = sim_world(backend, &tenant).await else {
@@ -237,6 +241,7 @@ async fn subsets_partial_grants_and_repeat_consents(backend: Backend) {
 
 /// Checklist §B/§C through the real callback: every forged id_token is refused before any
 /// token is used or kept; a key rotated in just before signing is fetched and accepted.
+#[both_backends]
 async fn forged_id_tokens_store_nothing(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![tenant.clone()], |s| {
@@ -314,6 +319,7 @@ const REVOKE: &str =
 
 /// Checklist 79, 82: every refresh replaces the stored token with the rotated one, and a
 /// revoke erases it.
+#[both_backends]
 async fn verify_refreshes_serially_expires_and_revoke_erases(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(world) = sim_world(backend, &tenant).await else {
@@ -409,6 +415,8 @@ async fn verify_refreshes_serially_expires_and_revoke_erases(backend: Backend) {
     );
 }
 
+#[both_backends]
+
 async fn keep_alive_rotates_tokens_and_old_keys_still_decrypt(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(World { sim, app }) = sim_world(backend, &tenant).await else {
@@ -466,6 +474,7 @@ async fn keep_alive_rotates_tokens_and_old_keys_still_decrypt(backend: Backend) 
 
 /// Service principal repair with a stored consent holding Directory.AccessAsUser.All: no
 /// sign-in, the repair acts at once (issue 5's other path).
+#[both_backends]
 async fn a_stored_admin_consent_repairs_a_service_principal_without_a_sign_in(backend: Backend) {
     let tenant = SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam");
     let Some(world) = sim_world(backend, &tenant).await else {
@@ -532,6 +541,7 @@ async fn a_stored_admin_consent_repairs_a_service_principal_without_a_sign_in(ba
 
 /// Checklist 77: `consentry rotate-keys` re-encrypts every row under the first key, after
 /// which the old key can be removed.
+#[both_backends]
 async fn rotate_keys_reencrypts_under_the_first_key(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(World { sim, app }) = sim_world(backend, &tenant).await else {
@@ -590,13 +600,3 @@ async fn rotate_keys_reencrypts_under_the_first_key(backend: Backend) {
         "readable with k2 alone"
     );
 }
-
-consentry_tests::on_both_backends!(
-    rotate_keys_reencrypts_under_the_first_key,
-    all_four_are_granted_and_stored_encrypted,
-    subsets_partial_grants_and_repeat_consents,
-    forged_id_tokens_store_nothing,
-    verify_refreshes_serially_expires_and_revoke_erases,
-    keep_alive_rotates_tokens_and_old_keys_still_decrypt,
-    a_stored_admin_consent_repairs_a_service_principal_without_a_sign_in,
-);

@@ -12,8 +12,8 @@ use crate::support::{
     websocket::{connect_port, subscribe},
 };
 use consentry_tests::{
-    Backend, PrivatePostgres, ServerProcess, TestApp, TestDatabase, eventually, free_port, start,
-    start_simulator,
+    Backend, PrivatePostgres, ServerProcess, TestApp, TestDatabase, both_backends, eventually,
+    free_port, start, start_simulator,
 };
 use entity::{
     delegated_consent,
@@ -102,6 +102,7 @@ impl ProcessWorld {
 /// restart nothing is half-written: the tile was never marked authorised, the claimed flow
 /// is failed by the sweep once its lease runs out, a replay of the same callback does not
 /// exchange anything again, and a new Authorise succeeds.
+#[both_backends]
 async fn checklist_92_kill_9_during_a_consent_callback_leaves_nothing_half_written(
     backend: Backend,
 ) {
@@ -192,6 +193,7 @@ const START_DELEGATED: &str = "mutation($id: ID!) {
 /// Checklist 92: `kill -9` while a delegated consent's code is being redeemed. No consent
 /// row exists afterwards (the tokens and the consent are committed together or not at all),
 /// the flow is failed once its lease runs out, and a new link works.
+#[both_backends]
 async fn checklist_92_kill_9_during_a_delegated_consent_stores_no_consent(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com").with_faults(slow_tokens());
     let Some(mut world) = ProcessWorld::start(backend, tenant, &INTERRUPTIBLE).await else {
@@ -262,6 +264,7 @@ async fn checklist_92_kill_9_during_a_delegated_consent_stores_no_consent(backen
 
 /// SIGTERM: the server stops accepting, tells its WebSocket subscribers (close 1001), lets
 /// the request in flight finish with its answer, and exits cleanly.
+#[both_backends]
 async fn sigterm_drains_in_flight_requests_and_closes_subscriptions_with_1001(backend: Backend) {
     let Some(mut world) =
         ProcessWorld::start(backend, healthy("contoso.onmicrosoft.com"), &[]).await
@@ -362,6 +365,7 @@ async fn sigterm_drains_in_flight_requests_and_closes_subscriptions_with_1001(ba
 /// answers 503 without consuming its flow; afterwards the server serves again by itself (its
 /// pool and its `LISTEN` reconnect), the same callback completes, and nothing was
 /// half-written. (An embedded SQLite database cannot go away without the process.)
+#[both_backends]
 async fn database_outage_fails_readiness_and_service_resumes_by_itself(backend: Backend) {
     if backend != Backend::Postgres || std::env::var("TEST_DATABASE_URL").is_err() {
         return;
@@ -445,10 +449,3 @@ async fn database_outage_fails_readiness_and_service_resumes_by_itself(backend: 
     assert_eq!(tile(&caller, &client).await["status"], "AUTHORISED");
     caller.create_client("After the outage").await;
 }
-
-consentry_tests::on_both_backends!(
-    checklist_92_kill_9_during_a_consent_callback_leaves_nothing_half_written,
-    checklist_92_kill_9_during_a_delegated_consent_stores_no_consent,
-    sigterm_drains_in_flight_requests_and_closes_subscriptions_with_1001,
-    database_outage_fails_readiness_and_service_resumes_by_itself,
-);

@@ -9,7 +9,7 @@ use std::sync::{
 use axum::{Json, Router, extract::State, routing::get};
 use std::time::Duration;
 
-use consentry_tests::{Backend, TestApp, eventually, spawn_app_with};
+use consentry_tests::{Backend, TestApp, both_backends, eventually, spawn_app_with};
 use jsonwebtoken::{
     Algorithm, EncodingKey, Header,
     jwk::{Jwk, JwkSet},
@@ -143,6 +143,7 @@ async fn refused(app: &TestApp, token: &str, status: StatusCode, hint: &str) {
 }
 
 /// Checklist 46, 35.
+#[both_backends]
 async fn rs256_and_es256_tokens_verify_against_the_jwks(backend: Backend) {
     let idp = Idp::default();
     let (rsa, ec, ec2) = (Key::rsa("rsa-1"), Key::ec("ec-1"), Key::ec("ec-2"));
@@ -211,6 +212,7 @@ async fn rs256_and_es256_tokens_verify_against_the_jwks(backend: Backend) {
 }
 
 /// Checklist 34.
+#[both_backends]
 async fn a_single_key_verifies_tokens_without_kid(backend: Backend) {
     // Checklist 34.
     let idp = Idp::default();
@@ -223,6 +225,7 @@ async fn a_single_key_verifies_tokens_without_kid(backend: Backend) {
 }
 
 /// Checklist 90.
+#[both_backends]
 async fn rotated_keys_are_fetched_at_most_once_per_interval(backend: Backend) {
     // Checklist 90: a flood of unknown kids causes at most one refetch per interval.
     let idp = Idp::default();
@@ -250,6 +253,7 @@ async fn rotated_keys_are_fetched_at_most_once_per_interval(backend: Backend) {
 }
 
 /// Checklist 43.
+#[both_backends]
 async fn a_rotated_signing_key_is_picked_up(backend: Backend) {
     // Checklist 43 (for callers' tokens): an unknown kid triggers a refetch and then verifies.
     let idp = Idp::default();
@@ -278,6 +282,7 @@ async fn a_rotated_signing_key_is_picked_up(backend: Backend) {
 }
 
 /// Checklist 89.
+#[both_backends]
 async fn an_unreachable_jwks_fails_closed_with_503(backend: Backend) {
     // Checklist 89: no keys at all means no access, and a retryable answer.
     let Some(app) = spawn_app_with(backend, |s| {
@@ -304,6 +309,8 @@ async fn an_unreachable_jwks_fails_closed_with_503(backend: Backend) {
     assert_eq!(response.error_code(), "UNAVAILABLE");
 }
 
+#[both_backends]
+
 async fn hs256_mode_refuses_rs256_tokens(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app(backend).await else {
         return;
@@ -315,12 +322,3 @@ async fn hs256_mode_refuses_rs256_tokens(backend: Backend) {
     body["aud"] = json!(consentry_tests::AUDIENCE);
     refused(&app, &key.sign(&body), StatusCode::UNAUTHORIZED, "HS256").await;
 }
-
-consentry_tests::on_both_backends!(
-    rs256_and_es256_tokens_verify_against_the_jwks,
-    a_single_key_verifies_tokens_without_kid,
-    rotated_keys_are_fetched_at_most_once_per_interval,
-    a_rotated_signing_key_is_picked_up,
-    an_unreachable_jwks_fails_closed_with_503,
-    hs256_mode_refuses_rs256_tokens
-);

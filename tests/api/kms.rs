@@ -10,7 +10,7 @@ use crate::support::{
     storage::{dump, holds},
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
-use consentry_tests::{Backend, TestApp, TestDatabase, start, vault::Vault};
+use consentry_tests::{Backend, TestApp, TestDatabase, both_backends, start, vault::Vault};
 use entity::data_key;
 use sea_orm::EntityTrait;
 use serde_json::json;
@@ -53,6 +53,7 @@ fn holds_key(dump: &[u8], key: &[u8]) -> bool {
 /// Checklist 78: with a KMS, a stored refresh token is encrypted under a data key the
 /// database holds only wrapped by Vault; no dump holds the data key itself; and after a
 /// restart Vault unwraps it and the token decrypts again.
+#[both_backends]
 async fn checklist_78_data_keys_are_wrapped_by_the_kms_and_never_stored_in_clear(backend: Backend) {
     let vault = Vault::start(VAULT_TOKEN).await;
     let contoso = healthy("contoso.onmicrosoft.com");
@@ -110,6 +111,7 @@ async fn checklist_78_data_keys_are_wrapped_by_the_kms_and_never_stored_in_clear
 
 /// Without Vault (down, or refusing the token) a server with a KMS does not start, and says
 /// what to check: nothing is ever encrypted under a key the KMS does not hold.
+#[both_backends]
 async fn checklist_78_without_the_kms_the_server_does_not_start_and_says_why(backend: Backend) {
     let Some(database) = TestDatabase::create(backend).await else {
         return;
@@ -147,6 +149,7 @@ async fn checklist_78_without_the_kms_the_server_does_not_start_and_says_why(bac
 /// makes a new data key, rewraps the data keys under the transit key's newest version,
 /// re-encrypts everything under the new one, and retires what nothing uses; then the
 /// configured keys can go.
+#[both_backends]
 async fn checklist_77_78_moving_to_a_kms_and_rotating_under_it(backend: Backend) {
     let vault = Vault::start(VAULT_TOKEN).await;
     let contoso = healthy("contoso.onmicrosoft.com");
@@ -206,9 +209,3 @@ async fn checklist_77_78_moving_to_a_kms_and_rotating_under_it(backend: Backend)
     );
     still_decrypts(&app, &client).await;
 }
-
-consentry_tests::on_both_backends!(
-    checklist_78_data_keys_are_wrapped_by_the_kms_and_never_stored_in_clear,
-    checklist_78_without_the_kms_the_server_does_not_start_and_says_why,
-    checklist_77_78_moving_to_a_kms_and_rotating_under_it,
-);

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use consentry_tests::{Backend, TestApp, backend_tests, spawn_app_with};
+use consentry_tests::{Backend, TestApp, both_backends, spawn_app_with};
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use serde_json::{Value, json};
@@ -26,194 +26,322 @@ async fn post_body(app: &TestApp, body: String) -> reqwest::Response {
         .unwrap()
 }
 
-backend_tests! {
-    async fn checklist_53_costly_queries_are_refused_and_pages_are_bounded(app: TestApp) {
-        let caller = app.caller("msp-a", &["admin"]).await;
-        caller.create_client("Contoso").await;
-        // A hundred clients with a hundred audit events each: refused before anything runs.
-        let costly = "{ clients(first: 100) { nodes { auditLog(first: 100) {
-            edges { node { at action actorSubject details } } } } } }";
-        let response = caller.run(costly, json!({})).await;
-        assert_eq!(response.error_code(), "GRAPHQL_VALIDATION_FAILED");
-        assert!(response.error_message().contains("too complex"), "{}", response.body);
-        // Page sizes given as variables count the same.
-        let by_variables = "query($n: Int) { clients(first: $n) { nodes { auditLog(first: $n) {
-            edges { node { at action actorSubject details } } } } } }";
-        let response = caller.run(by_variables, json!({ "n": 100 })).await;
-        assert!(response.error_message().contains("too complex"), "{}", response.body);
-        caller.run(by_variables, json!({ "n": 10 })).await.data();
-        // The README's dashboard, a full page with every client's consents and repairs, fits.
-        let dashboard = "{ clients(first: 100) { totalCount edges { node {
-            id name domain azureTenantId
-            graphApiTile { status availableActions grantedPermissions missingPermissions problem { code remediation appId } }
-            delegatedConsents { id userPrincipalName displayName status permissions missingPermissions grantedAt }
-            servicePrincipalRequests { id appId status problemCode remediation } } }
-            pageInfo { hasNextPage endCursor } } }";
-        let page = caller.run(dashboard, json!({})).await;
-        assert_eq!(page.data()["clients"]["totalCount"], 1);
-        // Huge pages are refused, not clamped silently.
-        for query in [
-            "{ clients(first: 99999999) { totalCount } }",
-            "{ clients { nodes { delegatedConsents(first: 101) { id } } } }",
-            "{ clients { nodes { servicePrincipalRequests(first: 0) { id } } } }",
-            "{ clients { nodes { auditLog(first: -1) { edges { cursor } } } } }",
-        ] {
-            let response = caller.run(query, json!({})).await;
-            assert_eq!(response.error_code(), "BAD_USER_INPUT", "{query}: {}", response.body);
-            assert_eq!(response.errors()[0]["extensions"]["field"], "first");
-        }
-    }
-
-    async fn checklist_54_a_thousand_aliases_or_one_mutation_aliased_are_refused(app: TestApp) {
-        let caller = app.caller("msp-a", &["admin"]).await;
-        let aliased: String = (0..1000).map(|i| format!("a{i}: __typename ")).collect();
-        let response = caller.run(&format!("{{ {aliased} }}"), json!({})).await;
-        assert_eq!(response.error_code(), "GRAPHQL_VALIDATION_FAILED");
-        assert!(response.error_message().contains("aliases"), "{}", response.body);
-        // As many as the cap allow is fine.
-        let aliased: String = (0..32).map(|i| format!("a{i}: __typename ")).collect();
-        caller.run(&format!("{{ {aliased} }}"), json!({})).await.data();
-        // One sensitive mutation, aliased many times: refused, and nothing was created.
-        let mutations: String = (0..40)
-            .map(|i| format!("m{i}: createClient(input: {{ name: \"Aliased {i}\" }}) {{ id }} "))
-            .collect();
-        let response = caller.run(&format!("mutation {{ {mutations} }}"), json!({})).await;
-        assert!(response.error_message().contains("aliases"), "{}", response.body);
-        assert_eq!(client_count(&caller).await, 0);
-    }
-
-    async fn checklist_56_deep_nesting_and_many_directives_are_refused_without_harm(app: TestApp) {
-        let caller = app.caller("msp-a", &["admin"]).await;
-        // Selections nested past the recursion limit.
-        let deep = format!("{{ {} __typename {} }}", "viewer { ".repeat(40), "} ".repeat(40));
-        let response = caller.run(&deep, json!({})).await;
-        assert!(!response.errors().is_empty(), "{}", response.body);
-        // A fragment that spreads itself.
-        let cycle = "query { ...A } fragment A on Query { viewer { subject } ...A }";
-        let response = caller.run(cycle, json!({})).await;
-        assert!(!response.errors().is_empty(), "{}", response.body);
-        // Input values nested deeply, in the document and in the variables.
-        let nested = format!(
-            "{{ clients(filter: {{ status: {}AUTHORISED{} }}) {{ totalCount }} }}",
-            "[".repeat(5000),
-            "]".repeat(5000)
+#[both_backends]
+async fn checklist_53_costly_queries_are_refused_and_pages_are_bounded(app: TestApp) {
+    let caller = app.caller("msp-a", &["admin"]).await;
+    caller.create_client("Contoso").await;
+    // A hundred clients with a hundred audit events each: refused before anything runs.
+    let costly = "{ clients(first: 100) { nodes { auditLog(first: 100) {
+        edges { node { at action actorSubject details } } } } } }";
+    let response = caller.run(costly, json!({})).await;
+    assert_eq!(response.error_code(), "GRAPHQL_VALIDATION_FAILED");
+    assert!(
+        response.error_message().contains("too complex"),
+        "{}",
+        response.body
+    );
+    // Page sizes given as variables count the same.
+    let by_variables = "query($n: Int) { clients(first: $n) { nodes { auditLog(first: $n) {
+        edges { node { at action actorSubject details } } } } } }";
+    let response = caller.run(by_variables, json!({ "n": 100 })).await;
+    assert!(
+        response.error_message().contains("too complex"),
+        "{}",
+        response.body
+    );
+    caller.run(by_variables, json!({ "n": 10 })).await.data();
+    // The README's dashboard, a full page with every client's consents and repairs, fits.
+    let dashboard = "{ clients(first: 100) { totalCount edges { node {
+        id name domain azureTenantId
+        graphApiTile { status availableActions grantedPermissions missingPermissions problem { code remediation appId } }
+        delegatedConsents { id userPrincipalName displayName status permissions missingPermissions grantedAt }
+        servicePrincipalRequests { id appId status problemCode remediation } } }
+        pageInfo { hasNextPage endCursor } } }";
+    let page = caller.run(dashboard, json!({})).await;
+    assert_eq!(page.data()["clients"]["totalCount"], 1);
+    // Huge pages are refused, not clamped silently.
+    for query in [
+        "{ clients(first: 99999999) { totalCount } }",
+        "{ clients { nodes { delegatedConsents(first: 101) { id } } } }",
+        "{ clients { nodes { servicePrincipalRequests(first: 0) { id } } } }",
+        "{ clients { nodes { auditLog(first: -1) { edges { cursor } } } } }",
+    ] {
+        let response = caller.run(query, json!({})).await;
+        assert_eq!(
+            response.error_code(),
+            "BAD_USER_INPUT",
+            "{query}: {}",
+            response.body
         );
-        let response = caller.run(&nested, json!({})).await;
-        assert!(!response.errors().is_empty(), "{}", response.body);
-        let body = format!(
-            r#"{{"query":"query($v: [GraphApiStatus!]) {{ clients(filter: {{ status: $v }}) {{ totalCount }} }}","variables":{{"v":{}{}}}}}"#,
-            "[".repeat(5000),
-            "]".repeat(5000)
-        );
-        let response = post_body(&app, body).await;
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        // More directives on one field than allowed.
-        let directives = "{ viewer @include(if: true) @skip(if: false) @include(if: true) @skip(if: false) @include(if: true) { subject } }";
-        let response = caller.run(directives, json!({})).await;
-        assert!(response.error_message().contains("directives"), "{}", response.body);
-        // The server is unharmed.
-        assert_eq!(caller.run("{ viewer { subject } }", json!({})).await.data()["viewer"]["subject"], "user@msp.example");
+        assert_eq!(response.errors()[0]["extensions"]["field"], "first");
     }
+}
 
-    async fn checklist_60_errors_carry_no_sql_stack_traces_or_internals(app: TestApp) {
-        let caller = app.caller("msp-a", &["admin"]).await;
-        let client = caller.create_client("Contoso").await;
-        let mut answers: Vec<Value> = Vec::new();
-        answers.push(caller.run("{ clients(after: \"' OR 1=1 --\") { totalCount } }", json!({})).await.body);
-        answers.push(caller.run("query($id: ID!) { client(id: $id) { name } }", json!({ "id": "Q2xpZW50Oic7IERST1A=" })).await.body);
-        answers.push(caller.run("mutation($id: ID!) { updateClient(id: $id, input: { azureTenantId: \"not-a-guid\" }) { id } }", json!({ "id": client })).await.body);
-        answers.push(caller.run("{ clients { edges { node { nope } } } }", json!({})).await.body);
-        // With the database gone.
-        app.server_db.clone().close().await.unwrap();
-        let gone = caller.run("mutation { createClient(input: { name: \"Fabrikam\" }) { id } }", json!({})).await;
-        assert_eq!(gone.error_code(), "UNAVAILABLE");
-        answers.push(gone.body);
-        for answer in answers {
-            let text = answer.to_string().to_lowercase();
-            for leak in ["select ", "insert ", "sqlx", "sqlite", "postgres", "pool", "panicked", "backtrace", ".rs:", "stack"] {
-                assert!(!text.contains(leak), "{leak:?} in {answer}");
-            }
-            for error in answer["errors"].as_array().unwrap() {
-                assert!(error["extensions"]["code"].is_string(), "{error}");
-            }
-        }
-    }
+#[both_backends]
+async fn checklist_54_a_thousand_aliases_or_one_mutation_aliased_are_refused(app: TestApp) {
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let aliased: String = (0..1000).map(|i| format!("a{i}: __typename ")).collect();
+    let response = caller.run(&format!("{{ {aliased} }}"), json!({})).await;
+    assert_eq!(response.error_code(), "GRAPHQL_VALIDATION_FAILED");
+    assert!(
+        response.error_message().contains("aliases"),
+        "{}",
+        response.body
+    );
+    // As many as the cap allow is fine.
+    let aliased: String = (0..32).map(|i| format!("a{i}: __typename ")).collect();
+    caller
+        .run(&format!("{{ {aliased} }}"), json!({}))
+        .await
+        .data();
+    // One sensitive mutation, aliased many times: refused, and nothing was created.
+    let mutations: String = (0..40)
+        .map(|i| format!("m{i}: createClient(input: {{ name: \"Aliased {i}\" }}) {{ id }} "))
+        .collect();
+    let response = caller
+        .run(&format!("mutation {{ {mutations} }}"), json!({}))
+        .await;
+    assert!(
+        response.error_message().contains("aliases"),
+        "{}",
+        response.body
+    );
+    assert_eq!(client_count(&caller).await, 0);
+}
 
-    async fn checklist_58_anonymous_validation_errors_name_nothing_introspection_hides(app: TestApp) {
-        // Introspection is refused without a token; the validation errors must not tell
-        // what it would have: which fields, types and arguments exist, or where.
-        let probe = "{ clients(first: 1, sneaky: 2) { nodes { name secretField } } viewer { nope } }";
-        let anonymous = app.anonymous().run(probe, json!({})).await;
-        let errors = anonymous.errors();
-        assert_eq!(errors.len(), 1, "{}", anonymous.body);
-        assert_eq!(anonymous.error_code(), "GRAPHQL_VALIDATION_FAILED");
-        assert!(errors[0].get("locations").is_none(), "{}", anonymous.body);
-        let text = anonymous.body.to_string();
-        for named in ["clients", "sneaky", "secretField", "nope", "Client", "Query", "Viewer", "first"] {
-            assert!(!text.contains(named), "{named:?} in {text}");
-        }
-        // With a token, the caller is told exactly what is wrong.
-        let caller = app.caller("msp-a", &["viewer"]).await;
-        let told = caller.run(probe, json!({})).await;
-        assert!(told.errors().len() > 1, "{}", told.body);
-        assert!(told.body.to_string().contains("secretField"), "{}", told.body);
-    }
+#[both_backends]
+async fn checklist_56_deep_nesting_and_many_directives_are_refused_without_harm(app: TestApp) {
+    let caller = app.caller("msp-a", &["admin"]).await;
+    // Selections nested past the recursion limit.
+    let deep = format!(
+        "{{ {} __typename {} }}",
+        "viewer { ".repeat(40),
+        "} ".repeat(40)
+    );
+    let response = caller.run(&deep, json!({})).await;
+    assert!(!response.errors().is_empty(), "{}", response.body);
+    // A fragment that spreads itself.
+    let cycle = "query { ...A } fragment A on Query { viewer { subject } ...A }";
+    let response = caller.run(cycle, json!({})).await;
+    assert!(!response.errors().is_empty(), "{}", response.body);
+    // Input values nested deeply, in the document and in the variables.
+    let nested = format!(
+        "{{ clients(filter: {{ status: {}AUTHORISED{} }}) {{ totalCount }} }}",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let response = caller.run(&nested, json!({})).await;
+    assert!(!response.errors().is_empty(), "{}", response.body);
+    let body = format!(
+        r#"{{"query":"query($v: [GraphApiStatus!]) {{ clients(filter: {{ status: $v }}) {{ totalCount }} }}","variables":{{"v":{}{}}}}}"#,
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let response = post_body(&app, body).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // More directives on one field than allowed.
+    let directives = "{ viewer @include(if: true) @skip(if: false) @include(if: true) @skip(if: false) @include(if: true) { subject } }";
+    let response = caller.run(directives, json!({})).await;
+    assert!(
+        response.error_message().contains("directives"),
+        "{}",
+        response.body
+    );
+    // The server is unharmed.
+    assert_eq!(
+        caller.run("{ viewer { subject } }", json!({})).await.data()["viewer"]["subject"],
+        "user@msp.example"
+    );
+}
 
-    async fn anonymous_callers_cannot_mint_metric_labels(app: TestApp) {
-        // Operation names and HTTP methods come from callers: those without a token get
-        // fixed labels, so they cannot fill the bounded set of operation names.
-        for i in 0..250 {
-            app.anonymous().run(&format!("query Minted{i} {{ __typename }}"), json!({})).await;
-        }
-        app.anonymous().run("query Invalid { nope }", json!({})).await;
-        let odd = reqwest::Method::from_bytes(b"MINTED").unwrap();
-        app.http.request(odd, app.url("/healthz")).send().await.unwrap();
-        let caller = app.caller("msp-a", &["viewer"]).await;
-        caller.run("query Dashboard { clients { totalCount } }", json!({})).await.data();
-        let metrics = app.metrics().await;
-        assert!(!metrics.contains("Minted"), "an anonymous caller minted a label");
-        assert!(!metrics.contains("Invalid"), "an anonymous caller minted a label");
-        assert!(metrics.contains(r#"operation="(unauthenticated)""#), "{metrics}");
-        assert!(metrics.contains(r#"method="(other)""#), "{metrics}");
-        assert!(metrics.contains(r#"operation="Dashboard""#), "authenticated names still count");
-    }
-
-    async fn checklist_65_every_list_of_objects_takes_a_bounded_first(app: TestApp) {
-        // Lists of objects are connections or take `first`; the only exceptions are a
-        // connection's own items (its `first` bounds them) and fixed catalogs.
-        let caller = app.caller("msp-a", &["viewer"]).await;
-        let schema = caller.run(
-            "{ __schema { types { name kind fields { name args { name } type { ...T } } } } }
-             fragment T on __Type { kind name ofType { kind name ofType { kind name ofType { kind name } } } }",
+#[both_backends]
+async fn checklist_60_errors_carry_no_sql_stack_traces_or_internals(app: TestApp) {
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let client = caller.create_client("Contoso").await;
+    let mut answers: Vec<Value> = Vec::new();
+    answers.push(
+        caller
+            .run(
+                "{ clients(after: \"' OR 1=1 --\") { totalCount } }",
+                json!({}),
+            )
+            .await
+            .body,
+    );
+    answers.push(
+        caller
+            .run(
+                "query($id: ID!) { client(id: $id) { name } }",
+                json!({ "id": "Q2xpZW50Oic7IERST1A=" }),
+            )
+            .await
+            .body,
+    );
+    answers.push(caller.run("mutation($id: ID!) { updateClient(id: $id, input: { azureTenantId: \"not-a-guid\" }) { id } }", json!({ "id": client })).await.body);
+    answers.push(
+        caller
+            .run("{ clients { edges { node { nope } } } }", json!({}))
+            .await
+            .body,
+    );
+    // With the database gone.
+    app.server_db.clone().close().await.unwrap();
+    let gone = caller
+        .run(
+            "mutation { createClient(input: { name: \"Fabrikam\" }) { id } }",
             json!({}),
-        ).await;
-        let bounded_by_parent = ["edges", "nodes"];
-        let catalogs = ["delegatedPermissions"];
-        let mut lists = Vec::new();
-        for ty in schema.data()["__schema"]["types"].as_array().unwrap() {
-            let name = ty["name"].as_str().unwrap();
-            if name.starts_with("__") || ty["kind"] != "OBJECT" || name == "Subscription" {
-                continue;
+        )
+        .await;
+    assert_eq!(gone.error_code(), "UNAVAILABLE");
+    answers.push(gone.body);
+    for answer in answers {
+        let text = answer.to_string().to_lowercase();
+        for leak in [
+            "select ",
+            "insert ",
+            "sqlx",
+            "sqlite",
+            "postgres",
+            "pool",
+            "panicked",
+            "backtrace",
+            ".rs:",
+            "stack",
+        ] {
+            assert!(!text.contains(leak), "{leak:?} in {answer}");
+        }
+        for error in answer["errors"].as_array().unwrap() {
+            assert!(error["extensions"]["code"].is_string(), "{error}");
+        }
+    }
+}
+
+#[both_backends]
+async fn checklist_58_anonymous_validation_errors_name_nothing_introspection_hides(app: TestApp) {
+    // Introspection is refused without a token; the validation errors must not tell
+    // what it would have: which fields, types and arguments exist, or where.
+    let probe = "{ clients(first: 1, sneaky: 2) { nodes { name secretField } } viewer { nope } }";
+    let anonymous = app.anonymous().run(probe, json!({})).await;
+    let errors = anonymous.errors();
+    assert_eq!(errors.len(), 1, "{}", anonymous.body);
+    assert_eq!(anonymous.error_code(), "GRAPHQL_VALIDATION_FAILED");
+    assert!(errors[0].get("locations").is_none(), "{}", anonymous.body);
+    let text = anonymous.body.to_string();
+    for named in [
+        "clients",
+        "sneaky",
+        "secretField",
+        "nope",
+        "Client",
+        "Query",
+        "Viewer",
+        "first",
+    ] {
+        assert!(!text.contains(named), "{named:?} in {text}");
+    }
+    // With a token, the caller is told exactly what is wrong.
+    let caller = app.caller("msp-a", &["viewer"]).await;
+    let told = caller.run(probe, json!({})).await;
+    assert!(told.errors().len() > 1, "{}", told.body);
+    assert!(
+        told.body.to_string().contains("secretField"),
+        "{}",
+        told.body
+    );
+}
+
+#[both_backends]
+async fn anonymous_callers_cannot_mint_metric_labels(app: TestApp) {
+    // Operation names and HTTP methods come from callers: those without a token get
+    // fixed labels, so they cannot fill the bounded set of operation names.
+    for i in 0..250 {
+        app.anonymous()
+            .run(&format!("query Minted{i} {{ __typename }}"), json!({}))
+            .await;
+    }
+    app.anonymous()
+        .run("query Invalid { nope }", json!({}))
+        .await;
+    let odd = reqwest::Method::from_bytes(b"MINTED").unwrap();
+    app.http
+        .request(odd, app.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    let caller = app.caller("msp-a", &["viewer"]).await;
+    caller
+        .run("query Dashboard { clients { totalCount } }", json!({}))
+        .await
+        .data();
+    let metrics = app.metrics().await;
+    assert!(
+        !metrics.contains("Minted"),
+        "an anonymous caller minted a label"
+    );
+    assert!(
+        !metrics.contains("Invalid"),
+        "an anonymous caller minted a label"
+    );
+    assert!(
+        metrics.contains(r#"operation="(unauthenticated)""#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"method="(other)""#), "{metrics}");
+    assert!(
+        metrics.contains(r#"operation="Dashboard""#),
+        "authenticated names still count"
+    );
+}
+
+#[both_backends]
+async fn checklist_65_every_list_of_objects_takes_a_bounded_first(app: TestApp) {
+    // Lists of objects are connections or take `first`; the only exceptions are a
+    // connection's own items (its `first` bounds them) and fixed catalogs.
+    let caller = app.caller("msp-a", &["viewer"]).await;
+    let schema = caller.run(
+        "{ __schema { types { name kind fields { name args { name } type { ...T } } } } }
+         fragment T on __Type { kind name ofType { kind name ofType { kind name ofType { kind name } } } }",
+        json!({}),
+    ).await;
+    let bounded_by_parent = ["edges", "nodes"];
+    let catalogs = ["delegatedPermissions"];
+    let mut lists = Vec::new();
+    for ty in schema.data()["__schema"]["types"].as_array().unwrap() {
+        let name = ty["name"].as_str().unwrap();
+        if name.starts_with("__") || ty["kind"] != "OBJECT" || name == "Subscription" {
+            continue;
+        }
+        for field in ty["fields"].as_array().unwrap() {
+            let (is_list, item_kind) = unwrap_type(&field["type"]);
+            let field_name = field["name"].as_str().unwrap();
+            let takes_first = field["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["name"] == "first");
+            let connection =
+                item_kind == "OBJECT" && unwrap_name(&field["type"]).ends_with("Connection");
+            if connection {
+                assert!(
+                    takes_first,
+                    "{name}.{field_name} is a connection without `first`"
+                );
             }
-            for field in ty["fields"].as_array().unwrap() {
-                let (is_list, item_kind) = unwrap_type(&field["type"]);
-                let field_name = field["name"].as_str().unwrap();
-                let takes_first = field["args"].as_array().unwrap().iter().any(|a| a["name"] == "first");
-                let connection = item_kind == "OBJECT" && unwrap_name(&field["type"]).ends_with("Connection");
-                if connection {
-                    assert!(takes_first, "{name}.{field_name} is a connection without `first`");
-                }
-                if is_list && item_kind == "OBJECT" {
-                    lists.push(format!("{name}.{field_name}"));
-                    assert!(
-                        takes_first || bounded_by_parent.contains(&field_name) || catalogs.contains(&field_name),
-                        "{name}.{field_name} lists objects without `first`"
-                    );
-                }
+            if is_list && item_kind == "OBJECT" {
+                lists.push(format!("{name}.{field_name}"));
+                assert!(
+                    takes_first
+                        || bounded_by_parent.contains(&field_name)
+                        || catalogs.contains(&field_name),
+                    "{name}.{field_name} lists objects without `first`"
+                );
             }
         }
-        assert!(lists.contains(&"Client.delegatedConsents".to_owned()), "{lists:?}");
     }
+    assert!(
+        lists.contains(&"Client.delegatedConsents".to_owned()),
+        "{lists:?}"
+    );
 }
 
 /// Whether a field's type is a list, and the kind of what it holds.
@@ -238,10 +366,11 @@ fn unwrap_name(ty: &Value) -> String {
 /// Tests whose server needs its own settings.
 mod configured {
     use super::*;
-    use consentry_tests::on_both_backends;
+    use consentry_tests::both_backends;
 
     /// Checklist 55: each MSP's mutations are limited (every root field counts, aliases too);
     /// queries and other MSPs are not held up; the answer is 429 with `Retry-After`.
+    #[both_backends]
     async fn checklist_55_mutations_are_rate_limited_per_msp_with_429(backend: Backend) {
         let Some(app) = spawn_app_with(backend, |s| s.msp_mutations_per_minute = 3).await else {
             return;
@@ -313,6 +442,7 @@ mod configured {
 
     /// Checklist 65: a query held up past `CONSENTRY_QUERY_TIMEOUT` is stopped with `TIMEOUT`
     /// (504), and the server serves on.
+    #[both_backends]
     async fn checklist_65_a_query_held_up_past_the_timeout_is_stopped(backend: Backend) {
         let Some(app) =
             spawn_app_with(backend, |s| s.query_timeout = Duration::from_millis(500)).await
@@ -352,6 +482,7 @@ mod configured {
 
     /// Checklist 98: a read-only caller looping refused mutations never spends the MSP's
     /// mutation budget (its refusals count as queries), so the admins keep theirs.
+    #[both_backends]
     async fn checklist_98_a_read_only_caller_never_spends_the_mutation_budget(backend: Backend) {
         let Some(app) = spawn_app_with(backend, |s| {
             s.msp_mutations_per_minute = 3;
@@ -397,6 +528,7 @@ mod configured {
 
     /// Queries have a per-MSP budget too: 429 with `Retry-After` past it, for that MSP only,
     /// and mutations keep their own budget.
+    #[both_backends]
     async fn checklist_98_queries_have_a_per_msp_budget(backend: Backend) {
         let Some(app) = spawn_app_with(backend, |s| s.msp_queries_per_minute = 3).await else {
             return;
@@ -432,11 +564,4 @@ mod configured {
         b.run(CLIENT_COUNT, json!({})).await.data();
         a.create_client("Still allowed").await;
     }
-
-    on_both_backends!(
-        checklist_55_mutations_are_rate_limited_per_msp_with_429,
-        checklist_65_a_query_held_up_past_the_timeout_is_stopped,
-        checklist_98_a_read_only_caller_never_spends_the_mutation_budget,
-        checklist_98_queries_have_a_per_msp_budget,
-    );
 }

@@ -4,7 +4,8 @@
 
 use crate::support::flows::{authorise, browser, healthy, new_client};
 use consentry_tests::{
-    Backend, ServerProcess, TestApp, TestDatabase, free_port, serde_json::Value, start_simulator,
+    Backend, ServerProcess, TestApp, TestDatabase, both_backends, free_port, serde_json::Value,
+    start_simulator,
 };
 use reqwest::StatusCode;
 use url::Url;
@@ -35,6 +36,8 @@ async fn callback(app: &TestApp, query: &str) -> StatusCode {
         .unwrap()
         .status()
 }
+
+#[both_backends]
 
 async fn checklist_101_request_values_are_logged_escaped(backend: Backend) {
     let Some(database) = TestDatabase::create(backend).await else {
@@ -100,6 +103,7 @@ async fn checklist_101_request_values_are_logged_escaped(backend: Backend) {
 
 /// Checklist 98: a caller looping refused operations writes one log line per minute, not one
 /// per refusal (the next line counts those not written).
+#[both_backends]
 async fn checklist_98_refusals_are_logged_at_a_bounded_rate(backend: Backend) {
     let Some(database) = TestDatabase::create(backend).await else {
         return;
@@ -156,8 +160,3 @@ async fn checklist_98_refusals_are_logged_at_a_bounded_rate(backend: Backend) {
         "{lines:#?}"
     );
 }
-
-consentry_tests::on_both_backends!(
-    checklist_101_request_values_are_logged_escaped,
-    checklist_98_refusals_are_logged_at_a_bounded_rate,
-);

@@ -28,7 +28,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use consentry_tests::{
-    Backend, Caller, TestApp, eventually, serde_json::Value, spawn_app_with, start_simulator,
+    Backend, Caller, TestApp, both_backends, eventually, serde_json::Value, spawn_app_with,
+    start_simulator,
 };
 use entity::enums::{DelegatedConsentStatus, OAuthFlowKind, OAuthFlowStatus};
 use reqwest::StatusCode;
@@ -453,6 +454,7 @@ fn at(value: &Value) -> chrono::DateTime<chrono::Utc> {
 /// `IDENTITY_PROVIDER_UNAVAILABLE` and offers `AUTHORISE` (README: "Microsoft down or
 /// failing"), the flow is finished, the audit trail says so, nothing of Microsoft's raw
 /// answer is shown, and once Microsoft is well a fresh link authorises the tile.
+#[both_backends]
 async fn checklist_86_87_microsoft_faults_during_authorise_leave_the_tile_failed_and_retryable(
     backend: Backend,
 ) {
@@ -613,6 +615,7 @@ async fn checklist_86_87_microsoft_faults_during_authorise_leave_the_tile_failed
 
 /// Checklist 87: Graph's 503 with a `Retry-After` within the bound is waited out (at least
 /// as long as it says), and the consent is verified.
+#[both_backends]
 async fn checklist_87_graph_503_within_the_retry_bound_is_waited_out(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some((world, front)) = fronted_world(backend, vec![tenant.clone()]).await else {
@@ -657,6 +660,7 @@ const VERIFY: &str = "mutation($id: ID!) { verifyGraphApi(clientId: $id) {
 /// version and audit trail (README: "Microsoft being unreachable is a `MICROSOFT_UNAVAILABLE`
 /// error and changes nothing"); verifying again once Microsoft is well works. A re-consent
 /// that meets a fault leaves the working authorisation alone.
+#[both_backends]
 async fn checklist_86_87_verify_graph_api_while_microsoft_fails_changes_nothing(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some((world, front)) = fronted_world(backend, vec![tenant.clone()]).await else {
@@ -767,6 +771,7 @@ async fn consent_through_the_page(
 /// is checked — writes no consent and leaves the existing one exactly as it was; the code is
 /// sent once (never re-POSTed), the flow is finished, nothing of Microsoft's answer is shown,
 /// and a new link succeeds once Microsoft is well.
+#[both_backends]
 async fn checklist_86_87_delegated_consent_exchange_faults_store_nothing_and_a_new_link_works(
     backend: Backend,
 ) {
@@ -978,6 +983,7 @@ async fn delegated_world(backend: Backend, tenant: &SimTenant) -> Option<(World,
 /// stored token, which still works once Microsoft is well; Graph failing after a good
 /// refresh does not expire it either. A transient failure never expires a consent (only
 /// `invalid_grant` may; README "Delegated consents").
+#[both_backends]
 async fn checklist_86_87_verify_delegated_consent_during_an_outage_keeps_it_active(
     backend: Backend,
 ) {
@@ -1001,6 +1007,7 @@ async fn checklist_86_87_verify_delegated_consent_during_an_outage_keeps_it_acti
 
 /// Checklist 87/93: an undocumented answer from the token endpoint is Microsoft failing,
 /// not Microsoft refusing the refresh token: the consent must stay `ACTIVE`.
+#[both_backends]
 async fn checklist_87_93_a_garbled_token_answer_never_expires_a_delegated_consent(
     backend: Backend,
 ) {
@@ -1021,6 +1028,7 @@ async fn checklist_87_93_a_garbled_token_answer_never_expires_a_delegated_consen
 /// Checklist 87: a 503 from the token endpoint while the refresh token is redeemed for Azure
 /// management (the second token request of a delegated consent) is Microsoft failing, not
 /// the user refusing `user_impersonation`.
+#[both_backends]
 async fn checklist_87_an_azure_outage_during_a_delegated_consent_is_not_a_refused_permission(
     backend: Backend,
 ) {
@@ -1098,6 +1106,7 @@ async fn checklist_87_an_azure_outage_during_a_delegated_consent_is_not_a_refuse
 /// consent is kept and a sign-in link is offered instead; with Graph throttling the request
 /// fails with a remediation and the consent is kept; once Microsoft is well a new request
 /// acts at once with the stored consent and creates the principal once.
+#[both_backends]
 async fn checklist_87_repair_with_a_stored_consent_survives_an_outage(backend: Backend) {
     let tenant = SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam");
     let Some(world) = fault_world(backend, vec![tenant.clone()], |s| {
@@ -1198,6 +1207,7 @@ async fn checklist_87_repair_with_a_stored_consent_survives_an_outage(backend: B
 
 /// Checklist 92 ("service principal creation is idempotent on re-run") after a fault: a
 /// link that reports "creating" must create.
+#[both_backends]
 async fn checklist_92_a_repair_that_went_ahead_cancels_its_open_sign_in_link(backend: Backend) {
     let tenant = SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam");
     let Some(world) = fault_world(backend, vec![tenant.clone()], |_| {}).await else {
@@ -1271,6 +1281,7 @@ const CREATE: &str = "mutation($id: ID!) { createServicePrincipal(clientId: $id)
 /// malformed, redirecting or throttled beyond the bound — ends `FAILED` with a remediation;
 /// nothing is created, the flow is finished, the tile still offers the repair, and a new
 /// `createServicePrincipal` succeeds once Microsoft is well.
+#[both_backends]
 async fn checklist_86_87_92_service_principal_repair_faults_fail_cleanly_and_a_new_request_succeeds(
     backend: Backend,
 ) {
@@ -1384,16 +1395,3 @@ async fn checklist_86_87_92_service_principal_repair_faults_fail_cleanly_and_a_n
     callback(app, &back).await;
     assert_eq!(full_tile(&caller, &client).await["status"], "AUTHORISED");
 }
-
-consentry_tests::on_both_backends!(
-    checklist_86_87_microsoft_faults_during_authorise_leave_the_tile_failed_and_retryable,
-    checklist_87_graph_503_within_the_retry_bound_is_waited_out,
-    checklist_86_87_verify_graph_api_while_microsoft_fails_changes_nothing,
-    checklist_86_87_delegated_consent_exchange_faults_store_nothing_and_a_new_link_works,
-    checklist_86_87_verify_delegated_consent_during_an_outage_keeps_it_active,
-    checklist_87_93_a_garbled_token_answer_never_expires_a_delegated_consent,
-    checklist_86_87_92_service_principal_repair_faults_fail_cleanly_and_a_new_request_succeeds,
-    checklist_87_an_azure_outage_during_a_delegated_consent_is_not_a_refused_permission,
-    checklist_87_repair_with_a_stored_consent_survives_an_outage,
-    checklist_92_a_repair_that_went_ahead_cancels_its_open_sign_in_link,
-);

@@ -19,7 +19,9 @@ use crate::support::{
     storage::{dump, holds, logical_dump},
 };
 use api::{DERIVED_FLOW_KEY_ID, NonceHash};
-use consentry_tests::{Backend, TestApp, TestDatabase, eventually, serde_json::Value, start};
+use consentry_tests::{
+    Backend, TestApp, TestDatabase, both_backends, eventually, serde_json::Value, start,
+};
 use entity::enums::OAuthFlowStatus;
 use migration::MigratorTrait;
 use reqwest::StatusCode;
@@ -80,6 +82,7 @@ async fn admin_consent_after_restart(app: &TestApp, link: &str, user: Uuid) -> r
 /// a service principal repair), dumped while pending, then completed end to end: the dump
 /// holds none of their verifiers, nonces or states, and the verifier Microsoft receives is
 /// the one that was sealed (each flow succeeds).
+#[both_backends]
 async fn checklist_74_75_a_dump_of_pending_links_holds_no_verifier_nonce_or_state(
     backend: Backend,
 ) {
@@ -197,6 +200,7 @@ async fn checklist_74_75_a_dump_of_pending_links_holds_no_verifier_nonce_or_stat
 /// outside the database — in `CONSENTRY_TOKEN_KEYS`, a secret store's, or a 0600 file beside
 /// an SQLite database — so no dump, and no database role, holds them. (With a KMS, see
 /// `kms.rs`.)
+#[both_backends]
 async fn checklist_78_the_keys_never_reach_the_database(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -223,6 +227,8 @@ async fn checklist_78_the_keys_never_reach_the_database(backend: Backend) {
         );
     }
 }
+
+#[both_backends]
 
 async fn checklist_75_a_verifier_copied_to_another_flow_is_refused_before_microsoft_is_asked(
     backend: Backend,
@@ -275,6 +281,7 @@ async fn checklist_75_a_verifier_copied_to_another_flow_is_refused_before_micros
 /// With no `CONSENTRY_TOKEN_KEYS`, links are sealed all the same: under the key generated
 /// beside an SQLite database, or — PostgreSQL — under one derived from the Microsoft client
 /// secret, so that admin consent keeps working there.
+#[both_backends]
 async fn checklist_74_without_configured_token_keys_links_are_sealed_and_complete(
     backend: Backend,
 ) {
@@ -307,6 +314,7 @@ async fn checklist_74_without_configured_token_keys_links_are_sealed_and_complet
 /// A link made before the upgrade kept its verifier and nonce in plaintext: the upgrade
 /// erases them (a dump after it holds neither), and the link then fails cleanly with "send a
 /// new link", while a new link works.
+#[both_backends]
 async fn links_made_before_the_upgrade_lose_their_plaintext_and_fail_cleanly(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -383,6 +391,7 @@ fn migrations_after(name: &str) -> u32 {
 
 /// `consentry rotate-keys` re-encrypts the verifiers of pending links too, so the old key can
 /// be removed at once without breaking a link in flight.
+#[both_backends]
 async fn checklist_77_rotate_keys_rewraps_pending_links_so_the_old_key_can_go(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -556,6 +565,7 @@ fn files_in(dir: &Path) -> BTreeMap<String, u32> {
 /// database: on SQLite (the default `DATABASE_URL`) it creates the database, its `-wal` and
 /// `-shm`, the HS256 secret and the token keys, each 0600 and each git-ignored; on PostgreSQL
 /// it creates no file at all.
+#[both_backends]
 async fn every_file_a_server_start_creates_is_owner_only_and_git_ignored(backend: Backend) {
     let Some(database) = TestDatabase::create(backend).await else {
         return;
@@ -645,6 +655,7 @@ fn run_graphiql_script(script: &str, token: Option<&str>, browser: &str) -> Opti
 /// GraphiQL is given the tab's `sessionStorage` (or memory, where the browser refuses it)
 /// for everything it keeps, the Headers tab with its token included; the demo's token goes
 /// there too; `localStorage` is only cleared of what earlier versions left in it.
+#[both_backends]
 async fn graphiql_keeps_the_token_in_session_storage_never_in_local_storage(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app(backend).await else {
         return;
@@ -703,14 +714,3 @@ async fn graphiql_keeps_the_token_in_session_storage_never_in_local_storage(back
         }
     }
 }
-
-consentry_tests::on_both_backends!(
-    checklist_74_75_a_dump_of_pending_links_holds_no_verifier_nonce_or_state,
-    checklist_78_the_keys_never_reach_the_database,
-    checklist_75_a_verifier_copied_to_another_flow_is_refused_before_microsoft_is_asked,
-    checklist_74_without_configured_token_keys_links_are_sealed_and_complete,
-    links_made_before_the_upgrade_lose_their_plaintext_and_fail_cleanly,
-    checklist_77_rotate_keys_rewraps_pending_links_so_the_old_key_can_go,
-    every_file_a_server_start_creates_is_owner_only_and_git_ignored,
-    graphiql_keeps_the_token_in_session_storage_never_in_local_storage,
-);

@@ -10,7 +10,9 @@ use crate::support::flows::{
     consent_page, healthy, location, new_client, posts, request_status, settled_within, start_link,
     strings, tile, token_requests, world,
 };
-use consentry_tests::{Backend, Caller, TestApp, eventually, serde_json::Value, start};
+use consentry_tests::{
+    Backend, Caller, TestApp, both_backends, eventually, serde_json::Value, start,
+};
 use entity::{delegated_consent, service_principal_request};
 use reqwest::StatusCode;
 use sea_orm::{EntityTrait, PaginatorTrait};
@@ -108,6 +110,7 @@ async fn creating_step(caller: &Caller<'_>, client: &str) -> Value {
 
 /// Checklist 88: the new principal stays invisible for two lookups (replication lag); the
 /// request polls with backoff until it shows, and Authorise then succeeds.
+#[both_backends]
 async fn missing_principal_is_repaired_then_authorise_succeeds(backend: Backend) {
     let tenant = missing_teams(Faults {
         propagation_lookups: 2,
@@ -210,6 +213,8 @@ async fn missing_principal_is_repaired_then_authorise_succeeds(backend: Backend)
     assert_eq!(tile(&caller, &client).await["status"], "AUTHORISED");
 }
 
+#[both_backends]
+
 async fn an_existing_principal_is_found_and_nothing_created(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(world) = world_with(backend, &tenant).await else {
@@ -232,6 +237,8 @@ async fn an_existing_principal_is_found_and_nothing_created(backend: Backend) {
         "a tile that was not waiting for it is left alone"
     );
 }
+
+#[both_backends]
 
 async fn insufficient_privileges_fail_naming_the_roles_needed(backend: Backend) {
     let tenant = missing_teams(Faults {
@@ -264,6 +271,8 @@ async fn insufficient_privileges_fail_naming_the_roles_needed(backend: Backend) 
     );
 }
 
+#[both_backends]
+
 async fn throttling_is_waited_out(backend: Backend) {
     let tenant = missing_teams(Faults {
         graph_throttle: Some(Throttle {
@@ -295,6 +304,8 @@ async fn throttling_is_waited_out(backend: Backend) {
     assert_eq!(throttled, 2, "two 429s, waited out");
     assert!(world.sim.has_service_principal(tenant.id, TEAMS));
 }
+
+#[both_backends]
 
 async fn a_restart_during_propagation_resumes_and_finishes(backend: Backend) {
     // Replication that this instance never sees finish.
@@ -358,6 +369,7 @@ async fn a_restart_during_propagation_resumes_and_finishes(backend: Backend) {
 
 /// Checklist 85 and input rules: one request per client and application at a time, a GUID
 /// appId, a writer's role, a tenant to repair.
+#[both_backends]
 async fn requests_are_validated_and_made_once(backend: Backend) {
     let tenant = missing_teams(Faults::default());
     let Some(world) = world_with(backend, &tenant).await else {
@@ -470,6 +482,7 @@ async fn request_rows(app: &TestApp) -> u64 {
 /// Checklist 96: a stored consent could create any application's principal at once, so an
 /// application outside the allow-list is refused — naming the setting — before a request is
 /// stored or Microsoft is called. A well-known application is no exception.
+#[both_backends]
 async fn checklist_96_only_allow_listed_apps_are_repaired(backend: Backend) {
     let tenant = missing_three("fabrikam.onmicrosoft.com", Faults::default());
     let Some(world) = world_with(backend, &tenant).await else {
@@ -504,6 +517,7 @@ async fn checklist_96_only_allow_listed_apps_are_repaired(backend: Backend) {
 /// Checklist 96: an application the operator lists in CONSENTRY_MS_REPAIRABLE_APP_IDS is
 /// repaired like the Teams admin API, shown by its id (Consentry does not know its name);
 /// one the setting does not list still is not.
+#[both_backends]
 async fn checklist_96_apps_listed_in_the_setting_are_repaired(backend: Backend) {
     let tenant = missing_three("fabrikam.onmicrosoft.com", Faults::default());
     let Some(world) = world(backend, vec![tenant.clone()], |s| {
@@ -543,6 +557,7 @@ async fn checklist_96_apps_listed_in_the_setting_are_repaired(backend: Backend) 
 
 /// Checklist 96: a repair that acts with a stored delegated consent (nobody signs in) names,
 /// in the client's audit log, the user whose token it used and the application.
+#[both_backends]
 async fn checklist_96_a_repair_with_a_stored_consent_is_audited_with_its_user_and_app(
     backend: Backend,
 ) {
@@ -569,6 +584,7 @@ async fn checklist_96_a_repair_with_a_stored_consent_is_audited_with_its_user_an
 /// Checklist 96: requests made while an application was allow-listed are not acted on once
 /// it no longer is: an old sign-in link's code is not redeemed, and a repair waiting for
 /// replication is ended rather than watched.
+#[both_backends]
 async fn checklist_96_requests_for_apps_no_longer_listed_are_not_acted_on(backend: Backend) {
     let pending = missing_three("fabrikam.onmicrosoft.com", Faults::default());
     // Replication that the first instance never sees finish.
@@ -680,6 +696,7 @@ async fn propagating(caller: &Caller<'_>, client: &str) {
 /// request waits for replication; deleting the client, or revoking the delegated consent the
 /// token was taken from, forgets it at once. (The sweeps run once an hour here: nothing else
 /// forgets it meanwhile.)
+#[both_backends]
 async fn checklist_82_deleting_the_client_or_revoking_its_consent_forgets_the_held_token(
     backend: Backend,
 ) {
@@ -728,6 +745,7 @@ async fn checklist_82_deleting_the_client_or_revoking_its_consent_forgets_the_he
 
 /// Checklist 82 across instances: a request that ended elsewhere (here: its client deleted
 /// behind this instance's back) has its token forgotten at this instance's next sweep.
+#[both_backends]
 async fn checklist_82_a_token_whose_request_ended_elsewhere_is_forgotten_by_the_sweep(
     backend: Backend,
 ) {
@@ -757,18 +775,3 @@ async fn checklist_82_a_token_whose_request_ended_elsewhere_is_forgotten_by_the_
     )
     .await;
 }
-
-consentry_tests::on_both_backends!(
-    missing_principal_is_repaired_then_authorise_succeeds,
-    checklist_82_deleting_the_client_or_revoking_its_consent_forgets_the_held_token,
-    checklist_82_a_token_whose_request_ended_elsewhere_is_forgotten_by_the_sweep,
-    an_existing_principal_is_found_and_nothing_created,
-    insufficient_privileges_fail_naming_the_roles_needed,
-    throttling_is_waited_out,
-    a_restart_during_propagation_resumes_and_finishes,
-    requests_are_validated_and_made_once,
-    checklist_96_only_allow_listed_apps_are_repaired,
-    checklist_96_apps_listed_in_the_setting_are_repaired,
-    checklist_96_a_repair_with_a_stored_consent_is_audited_with_its_user_and_app,
-    checklist_96_requests_for_apps_no_longer_listed_are_not_acted_on,
-);

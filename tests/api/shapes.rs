@@ -11,7 +11,7 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use consentry_tests::{
-    Backend, on_both_backends,
+    Backend, both_backends,
     operations::{Outcome, Target},
 };
 use rand::{RngCore, SeedableRng, rngs::StdRng};
@@ -26,6 +26,8 @@ fn setting(name: &str, default: u64) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+#[both_backends]
 
 async fn checklist_97_generated_operations_are_refused_by_name_or_stay_within_budgets(
     backend: Backend,
@@ -82,6 +84,7 @@ async fn checklist_97_generated_operations_are_refused_by_name_or_stay_within_bu
 }
 
 /// Every input kept from the fuzz target, replayed.
+#[both_backends]
 async fn the_fuzz_targets_regressions_are_replayed(backend: Backend) {
     let Some(target) = Target::start(backend, BUDGET, TIMEOUT).await else {
         return;
@@ -101,8 +104,3 @@ async fn the_fuzz_targets_regressions_are_replayed(backend: Backend) {
         }
     }
 }
-
-on_both_backends!(
-    checklist_97_generated_operations_are_refused_by_name_or_stay_within_budgets,
-    the_fuzz_targets_regressions_are_replayed,
-);

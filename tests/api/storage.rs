@@ -1,6 +1,6 @@
 //! Storage: migrations create every table with its constraints, and run idempotently.
 
-use consentry_tests::{Backend, TestDatabase, start};
+use consentry_tests::{Backend, TestDatabase, both_backends, start};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
 
@@ -25,6 +25,8 @@ async fn count(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
         .unwrap();
     row.try_get_by_index::<i64>(0).unwrap()
 }
+
+#[both_backends]
 
 async fn a_second_start_on_the_same_database_is_a_no_op(backend: Backend) {
     let Some(database) = TestDatabase::create(backend).await else {
@@ -66,6 +68,8 @@ async fn a_second_start_on_the_same_database_is_a_no_op(backend: Backend) {
     );
 }
 
+#[both_backends]
+
 async fn foreign_keys_and_unique_indexes_are_enforced_by_the_database(backend: Backend) {
     use entity::client;
     use sea_orm::{ActiveModelTrait, ActiveValue::Set};
@@ -97,8 +101,3 @@ async fn foreign_keys_and_unique_indexes_are_enforced_by_the_database(backend: B
         "graph_api_tile.client_id must reference client"
     );
 }
-
-consentry_tests::on_both_backends!(
-    a_second_start_on_the_same_database_is_a_no_op,
-    foreign_keys_and_unique_indexes_are_enforced_by_the_database
-);

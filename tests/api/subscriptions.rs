@@ -8,7 +8,7 @@ use crate::support::{
     flows::{admin_consent, authorise, callback, consent_page, healthy, new_client, world},
     websocket::{Ws, connect_port, next_message, open_port, subscribe, token},
 };
-use consentry_tests::{Backend, TestApp, serde_json::Value};
+use consentry_tests::{Backend, TestApp, both_backends, serde_json::Value};
 use futures_util::{SinkExt, StreamExt};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
@@ -67,6 +67,8 @@ async fn live_at(address: &str, n: usize) {
     .await;
 }
 
+#[both_backends]
+
 async fn a_tile_walks_through_every_state_in_order(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![tenant.clone()], |_| {}).await else {
@@ -111,6 +113,7 @@ async fn a_tile_walks_through_every_state_in_order(backend: Backend) {
 }
 
 /// Checklist 71: MSP B sees none of MSP A's events, and cannot subscribe to A's client.
+#[both_backends]
 async fn another_msp_receives_nothing(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let fabrikam = healthy("fabrikam.onmicrosoft.com");
@@ -160,6 +163,7 @@ async fn another_msp_receives_nothing(backend: Backend) {
 
 /// Checklist 51 over the socket: support staff may subscribe to another MSP's client (and get
 /// its events); each such subscription is written to that client's audit trail, as a read is.
+#[both_backends]
 async fn support_staff_subscriptions_are_audited(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![tenant.clone()], |_| {}).await else {
@@ -201,6 +205,7 @@ impl Drop for Process {
 
 /// Two `consentry` processes on one PostgreSQL: subscribe on one, complete the consent
 /// through the other; the events cross over NOTIFY.
+#[both_backends]
 async fn events_cross_processes(backend: Backend) {
     if backend != Backend::Postgres {
         return;
@@ -277,6 +282,7 @@ async fn events_cross_processes(backend: Backend) {
 }
 
 /// A subscriber that never reads does not hold up one that does.
+#[both_backends]
 async fn a_stalled_subscriber_does_not_stall_another(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![tenant], |_| {}).await else {
@@ -309,6 +315,7 @@ async fn a_stalled_subscriber_does_not_stall_another(backend: Backend) {
 
 /// Checklist 66, 67, 72, 73: origins, expired tokens, expiry during a live socket, and the
 /// subscription cap.
+#[both_backends]
 async fn origins_tokens_and_limits_are_enforced(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app(backend).await else {
         return;
@@ -369,6 +376,7 @@ async fn origins_tokens_and_limits_are_enforced(backend: Backend) {
 }
 
 /// Service principal requests and delegated consents push every step too.
+#[both_backends]
 async fn repairs_and_delegated_consents_push_their_steps(backend: Backend) {
     let tenant = simulator::SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam");
     let Some(world) = world(backend, vec![tenant.clone()], |s| {
@@ -446,6 +454,7 @@ async fn repairs_and_delegated_consents_push_their_steps(backend: Backend) {
 
 /// PostgreSQL: when the listener's connection is killed, subscribers are told to resync, and
 /// events flow again after the reconnect.
+#[both_backends]
 async fn a_dropped_listener_connection_means_resync_not_a_silent_gap(backend: Backend) {
     if backend != Backend::Postgres {
         return;
@@ -526,6 +535,7 @@ async fn a_dropped_listener_connection_means_resync_not_a_silent_gap(backend: Ba
 /// Checklist 96, the hostile form: a forged error callback whose description is 50 KB
 /// (naming a made-up service) commits on both backends, and neither the description nor
 /// anything named in it is kept, shown or pushed: the tile fails with Consentry's own words.
+#[both_backends]
 async fn checklist_96_a_50_kb_forged_description_is_neither_kept_nor_a_failure(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![tenant.clone()], |_| {}).await else {
@@ -594,6 +604,7 @@ async fn checklist_96_a_50_kb_forged_description_is_neither_kept_nor_a_failure(b
 /// whole, in order: it travels by reference through the outbox. (Consentry bounds every
 /// string it keeps from Microsoft, so a tile's event stays far smaller; this is the
 /// mechanism's own test, with a change written as an older version or a future field might.)
+#[both_backends]
 async fn an_event_larger_than_a_notify_payload_reaches_subscribers_whole(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![tenant.clone()], |_| {}).await else {
@@ -651,6 +662,7 @@ async fn an_event_larger_than_a_notify_payload_reaches_subscribers_whole(backend
 
 /// PostgreSQL: the sweeps delete outbox events past their ten minutes (SQLite's outbox
 /// poller prunes its own), whichever instance runs them.
+#[both_backends]
 async fn old_outbox_events_are_pruned_on_postgres_too(backend: Backend) {
     if backend != Backend::Postgres {
         return;
@@ -688,6 +700,7 @@ async fn old_outbox_events_are_pruned_on_postgres_too(backend: Backend) {
 }
 
 /// The legacy `graphql-ws` subprotocol (`start`/`data`) delivers the same events.
+#[both_backends]
 async fn the_legacy_graphql_ws_protocol_works_too(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![tenant.clone()], |_| {}).await else {
@@ -734,6 +747,7 @@ async fn the_legacy_graphql_ws_protocol_works_too(backend: Backend) {
 }
 
 /// Queries work over the WebSocket too, per-client lists included.
+#[both_backends]
 async fn queries_run_over_the_websocket_too(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app(backend).await else {
         return;
@@ -751,6 +765,7 @@ async fn queries_run_over_the_websocket_too(backend: Backend) {
 
 /// Checklist 52–55 over the socket: operations sent over the WebSocket meet the same limits
 /// as over HTTP — the depth limit, and each MSP's mutation rate (shared with HTTP).
+#[both_backends]
 async fn the_websocket_holds_operations_to_the_same_limits(backend: Backend) {
     let Some(app) =
         consentry_tests::spawn_app_with(backend, |s| s.msp_mutations_per_minute = 1).await
@@ -861,6 +876,7 @@ const WHO: &str = "{ viewer { subject } }";
 /// (closed with 4403, no answer), long before the next re-check would close them; HTTP
 /// refuses its tokens at once too. Another MSP's socket is untouched, and enabling the MSP
 /// again lets it back in.
+#[both_backends]
 async fn checklist_99_a_disabled_msps_next_operation_on_an_open_socket_is_refused_at_once(
     backend: Backend,
 ) {
@@ -918,6 +934,7 @@ async fn checklist_99_a_disabled_msps_next_operation_on_an_open_socket_is_refuse
 /// Checklist 72, 99: a disabled MSP's open sockets close with 4403 within the re-check
 /// interval (`CONSENTRY_RIGHTS_RECHECK_INTERVAL`, here 1 s) without sending anything — on
 /// PostgreSQL on every instance, including one that never saw the change.
+#[both_backends]
 async fn checklist_99_a_disabled_msps_open_sockets_close_with_4403_within_the_recheck_interval(
     backend: Backend,
 ) {
@@ -987,6 +1004,7 @@ async fn checklist_99_a_disabled_msps_open_sockets_close_with_4403_within_the_re
 
 /// Checklist 99 over the socket: a token that lives longer than the maximum gets no ack, and
 /// the close says why.
+#[both_backends]
 async fn checklist_99_a_socket_whose_token_lives_too_long_gets_no_ack(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app(backend).await else {
         return;
@@ -1021,6 +1039,7 @@ fn padded_subscribe(id: &str, size: usize) -> String {
 
 /// Checklist 73: a message of 64 KiB is served; one byte more closes the connection, and
 /// the operation it carried never runs.
+#[both_backends]
 async fn checklist_73_a_message_over_64_kib_closes_the_connection(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app(backend).await else {
         return;
@@ -1051,6 +1070,7 @@ async fn checklist_73_a_message_over_64_kib_closes_the_connection(backend: Backe
 /// Checklist 73: the cap counts subscriptions open at once, not operations: queries (which
 /// end by themselves) never close a connection, a completed subscription frees its place,
 /// and the 33rd open subscription closes the connection with 1008.
+#[both_backends]
 async fn checklist_73_the_cap_counts_open_subscriptions_not_operations(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app(backend).await else {
         return;
@@ -1085,6 +1105,7 @@ async fn checklist_73_the_cap_counts_open_subscriptions_not_operations(backend: 
 /// Checklist 73: each caller may hold `CONSENTRY_WS_CONNECTIONS_PER_CALLER` connections
 /// (one more is closed with 1013 before any ack; another caller is not held up; a closed one
 /// frees its place), and send `CONSENTRY_WS_MESSAGES_PER_MINUTE` messages (past them, 1013).
+#[both_backends]
 async fn checklist_73_each_callers_connections_and_message_rate_are_capped(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app_with(backend, |s| {
         s.ws_connections_per_caller = 2;
@@ -1135,6 +1156,7 @@ async fn checklist_73_each_callers_connections_and_message_rate_are_capped(backe
 /// Checklist 100: support staff must name an MSP or a client to subscribe to; naming an MSP
 /// is written to its audit trail when the subscription starts, and only that MSP's events
 /// arrive. Nobody else may name another MSP.
+#[both_backends]
 async fn checklist_100_support_subscriptions_name_an_msp_or_a_client_and_are_audited(
     backend: Backend,
 ) {
@@ -1206,6 +1228,7 @@ async fn checklist_100_support_subscriptions_name_an_msp_or_a_client_and_are_aud
 }
 
 /// Checklist 68: no `connection_init` within 10 s closes the socket with 4408.
+#[both_backends]
 async fn a_silent_connection_is_closed_with_4408(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app(backend).await else {
         return;
@@ -1219,28 +1242,3 @@ async fn a_silent_connection_is_closed_with_4408(backend: Backend) {
         other => panic!("expected a 4408 close, got {other:?}"),
     }
 }
-
-consentry_tests::on_both_backends!(
-    a_silent_connection_is_closed_with_4408,
-    queries_run_over_the_websocket_too,
-    the_websocket_holds_operations_to_the_same_limits,
-    the_legacy_graphql_ws_protocol_works_too,
-    repairs_and_delegated_consents_push_their_steps,
-    a_dropped_listener_connection_means_resync_not_a_silent_gap,
-    an_event_larger_than_a_notify_payload_reaches_subscribers_whole,
-    checklist_96_a_50_kb_forged_description_is_neither_kept_nor_a_failure,
-    old_outbox_events_are_pruned_on_postgres_too,
-    a_tile_walks_through_every_state_in_order,
-    another_msp_receives_nothing,
-    support_staff_subscriptions_are_audited,
-    events_cross_processes,
-    a_stalled_subscriber_does_not_stall_another,
-    origins_tokens_and_limits_are_enforced,
-    checklist_99_a_disabled_msps_next_operation_on_an_open_socket_is_refused_at_once,
-    checklist_99_a_disabled_msps_open_sockets_close_with_4403_within_the_recheck_interval,
-    checklist_99_a_socket_whose_token_lives_too_long_gets_no_ack,
-    checklist_73_a_message_over_64_kib_closes_the_connection,
-    checklist_73_the_cap_counts_open_subscriptions_not_operations,
-    checklist_73_each_callers_connections_and_message_rate_are_capped,
-    checklist_100_support_subscriptions_name_an_msp_or_a_client_and_are_audited,
-);

@@ -8,7 +8,7 @@ use crate::support::flows::{
     World, admin_consent, authorise, browser, callback, client_view, consent_as, consent_page,
     flows, healthy, location, new_client, start_link, tile, world,
 };
-use consentry_tests::{Backend, Caller, TestApp, serde_json::Value, spawn_app_with};
+use consentry_tests::{Backend, Caller, TestApp, both_backends, serde_json::Value, spawn_app_with};
 use entity::{enums::OAuthFlowStatus, graph_api_tile, oauth_flow};
 use reqwest::StatusCode;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
@@ -92,6 +92,7 @@ fn asked_since(sim: &Simulator, since: usize) -> Vec<String> {
 /// id, with neither, and with another domain, and forges every callback of their links with
 /// Contoso's tenant. None becomes authorised, no tenant is recorded, no proof appears, and
 /// Microsoft is never asked about Contoso on B's behalf (nor verification, ever).
+#[both_backends]
 async fn checklist_14_15_95_another_msp_cannot_claim_a_tenant_by_forging_the_callback(
     backend: Backend,
 ) {
@@ -243,6 +244,7 @@ fn regex_free_ids(text: &str) -> String {
 /// outcome MSP B can observe from every forgery is identical: the same answers, tiles,
 /// problems, pages, audit entries, and the same (tenant-free) requests to Microsoft. No
 /// organisation name, role or AADSTS code of Contoso's reaches B.
+#[both_backends]
 async fn checklist_95_what_another_msp_sees_is_the_same_whether_a_tenant_uses_consentry(
     backend: Backend,
 ) {
@@ -283,6 +285,7 @@ async fn checklist_95_what_another_msp_sees_is_the_same_whether_a_tenant_uses_co
 /// Checklist 12, the hostile form: MSP B's client claims Contoso's tenant id; B's own admin
 /// (of B's tenant) signs in through B's link. The sign-in proves B's tenant, not Contoso's:
 /// refused before any consent page, nothing recorded, nothing verified.
+#[both_backends]
 async fn checklist_12_another_msps_admin_cannot_sign_in_for_a_tenant_it_does_not_control(
     backend: Backend,
 ) {
@@ -328,6 +331,7 @@ async fn checklist_12_another_msps_admin_cannot_sign_in_for_a_tenant_it_does_not
 
 /// Checklist 13, 96: a forged error callback cannot put words on Consentry's result page or
 /// in the tile: no "Microsoft said", no phone number, no address — only Consentry's text.
+#[both_backends]
 async fn checklist_13_96_a_forged_result_page_shows_only_consentrys_words(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -373,6 +377,7 @@ async fn checklist_13_96_a_forged_result_page_shows_only_consentrys_words(backen
 /// offers to repair only what Consentry repairs (the Teams admin API), with its own name;
 /// and asking for the planted application is refused before anything is stored or
 /// Microsoft is asked.
+#[both_backends]
 async fn checklist_96_a_planted_app_id_is_never_repaired(backend: Backend) {
     let fabrikam = SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam");
     let Some(world) = world(backend, vec![fabrikam.clone()], |_| {}).await else {
@@ -456,6 +461,7 @@ async fn checklist_96_a_planted_app_id_is_never_repaired(backend: Backend) {
 /// Checklist 9: a code from another flow (an attacker's own sign-in) pasted into this flow's
 /// callback is refused at Microsoft's token endpoint on the PKCE mismatch: the flow fails,
 /// no tenant is proven, nothing is stored.
+#[both_backends]
 async fn checklist_9_a_code_from_another_flow_is_refused_on_its_pkce(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let evil = healthy("evil.onmicrosoft.com");
@@ -518,6 +524,7 @@ async fn checklist_9_a_code_from_another_flow_is_refused_on_its_pkce(backend: Ba
 /// Checklist 83, 95: the sign-in's callback, repeated with its code (a refresh, a double
 /// click), leads to the same consent page; its `state` without that code — all an MSP knows
 /// of a link it handed out — reveals nothing of the consent step.
+#[both_backends]
 async fn checklist_83_95_only_the_admins_browser_can_continue_to_the_consent_page(
     backend: Backend,
 ) {
@@ -574,6 +581,7 @@ async fn unproven(caller: &Caller<'_>) -> Value {
 /// The migration note, tested: a tile authorised before tenants were proven stays
 /// `AUTHORISED` with no proof, the dashboard can list such tiles, and the next consent
 /// proves it. A link made before the change cannot be completed: it says to send a new one.
+#[both_backends]
 async fn authorisations_made_before_tenant_proof_stay_and_can_be_listed(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![contoso.clone()], |_| {}).await else {
@@ -657,6 +665,7 @@ async fn authorisations_made_before_tenant_proof_stay_and_can_be_listed(backend:
 /// Without `wids` in id_tokens (the app registration does not ask for directory roles),
 /// Consentry cannot tell an admin from any user: every consent stops at the sign-in, as an
 /// operator's problem that leaves client tiles alone and says what to configure.
+#[both_backends]
 async fn without_directory_roles_in_id_tokens_no_tenant_is_proven(backend: Backend) {
     let contoso = healthy("contoso.onmicrosoft.com");
     let sim = Simulator::start(
@@ -711,15 +720,3 @@ async fn without_directory_roles_in_id_tokens_no_tenant_is_proven(backend: Backe
         stored[0].outcome
     );
 }
-
-consentry_tests::on_both_backends!(
-    checklist_14_15_95_another_msp_cannot_claim_a_tenant_by_forging_the_callback,
-    checklist_95_what_another_msp_sees_is_the_same_whether_a_tenant_uses_consentry,
-    checklist_12_another_msps_admin_cannot_sign_in_for_a_tenant_it_does_not_control,
-    checklist_13_96_a_forged_result_page_shows_only_consentrys_words,
-    checklist_96_a_planted_app_id_is_never_repaired,
-    checklist_9_a_code_from_another_flow_is_refused_on_its_pkce,
-    checklist_83_95_only_the_admins_browser_can_continue_to_the_consent_page,
-    authorisations_made_before_tenant_proof_stay_and_can_be_listed,
-    without_directory_roles_in_id_tokens_no_tenant_is_proven,
-);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use consentry_tests::{Backend, TestApp};
+use consentry_tests::{Backend, TestApp, both_backends};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
@@ -74,6 +74,7 @@ async fn acknowledged(ws: &mut Ws) {
 
 /// Checklist 69: a second `connection_init` on an acknowledged socket closes it with 4429
 /// ("Too many initialisation requests").
+#[both_backends]
 async fn checklist_69_a_second_connection_init_closes_with_4429(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app(backend).await else {
         return;
@@ -88,6 +89,7 @@ async fn checklist_69_a_second_connection_init_closes_with_4429(backend: Backend
 
 /// Checklist 69: a `subscribe` before `connection_ack` closes the socket with 4401
 /// ("Unauthorized"), and nothing is delivered.
+#[both_backends]
 async fn checklist_69_a_subscribe_before_the_ack_closes_with_4401(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app(backend).await else {
         return;
@@ -99,6 +101,7 @@ async fn checklist_69_a_subscribe_before_the_ack_closes_with_4401(backend: Backe
 
 /// Checklist 70: a `subscribe` whose id is already in use closes the socket with 4409
 /// ("Subscriber for <id> already exists"): two streams never share an id.
+#[both_backends]
 async fn checklist_70_a_duplicate_subscription_id_closes_with_4409(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app(backend).await else {
         return;
@@ -111,9 +114,3 @@ async fn checklist_70_a_duplicate_subscription_id_closes_with_4409(backend: Back
     send(&mut ws, subscribe("1")).await;
     assert_eq!(close_code(&mut ws).await, 4409);
 }
-
-consentry_tests::on_both_backends!(
-    checklist_69_a_second_connection_init_closes_with_4429,
-    checklist_69_a_subscribe_before_the_ack_closes_with_4401,
-    checklist_70_a_duplicate_subscription_id_closes_with_4409,
-);

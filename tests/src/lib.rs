@@ -36,61 +36,10 @@ pub const AUDIENCE: &str = "consentry-api";
 /// whose tokens' `support` role counts.
 pub const SUPPORT_MSP: &str = "msp-platform";
 
-/// Runs each test twice: `sqlite::name` always, `postgres::name` when `TEST_DATABASE_URL` is
-/// set (and fails, instead of skipping, when `CONSENTRY_TEST_REQUIRE_POSTGRES=1`).
-#[macro_export]
-macro_rules! backend_tests {
-    ($($(#[$meta:meta])* async fn $name:ident($app:ident: TestApp) $body:block)*) => {
-        $( $(#[$meta])* async fn $name($app: $crate::TestApp) $body )*
-
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let app = $crate::spawn_app($crate::Backend::Sqlite).await.expect("SQLite is always available");
-                    super::$name(app).await;
-                }
-            )*
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(app) = $crate::spawn_app($crate::Backend::Postgres).await {
-                        super::$name(app).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-/// Runs each `async fn name(backend: Backend)` as `sqlite::name` and `postgres::name`; for
-/// tests that build their own servers (the function returns early when the backend is not
-/// configured).
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::Backend::Sqlite).await;
-                }
-            )*
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
+/// `#[both_backends]` on an `async fn name(app: TestApp)` or `async fn name(backend: Backend)`
+/// runs it as `name::sqlite` always and `name::postgres` when `TEST_DATABASE_URL` is set
+/// (failing, instead of skipping, when `CONSENTRY_TEST_REQUIRE_POSTGRES=1`).
+pub use consentry_test_macros::both_backends;
 
 /// A fresh database for one test, removed when dropped.
 pub struct TestDatabase {
