@@ -10,7 +10,7 @@ use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
-    Application,
+    app::Application,
     app::shutdown_signal,
     auth::{self, CallerClaims, OneOrMany},
     config::{CallerAuthSettings, Settings},

@@ -340,6 +340,12 @@ pub(crate) fn counted(db: &DatabaseConnection) -> (DatabaseConnection, Statement
     (counting, count)
 }
 
+/// The current time at the database's precision (microseconds), so that what a mutation
+/// returns equals what a later read returns.
+pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6)
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm::{ConnectionTrait, Database, Statement};

@@ -12,7 +12,7 @@ use simulator::{Simulator, SimulatorConfig, demo_tenants};
 use tokio::net::TcpListener;
 
 use crate::{
-    Application,
+    app::Application,
     app::shutdown_signal,
     auth::{self, CallerClaims, OneOrMany, Role, Viewer},
     config::{CallerAuthSettings, Settings},

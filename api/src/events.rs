@@ -157,7 +157,7 @@ pub(crate) async fn record<C: ConnectionTrait>(txn: &C, event: Event) -> Result<
         _ => {
             event_outbox::Entity::insert(event_outbox::ActiveModel {
                 payload: Set(payload),
-                created_at: Set(crate::domain::now()),
+                created_at: Set(crate::db::now()),
                 ..Default::default()
             })
             .exec_without_returning(txn)
@@ -176,7 +176,7 @@ async fn notification<C: ConnectionTrait>(txn: &C, payload: String) -> Result<St
     }
     let outbox = event_outbox::Entity::insert(event_outbox::ActiveModel {
         payload: Set(payload),
-        created_at: Set(crate::domain::now()),
+        created_at: Set(crate::db::now()),
         ..Default::default()
     })
     .exec(txn)
@@ -189,7 +189,7 @@ async fn notification<C: ConnectionTrait>(txn: &C, payload: String) -> Result<St
 /// may run it at once: each deletes what is old, and a listener that is that far behind
 /// resyncs its subscribers anyway.
 pub(crate) async fn prune_outbox<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
-    let cutoff = crate::domain::now() - OUTBOX_RETENTION;
+    let cutoff = crate::db::now() - OUTBOX_RETENTION;
     Ok(event_outbox::Entity::delete_many()
         .filter(event_outbox::Column::CreatedAt.lt(cutoff))
         .exec(db)
@@ -412,7 +412,7 @@ mod tests {
     }
 
     fn tile_event(message: Option<String>) -> Event {
-        let now = crate::domain::now();
+        let now = crate::db::now();
         let client_id = Uuid::new_v4();
         Event {
             msp_id: "msp-a".to_owned(),
@@ -564,7 +564,7 @@ mod tests {
         ] {
             event_outbox::Entity::insert(event_outbox::ActiveModel {
                 payload: Set("{}".to_owned()),
-                created_at: Set(crate::domain::now() - age),
+                created_at: Set(crate::db::now() - age),
                 ..Default::default()
             })
             .exec(&db)

@@ -127,7 +127,7 @@ impl JwksCache {
             }
         }
         self.cached.write().await.attempted_at = Some(Instant::now());
-        let keys: JwkSet = crate::microsoft::waiting(async {
+        let keys: JwkSet = crate::microsoft::clock::waiting(async {
             let response = self.http.get(self.url.clone()).send().await?;
             if !response.status().is_success() {
                 anyhow::bail!("{} answered {}", self.url, response.status());

@@ -76,7 +76,7 @@ pub use domain::{
         store::state_hash,
     },
     msp::ensure as ensure_msp,
-    service_principal_requests::RepairableApps,
+    repairable::RepairableApps,
     tile::{GraphApiAction, available_actions, initial as initial_tile},
     validate::name_key,
 };

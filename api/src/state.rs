@@ -9,10 +9,10 @@ use sea_orm::DatabaseConnection;
 use crate::{
     auth::{CallerAuth, DisabledMsps},
     config::Settings,
-    domain::{Consents, crypto::TokenKeys, service_principal_requests::RepairableApps},
+    domain::{Consents, crypto::TokenKeys, repairable::RepairableApps},
     events::Bus,
     graphql::{self, AppSchema},
-    http::{metrics::Metrics, websocket::SocketLimits},
+    http::{metrics::Metrics, websocket::connections::SocketLimits},
     microsoft::Microsoft,
 };
 

@@ -43,7 +43,7 @@ pub(crate) async fn flows(state: AppState, interval: Duration) {
         count(
             metrics,
             "flow_deleted",
-            flows::store::collect_garbage(&state.db, domain::now()).await,
+            flows::store::collect_garbage(&state.db, crate::db::now()).await,
         );
         // On PostgreSQL the outbox holds only events too big for a NOTIFY; SQLite's outbox
         // poller prunes its own table.
@@ -70,7 +70,7 @@ pub(crate) async fn rights(state: AppState, interval: Duration) {
             tracing::warn!(%error, "cannot re-read which MSP tenants are disabled; retrying at the next interval");
             state.metrics.sweep("sweep_failed", 1);
         }
-        (state.sockets).sweep(domain::now(), &state.disabled_msps.current());
+        (state.sockets).sweep(crate::db::now(), &state.disabled_msps.current());
         state.sockets.forget_idle();
     }
 }
@@ -82,7 +82,7 @@ pub(crate) async fn sockets(state: AppState) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        (state.sockets).sweep(domain::now(), &state.disabled_msps.current());
+        (state.sockets).sweep(crate::db::now(), &state.disabled_msps.current());
     }
 }
 

@@ -25,6 +25,7 @@ mod id_token;
 mod isolation;
 mod jwks;
 mod kms;
+mod layout;
 mod limits;
 mod logs;
 mod microsoft;

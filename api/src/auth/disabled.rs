@@ -10,7 +10,8 @@ use std::{collections::BTreeSet, sync::Arc, time::Duration};
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 
-use crate::domain::msp;
+use entity::msp_tenant;
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
 
 /// The disabled MSP tenants, as this instance last read them.
 #[derive(Clone, Debug)]
@@ -39,7 +40,7 @@ impl DisabledMsps {
 
     /// Re-reads the list from the database.
     pub(crate) async fn refresh(&self, db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
-        let ids: BTreeSet<String> = msp::disabled_ids(db).await?.into_iter().collect();
+        let ids: BTreeSet<String> = disabled_ids(db).await?.into_iter().collect();
         self.ids.send_if_modified(|current| {
             if **current == ids {
                 return false;
@@ -54,7 +55,7 @@ impl DisabledMsps {
     /// WebSocket is refused at once once its MSP is disabled). When the database cannot
     /// answer, the last re-read decides: the operation would need the database anyway.
     pub(crate) async fn still_enabled(&self, db: &DatabaseConnection, msp_id: &str) -> bool {
-        match tokio::time::timeout(Duration::from_secs(5), msp::is_enabled(db, msp_id)).await {
+        match tokio::time::timeout(Duration::from_secs(5), is_enabled(db, msp_id)).await {
             Ok(Ok(enabled)) => enabled,
             Ok(Err(error)) => {
                 tracing::warn!(%error, "cannot re-read the caller's MSP tenant; using the last re-check");
@@ -63,4 +64,27 @@ impl DisabledMsps {
             Err(_) => !self.contains(msp_id),
         }
     }
+}
+
+/// The ids of every disabled MSP tenant.
+async fn disabled_ids<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
+    msp_tenant::Entity::find()
+        .select_only()
+        .column(msp_tenant::Column::Id)
+        .filter(msp_tenant::Column::DisabledAt.is_not_null())
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// Whether the MSP tenant is registered and not disabled.
+async fn is_enabled<C: ConnectionTrait>(db: &C, id: &str) -> Result<bool, DbErr> {
+    let disabled: Option<Option<chrono::DateTime<chrono::Utc>>> =
+        msp_tenant::Entity::find_by_id(id.to_owned())
+            .select_only()
+            .column(msp_tenant::Column::DisabledAt)
+            .into_tuple()
+            .one(db)
+            .await?;
+    Ok(matches!(disabled, Some(None)))
 }

@@ -10,7 +10,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::domain::service_principal_requests::{REPAIRABLE_APP_IDS_SETTING, RepairableApps};
+use crate::domain::repairable::{REPAIRABLE_APP_IDS_SETTING, RepairableApps};
 
 /// The embedded default: one SQLite file in the working directory.
 pub(crate) const DEFAULT_DATABASE_URL: &str = "sqlite://consentry.db?mode=rwc";

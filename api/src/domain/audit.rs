@@ -64,7 +64,7 @@ fn event(
         actor_msp_id: Set(actor.msp_id.clone()),
         action: Set(action),
         details: Set(details),
-        created_at: Set(super::now()),
+        created_at: Set(crate::db::now()),
         ..Default::default()
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use entity::{
     client, delegated_consent,
-    enums::{AuditAction, GraphApiProblemCode, GraphApiStatus, OAuthFlowKind},
+    enums::{AuditAction, GraphApiStatus, OAuthFlowKind},
     graph_api_tile,
 };
 use sea_orm::{
@@ -18,14 +18,13 @@ use sea_orm::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{
-    Consents, Error, Result,
-    access::{self, Sight},
-    audit::{self, Actor},
-    flows::store,
-    tile, validate,
-};
-use crate::{auth::Viewer, db::begin_write, microsoft::Problem};
+use super::access::{self, Sight};
+use super::audit::{self, Actor};
+use super::flows::store;
+use super::{tile, validate};
+use crate::domain::consents::Consents;
+use crate::domain::error::{Error, Result};
+use crate::{auth::Viewer, db::begin_write};
 
 /// Page sizes are bounded so that no query can ask for everything at once.
 pub(crate) const MAX_PAGE_SIZE: u64 = 100;
@@ -122,7 +121,7 @@ pub async fn create(
         validate::tenant_id("input.azureTenantId", t)
     })?;
     let msp_id = viewer.msp_id().to_owned();
-    let now = super::now();
+    let now = crate::db::now();
     let model = client::Model {
         id: Uuid::now_v7(),
         msp_id: msp_id.clone(),
@@ -194,7 +193,7 @@ pub(crate) async fn update(
     if changes.is_empty() {
         return Ok(current);
     }
-    let now = super::now();
+    let now = crate::db::now();
     after.updated_at = now;
     let updated = client::ActiveModel {
         id: Set(after.id),
@@ -621,29 +620,4 @@ pub(crate) fn by_client<T>(rows: Vec<T>, client: impl Fn(&T) -> Uuid) -> HashMap
         grouped.entry(client(&row)).or_default().push(row);
     }
     grouped
-}
-
-/// `WRONG_TENANT` when another client of the same MSP already has `tenant`: within one MSP,
-/// a tenant belongs to one client (checklist 15).
-pub(crate) async fn tenant_taken<C: ConnectionTrait>(
-    db: &C,
-    client: &client::Model,
-    tenant: Uuid,
-) -> Result<Option<Problem>> {
-    let other = client::Entity::find()
-        .filter(client::Column::MspId.eq(client.msp_id.clone()))
-        .filter(client::Column::AzureTenantId.eq(tenant))
-        .filter(client::Column::Id.ne(client.id))
-        .one(db)
-        .await?;
-    Ok(other.map(|other| {
-        Problem::new(
-            GraphApiProblemCode::WrongTenant,
-            format!(
-                "Tenant {tenant} already belongs to your client {:?}. Each Microsoft tenant can \
-             belong to one client of an MSP: check which client this admin belongs to.",
-                other.name
-            ),
-        )
-    }))
 }

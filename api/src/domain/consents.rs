@@ -5,12 +5,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{
-    Error, Result,
-    crypto::{FlowKeys, TokenKeys},
-    flows,
-    service_principal_requests::{RepairableApps, SignInTokens},
-};
+use super::crypto::{FlowKeys, TokenKeys};
+use super::flows::store;
+use super::repairable::RepairableApps;
+use super::service_principal_requests::held::SignInTokens;
+use crate::domain::error::{Error, Result};
 use crate::microsoft::Microsoft;
 
 /// What the consent flows need besides the database.
@@ -55,7 +54,7 @@ impl Consents {
             token_keys,
             flow_keys,
             keepalive_interval,
-            callback_lease: flows::EXCHANGE_LEASE,
+            callback_lease: store::EXCHANGE_LEASE,
             repairable_apps: RepairableApps::default(),
         }
     }
@@ -69,7 +68,7 @@ impl Consents {
 
     /// With another lease for interrupted callbacks (see [`Consents::callback_lease`]).
     pub(crate) fn with_callback_lease(mut self, lease: std::time::Duration) -> Self {
-        self.callback_lease = Duration::from_std(lease).unwrap_or(flows::EXCHANGE_LEASE);
+        self.callback_lease = Duration::from_std(lease).unwrap_or(store::EXCHANGE_LEASE);
         self
     }
 

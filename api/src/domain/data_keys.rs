@@ -13,7 +13,9 @@ use sea_orm::{
 use secrecy::SecretBox;
 use uuid::Uuid;
 
-use super::{Error, Result, crypto::TokenKeys, now};
+use super::crypto::TokenKeys;
+use crate::db::now;
+use crate::domain::error::{Error, Result};
 use crate::kms::{KmsError, VaultTransit};
 
 /// The prefix of a data key's id; a configured key id cannot contain ':', so the two never

@@ -17,14 +17,14 @@ use serde_json::json;
 use url::Url;
 use uuid::Uuid;
 
-use super::{
-    Consents, Error, Result, access,
-    audit::{self, Actor},
-    clients::{self, ClientView},
-    flows::{self, NewFlow, store},
-    now,
-    tile::{self, TileChange, TileEvent},
-};
+use super::access;
+use super::audit::{self, Actor};
+use super::clients::{self, ClientView};
+use super::flows::store::{self, NewFlow};
+use super::tile::{self, TileChange, TileEvent};
+use crate::db::now;
+use crate::domain::consents::Consents;
+use crate::domain::error::{Error, Result};
 use crate::{
     auth::Viewer,
     db::begin_write,
@@ -77,7 +77,7 @@ pub(crate) async fn authorise(
         now(),
     )
     .await?;
-    let (flow, secrets) = flows::open(
+    let (flow, secrets) = store::open(
         &txn,
         &consents.flow_keys,
         NewFlow {

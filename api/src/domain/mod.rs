@@ -4,14 +4,15 @@
 pub(crate) mod access;
 pub(crate) mod audit;
 pub(crate) mod clients;
-mod consents;
+pub(crate) mod consents;
 pub(crate) mod crypto;
 pub(crate) mod data_keys;
 pub(crate) mod delegated_consents;
-mod error;
+pub(crate) mod error;
 pub(crate) mod flows;
 pub(crate) mod graph_api;
 pub(crate) mod msp;
+pub(crate) mod repairable;
 pub(crate) mod service_principal_requests;
 pub(crate) mod tenant_proof;
 pub(crate) mod tile;
@@ -20,11 +21,3 @@ pub(crate) mod validate;
 pub(crate) use consents::Consents;
 pub use error::Error;
 pub(crate) use error::Result;
-
-use chrono::{DateTime, SubsecRound, Utc};
-
-/// The current time at the database's precision (microseconds), so that what a mutation
-/// returns equals what a later read returns.
-pub(crate) fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}

@@ -3,15 +3,13 @@
 use entity::msp_tenant;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::Expr, sea_query::OnConflict,
+    sea_query::Expr, sea_query::OnConflict,
 };
 
-use super::{
-    Error, Result,
-    access::{self, Sight},
-    audit::{self, Actor},
-};
+use super::access::{self, Sight};
+use super::audit::{self, Actor};
 use crate::auth::Viewer;
+use crate::domain::error::{Error, Result};
 
 /// An MSP id as it appears in tokens: 1–64 of `A–Z a–z 0–9 . _ -`.
 pub(crate) fn validate_id(raw: &str) -> Result<String> {
@@ -46,7 +44,7 @@ pub async fn ensure<C: ConnectionTrait>(
     let inserted = msp_tenant::Entity::insert(msp_tenant::ActiveModel {
         id: Set(id.clone()),
         name: Set(name),
-        created_at: Set(super::now()),
+        created_at: Set(crate::db::now()),
         disabled_at: Set(None),
     })
     .on_conflict(
@@ -84,7 +82,10 @@ pub(crate) async fn set_disabled<C: ConnectionTrait>(
     let mut update = msp_tenant::Entity::update_many().filter(msp_tenant::Column::Id.eq(&id));
     update = if disabled {
         update
-            .col_expr(msp_tenant::Column::DisabledAt, Expr::value(super::now()))
+            .col_expr(
+                msp_tenant::Column::DisabledAt,
+                Expr::value(crate::db::now()),
+            )
             .filter(msp_tenant::Column::DisabledAt.is_null())
     } else {
         update.col_expr(
@@ -102,29 +103,6 @@ pub(crate) async fn set_disabled<C: ConnectionTrait>(
                 format!("MSP tenant {id:?} is not registered (see `consentry msp list`)"),
             )
         })
-}
-
-/// The ids of every disabled MSP tenant.
-pub(crate) async fn disabled_ids<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
-    msp_tenant::Entity::find()
-        .select_only()
-        .column(msp_tenant::Column::Id)
-        .filter(msp_tenant::Column::DisabledAt.is_not_null())
-        .into_tuple()
-        .all(db)
-        .await
-}
-
-/// Whether the MSP tenant is registered and not disabled.
-pub(crate) async fn is_enabled<C: ConnectionTrait>(db: &C, id: &str) -> Result<bool, DbErr> {
-    let disabled: Option<Option<chrono::DateTime<chrono::Utc>>> =
-        msp_tenant::Entity::find_by_id(id.to_owned())
-            .select_only()
-            .column(msp_tenant::Column::DisabledAt)
-            .into_tuple()
-            .one(db)
-            .await?;
-    Ok(matches!(disabled, Some(None)))
 }
 
 /// Succeeds when the viewer may follow the MSP's events: its own MSP, or for support staff any

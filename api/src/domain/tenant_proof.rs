@@ -18,13 +18,17 @@
 use chrono::{DateTime, Duration, Utc};
 use entity::{client, enums::GraphApiProblemCode as Code, oauth_flow};
 use oauth2::CsrfToken;
-use sea_orm::DatabaseConnection;
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 use uuid::Uuid;
 
-use super::{Consents, Result, clients, crypto::FlowKeys, flows::store, now};
+use super::crypto::FlowKeys;
+use super::flows::store;
+use crate::db::now;
+use crate::domain::consents::Consents;
+use crate::domain::error::Result;
 use crate::microsoft::{
     Microsoft, Problem, TenantHint,
     id_token::{ExpectedTenant, IdTokenClaims, IdTokenError},
@@ -170,7 +174,7 @@ pub(crate) async fn prove<'c>(
         Ok(roles) => roles,
         Err(problem) => return Ok(Err(problem)),
     };
-    if let Some(problem) = clients::tenant_taken(db, client, claims.tenant_id).await? {
+    if let Some(problem) = tenant_taken(db, client, claims.tenant_id).await? {
         return Ok(Err(problem));
     }
     Ok(Ok(Proven {
@@ -259,6 +263,31 @@ fn consent_roles(claims: &IdTokenClaims, user: &str) -> std::result::Result<Vec<
         ));
     }
     Ok(allowed)
+}
+
+/// `WRONG_TENANT` when another client of the same MSP already has `tenant`: within one MSP,
+/// a tenant belongs to one client (checklist 15).
+pub(crate) async fn tenant_taken<C: ConnectionTrait>(
+    db: &C,
+    client: &client::Model,
+    tenant: Uuid,
+) -> Result<Option<Problem>> {
+    let other = client::Entity::find()
+        .filter(client::Column::MspId.eq(client.msp_id.clone()))
+        .filter(client::Column::AzureTenantId.eq(tenant))
+        .filter(client::Column::Id.ne(client.id))
+        .one(db)
+        .await?;
+    Ok(other.map(|other| {
+        Problem::new(
+            Code::WrongTenant,
+            format!(
+                "Tenant {tenant} already belongs to your client {:?}. Each Microsoft tenant can \
+             belong to one client of an MSP: check which client this admin belongs to.",
+                other.name
+            ),
+        )
+    }))
 }
 
 #[cfg(test)]

@@ -11,12 +11,10 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, 
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{
-    Result,
-    audit::{self, Actor},
-    now,
-    tenant_proof::TenantProof,
-};
+use super::audit::{self, Actor};
+use super::tenant_proof::TenantProof;
+use crate::db::now;
+use crate::domain::error::Result;
 use crate::microsoft::Problem;
 
 /// A button a frontend may show on the tile.

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{Error, Result};
+use crate::domain::error::{Error, Result};
 
 pub(crate) const MAX_CLIENT_NAME_CHARS: usize = 200;
 

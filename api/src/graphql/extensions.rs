@@ -67,7 +67,11 @@ pub(crate) struct Operations {
 }
 
 impl Operations {
-    pub(crate) fn new(limits: super::Limits, metrics: Arc<Metrics>, budgets: Arc<Budgets>) -> Self {
+    pub(crate) fn new(
+        limits: super::limits::Limits,
+        metrics: Arc<Metrics>,
+        budgets: Arc<Budgets>,
+    ) -> Self {
         Self {
             metrics,
             query_timeout: limits.query_timeout,
@@ -260,7 +264,7 @@ impl Extension for Operation {
                 async_graphql::parser::Error::RecursionLimitExceeded => {
                     Limit::Nesting.refusal(format!(
                         "Query is nested deeper than {} selection sets and fragments.",
-                        super::MAX_RECURSIVE_DEPTH
+                        super::limits::MAX_RECURSIVE_DEPTH
                     ))
                 }
                 error => with_code(error.into(), ErrorCode::GraphqlParseFailed),
@@ -276,12 +280,12 @@ impl Extension for Operation {
         }
         let missing = !request
             .data
-            .contains_key(&std::any::TypeId::of::<super::Loaders>());
+            .contains_key(&std::any::TypeId::of::<super::loaders::Loaders>());
         if missing
             && !subscription
             && let Ok(db) = ctx.data::<sea_orm::DatabaseConnection>()
         {
-            request.data.insert(super::Loaders::new(db));
+            request.data.insert(super::loaders::Loaders::new(db));
         }
         next.run(ctx, request).await
     }
@@ -314,9 +318,10 @@ impl Extension for Operation {
             return Err(with_code(error, ErrorCode::Unauthenticated));
         }
         self.select(self.types(ctx), &document, variables, authenticated);
-        if let (Some(seen), Some(op)) =
-            (ctx.data_opt::<Arc<super::SeenOperation>>(), self.selected())
-        {
+        if let (Some(seen), Some(op)) = (
+            ctx.data_opt::<Arc<super::answer_cache::SeenOperation>>(),
+            self.selected(),
+        ) {
             seen.set(&op.name, op.kind);
         }
         Ok(document)
@@ -345,11 +350,11 @@ impl Extension for Operation {
                 .map(|e| with_code(e, ErrorCode::GraphqlValidationFailed))
                 .collect::<Vec<_>>()
         })?;
-        if result.complexity > super::MAX_COMPLEXITY {
+        if result.complexity > super::limits::MAX_COMPLEXITY {
             return Err(vec![Limit::Cost.refusal(format!(
                 "Query is too complex: it costs {}, at most {} is allowed (a list costs its page size times what each item selects).",
                 result.complexity,
-                super::MAX_COMPLEXITY
+                super::limits::MAX_COMPLEXITY
             ))]);
         }
         Ok(result)

@@ -44,7 +44,7 @@ impl Loaders {
         if let Some(loaders) = ctx.data_opt::<Loaders>() {
             return Ok(loaders);
         }
-        let db = super::query::database(ctx)?;
+        let db = super::context::database(ctx)?;
         Ok(own.insert(Loaders::new(db)))
     }
 

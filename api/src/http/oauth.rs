@@ -22,7 +22,8 @@ use crate::{
         Error,
         flows::{
             FlowOutcome,
-            callback::{self, CallbackParams, CallbackResult},
+            callback::{self, CallbackParams},
+            kind::CallbackResult,
             store,
         },
     },

@@ -4,7 +4,7 @@
 
 use entity::enums::GraphApiProblemCode;
 
-use super::{MAX_MESSAGE_CHARS, MAX_NAME_CHARS, bounded};
+use crate::microsoft::text::{MAX_MESSAGE_CHARS, MAX_NAME_CHARS, bounded};
 
 /// What went wrong, ready for a tile or a request.
 #[derive(Clone, Debug, PartialEq, Eq)]

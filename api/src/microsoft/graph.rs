@@ -6,14 +6,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
 
-use super::{Microsoft, MicrosoftError, is_json, retry_after, transport};
+use super::client::{Microsoft, MicrosoftError, is_json, retry_after, transport};
 
 /// `GET /v1.0/organization`: the tenant a token belongs to.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Organization {
     pub id: String,
-    #[serde(default, deserialize_with = "super::bounded_name")]
+    #[serde(default, deserialize_with = "super::text::bounded_name")]
     pub display_name: Option<String>,
     #[serde(default)]
     pub verified_domains: Vec<VerifiedDomain>,
@@ -34,11 +34,11 @@ pub struct VerifiedDomain {
 #[serde(rename_all = "camelCase")]
 pub struct Me {
     pub id: String,
-    #[serde(default, deserialize_with = "super::bounded_name")]
+    #[serde(default, deserialize_with = "super::text::bounded_name")]
     pub user_principal_name: Option<String>,
-    #[serde(default, deserialize_with = "super::bounded_name")]
+    #[serde(default, deserialize_with = "super::text::bounded_name")]
     pub display_name: Option<String>,
-    #[serde(default, deserialize_with = "super::bounded_name")]
+    #[serde(default, deserialize_with = "super::text::bounded_name")]
     pub mail: Option<String>,
 }
 
@@ -48,7 +48,7 @@ pub struct Me {
 pub struct ServicePrincipal {
     pub id: String,
     pub app_id: String,
-    #[serde(default, deserialize_with = "super::bounded_name")]
+    #[serde(default, deserialize_with = "super::text::bounded_name")]
     pub app_display_name: Option<String>,
 }
 
@@ -160,7 +160,7 @@ impl Microsoft {
             if let Some(body) = &body {
                 request = request.json(body);
             }
-            let response = super::waiting(request.send())
+            let response = super::clock::waiting(request.send())
                 .await
                 .map_err(|e| transport(e, self.config.timeout))?;
             let status = response.status().as_u16();
@@ -175,7 +175,7 @@ impl Microsoft {
                         path,
                         "Microsoft Graph is throttling; waiting"
                     );
-                    super::waiting(tokio::time::sleep(wait)).await;
+                    super::clock::waiting(tokio::time::sleep(wait)).await;
                     attempt += 1;
                     continue;
                 }
@@ -184,7 +184,7 @@ impl Microsoft {
                     retry_after: after,
                 });
             }
-            return super::waiting(read_graph_response(response)).await;
+            return super::clock::waiting(read_graph_response(response)).await;
         }
     }
 }
@@ -221,8 +221,8 @@ async fn read_graph_response<T: DeserializeOwned>(
     match serde_json::from_slice::<GraphErrorBody>(&body) {
         Ok(error) => Err(MicrosoftError::Graph {
             status,
-            code: super::bounded(&error.error.code, 100),
-            message: super::bounded(&error.error.message, super::MAX_MESSAGE_CHARS),
+            code: super::text::bounded(&error.error.code, 100),
+            message: super::text::bounded(&error.error.message, super::text::MAX_MESSAGE_CHARS),
         }),
         Err(_) if status >= 500 => Err(MicrosoftError::Unavailable {
             status,

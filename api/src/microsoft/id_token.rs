@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::Microsoft;
+use crate::microsoft::client::Microsoft;
 use crate::{auth::OneOrMany, jwks::KeyError};
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat` (checklist 94: "a few minutes").
@@ -135,9 +135,9 @@ struct RawClaims {
     iat: Option<i64>,
     #[serde(default)]
     azp: Option<String>,
-    #[serde(default, deserialize_with = "super::bounded_name")]
+    #[serde(default, deserialize_with = "super::text::bounded_name")]
     preferred_username: Option<String>,
-    #[serde(default, deserialize_with = "super::bounded_name")]
+    #[serde(default, deserialize_with = "super::text::bounded_name")]
     name: Option<String>,
     #[serde(default)]
     wids: Option<Vec<String>>,
@@ -283,7 +283,7 @@ impl Microsoft {
                 .oid
                 .and_then(|oid| Uuid::try_parse(&oid).ok())
                 .map(|oid| oid.to_string()),
-            subject: super::bounded(&subject, super::MAX_NAME_CHARS),
+            subject: super::text::bounded(&subject, super::text::MAX_NAME_CHARS),
             preferred_username: claims.preferred_username,
             name: claims.name,
             issuer,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use url::Url;
 use uuid::Uuid;
 
-use super::{Microsoft, MicrosoftError, is_json, retry_after, transport};
+use super::client::{Microsoft, MicrosoftError, is_json, retry_after, transport};
 
 /// Which tenant a consent or sign-in is sent to: the client's tenant id when known, else its
 /// domain, else `organizations`. Never `common` (reference §1: "Do not use 'common'").
@@ -342,7 +342,7 @@ impl Microsoft {
                     "application/x-www-form-urlencoded",
                 )
                 .header(reqwest::header::ACCEPT, "application/json");
-            let response = super::waiting(request.send())
+            let response = super::clock::waiting(request.send())
                 .await
                 .map_err(|e| transport(e, self.config.timeout))?;
             let status = response.status().as_u16();
@@ -356,7 +356,7 @@ impl Microsoft {
                         ?wait,
                         "Microsoft's token endpoint is throttling; waiting"
                     );
-                    super::waiting(tokio::time::sleep(wait)).await;
+                    super::clock::waiting(tokio::time::sleep(wait)).await;
                     attempt += 1;
                     continue;
                 }
@@ -365,7 +365,7 @@ impl Microsoft {
                     retry_after: after,
                 });
             }
-            let result = super::waiting(read_token_response(response)).await;
+            let result = super::clock::waiting(read_token_response(response)).await;
             self.note_credentials(&result);
             return result;
         }
@@ -394,7 +394,7 @@ impl Microsoft {
                             problem.remediation
                         );
                     }
-                    *health = Some(super::CredentialProblem {
+                    *health = Some(super::client::CredentialProblem {
                         since: health
                             .as_ref()
                             .map_or_else(chrono::Utc::now, |current| current.since),
@@ -454,10 +454,13 @@ async fn read_token_response(response: reqwest::Response) -> Result<TokenRespons
     // where it is shown).
     Err(MicrosoftError::Identity {
         status,
-        error: super::bounded(&error.error, 100),
-        description: super::bounded(&error.error_description, 4 * super::MAX_MESSAGE_CHARS),
+        error: super::text::bounded(&error.error, 100),
+        description: super::text::bounded(
+            &error.error_description,
+            4 * super::text::MAX_MESSAGE_CHARS,
+        ),
         codes: error.error_codes.into_iter().take(8).collect(),
-        suberror: error.suberror.map(|s| super::bounded(&s, 100)),
+        suberror: error.suberror.map(|s| super::text::bounded(&s, 100)),
     })
 }
 

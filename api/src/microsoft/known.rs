@@ -4,8 +4,6 @@
 
 use uuid::Uuid;
 
-use super::MicrosoftConfig;
-
 /// The Skype and Teams Tenant Admin API, the principal most often missing.
 pub const TEAMS_ADMIN_API_APP_ID: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239";
 /// Its display name, as Microsoft names it (docs/microsoft-identity.md §7).
@@ -49,34 +47,6 @@ pub(crate) const CONSENT_ROLES: [(Uuid, &str); 2] = [
 /// docs/microsoft-identity.md §8).
 pub(crate) const AZURE_USER_IMPERSONATION_SCOPE: &str =
     "https://management.core.windows.net//user_impersonation";
-
-/// OpenID Connect's scopes: an id_token naming the user.
-const OPENID: [&str; 2] = ["openid", "profile"];
-
-impl MicrosoftConfig {
-    /// What a service principal repair's admin sign-in asks for: Graph's
-    /// `Application.ReadWrite.All` (to create the principal) and `User.Read` (to read the
-    /// organization), with OpenID for a validated id_token.
-    pub fn repair_sign_in_scopes(&self) -> Vec<String> {
-        let mut scopes: Vec<String> = OPENID.map(str::to_owned).into();
-        scopes.push(self.graph_scope("User.Read"));
-        scopes.push(self.graph_scope("Application.ReadWrite.All"));
-        scopes
-    }
-
-    /// What a delegated consent's sign-in asks for besides the permissions chosen: OpenID,
-    /// a refresh token (`offline_access`) and Graph's `User.Read`, followed by `chosen`.
-    pub fn delegated_sign_in_scopes(
-        &self,
-        chosen: impl IntoIterator<Item = String>,
-    ) -> Vec<String> {
-        let mut scopes: Vec<String> = OPENID.map(str::to_owned).into();
-        scopes.push("offline_access".to_owned());
-        scopes.push(self.graph_scope("User.Read"));
-        scopes.extend(chosen);
-        scopes
-    }
-}
 
 #[cfg(test)]
 mod tests {

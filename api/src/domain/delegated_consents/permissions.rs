@@ -1,7 +1,8 @@
 //! The delegated permissions Consentry can ask a client-tenant user for (docs/design.md §1),
 //! and what the "New Consent" page shows about each (docs/microsoft-identity.md §8).
 
-use super::*;
+use crate::microsoft::MicrosoftConfig;
+use crate::microsoft::known::{AZURE_APP_ID, AZURE_USER_IMPERSONATION_SCOPE, GRAPH_APP_ID};
 
 /// A delegated permission Consentry can ask a client-tenant user for (docs/design.md §1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

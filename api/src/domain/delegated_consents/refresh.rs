@@ -3,7 +3,27 @@
 //! (checklist 79), and expires the consent when Microsoft refuses it; `verifyDelegatedConsent`
 //! is a refresh asked for now. A repair may borrow a stored admin consent's token.
 
-use super::*;
+use super::record::{ConsentEvent, allowing, expire, find, token_keys, writable};
+use crate::auth::Viewer;
+use crate::db::{begin_write, now};
+use crate::domain::access;
+use crate::domain::audit::{self, Actor};
+use crate::domain::consents::Consents;
+use crate::domain::crypto::{self, TokenKeys};
+use crate::domain::delegated_consents::permissions::{DelegatedPermission, permissions};
+use crate::domain::error::{Error, Result};
+use crate::microsoft::Microsoft;
+use crate::microsoft::id_token::IdTokenClaims;
+use chrono::{DateTime, Duration, Utc};
+use entity::delegated_consent;
+use entity::enums::{AuditAction, DelegatedConsentStatus};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use secrecy::SecretString;
+use serde_json::json;
+use uuid::Uuid;
 
 /// How long one refresh may hold a consent before another may take over.
 pub(super) const REFRESH_LEASE: Duration = Duration::minutes(2);

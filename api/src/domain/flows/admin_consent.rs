@@ -21,26 +21,19 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{
-    Claimed, Completed, Ending, FlowOutcome, Kind, Step, callback::Answer,
-    callback::CallbackResult, finish_claimed, store,
-};
-use crate::{
-    db::{WriteTransaction, begin_write},
-    domain::{
-        Consents, Result,
-        audit::{self, Actor},
-        clients::{self, ClientView},
-        graph_api::{self, CheckFailure},
-        now,
-        tenant_proof::{self, Proven, TenantProof},
-        tile::{self, TileChange, TileEvent},
-    },
-    microsoft::{
-        Microsoft, Problem, TenantHint,
-        known::{TEAMS_ADMIN_API_APP_ID, TEAMS_ADMIN_API_DISPLAY_NAME},
-    },
-};
+use super::kind::{Answer, CallbackResult, Claimed, Completed, Ending, Kind, finish_claimed};
+use super::store;
+use crate::db::{WriteTransaction, begin_write, now};
+use crate::domain::audit::{self, Actor};
+use crate::domain::clients::{self, ClientView};
+use crate::domain::consents::Consents;
+use crate::domain::error::Result;
+use crate::domain::flows::store::{FlowOutcome, Step};
+use crate::domain::graph_api::{self, CheckFailure};
+use crate::domain::tenant_proof::{self, Proven, TenantProof};
+use crate::domain::tile::{self, TileChange, TileEvent};
+use crate::microsoft::known::{TEAMS_ADMIN_API_APP_ID, TEAMS_ADMIN_API_DISPLAY_NAME};
+use crate::microsoft::{Microsoft, Problem, TenantHint};
 
 pub(super) struct AdminConsent;
 
@@ -371,7 +364,7 @@ async fn conclude(callback: &Claimed<'_>, verdict: Verdict) -> Result<FlowOutcom
     // the transaction that records it.
     if let Verdict::Authorised { proof, .. } = &verdict
         && client.azure_tenant_id != Some(proof.tenant_id)
-        && let Some(problem) = clients::tenant_taken(&txn, &client, proof.tenant_id).await?
+        && let Some(problem) = tenant_proof::tenant_taken(&txn, &client, proof.tenant_id).await?
     {
         verdict = Verdict::failed(problem);
     }

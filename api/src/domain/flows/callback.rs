@@ -7,18 +7,18 @@ use std::collections::HashMap;
 
 use entity::enums::{GraphApiProblemCode, OAuthFlowStatus};
 use sea_orm::{DatabaseConnection, EntityTrait};
-use url::{Url, form_urlencoded};
+use url::form_urlencoded;
 use uuid::Uuid;
 
-use super::{Claimed, Completed, Ending, FlowOutcome, end, kind, store};
-use crate::{
-    db::begin_write,
-    domain::{
-        Consents, Result, now, service_principal_requests::RepairableApps,
-        tenant_proof::TenantProof,
-    },
-    microsoft::{Problem, errors},
-};
+use super::kind::{Answer, CallbackResult, Claimed, Completed, Ending};
+use super::{end, kind, store};
+use crate::db::{begin_write, now};
+use crate::domain::consents::Consents;
+use crate::domain::error::Result;
+use crate::domain::flows::store::FlowOutcome;
+use crate::domain::repairable::RepairableApps;
+use crate::domain::tenant_proof::TenantProof;
+use crate::microsoft::{Problem, errors};
 
 /// The callback's query parameters. Values are kept only for this request.
 #[derive(Clone, Default)]
@@ -117,53 +117,6 @@ impl CallbackParams {
     pub fn tenant(&self) -> Option<&str> {
         self.get("tenant")
     }
-}
-
-/// What a redirect says, as far as it can be believed: Microsoft's refusal (as a problem),
-/// or a code to redeem, or neither.
-#[derive(Clone, Debug)]
-pub(crate) struct Answer<'a> {
-    pub refusal: Option<Problem>,
-    /// The authorization code; never set together with a refusal.
-    pub code: Option<&'a str>,
-    /// Admin consent's `tenant`, unauthenticated.
-    pub tenant: Option<&'a str>,
-}
-
-impl Answer<'_> {
-    /// The code to redeem, or the problem that stops the flow: Microsoft's refusal, or no
-    /// code at all. `again` tells the person what to restart ("Send a new link.").
-    pub(crate) fn code_or_problem(&self, again: &str) -> Result<&str, Problem> {
-        if let Some(refusal) = &self.refusal {
-            return Err(refusal.clone());
-        }
-        self.code.ok_or_else(|| {
-            Problem::new(
-                GraphApiProblemCode::Unknown,
-                format!("Microsoft sent no authorization code. {again}"),
-            )
-        })
-    }
-}
-
-/// What the callback request gets.
-#[derive(Clone, Debug)]
-pub(crate) enum CallbackResult {
-    /// No `state`, or one Consentry never issued (or has forgotten): nothing was stored and
-    /// nothing was asked of Microsoft.
-    Rejected,
-    /// Another request is acting on this flow right now.
-    InProgress,
-    /// The flow goes on at Microsoft: admin consent's sign-in proved the tenant, and the
-    /// admin's browser continues to Microsoft's consent page for it. The URL carries the
-    /// next step's `state`: it is given only to whoever presented this step's `state` *and*
-    /// its authorization code.
-    Continue { url: Url },
-    /// Admin consent's sign-in link, used again after its sign-in: the admin continues on
-    /// Microsoft's consent page, not here.
-    AlreadySignedIn,
-    /// The flow's outcome: the first one, however often the callback is repeated.
-    Finished { flow_id: Uuid, outcome: FlowOutcome },
 }
 
 /// Handles one callback request: finds the flow, lets exactly one request claim it, and

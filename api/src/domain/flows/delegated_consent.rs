@@ -7,16 +7,15 @@
 use async_trait::async_trait;
 use entity::{client, enums::GraphApiProblemCode as Code, enums::OAuthFlowStatus, oauth_flow};
 
-use super::{Claimed, Completed, FlowOutcome, Kind, failure, finish, finish_claimed, sign_in};
-use crate::{
-    db::begin_write,
-    domain::{
-        Result,
-        delegated_consents::{self, DelegatedPermission, Granted},
-        now,
-    },
-    microsoft::{Problem, identity::TokenSet, known::AZURE_USER_IMPERSONATION_SCOPE},
-};
+use super::kind::{Claimed, Completed, Kind, failure, finish, finish_claimed};
+use super::sign_in;
+use crate::db::{begin_write, now};
+use crate::domain::delegated_consents::{self, DelegatedPermission, Granted};
+use crate::domain::error::Result;
+use crate::domain::flows::store::FlowOutcome;
+use crate::microsoft::Problem;
+use crate::microsoft::identity::TokenSet;
+use crate::microsoft::known::AZURE_USER_IMPERSONATION_SCOPE;
 
 pub(super) struct DelegatedConsent;
 

@@ -15,19 +15,15 @@ use sea_orm::DatabaseConnection;
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::{
-    Claimed, Completed, Ending, FlowOutcome, Kind, failure, finish, finish_claimed, sign_in,
-};
-use crate::{
-    db::{WriteTransaction, begin_write},
-    domain::{
-        Error, Result,
-        audit::Actor,
-        clients::ClientView,
-        service_principal_requests::{self, Authority},
-    },
-    microsoft::Problem,
-};
+use super::kind::{Claimed, Completed, Ending, Kind, failure, finish, finish_claimed};
+use super::sign_in;
+use crate::db::{WriteTransaction, begin_write};
+use crate::domain::audit::Actor;
+use crate::domain::clients::ClientView;
+use crate::domain::error::{Error, Result};
+use crate::domain::flows::store::FlowOutcome;
+use crate::domain::service_principal_requests::{self, Authority};
+use crate::microsoft::Problem;
 
 pub(super) struct ServicePrincipalSignIn;
 
@@ -90,7 +86,7 @@ async fn complete(callback: &Claimed<'_>) -> Result<FlowOutcome> {
     // A request made before the allow-list (or for an application since taken off it): its
     // code is not even redeemed (checklist 96).
     let result = if !callback.consents.repairable_apps.contains(&request.app_id) {
-        Err(service_principal_requests::not_repairable(&request.app_id))
+        Err(crate::domain::repairable::not_repairable(&request.app_id))
     } else {
         match callback.answer.code_or_problem("Start the repair again.") {
             Ok(code) => sign_in_token(callback, code).await,

@@ -6,7 +6,8 @@
 use entity::{enums::GraphApiProblemCode as Code, oauth_flow};
 use uuid::Uuid;
 
-use super::{Claimed, store};
+use super::kind::Claimed;
+use super::store;
 use crate::microsoft::{
     Microsoft, Problem,
     id_token::{ExpectedTenant, IdTokenClaims, IdTokenError},

@@ -20,14 +20,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::domain::{
-    Error, Result,
-    crypto::{self, CryptoError, FlowKeys},
-};
-use crate::{
-    domain::now,
-    microsoft::{id_token::NonceHash, identity::FlowSecrets},
-};
+use crate::db::now;
+use crate::domain::crypto::{self, CryptoError, FlowKeys};
+use crate::domain::error::{Error, Result};
+use crate::microsoft::id_token::NonceHash;
+use crate::microsoft::identity::FlowSecrets;
 
 /// Longest a `state` Consentry issues can be; anything longer is not ours and is not hashed.
 const MAX_STATE_CHARS: usize = 512;

@@ -2,7 +2,19 @@
 //! of a request is written with its audit entry and its event, and only when its status
 //! allows it.
 
-use super::*;
+use crate::db::{begin_write, now};
+use crate::domain::audit::{self, Actor};
+use crate::domain::error::Result;
+use crate::domain::graph_api;
+use crate::microsoft::Problem;
+use entity::enums::{AuditAction, GraphApiProblemCode, ServicePrincipalRequestStatus as Status};
+use entity::service_principal_request;
+use sea_orm::ActiveValue::Set;
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QuerySelect,
+};
+use serde_json::json;
+use uuid::Uuid;
 
 /// Ends a request as ready (or already existing) and tells the tile: "created — authorise
 /// again".

@@ -6,58 +6,46 @@
 //! can claim, so it survives a restart. Only allow-listed applications are repaired
 //! (checklist 96): see [`RepairableApps`].
 
-mod held;
+pub(crate) mod held;
 mod machine;
 mod replication;
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration as StdDuration, Instant},
-};
+use std::{collections::HashMap, time::Duration as StdDuration};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use entity::{
-    enums::{
-        AuditAction, GraphApiProblemCode, OAuthFlowKind, ServicePrincipalRequestStatus as Status,
-    },
+    enums::{OAuthFlowKind, ServicePrincipalRequestStatus as Status},
     service_principal_request,
 };
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder,
 };
 use secrecy::SecretString;
 use serde_json::json;
 use url::Url;
 use uuid::Uuid;
 
-use super::{
-    Consents, Error, Result, access,
-    audit::{self, Actor},
-    delegated_consents,
-    flows::{self, NewFlow, store},
-    graph_api, now,
-};
+use super::audit::Actor;
+use super::flows::store::{self, NewFlow};
+use super::{access, delegated_consents, graph_api};
+use crate::db::now;
+use crate::domain::consents::Consents;
+use crate::domain::error::{Error, Result};
 use crate::{
     auth::Viewer,
     db::begin_write,
     microsoft::{
         Microsoft, MicrosoftError, Problem, TenantHint,
         graph::Creation,
-        known::{
-            TEAMS_ADMIN_API, TEAMS_ADMIN_API_APP_ID, TEAMS_ADMIN_API_DISPLAY_NAME, display_name,
-        },
+        known::{TEAMS_ADMIN_API_APP_ID, display_name},
     },
 };
 
-pub use self::held::RepairableApps;
 pub(crate) use self::machine::{RequestEvent, fail, status_name};
 use self::machine::{finish_ready, record, step};
-pub(crate) use self::{
-    held::{REPAIRABLE_APP_IDS_SETTING, SignInTokens, parse_app_id},
-    replication::sweep,
-};
+pub(crate) use self::replication::sweep;
+use crate::domain::repairable::{RepairableApps, not_repairable, parse_app_id};
 
 /// The display name of an application as a request shows it: its well-known name, else
 /// its id (an application an operator allow-listed is not in the table).
@@ -230,7 +218,7 @@ async fn sign_in_link(
         now(),
     )
     .await?;
-    let (_, secrets) = flows::open(
+    let (_, secrets) = store::open(
         &txn,
         &consents.flow_keys,
         NewFlow {
@@ -311,15 +299,6 @@ impl Authority {
             }),
         }
     }
-}
-
-/// The problem of a request for an application that is not allow-listed.
-pub(crate) fn not_repairable(app_id: &str) -> Problem {
-    Problem::new(
-        GraphApiProblemCode::Unknown,
-        RepairableApps::refusal(app_id),
-    )
-    .ours()
 }
 
 /// Acts with an admin's token: looks the principal up, creates it when absent, and starts
@@ -487,6 +466,9 @@ pub(crate) async fn find<C: ConnectionTrait>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        domain::repairable::REPAIRABLE_APP_IDS_SETTING, microsoft::known::TEAMS_ADMIN_API,
+    };
 
     #[test]
     fn checklist_96_only_the_teams_admin_api_and_listed_apps_are_repairable() {

@@ -2,7 +2,22 @@
 //! backoff until every replica sees the principal (or the window is over), then `READY`;
 //! creations interrupted by a restart are failed.
 
-use super::*;
+use crate::db::{begin_write, now};
+use crate::domain::audit::Actor;
+use crate::domain::consents::Consents;
+use crate::domain::error::Result;
+use crate::domain::repairable::not_repairable;
+use crate::domain::service_principal_requests::machine::{RequestEvent, fail, finish_ready};
+use crate::microsoft::{Microsoft, Problem};
+use chrono::{DateTime, Duration, Utc};
+use entity::enums::{GraphApiProblemCode, ServicePrincipalRequestStatus as Status};
+use entity::service_principal_request;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use secrecy::SecretString;
+use uuid::Uuid;
 
 /// How long Consentry watches a new principal replicate before it calls it ready anyway
 /// (it was created; replicas catch up).

@@ -10,91 +10,20 @@
 //! WebSocket alike, before either writes it. An idle subscription keeps nothing of it but a
 //! few words: the per-field work reads the selection async-graphql already holds.
 
+mod model;
 mod order;
 
-use std::{
-    borrow::Cow,
-    collections::HashMap,
-    sync::{
-        Mutex, OnceLock,
-        atomic::{AtomicUsize, Ordering},
-    },
-};
+use std::sync::atomic::Ordering;
 
 use async_graphql::{
-    Name, PathSegment, Positioned, QueryPathNode, QueryPathSegment, Response, ServerError,
-    ServerResult, Value, Variables,
-    indexmap::IndexMap,
-    parser::types::{
-        Directive, Field, FragmentDefinition, OperationDefinition, OperationType, Selection,
-        SelectionSet,
-    },
-    registry::{MetaTypeName, Registry},
+    PathSegment, QueryPathNode, QueryPathSegment, Response, ServerResult, Value, Variables,
+    parser::types::{Field, OperationDefinition, OperationType, Selection, SelectionSet},
+    registry::MetaTypeName,
 };
 
+pub(crate) use self::model::{Answer, Types};
+use self::model::{Fragments, Merged, Root, State, depth_of, is_at, is_skipped, path_of};
 use self::order::{Collect, Order, Where};
-
-type Fragments = HashMap<Name, Positioned<FragmentDefinition>>;
-
-/// What one operation's answer needs beyond what async-graphql gives. Each operation has its
-/// own; a subscription's is emptied after each event.
-#[derive(Default)]
-pub(crate) struct Answer {
-    /// What the operation selects at its root, and the document's fragments (the hooks see
-    /// fields only). Not kept for a subscription that needs neither.
-    root: OnceLock<Box<Root>>,
-    /// How many non-null positions failed and still wait for a parent to take the `null`;
-    /// read without the lock on every field.
-    failing: AtomicUsize,
-    /// How many abstract-typed objects are being resolved.
-    watching: AtomicUsize,
-    /// Created when something fails or an abstract-typed object resolves.
-    state: Mutex<Option<Box<State>>>,
-}
-
-#[derive(Default)]
-struct State {
-    /// Errors of the fields that were given `null`, for the answer's `errors`.
-    errors: Vec<ServerError>,
-    /// Non-null positions (and list items) that failed, until the parent that takes their
-    /// `null` resolves.
-    failed: Vec<Vec<PathSegment>>,
-    /// Positions given `null`: async-graphql merges a field selected twice from two
-    /// resolutions, and keeps an object over a `null`, so the answer is set again at the end.
-    nulled: Vec<Vec<PathSegment>>,
-    /// Abstract-typed objects being resolved, with their declared type.
-    watched: Vec<(Vec<PathSegment>, String)>,
-    /// The object type each abstract-typed object turned out to be.
-    runtime_types: Vec<(Vec<PathSegment>, String)>,
-}
-
-/// The root of an operation's selection, as async-graphql runs it (without what `@skip` and
-/// `@include` leave out).
-struct Root {
-    /// The root operation type: `Query`, `Mutation` or `SubscriptionRoot`.
-    ty: String,
-    /// Response keys in the query's order.
-    keys: Vec<Name>,
-    /// Keys selected more than once with selections of their own: async-graphql resolves each
-    /// apart and merges them in the order they finish.
-    merged: Vec<Merged>,
-    fragments: Fragments,
-}
-
-struct Merged {
-    key: Name,
-    /// The field's name (the key may be an alias).
-    field: Name,
-    sets: Vec<SelectionSet>,
-}
-
-/// The schema's types, as ordering an object needs them.
-#[derive(Clone, Copy)]
-pub(crate) struct Types<'a> {
-    pub(crate) registry: &'a Registry,
-    /// Its interfaces and unions.
-    pub(crate) abstract_types: &'a [String],
-}
 
 impl Answer {
     /// Keeps what the operation that runs selects at its root, and the document's fragments.
@@ -388,18 +317,6 @@ impl Answer {
     }
 }
 
-impl Types<'_> {
-    fn is_abstract(&self, ty: &str) -> bool {
-        self.abstract_types.iter().any(|t| t == ty)
-    }
-
-    /// The named type of a field of an object type.
-    fn field_type(&self, object_type: &str, field: &str) -> Option<&str> {
-        let field = self.registry.types.get(object_type)?.field_by_name(field)?;
-        Some(MetaTypeName::concrete_typename(&field.ty))
-    }
-}
-
 /// The selections of the first field's response key when it is selected more than once.
 fn merged_selections<'f>(fields: &[&'f Field]) -> Option<Vec<&'f SelectionSet>> {
     let (first, rest) = fields.split_first()?;
@@ -432,23 +349,6 @@ fn without_skipped(set: &mut SelectionSet, variables: &Variables) {
             Selection::FragmentSpread(_) => {}
         }
     }
-}
-
-fn is_skipped(directives: &[Positioned<Directive>], variables: &Variables) -> bool {
-    directives.iter().any(|directive| {
-        let include = match directive.node.name.node.as_str() {
-            "skip" => false,
-            "include" => true,
-            _ => return false,
-        };
-        directive.node.get_argument("if").is_some_and(|condition| {
-            let value = condition
-                .node
-                .clone()
-                .into_const_with(|name| variables.get(&name).cloned().ok_or(()));
-            include != matches!(value, Ok(Value::Boolean(true)))
-        })
-    })
 }
 
 /// Where the `null` of a failed list item lands.
@@ -513,44 +413,6 @@ fn item_type(list_type: &str) -> &str {
 
 fn is_list(ty: &str) -> bool {
     ty.trim_end_matches('!').starts_with('[')
-}
-
-fn same_segment(segment: &QueryPathSegment<'_>, path: &PathSegment) -> bool {
-    match (segment, path) {
-        (QueryPathSegment::Name(name), PathSegment::Field(field)) => name == field,
-        (QueryPathSegment::Index(index), PathSegment::Index(other)) => index == other,
-        _ => false,
-    }
-}
-
-/// Whether `node` is the position `path` names.
-fn is_at(node: &QueryPathNode<'_>, path: &[PathSegment]) -> bool {
-    let Some((last, parent)) = path.split_last() else {
-        return false;
-    };
-    same_segment(&node.segment, last)
-        && match node.parent {
-            Some(node) => is_at(node, parent),
-            None => parent.is_empty(),
-        }
-}
-
-fn depth_of(node: &QueryPathNode<'_>) -> usize {
-    std::iter::successors(Some(node), |node| node.parent).count()
-}
-
-fn path_of(node: &QueryPathNode<'_>) -> Vec<PathSegment> {
-    let mut path = Vec::new();
-    let mut current = Some(node);
-    while let Some(node) = current {
-        path.push(match node.segment {
-            QueryPathSegment::Name(name) => PathSegment::Field(name.to_owned()),
-            QueryPathSegment::Index(index) => PathSegment::Index(index),
-        });
-        current = node.parent;
-    }
-    path.reverse();
-    path
 }
 
 #[cfg(test)]

@@ -1,7 +1,15 @@
 //! Putting a kept answer's lists in the order the query asked for, and collecting what the
 //! answer holds where.
 
-use super::*;
+use std::borrow::Cow;
+
+use async_graphql::{
+    Name, PathSegment, QueryPathNode, Value, Variables,
+    indexmap::IndexMap,
+    parser::types::{Field, Selection, SelectionSet},
+};
+
+use super::model::{Answer, Fragments, Root, Types, is_at, is_skipped, path_of};
 
 /// Where an object is in the answer, to find what an abstract-typed one turned out to be.
 pub(super) enum Where<'a> {

@@ -6,10 +6,9 @@ use std::{sync::Arc, time::Duration};
 use async_graphql::{Interface, Object, Result, Schema, Subscription};
 use futures_util::{Stream, StreamExt};
 
-use crate::{
-    graphql::{Limits, extensions::Operations},
-    http::metrics::Metrics,
-};
+use crate::graphql::extensions::Operations;
+use crate::graphql::limits::Limits;
+use crate::http::metrics::Metrics;
 
 async fn later<T>(value: T) -> T {
     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -8,9 +8,9 @@ use crate::{
         clients::{self, ClientPatch, NewClient, Patch},
     },
     graphql::{
+        context::{database, viewer},
         ids::{GlobalId, IdKind},
         mutation::graph_api::consents,
-        query::{database, viewer},
         types::Client,
     },
 };

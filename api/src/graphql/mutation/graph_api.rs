@@ -5,8 +5,8 @@ use async_graphql::{Context, ID, Object, Result};
 use crate::{
     domain::{Consents, Error, access, graph_api},
     graphql::{
+        context::{database, viewer},
         ids::{GlobalId, IdKind},
-        query::{database, viewer},
         types::{Client, ConsentLink, GraphApiTile},
     },
 };

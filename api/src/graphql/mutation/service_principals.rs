@@ -5,9 +5,9 @@ use async_graphql::{Context, ID, Object, Result};
 use crate::{
     domain::{access, service_principal_requests},
     graphql::{
+        context::{database, viewer},
         ids::{GlobalId, IdKind},
         mutation::graph_api::consents,
-        query::{database, viewer},
         types::ServicePrincipalRequest,
     },
 };

@@ -2,16 +2,12 @@
 
 use async_graphql::{Context, ID, InputObject, Object, Result};
 
-use super::{database, page_size, viewer};
-use crate::{
-    domain::clients::{self, ClientFilter},
-    graphql::{
-        ids::{GlobalId, IdKind},
-        list_cost,
-        types::decode_cursor,
-        types::{Client, ClientConnection, enums::GraphApiStatus},
-    },
-};
+use crate::domain::clients::{self, ClientFilter};
+use crate::graphql::context::{database, page_size, viewer};
+use crate::graphql::ids::{GlobalId, IdKind};
+use crate::graphql::limits::list_cost;
+use crate::graphql::types::enums::GraphApiStatus;
+use crate::graphql::types::{Client, ClientConnection, decode_cursor};
 
 #[derive(Default)]
 pub(crate) struct ClientQuery;

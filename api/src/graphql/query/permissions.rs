@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, Object, Result, SimpleObject};
 
-use super::viewer;
+use crate::graphql::context::viewer;
 use crate::{
     domain::delegated_consents::DelegatedPermission as Permission,
     graphql::types::enums::DelegatedPermission,

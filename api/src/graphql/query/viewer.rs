@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, ID, Object, Result};
 
-use super::{database, viewer};
+use crate::graphql::context::{database, viewer};
 use crate::{
     domain::{self, Error, access, clients},
     graphql::{

@@ -17,8 +17,8 @@ use crate::{
     domain::{Error, access, clients, msp},
     events::{Bus, Change, Delivery},
     graphql::{
+        context::{database, shared_viewer},
         ids::{GlobalId, IdKind},
-        query::{database, shared_viewer},
         types::{DelegatedConsent, GraphApiTile, ServicePrincipalRequest},
     },
     http::metrics::Metrics,

@@ -4,7 +4,8 @@ use async_graphql::{ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::audit_event;
 
-use super::{PageInfo, enums::AuditAction};
+use super::enums::AuditAction;
+use crate::graphql::types::connection::PageInfo;
 
 /// One entry of a client's audit trail.
 pub(crate) struct AuditEvent(pub audit_event::Model);

@@ -4,23 +4,18 @@ use async_graphql::{Context, ID, Object, Result, SimpleObject};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 
-use super::{
-    AuditEvent, AuditEventConnection, DelegatedConsent, GraphApiTile, PageInfo,
-    ServicePrincipalRequest, audit::AuditEventEdge,
-};
-use crate::{
-    domain::{
-        self, Error, audit,
-        clients::{ClientFilter, ClientView, Cursor, Page},
-    },
-    graphql::{
-        Loaders,
-        ids::{GlobalId, IdKind},
-        list_cost,
-        loaders::load_error,
-        query::{database, page_size, viewer},
-    },
-};
+use super::audit::AuditEventEdge;
+use crate::domain::clients::{ClientFilter, ClientView, Cursor, Page};
+use crate::domain::{self, Error, audit};
+use crate::graphql::context::{database, page_size, viewer};
+use crate::graphql::ids::{GlobalId, IdKind};
+use crate::graphql::limits::list_cost;
+use crate::graphql::loaders::{Loaders, load_error};
+use crate::graphql::types::audit::{AuditEvent, AuditEventConnection};
+use crate::graphql::types::connection::PageInfo;
+use crate::graphql::types::consent::DelegatedConsent;
+use crate::graphql::types::service_principal::ServicePrincipalRequest;
+use crate::graphql::types::tile::GraphApiTile;
 
 /// One of the MSP's customers, with a Microsoft 365 tenant.
 pub(crate) struct Client(pub ClientView);

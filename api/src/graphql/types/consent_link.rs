@@ -3,7 +3,8 @@
 use async_graphql::SimpleObject;
 use chrono::{DateTime, Utc};
 
-use super::{Client, GraphApiTile};
+use crate::graphql::types::client::Client;
+use crate::graphql::types::tile::GraphApiTile;
 
 /// A link to Microsoft's admin-consent page for one client's tenant. Send it to the client's
 /// admin: it works once, until `expiresAt`, and only for this client.

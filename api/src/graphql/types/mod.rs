@@ -11,9 +11,7 @@ mod service_principal;
 mod tile;
 mod viewer;
 
-pub(crate) use audit::{AuditEvent, AuditEventConnection};
 pub(crate) use client::{Client, ClientConnection, decode_cursor};
-pub(crate) use connection::PageInfo;
 pub(crate) use consent::DelegatedConsent;
 pub(crate) use consent_link::ConsentLink;
 pub(crate) use node::Node;

@@ -2,7 +2,10 @@
 
 use async_graphql::{ID, Interface};
 
-use super::{Client, DelegatedConsent, GraphApiTile, ServicePrincipalRequest};
+use crate::graphql::types::client::Client;
+use crate::graphql::types::consent::DelegatedConsent;
+use crate::graphql::types::service_principal::ServicePrincipalRequest;
+use crate::graphql::types::tile::GraphApiTile;
 
 /// An object with a global id, fetchable with `node(id:)`.
 #[derive(Interface)]

@@ -11,8 +11,12 @@ use std::{
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use super::{GOING_AWAY, Goodbye, MAX_SUBSCRIPTIONS, MSP_DISABLED, TOKEN_EXPIRED, close};
+use super::close::{self, Goodbye, MSP_DISABLED, SHUTTING_DOWN, TOKEN_EXPIRED};
 use crate::refusal_log::RefusalLog;
+
+/// Most subscriptions one connection may hold open at once (checklist 73); one more closes it
+/// with 1008. Queries and mutations sent over the socket do not count: they end by themselves.
+pub(crate) const MAX_SUBSCRIPTIONS: usize = 32;
 
 /// Each caller's WebSocket connections and message rate on this instance (checklist 73). A
 /// caller is one `sub` of one MSP.
@@ -83,7 +87,7 @@ impl SocketLimits {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.connections.push(Arc::downgrade(&connection));
         if live.stopping {
-            connection.end(GOING_AWAY);
+            connection.end(SHUTTING_DOWN);
         }
         Ok(connection)
     }
@@ -116,7 +120,7 @@ impl SocketLimits {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.stopping = true;
         for connection in live.connections.iter().filter_map(Weak::upgrade) {
-            connection.end(GOING_AWAY);
+            connection.end(SHUTTING_DOWN);
         }
     }
 
@@ -297,10 +301,10 @@ mod tests {
         // The first reason wins; the stop reaches the others.
         limits.going_away();
         assert_eq!(expired.goodbye.get(), Some(&TOKEN_EXPIRED));
-        assert_eq!(fine.goodbye.get(), Some(&GOING_AWAY));
+        assert_eq!(fine.goodbye.get(), Some(&SHUTTING_DOWN));
         // A connection that comes once the server is stopping is told so at once.
         let late = limits.connect("msp-a", "erin", later).unwrap();
-        assert_eq!(late.goodbye.get(), Some(&GOING_AWAY));
+        assert_eq!(late.goodbye.get(), Some(&SHUTTING_DOWN));
         drop((expired, disabled, fine, late));
         limits.sweep(now, &BTreeSet::new());
         assert!(limits.live.lock().unwrap().connections.is_empty());

@@ -31,9 +31,10 @@ use chrono::Utc;
 use futures_util::{SinkExt, StreamExt, stream};
 use sea_orm::DatabaseConnection;
 
-mod connections;
+mod close;
+pub(crate) mod connections;
 
-pub(crate) use connections::SocketLimits;
+use close::{Goodbye, MSP_DISABLED, SHUTTING_DOWN, TOKEN_EXPIRED};
 use connections::{Connection, ended};
 
 use crate::{auth::DisabledMsps, state::AppState};
@@ -46,9 +47,6 @@ pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest accepted message (checklist 73).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-/// Most subscriptions one connection may hold open at once (checklist 73); one more closes it
-/// with 1008. Queries and mutations sent over the socket do not count: they end by themselves.
-pub(crate) const MAX_SUBSCRIPTIONS: usize = 32;
 /// The read buffer of each socket. tungstenite zero-fills its whole read buffer on the first
 /// read, so axum's default (128 KiB) makes every idle subscriber resident for 128 KiB.
 /// Clients send a few small messages, and a larger one still arrives whole: the buffer grows
@@ -67,34 +65,6 @@ pub(crate) const MAX_WRITE_BUFFER_BYTES: usize = 4 * MAX_MESSAGE_BYTES;
 pub const MAX_RESPONSE_BYTES: usize = MAX_WRITE_BUFFER_BYTES - MAX_MESSAGE_BYTES;
 
 /// Close codes of the `graphql-transport-ws` protocol.
-mod close {
-    pub(super) const BAD_REQUEST: u16 = 4400;
-    pub(super) const UNAUTHORIZED: u16 = 4401;
-    pub(super) const FORBIDDEN: u16 = 4403;
-    pub(super) const INIT_TIMEOUT: u16 = 4408;
-    /// A `subscribe` whose id is already in use (checklist 70).
-    pub(super) const ID_IN_USE: u16 = 4409;
-    /// RFC 6455 "going away": the server is shutting down.
-    pub(super) const GOING_AWAY: u16 = 1001;
-    /// RFC 6455 "policy violation": more subscriptions than a connection may hold.
-    pub(super) const POLICY_VIOLATION: u16 = 1008;
-    /// RFC 6455 "message too big": a message over `MAX_MESSAGE_BYTES`.
-    pub(super) const MESSAGE_TOO_BIG: u16 = 1009;
-    /// RFC 6455 "try again later": the caller's connections or message rate are over their
-    /// limit for now (clients such as graphql-ws reconnect after a backoff).
-    pub(super) const TRY_AGAIN_LATER: u16 = 1013;
-}
-
-/// Why the server closes a connection: a close code and its reason.
-type Goodbye = (u16, &'static str);
-
-const MSP_DISABLED: Goodbye = (close::FORBIDDEN, "Forbidden: your MSP tenant is disabled");
-const TOKEN_EXPIRED: Goodbye = (
-    close::FORBIDDEN,
-    "Forbidden: the token expired; reconnect with a new one",
-);
-const GOING_AWAY: Goodbye = (close::GOING_AWAY, "Consentry is shutting down; reconnect");
-
 /// `GET /graphql/ws`. A browser's `Origin` must be Consentry's own or one of
 /// `CONSENTRY_CORS_ORIGINS` (checklist 66); clients that send none (servers, CLIs) pass.
 pub(crate) async fn upgrade(
@@ -204,7 +174,7 @@ async fn serve(state: Box<AppState>, protocol: GraphQLProtocol, socket: Box<WebS
     };
     if goodbye == TOKEN_EXPIRED {
         tracing::info!("a subscriber's token expired; its connection is closed");
-    } else if goodbye != GOING_AWAY {
+    } else if goodbye != SHUTTING_DOWN {
         connection.limits.log_refusal(&connection.caller, goodbye);
     }
     close_with(&mut sink, goodbye.0, goodbye.1).await;
