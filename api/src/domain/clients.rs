@@ -211,12 +211,18 @@ pub(crate) async fn update(
         return Err(conflict_or(db, &before.msp_id, &after, Some(id), error).await);
     }
 
-    let tile_reset = before.azure_tenant_id != after.azure_tenant_id
-        && tile::next(&current.tile, &tile::TileEvent::TenantChanged).is_some();
-    let tile = if tile_reset {
-        reset_tile(&txn, &current.tile, &after, now).await?
+    let reset = if before.azure_tenant_id == after.azure_tenant_id {
+        None
     } else {
-        current.tile.clone()
+        tile::reset(&txn, &current.tile, &after.msp_id, now).await?
+    };
+    let tile_reset = reset.is_some();
+    let tile = match reset {
+        Some(tile) => {
+            cancel_links(&txn, &after, now).await?;
+            tile
+        }
+        None => current.tile.clone(),
     };
     audit::record(
         &txn,
@@ -260,16 +266,13 @@ fn patched(
     after
 }
 
-/// A client's tenant changed: its tile goes back to `NOT_AUTHORISED`, and every link already
-/// sent out (for the old tenant) is cancelled so that it cannot complete.
-async fn reset_tile<C: ConnectionTrait>(
+/// A client's tenant changed (its tile was reset): every link already sent out, for the old
+/// tenant, is cancelled so that it cannot complete.
+async fn cancel_links<C: ConnectionTrait>(
     txn: &C,
-    current: &graph_api_tile::Model,
     client: &client::Model,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<graph_api_tile::Model> {
-    let tile = tile::reset(current, now).update(txn).await?;
-    crate::events::tile(txn, &client.msp_id, &tile).await?;
+) -> Result<()> {
     store::cancel_open(
         txn,
         client.id,
@@ -283,7 +286,7 @@ async fn reset_tile<C: ConnectionTrait>(
         now,
     )
     .await?;
-    Ok(tile)
+    Ok(())
 }
 
 /// Removes a client with its tile, flows, delegated consents and their stored tokens. Its

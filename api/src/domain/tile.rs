@@ -138,15 +138,24 @@ pub fn initial(client_id: Uuid, now: DateTime<Utc>) -> graph_api_tile::ActiveMod
     }
 }
 
-/// Back to `NOT_AUTHORISED`, forgetting what the old authorisation granted (the client's
-/// tenant changed, so it no longer applies).
-pub(crate) fn reset(
+/// The client's Microsoft tenant changed ([`TileEvent::TenantChanged`]): the tile goes back
+/// to `NOT_AUTHORISED`, forgetting what the old authorisation granted and who proved it (it no
+/// longer applies), with its change event. `None` when the tile is not authorised in any way
+/// to forget. The audit entry is the client's own (`CLIENT_UPDATED` names the new tenant).
+pub(crate) async fn reset<C: ConnectionTrait>(
+    txn: &C,
     tile: &graph_api_tile::Model,
+    msp_id: &str,
     now: DateTime<Utc>,
-) -> graph_api_tile::ActiveModel {
-    let mut next = initial(tile.client_id, now);
-    next.version = Set(tile.version + 1);
-    next
+) -> Result<Option<graph_api_tile::Model>> {
+    if next(tile, &TileEvent::TenantChanged).is_none() {
+        return Ok(None);
+    }
+    let mut reset = initial(tile.client_id, now);
+    reset.version = Set(tile.version + 1);
+    let reset = reset.update(txn).await?;
+    crate::events::tile(txn, msp_id, &reset).await?;
+    Ok(Some(reset))
 }
 
 /// A change to a tile. `None` leaves a field as it is.
