@@ -24,7 +24,7 @@ const MAX_MESSAGE_CHARS: usize = 1024;
 const LONGEST_ID_CHARS: usize = 80;
 
 fn assert_bounded(error: &api::Error, input: &str) {
-    assert_eq!(error.code(), "BAD_USER_INPUT");
+    assert_eq!(error.code().as_str(), "BAD_USER_INPUT");
     let message = error.to_string();
     assert!(
         message.chars().count() <= MAX_MESSAGE_CHARS,
