@@ -54,15 +54,38 @@ fn all_token_requests(sim: &Simulator) -> usize {
         .count()
 }
 
-/// Checklist 7: the state is stored only as its hash.
-#[both_backends]
-async fn consent_through_the_page_is_verified_and_authorises_the_tile(backend: Backend) {
+/// Contoso (a healthy tenant) behind a server of its own, with a client of MSP A for it.
+async fn contoso(backend: Backend) -> Option<(World, SimTenant, String)> {
     let contoso = healthy("contoso.onmicrosoft.com");
-    let Some(World { sim, app }) = world(backend, vec![contoso.clone()], |_| {}).await else {
+    let world = world(backend, vec![contoso.clone()], |_| {}).await?;
+    let caller = world.app.caller("msp-a", &["technician"]).await;
+    let client = new_client(&caller, "Contoso", Some("contoso.onmicrosoft.com"), None).await;
+    drop(caller);
+    Some((world, contoso, client))
+}
+
+/// The link's `state`.
+fn state_of(link: &Value) -> String {
+    let url = Url::parse(link["url"].as_str().unwrap()).unwrap();
+    let (_, state) = url.query_pairs().find(|(k, _)| k == "state").unwrap();
+    state.into_owned()
+}
+
+/// Contoso's admin goes through `link` and accepts: the answer to the consent's callback.
+async fn accepted(app: &TestApp, contoso: &SimTenant, link: &Value) -> reqwest::Response {
+    let admin = contoso.admin().unwrap().id;
+    let back = admin_consent(link["url"].as_str().unwrap(), admin, "accept").await;
+    callback(app, &back).await
+}
+
+/// Checklist 7: the link is a sign-in at Microsoft (PKCE, a nonce, the client's domain as a
+/// hint) that lives 15 minutes, and its `state` is stored only as its hash.
+#[both_backends]
+async fn checklist_7_the_authorise_link_is_a_sign_in_whose_state_is_kept_hashed(backend: Backend) {
+    let Some((World { sim, app }, _, client)) = contoso(backend).await else {
         return;
     };
     let caller = app.caller("msp-a", &["technician"]).await;
-    let client = new_client(&caller, "Contoso", Some("contoso.onmicrosoft.com"), None).await;
 
     let before = chrono::Utc::now();
     let link = authorise(&caller, &client).await;
@@ -85,21 +108,31 @@ async fn consent_through_the_page_is_verified_and_authorises_the_tile(backend: B
     // First the admin signs in (an OpenID Connect code flow at `organizations`, the client's
     // domain only a hint), which proves their tenant; Microsoft's consent page follows.
     assert_eq!(url.path(), "/organizations/oauth2/v2.0/authorize");
-    let state: BTreeMap<_, _> = url.query_pairs().into_owned().collect();
-    assert_eq!(state["redirect_uri"], app.url("/oauth/callback"));
-    assert_eq!(state["domain_hint"], "contoso.onmicrosoft.com");
-    assert_eq!(state["scope"], "openid profile");
-    assert_eq!(state["response_type"], "code");
-    assert_eq!(state["code_challenge_method"], "S256");
-    assert_eq!(state["prompt"], "select_account");
-    assert!(state["nonce"].len() >= 43);
+    let query: BTreeMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["redirect_uri"], app.url("/oauth/callback"));
+    assert_eq!(query["domain_hint"], "contoso.onmicrosoft.com");
+    assert_eq!(query["scope"], "openid profile");
+    assert_eq!(query["response_type"], "code");
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["prompt"], "select_account");
+    assert!(query["nonce"].len() >= 43);
 
-    // The state is stored only as its hash (checklist 7).
     let stored = flows(&app).await;
     assert_eq!(stored.len(), 1);
-    assert_ne!(stored[0].state_hash, state["state"]);
+    assert_ne!(stored[0].state_hash, query["state"]);
     assert_eq!(stored[0].state_hash.len(), 64);
     assert_eq!(stored[0].status, OAuthFlowStatus::Pending);
+}
+
+/// The admin's sign-in proves their tenant and sends them on to Microsoft's consent page of
+/// that tenant, with a state of its own; the sign-in's verifier and nonce are used up.
+#[both_backends]
+async fn signing_in_proves_the_tenant_and_continues_to_its_consent_page(backend: Backend) {
+    let Some((World { sim, app }, contoso, client)) = contoso(backend).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["technician"]).await;
+    let link = authorise(&caller, &client).await;
 
     let admin = contoso.admin().unwrap().id;
     let signed_in = consent_page(link["url"].as_str().unwrap(), admin, "accept").await;
@@ -114,7 +147,11 @@ async fn consent_through_the_page_is_verified_and_authorises_the_tile(backend: B
         "the consent page of the tenant the admin proved"
     );
     let consent_state: BTreeMap<_, _> = consent.query_pairs().into_owned().collect();
-    assert_ne!(consent_state["state"], state["state"], "a state of its own");
+    assert_ne!(
+        consent_state["state"],
+        state_of(&link),
+        "a state of its own"
+    );
     assert_eq!(tile(&caller, &client).await["status"], "AWAITING_CONSENT");
     let stored = flows(&app).await;
     assert_eq!(stored[0].status, OAuthFlowStatus::Pending);
@@ -125,12 +162,22 @@ async fn consent_through_the_page_is_verified_and_authorises_the_tile(backend: B
         "the sign-in's verifier and nonce are used up"
     );
     assert_ne!(stored[0].consent_state_hash, None);
+}
 
-    let back = consent_page(consent.as_str(), admin, "accept").await;
-    let response = callback(&app, &back).await;
+/// Accepting ends on Consentry's result page: no referrer, a strict CSP, no script and no
+/// state on it, and `Server-Timing` telling Consentry's own time from Microsoft's (issue 8,
+/// target 5).
+#[both_backends]
+async fn an_accepted_consent_ends_on_a_result_page_that_keeps_nothing(backend: Backend) {
+    let Some((World { app, sim: _sim }, contoso, client)) = contoso(backend).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["technician"]).await;
+    let link = authorise(&caller, &client).await;
+
+    let response = accepted(&app, &contoso, &link).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(response.headers()["referrer-policy"], "no-referrer");
-    // Consentry's own time and the time it waited for Microsoft, apart (issue 8, target 5).
     let timing = server_timing(&response);
     assert!(timing["app"] > 0.0, "{timing:?}");
     assert!(
@@ -155,9 +202,22 @@ async fn consent_through_the_page_is_verified_and_authorises_the_tile(backend: B
         "{html}"
     );
     assert!(
-        !html.contains(&state["state"]) && !html.contains("<script"),
+        !html.contains(&state_of(&link)) && !html.contains("<script"),
         "no state, no script"
     );
+}
+
+/// An accepted consent is verified with one app-only token and one organization read, and
+/// authorises the tile: every required permission granted, the tenant recorded with who
+/// proved it. The finished flow keeps no secret material.
+#[both_backends]
+async fn an_accepted_consent_is_verified_once_and_authorises_the_tile(backend: Backend) {
+    let Some((World { sim, app }, contoso, client)) = contoso(backend).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["technician"]).await;
+    let link = authorise(&caller, &client).await;
+    accepted(&app, &contoso, &link).await;
 
     let view = client_view(&caller, &client).await;
     let tile = &view["graphApiTile"];
@@ -180,7 +240,6 @@ async fn consent_through_the_page_is_verified_and_authorises_the_tile(backend: B
     assert_eq!(proof["signedInAs"], "admin@contoso.onmicrosoft.com");
     assert_eq!(proof["roles"], json!(["Global Administrator"]));
 
-    // Verified with exactly one app-only token and one organization read.
     assert_eq!(
         token_requests(&sim, &contoso.id.to_string(), "client_credentials"),
         1
@@ -199,7 +258,22 @@ async fn consent_through_the_page_is_verified_and_authorises_the_tile(backend: B
         "the secret never travels in a URL"
     );
 
-    // Every transition is in the audit log, newest first.
+    let stored = flows(&app).await;
+    assert_eq!(stored[0].status, OAuthFlowStatus::Succeeded);
+    assert!(stored[0].sealed_pkce_verifier.is_none() && stored[0].nonce_hash.is_none());
+}
+
+/// Every step of a consent is in the client's audit trail, newest first and paged: who
+/// started it, who proved the tenant (the callback, naming the admin), each status change.
+#[both_backends]
+async fn every_step_of_a_consent_is_in_the_audit_trail(backend: Backend) {
+    let Some((World { app, sim: _sim }, contoso, client)) = contoso(backend).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["technician"]).await;
+    let link = authorise(&caller, &client).await;
+    accepted(&app, &contoso, &link).await;
+
     assert_eq!(
         audit_actions(&caller, &client).await,
         [
@@ -255,11 +329,6 @@ async fn consent_through_the_page_is_verified_and_authorises_the_tile(backend: B
         started["node"]["actorSubject"], "user@msp.example",
         "who started it"
     );
-
-    // The finished flow keeps no secret material.
-    let stored = flows(&app).await;
-    assert_eq!(stored[0].status, OAuthFlowStatus::Succeeded);
-    assert!(stored[0].sealed_pkce_verifier.is_none() && stored[0].nonce_hash.is_none());
 }
 
 /// One client per failure scenario, each consented through the page.
