@@ -31,7 +31,6 @@ async fn sim_world(backend: Backend, tenant: &SimTenant) -> Option<World> {
 }
 
 #[both_backends]
-
 async fn all_four_are_granted_and_stored_encrypted(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(world) = sim_world(backend, &tenant).await else {
@@ -147,7 +146,6 @@ async fn all_four_are_granted_and_stored_encrypted(backend: Backend) {
 }
 
 #[both_backends]
-
 async fn subsets_partial_grants_and_repeat_consents(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(world) = sim_world(backend, &tenant).await else {
@@ -317,14 +315,11 @@ const VERIFY: &str = "mutation($id: ID!) { verifyDelegatedConsent(id: $id) { sta
 const REVOKE: &str =
     "mutation($id: ID!) { revokeDelegatedConsent(id: $id) { status statusReason } }";
 
-/// Checklist 79, 82: every refresh replaces the stored token with the rotated one, and a
-/// revoke erases it.
-#[both_backends]
-async fn verify_refreshes_serially_expires_and_revoke_erases(backend: Backend) {
+/// Contoso behind a server of its own, a client of MSP A for it, and its admin's consent to
+/// `MAIL_SEND`: the consent's id.
+async fn consented(backend: Backend) -> Option<(World, SimTenant, String, String)> {
     let tenant = healthy("contoso.onmicrosoft.com");
-    let Some(world) = sim_world(backend, &tenant).await else {
-        return;
-    };
+    let world = sim_world(backend, &tenant).await?;
     let caller = world.app.caller("msp-a", &["admin"]).await;
     let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
     consent_as(
@@ -335,6 +330,21 @@ async fn verify_refreshes_serially_expires_and_revoke_erases(backend: Backend) {
     .await;
     let consent = consents_of(&caller, &client).await.remove(0);
     let id = consent["id"].as_str().unwrap().to_owned();
+    drop(caller);
+    Some((world, tenant, client, id))
+}
+
+/// Checklist 79, 93: verifications at once never refresh in parallel: each refresh redeems
+/// the token the previous one stored, so no refresh token is ever sent twice, and the
+/// rotated token replaces the old one.
+#[both_backends]
+async fn checklist_79_93_verifications_refresh_one_at_a_time_and_keep_the_rotated_token(
+    backend: Backend,
+) {
+    let Some((world, _, client, id)) = consented(backend).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
     let before = rows(&world.app).await.remove(0).refresh_token;
     let refreshes = || {
         world
@@ -345,8 +355,6 @@ async fn verify_refreshes_serially_expires_and_revoke_erases(backend: Backend) {
             .count()
     };
 
-    // Checklist 93: verifications at once never refresh in parallel: each refresh redeems the
-    // token the previous one stored, so no refresh token is ever sent twice.
     let verifications = (0..5).map(|_| caller.run(VERIFY, json!({ "id": id })));
     for answer in futures_util::future::join_all(verifications).await {
         assert_eq!(answer.data()["verifyDelegatedConsent"]["status"], "ACTIVE");
@@ -378,8 +386,16 @@ async fn verify_refreshes_serially_expires_and_revoke_erases(backend: Backend) {
             .await
             .contains(&"DELEGATED_CONSENT_VERIFIED".to_owned())
     );
+}
 
-    // Expired refresh token (AADSTS700082) → EXPIRED, with the reason, token erased.
+/// A refresh token Microsoft says has expired (AADSTS700082) expires the consent, with the
+/// reason, and erases the stored token.
+#[both_backends]
+async fn an_expired_refresh_token_expires_the_consent_and_erases_it(backend: Backend) {
+    let Some((world, tenant, _, id)) = consented(backend).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
     world.sim.set_faults(
         tenant.id,
         Faults {
@@ -397,26 +413,39 @@ async fn verify_refreshes_serially_expires_and_revoke_erases(backend: Backend) {
     let row = rows(&world.app).await.remove(0);
     assert_eq!(row.status, DelegatedConsentStatus::Expired);
     assert!(row.refresh_token.is_none());
+}
 
-    let revoked = caller.run(REVOKE, json!({ "id": id })).await;
-    assert_eq!(
-        revoked.data()["revokeDelegatedConsent"]["status"],
-        "REVOKED"
-    );
-    assert!(
-        audit_actions(&caller, &client)
-            .await
-            .contains(&"DELEGATED_CONSENT_REVOKED".to_owned())
-    );
+/// Checklist 82: revoking a working consent erases its stored token, is audited, and is its
+/// MSP's alone: another MSP's admin is told the consent does not exist.
+#[both_backends]
+async fn checklist_82_revoking_a_consent_erases_it_for_its_msp_only(backend: Backend) {
+    let Some((world, _, client, id)) = consented(backend).await else {
+        return;
+    };
     let other = world.app.caller("msp-b", &["admin"]).await;
     assert_eq!(
         other.run(REVOKE, json!({ "id": id })).await.error_code(),
         "NOT_FOUND"
     );
+    assert!(rows(&world.app).await.remove(0).refresh_token.is_some());
+
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let revoked = caller.run(REVOKE, json!({ "id": id })).await;
+    assert_eq!(
+        revoked.data()["revokeDelegatedConsent"]["status"],
+        "REVOKED"
+    );
+    let row = rows(&world.app).await.remove(0);
+    assert_eq!(row.status, DelegatedConsentStatus::Revoked);
+    assert!(row.refresh_token.is_none(), "the stored token is erased");
+    assert!(
+        audit_actions(&caller, &client)
+            .await
+            .contains(&"DELEGATED_CONSENT_REVOKED".to_owned())
+    );
 }
 
 #[both_backends]
-
 async fn keep_alive_rotates_tokens_and_old_keys_still_decrypt(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(World { sim, app }) = sim_world(backend, &tenant).await else {

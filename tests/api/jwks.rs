@@ -310,7 +310,6 @@ async fn an_unreachable_jwks_fails_closed_with_503(backend: Backend) {
 }
 
 #[both_backends]
-
 async fn hs256_mode_refuses_rs256_tokens(backend: Backend) {
     let Some(app) = consentry_tests::spawn_app(backend).await else {
         return;

@@ -38,7 +38,6 @@ async fn callback(app: &TestApp, query: &str) -> StatusCode {
 }
 
 #[both_backends]
-
 async fn checklist_101_request_values_are_logged_escaped(backend: Backend) {
     let Some(database) = TestDatabase::create(backend).await else {
         return;

@@ -229,7 +229,6 @@ async fn checklist_78_the_keys_never_reach_the_database(backend: Backend) {
 }
 
 #[both_backends]
-
 async fn checklist_75_a_verifier_copied_to_another_flow_is_refused_before_microsoft_is_asked(
     backend: Backend,
 ) {

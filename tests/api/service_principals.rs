@@ -214,7 +214,6 @@ async fn missing_principal_is_repaired_then_authorise_succeeds(backend: Backend)
 }
 
 #[both_backends]
-
 async fn an_existing_principal_is_found_and_nothing_created(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(world) = world_with(backend, &tenant).await else {
@@ -239,7 +238,6 @@ async fn an_existing_principal_is_found_and_nothing_created(backend: Backend) {
 }
 
 #[both_backends]
-
 async fn insufficient_privileges_fail_naming_the_roles_needed(backend: Backend) {
     let tenant = missing_teams(Faults {
         insufficient_privileges: true,
@@ -272,7 +270,6 @@ async fn insufficient_privileges_fail_naming_the_roles_needed(backend: Backend) 
 }
 
 #[both_backends]
-
 async fn throttling_is_waited_out(backend: Backend) {
     let tenant = missing_teams(Faults {
         graph_throttle: Some(Throttle {
@@ -306,7 +303,6 @@ async fn throttling_is_waited_out(backend: Backend) {
 }
 
 #[both_backends]
-
 async fn a_restart_during_propagation_resumes_and_finishes(backend: Backend) {
     // Replication that this instance never sees finish.
     let tenant = missing_teams(Faults {

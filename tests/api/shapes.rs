@@ -28,7 +28,6 @@ fn setting(name: &str, default: u64) -> u64 {
 }
 
 #[both_backends]
-
 async fn checklist_97_generated_operations_are_refused_by_name_or_stay_within_budgets(
     backend: Backend,
 ) {

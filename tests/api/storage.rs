@@ -27,7 +27,6 @@ async fn count(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
 }
 
 #[both_backends]
-
 async fn a_second_start_on_the_same_database_is_a_no_op(backend: Backend) {
     let Some(database) = TestDatabase::create(backend).await else {
         return;
@@ -69,7 +68,6 @@ async fn a_second_start_on_the_same_database_is_a_no_op(backend: Backend) {
 }
 
 #[both_backends]
-
 async fn foreign_keys_and_unique_indexes_are_enforced_by_the_database(backend: Backend) {
     use entity::client;
     use sea_orm::{ActiveModelTrait, ActiveValue::Set};

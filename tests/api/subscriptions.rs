@@ -68,7 +68,6 @@ async fn live_at(address: &str, n: usize) {
 }
 
 #[both_backends]
-
 async fn a_tile_walks_through_every_state_in_order(backend: Backend) {
     let tenant = healthy("contoso.onmicrosoft.com");
     let Some(world) = world(backend, vec![tenant.clone()], |_| {}).await else {
