@@ -300,14 +300,21 @@ async fn sign_in(
     tokens.access_token
 }
 
-#[tokio::test]
-async fn authorization_code_with_pkce_yields_validated_tokens_that_refresh() {
-    let tenant = SimTenant::healthy("litware.onmicrosoft.com", "Litware");
-    let simulator = start_simulator(vec![tenant.clone()]).await;
-    let microsoft = microsoft_client(&simulator);
-    let admin = tenant.admin().unwrap();
-    let secrets = FlowSecrets::new();
-    let scopes: Vec<String> = [
+/// Litware's admin signed in and consented to `scopes` through an authorize URL of the
+/// Microsoft client's; the client, the tenant, the flow's secrets and the callback's query.
+struct SignedIn {
+    simulator: Simulator,
+    microsoft: Microsoft,
+    tenant: SimTenant,
+    secrets: FlowSecrets,
+    url: Url,
+    callback: BTreeMap<String, String>,
+}
+
+/// The delegated scopes of a password-reset consent: Graph's Mail.Send and Azure's
+/// user_impersonation, with OpenID and a refresh token.
+fn delegated_scopes() -> Vec<String> {
+    [
         "openid",
         "profile",
         "offline_access",
@@ -316,13 +323,44 @@ async fn authorization_code_with_pkce_yields_validated_tokens_that_refresh() {
     ]
     .iter()
     .map(|s| (*s).to_owned())
-    .collect();
+    .collect()
+}
+
+async fn signed_in() -> SignedIn {
+    let tenant = SimTenant::healthy("litware.onmicrosoft.com", "Litware");
+    let simulator = start_simulator(vec![tenant.clone()]).await;
+    let microsoft = microsoft_client(&simulator);
+    let secrets = FlowSecrets::new();
     let url = microsoft.authorize_url(
         &TenantHint::Id(tenant.id),
-        &scopes,
+        &delegated_scopes(),
         &secrets,
         Some("consent"),
     );
+    let callback = answer(&url, tenant.admin().unwrap().id, "accept").await;
+    SignedIn {
+        simulator,
+        microsoft,
+        tenant,
+        secrets,
+        url,
+        callback,
+    }
+}
+
+/// Graph's Mail.Send, the resource a code is redeemed for first.
+fn mail_send() -> Vec<String> {
+    vec!["https://graph.microsoft.com/Mail.Send".to_owned()]
+}
+
+#[tokio::test]
+async fn the_authorize_url_signs_in_at_organizations_with_pkce_and_a_nonce() {
+    let SignedIn {
+        url,
+        tenant,
+        secrets,
+        ..
+    } = signed_in().await;
     let query = params(&url);
     // Every sign-in goes to `organizations`; the client's tenant is only a hint.
     assert_eq!(url.path(), "/organizations/oauth2/v2.0/authorize");
@@ -332,11 +370,20 @@ async fn authorization_code_with_pkce_yields_validated_tokens_that_refresh() {
     assert_eq!(query["prompt"], "consent");
     assert_eq!(query["nonce"], *secrets.nonce.secret());
     assert!(!query.contains_key("client_secret") && !query.contains_key("code_verifier"));
+}
 
-    let callback = answer(&url, admin.id, "accept").await;
-    let graph_scopes = vec!["https://graph.microsoft.com/Mail.Send".to_owned()];
-    let tokens = microsoft
-        .redeem_sign_in(&callback["code"], &secrets.pkce_verifier, &graph_scopes)
+/// A code is redeemed with its PKCE verifier, at `organizations`, for one resource; the tokens
+/// hide themselves from `Debug`, and the access token reads Graph's /me.
+#[tokio::test]
+async fn a_code_is_redeemed_with_pkce_for_one_resource() {
+    let signed_in = signed_in().await;
+    let tokens = signed_in
+        .microsoft
+        .redeem_sign_in(
+            &signed_in.callback["code"],
+            &signed_in.secrets.pkce_verifier,
+            &mail_send(),
+        )
         .await
         .unwrap();
     assert!(
@@ -348,19 +395,56 @@ async fn authorization_code_with_pkce_yields_validated_tokens_that_refresh() {
         !format!("{tokens:?}").contains(tokens.access_token.expose_secret()),
         "Debug hides tokens"
     );
+    let me = signed_in.microsoft.me(&tokens.access_token).await.unwrap();
+    assert_eq!(me.id, signed_in.tenant.admin().unwrap().id.to_string());
 
-    let claims = microsoft
+    let token_request = signed_in
+        .simulator
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/token") && r.param("grant_type") == Some("authorization_code"))
+        .unwrap();
+    assert_eq!(token_request.path, "/organizations/oauth2/v2.0/token");
+    assert!(
+        token_request.notes.iter().any(|n| n == "pkce=ok (S256)"),
+        "{:?}",
+        token_request.notes
+    );
+    assert_eq!(
+        token_request.param("scope"),
+        Some("https://graph.microsoft.com/Mail.Send"),
+        "one resource per token request"
+    );
+}
+
+/// The id_token of a redeemed code validates against the tenant and the flow's nonce, and
+/// names the admin with their directory roles (`wids`).
+#[tokio::test]
+async fn a_redeemed_codes_id_token_names_the_admin_and_their_roles() {
+    let signed_in = signed_in().await;
+    let tokens = signed_in
+        .microsoft
+        .redeem_sign_in(
+            &signed_in.callback["code"],
+            &signed_in.secrets.pkce_verifier,
+            &mail_send(),
+        )
+        .await
+        .unwrap();
+    let tenant = &signed_in.tenant;
+    let claims = signed_in
+        .microsoft
         .validate_id_token(
             tokens.id_token.as_ref().unwrap(),
             &ExpectedTenant::Exactly(tenant.id),
-            &api::NonceHash::of(secrets.nonce.secret()),
+            &api::NonceHash::of(signed_in.secrets.nonce.secret()),
         )
         .await
         .unwrap();
     assert_eq!(claims.tenant_id, tenant.id);
     assert_eq!(
         claims.object_id.as_deref(),
-        Some(admin.id.to_string().as_str())
+        Some(tenant.admin().unwrap().id.to_string().as_str())
     );
     assert_eq!(
         claims.preferred_username.as_deref(),
@@ -377,15 +461,27 @@ async fn authorization_code_with_pkce_yields_validated_tokens_that_refresh() {
         ),
         "wids: the admin's directory roles"
     );
+}
 
-    let me = microsoft.me(&tokens.access_token).await.unwrap();
-    assert_eq!(me.id, admin.id.to_string());
-
-    // The refresh token is then redeemed for Azure management; a new one comes back.
+/// The refresh token of a redeemed code is redeemed for another resource (Azure management):
+/// the new token is for that resource only, and the refresh token rotates.
+#[tokio::test]
+async fn a_refresh_token_is_redeemed_for_another_resource_and_rotates() {
+    let signed_in = signed_in().await;
+    let tokens = signed_in
+        .microsoft
+        .redeem_sign_in(
+            &signed_in.callback["code"],
+            &signed_in.secrets.pkce_verifier,
+            &mail_send(),
+        )
+        .await
+        .unwrap();
     let refresh = tokens.refresh_token.unwrap();
     let arm = vec!["https://management.core.windows.net//user_impersonation".to_owned()];
-    let refreshed = microsoft
-        .refresh(&tenant.id.to_string(), &refresh, &arm)
+    let refreshed = signed_in
+        .microsoft
+        .refresh(&signed_in.tenant.id.to_string(), &refresh, &arm)
         .await
         .unwrap();
     assert!(
@@ -403,23 +499,6 @@ async fn authorization_code_with_pkce_yields_validated_tokens_that_refresh() {
         refreshed.refresh_token.unwrap().expose_secret(),
         refresh.expose_secret(),
         "refresh tokens rotate"
-    );
-
-    let token_request = simulator
-        .requests()
-        .into_iter()
-        .find(|r| r.path.ends_with("/token") && r.param("grant_type") == Some("authorization_code"))
-        .unwrap();
-    assert_eq!(token_request.path, "/organizations/oauth2/v2.0/token");
-    assert!(
-        token_request.notes.iter().any(|n| n == "pkce=ok (S256)"),
-        "{:?}",
-        token_request.notes
-    );
-    assert_eq!(
-        token_request.param("scope"),
-        Some("https://graph.microsoft.com/Mail.Send"),
-        "one resource per token request"
     );
 }
 
