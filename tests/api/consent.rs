@@ -1115,18 +1115,25 @@ async fn our_bad_secret_is_an_operator_problem(backend: Backend) {
     assert!(tile["problem"].is_null());
 }
 
-/// Who may authorise, link lifetimes, re-consent of an authorised tile, and newer links
-/// replacing older ones.
+/// The page a browser shows for a callback's answer.
+async fn result_page(app: &TestApp, back: &Url) -> String {
+    browser()
+        .get(location(&callback(app, back).await))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Only the client's own MSP's writers may hand out its link: a viewer and support staff are
+/// refused, another MSP is told the client does not exist, and a refusal stores nothing.
 #[both_backends]
-async fn authorise_checks_roles_lifetimes_and_replaces_older_links(backend: Backend) {
-    let contoso = healthy("contoso.onmicrosoft.com").with_faults(Faults::default());
-    let Some(world) = world(backend, vec![contoso.clone()], |_| {}).await else {
+async fn only_the_msps_writers_may_authorise_its_client(backend: Backend) {
+    let Some((World { app, sim: _sim }, _, client)) = contoso(backend).await else {
         return;
     };
-    let app = &world.app;
-    let admin = app.caller("msp-a", &["admin"]).await;
-    let client = new_client(&admin, "Contoso", Some(&contoso.domain), None).await;
-
     for roles in [&["viewer"][..], &["support"][..]] {
         let caller = app.caller("msp-a", roles).await;
         let refused = caller.run(AUTHORISE, json!({ "id": client })).await;
@@ -1140,13 +1147,25 @@ async fn authorise_checks_roles_lifetimes_and_replaces_older_links(backend: Back
             .error_code(),
         "NOT_FOUND"
     );
+    assert!(flows(&app).await.is_empty(), "refusals store nothing");
+    let admin = app.caller("msp-a", &["admin"]).await;
+    assert_eq!(tile(&admin, &client).await["status"], "NOT_AUTHORISED");
+}
+
+/// A link lives from one minute to a week: anything else is bad input, and stores nothing.
+#[both_backends]
+async fn a_link_lives_from_a_minute_to_a_week(backend: Backend) {
+    let Some((World { app, sim: _sim }, _, client)) = contoso(backend).await else {
+        return;
+    };
+    let admin = app.caller("msp-a", &["admin"]).await;
     for minutes in [0, -1, 10_081] {
         let refused = admin
             .run(AUTHORISE, json!({ "id": client, "minutes": minutes }))
             .await;
         assert_eq!(refused.error_code(), "BAD_USER_INPUT", "{minutes}");
     }
-    assert!(flows(app).await.is_empty(), "refusals store nothing");
+    assert!(flows(&app).await.is_empty(), "refusals store nothing");
     assert_eq!(tile(&admin, &client).await["status"], "NOT_AUTHORISED");
 
     let week = admin
@@ -1160,35 +1179,44 @@ async fn authorise_checks_roles_lifetimes_and_replaces_older_links(backend: Back
     assert!(
         expires - chrono::Utc::now() > chrono::Duration::days(7) - chrono::Duration::minutes(1)
     );
+}
 
-    // A newer link replaces the older one.
-    let old = week.data()["authoriseGraphApi"]["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+/// A newer link replaces the older one: the older one, used after, is no longer valid and
+/// changes nothing; the newer one authorises.
+#[both_backends]
+async fn a_newer_link_replaces_the_older_one(backend: Backend) {
+    let Some((World { app, sim: _sim }, contoso, client)) = contoso(backend).await else {
+        return;
+    };
+    let admin = app.caller("msp-a", &["admin"]).await;
+    let old = authorise(&admin, &client).await;
     let new = authorise(&admin, &client).await;
-    let old_back = admin_consent(&old, contoso.admin().unwrap().id, "accept").await;
-    let html = browser()
-        .get(location(&callback(app, &old_back).await))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(html.contains("no longer valid"), "{html}");
-    assert_eq!(tile(&admin, &client).await["status"], "AWAITING_CONSENT");
-    let back = admin_consent(
-        new["url"].as_str().unwrap(),
+    let old_back = admin_consent(
+        old["url"].as_str().unwrap(),
         contoso.admin().unwrap().id,
         "accept",
     )
     .await;
-    callback(app, &back).await;
+    let html = result_page(&app, &old_back).await;
+    assert!(html.contains("no longer valid"), "{html}");
+    assert_eq!(tile(&admin, &client).await["status"], "AWAITING_CONSENT");
+
+    accepted(&app, &contoso, &new).await;
+    assert_eq!(tile(&admin, &client).await["status"], "AUTHORISED");
+}
+
+/// Re-consent: an authorised tile stays authorised while a new link is out, and a declined
+/// re-consent leaves the working authorisation alone, saying so.
+#[both_backends]
+async fn a_declined_re_consent_leaves_the_authorisation_standing(backend: Backend) {
+    let Some((World { app, sim: _sim }, contoso, client)) = contoso(backend).await else {
+        return;
+    };
+    let admin = app.caller("msp-a", &["admin"]).await;
+    let first = authorise(&admin, &client).await;
+    accepted(&app, &contoso, &first).await;
     assert_eq!(tile(&admin, &client).await["status"], "AUTHORISED");
 
-    // Re-consent: the tile stays authorised while pending, and a declined re-consent leaves
-    // the working authorisation alone.
     let again = authorise(&admin, &client).await;
     assert_eq!(again["graphApiTile"]["status"], "AUTHORISED");
     let back = admin_consent(
@@ -1197,14 +1225,7 @@ async fn authorise_checks_roles_lifetimes_and_replaces_older_links(backend: Back
         "cancel",
     )
     .await;
-    let html = browser()
-        .get(location(&callback(app, &back).await))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = result_page(&app, &back).await;
     assert!(
         html.contains("earlier authorisation still stands"),
         "{html}"

@@ -9,7 +9,7 @@ use crate::support::flows::{
     START, TEAMS, World, admin_consent, audit_actions, authorise, callback, consent_as,
     consents_of, healthy, new_client, rows, start_link, tile, world,
 };
-use consentry_tests::{Backend, both_backends, eventually, serde_json::Value, start};
+use consentry_tests::{Backend, both_backends, eventually, start};
 use entity::{delegated_consent, enums::DelegatedConsentStatus};
 use sea_orm::EntityTrait;
 use serde_json::json;
@@ -145,16 +145,24 @@ async fn all_four_are_granted_and_stored_encrypted(backend: Backend) {
     );
 }
 
-#[both_backends]
-async fn subsets_partial_grants_and_repeat_consents(backend: Backend) {
+/// Contoso behind a server of its own, with a client of MSP A for it.
+async fn with_client(backend: Backend) -> Option<(World, SimTenant, String)> {
     let tenant = healthy("contoso.onmicrosoft.com");
-    let Some(world) = sim_world(backend, &tenant).await else {
+    let world = sim_world(backend, &tenant).await?;
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
+    drop(caller);
+    Some((world, tenant, client))
+}
+
+/// A plain user cannot grant admin-only scopes: their consent says exactly what was granted
+/// and what is missing.
+#[both_backends]
+async fn a_partial_grant_records_what_is_missing(backend: Backend) {
+    let Some((world, tenant, client)) = with_client(backend).await else {
         return;
     };
     let caller = world.app.caller("msp-a", &["admin"]).await;
-    let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
-
-    // A plain user cannot grant admin-only scopes: the consent says exactly what was granted.
     let user = tenant.user("user").unwrap();
     let url = start_link(
         &caller,
@@ -173,8 +181,16 @@ async fn subsets_partial_grants_and_repeat_consents(backend: Backend) {
         consents[0]["missingPermissions"],
         json!(["DIRECTORY_ACCESS_AS_USER_ALL"])
     );
+}
 
-    // A subset, by the admin; then the admin again with more: still one row for them.
+/// A user consents to a subset, then again with more: still one consent for them, the same
+/// one, now with every permission.
+#[both_backends]
+async fn consenting_again_updates_the_users_one_consent(backend: Backend) {
+    let Some((world, tenant, client)) = with_client(backend).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
     let admin = tenant.admin().unwrap();
     consent_as(
         &world.app,
@@ -182,18 +198,9 @@ async fn subsets_partial_grants_and_repeat_consents(backend: Backend) {
         admin.id,
     )
     .await;
-    let theirs = |consents: &[Value]| {
-        consents
-            .iter()
-            .find(|c| c["userObjectId"] == admin.id.to_string())
-            .cloned()
-            .unwrap()
-    };
-    assert_eq!(
-        theirs(&consents_of(&caller, &client).await)["permissions"],
-        json!(["AZURE_USER_IMPERSONATION"])
-    );
-    let first_id = theirs(&consents_of(&caller, &client).await)["id"].clone();
+    let first = consents_of(&caller, &client).await.remove(0);
+    assert_eq!(first["permissions"], json!(["AZURE_USER_IMPERSONATION"]));
+
     consent_as(
         &world.app,
         &start_link(&caller, &client, &["MAIL_SEND", "AZURE_USER_IMPERSONATION"]).await,
@@ -201,18 +208,24 @@ async fn subsets_partial_grants_and_repeat_consents(backend: Backend) {
     )
     .await;
     let consents = consents_of(&caller, &client).await;
-    assert_eq!(consents.len(), 2, "one row per user");
+    assert_eq!(consents.len(), 1, "one consent per user");
     assert_eq!(
-        theirs(&consents)["id"],
-        first_id,
-        "consenting again updates the row"
+        consents[0]["id"], first["id"],
+        "consenting again updates the consent"
     );
     assert_eq!(
-        theirs(&consents)["permissions"],
+        consents[0]["permissions"],
         json!(["MAIL_SEND", "AZURE_USER_IMPERSONATION"])
     );
+}
 
-    // Input rules.
+/// A delegated consent's link needs at least one permission, each once, and a writer.
+#[both_backends]
+async fn a_delegated_link_needs_permissions_once_each_and_a_writer(backend: Backend) {
+    let Some((world, _, client)) = with_client(backend).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
     for (permissions, says) in [
         (json!([]), "at least one"),
         (json!(["MAIL_SEND", "MAIL_SEND"]), "twice"),
