@@ -312,21 +312,21 @@ async fn a_stalled_subscriber_does_not_stall_another(backend: Backend) {
     drop(stalled);
 }
 
-/// Checklist 66, 67, 72, 73: origins, expired tokens, expiry during a live socket, and the
-/// subscription cap.
+/// Checklist 66: a browser's socket connects from a listed origin only.
 #[both_backends]
-async fn origins_tokens_and_limits_are_enforced(backend: Backend) {
-    let Some(app) = consentry_tests::spawn_app(backend).await else {
-        return;
-    };
-    let caller = app.caller("msp-a", &["admin"]).await;
+async fn checklist_66_only_listed_origins_may_open_a_socket(app: TestApp) {
     assert!(
         open(&app, Some("https://evil.example")).await.is_err(),
         "an unlisted origin is refused"
     );
     let allowed = open(&app, Some("https://app.example.com")).await;
     assert!(allowed.is_ok(), "a listed origin connects");
+}
 
+/// Checklist 67: an expired token cannot start a connection: it is closed with 4403.
+#[both_backends]
+async fn checklist_67_an_expired_token_is_closed_with_4403(app: TestApp) {
+    app.register_msp("msp-a").await;
     let expired = app.token_with(|c| {
         c.msp = Some("msp-a".into());
         c.exp = chrono::Utc::now().timestamp() - 600;
@@ -339,8 +339,12 @@ async fn origins_tokens_and_limits_are_enforced(backend: Backend) {
         Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 4403),
         other => panic!("expected a 4403 close, got {other:?}"),
     }
+}
 
-    // A token that expires during the connection ends it.
+/// Checklist 72: a token that expires during the connection ends it, with 4403.
+#[both_backends]
+async fn checklist_72_a_token_expiring_mid_connection_ends_it(app: TestApp) {
+    app.register_msp("msp-a").await;
     let short = app.token_with(|c| {
         c.msp = Some("msp-a".into());
         c.exp = chrono::Utc::now().timestamp() + 2;
@@ -362,8 +366,12 @@ async fn origins_tokens_and_limits_are_enforced(backend: Backend) {
         4403,
         "closed when the token expired"
     );
+}
 
-    // The 33rd subscription on one connection closes it.
+/// Checklist 73: the 33rd subscription on one connection closes it.
+#[both_backends]
+async fn checklist_73_too_many_subscriptions_close_the_connection(app: TestApp) {
+    let caller = app.caller("msp-a", &["admin"]).await;
     let mut ws = connect(&app, &token(&caller)).await;
     for i in 0..33 {
         subscribe(&mut ws, &format!("s{i}"), TILES, json!({})).await;
