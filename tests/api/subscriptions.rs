@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::support::{
-    flows::{admin_consent, authorise, callback, consent_page, healthy, new_client, world},
+    flows::{World, admin_consent, authorise, callback, consent_page, healthy, new_client, world},
     websocket::{Ws, connect_port, next_message, open_port, subscribe, token},
 };
 use consentry_tests::{Backend, TestApp, both_backends, serde_json::Value};
@@ -382,19 +382,27 @@ async fn checklist_73_too_many_subscriptions_close_the_connection(app: TestApp) 
     );
 }
 
-/// Service principal requests and delegated consents push every step too.
-#[both_backends]
-async fn repairs_and_delegated_consents_push_their_steps(backend: Backend) {
+/// Fabrikam (missing the Teams admin API's principal) behind a server of its own, with a
+/// client of MSP A for it.
+async fn fabrikam(backend: Backend) -> Option<(World, simulator::SimTenant, String)> {
     let tenant = simulator::SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam");
-    let Some(world) = world(backend, vec![tenant.clone()], |s| {
+    let world = world(backend, vec![tenant.clone()], |s| {
         s.sweep_interval = Duration::from_millis(100);
     })
-    .await
-    else {
+    .await?;
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Fabrikam", Some(&tenant.domain), None).await;
+    drop(caller);
+    Some((world, tenant, client))
+}
+
+/// A service principal request pushes every step of its repair, up to `READY`.
+#[both_backends]
+async fn a_repair_pushes_every_step(backend: Backend) {
+    let Some((world, tenant, client)) = fabrikam(backend).await else {
         return;
     };
     let caller = world.app.caller("msp-a", &["admin"]).await;
-    let client = new_client(&caller, "Fabrikam", Some(&tenant.domain), None).await;
     let mut ws = connect(&world.app, &token(&caller)).await;
     subscribe(
         &mut ws,
@@ -403,14 +411,7 @@ async fn repairs_and_delegated_consents_push_their_steps(backend: Backend) {
         json!({ "id": client }),
     )
     .await;
-    subscribe(
-        &mut ws,
-        "dc",
-        "subscription { delegatedConsentChanged { status permissions } }",
-        json!({}),
-    )
-    .await;
-    live(&world.app, 2).await;
+    live(&world.app, 1).await;
 
     let created = caller
         .run(
@@ -438,6 +439,24 @@ async fn repairs_and_delegated_consents_push_their_steps(backend: Backend) {
         steps,
         ["PENDING_SIGN_IN", "CREATING", "PROPAGATING", "READY"]
     );
+}
+
+/// A delegated consent pushes its grant, with its permissions.
+#[both_backends]
+async fn a_delegated_consent_pushes_its_grant(backend: Backend) {
+    let Some((world, tenant, client)) = fabrikam(backend).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let mut ws = connect(&world.app, &token(&caller)).await;
+    subscribe(
+        &mut ws,
+        "dc",
+        "subscription { delegatedConsentChanged { status permissions } }",
+        json!({}),
+    )
+    .await;
+    live(&world.app, 1).await;
 
     let link = caller
         .run("mutation($id: ID!) { startDelegatedConsent(clientId: $id, permissions: [MAIL_SEND]) { url } }", json!({ "id": client }))
