@@ -363,18 +363,26 @@ async fn a_restart_during_propagation_resumes_and_finishes(backend: Backend) {
     assert_eq!(tile(&caller, &client).await["status"], "AUTHORISED");
 }
 
-/// Checklist 85 and input rules: one request per client and application at a time, a GUID
-/// appId, a writer's role, a tenant to repair.
-#[both_backends]
-async fn requests_are_validated_and_made_once(backend: Backend) {
+/// Fabrikam (missing the Teams admin API's principal) behind a server of its own, with a
+/// client of MSP A for it.
+async fn fabrikam(backend: Backend) -> Option<(World, SimTenant, String)> {
     let tenant = missing_teams(Faults::default());
-    let Some(world) = world_with(backend, &tenant).await else {
+    let world = world_with(backend, &tenant).await?;
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, "Fabrikam", Some(&tenant.domain), None).await;
+    drop(caller);
+    Some((world, tenant, client))
+}
+
+/// A repair request needs an application id that is a GUID, a writer of the client's own MSP
+/// (another MSP is told the client does not exist), and a client whose tenant is known.
+#[both_backends]
+async fn a_repair_needs_a_guid_a_writer_of_the_msp_and_a_known_tenant(backend: Backend) {
+    let Some((world, _, client)) = fabrikam(backend).await else {
         return;
     };
     let app = &world.app;
     let caller = app.caller("msp-a", &["admin"]).await;
-    let client = new_client(&caller, "Fabrikam", Some(&tenant.domain), None).await;
-
     let bad = caller
         .run(CREATE, json!({ "id": client, "appId": "teams" }))
         .await;
@@ -400,8 +408,21 @@ async fn requests_are_validated_and_made_once(backend: Backend) {
     let refused = caller.run(CREATE, json!({ "id": nowhere })).await;
     assert_eq!(refused.error_code(), "BAD_USER_INPUT");
     assert!(refused.error_message().contains("domain or azureTenantId"));
+    let requests = caller.run(REQUESTS, json!({ "id": client })).await;
+    assert_eq!(
+        requests.data()["client"]["servicePrincipalRequests"],
+        json!([]),
+        "refusals store nothing"
+    );
+}
 
-    // Two at once: one request.
+/// Checklist 85: two requests at once for one client and application are one request.
+#[both_backends]
+async fn checklist_85_two_repairs_at_once_are_one_request(backend: Backend) {
+    let Some((world, _, client)) = fabrikam(backend).await else {
+        return;
+    };
+    let caller = world.app.caller("msp-a", &["admin"]).await;
     let (a, b) = tokio::join!(
         caller.run(CREATE, json!({ "id": client })),
         caller.run(CREATE, json!({ "id": client }))
@@ -419,15 +440,29 @@ async fn requests_are_validated_and_made_once(backend: Backend) {
             .len(),
         1
     );
+}
 
-    // Only the newest link works; then a second request while it acts is the same request.
+/// Asking again for a request that waits for its sign-in gives a new link, and only the
+/// newest works: the older one is no longer valid, and the newest creates one principal with
+/// one code redeemed.
+#[both_backends]
+async fn only_a_repairs_newest_sign_in_link_works(backend: Backend) {
+    let Some((world, tenant, client)) = fabrikam(backend).await else {
+        return;
+    };
+    let app = &world.app;
+    let caller = app.caller("msp-a", &["admin"]).await;
+    let first = caller.run(CREATE, json!({ "id": client })).await;
+    let stale = first.data()["createServicePrincipal"]["signInUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let newest = caller.run(CREATE, json!({ "id": client })).await;
     let newest = newest.data()["createServicePrincipal"]["signInUrl"]
         .as_str()
         .unwrap()
         .to_owned();
-    let stale = a["signInUrl"].as_str().unwrap();
-    let page = sign_in(app, stale, &tenant).await;
+    let page = sign_in(app, &stale, &tenant).await;
     assert!(page.contains("no longer valid"), "{page}");
     sign_in(app, &newest, &tenant).await;
     assert_eq!(settled(&caller, &client).await["status"], "READY");
