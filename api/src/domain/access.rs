@@ -2,7 +2,7 @@
 
 use crate::auth::Viewer;
 
-use crate::domain::error::{Error, Result};
+use super::error::{Error, Result};
 
 /// How the viewer sees an object of some MSP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

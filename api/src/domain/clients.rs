@@ -20,10 +20,10 @@ use uuid::Uuid;
 
 use super::access::{self, Sight};
 use super::audit::{self, Actor};
+use super::consents::Consents;
+use super::error::{Error, Result};
 use super::flows::store;
 use super::{tile, validate};
-use crate::domain::consents::Consents;
-use crate::domain::error::{Error, Result};
 use crate::{auth::Viewer, db::begin_write};
 
 /// Page sizes are bounded so that no query can ask for everything at once.

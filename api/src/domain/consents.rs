@@ -6,10 +6,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use super::crypto::{FlowKeys, TokenKeys};
+use super::error::{Error, Result};
 use super::flows::store;
 use super::repairable::RepairableApps;
 use super::service_principal_requests::held::SignInTokens;
-use crate::domain::error::{Error, Result};
 use crate::microsoft::Microsoft;
 
 /// What the consent flows need besides the database.

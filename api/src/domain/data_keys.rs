@@ -14,8 +14,8 @@ use secrecy::SecretBox;
 use uuid::Uuid;
 
 use super::crypto::TokenKeys;
+use super::error::{Error, Result};
 use crate::db::now;
-use crate::domain::error::{Error, Result};
 use crate::kms::{KmsError, VaultTransit};
 
 /// The prefix of a data key's id; a configured key id cannot contain ':', so the two never

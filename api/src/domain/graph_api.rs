@@ -20,11 +20,11 @@ use uuid::Uuid;
 use super::access;
 use super::audit::{self, Actor};
 use super::clients::{self, ClientView};
+use super::consents::Consents;
+use super::error::{Error, Result};
 use super::flows::store::{self, NewFlow};
 use super::tile::{self, TileChange, TileEvent};
 use crate::db::now;
-use crate::domain::consents::Consents;
-use crate::domain::error::{Error, Result};
 use crate::{
     auth::Viewer,
     db::begin_write,

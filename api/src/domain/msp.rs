@@ -8,8 +8,8 @@ use sea_orm::{
 
 use super::access::{self, Sight};
 use super::audit::{self, Actor};
+use super::error::{Error, Result};
 use crate::auth::Viewer;
-use crate::domain::error::{Error, Result};
 
 /// An MSP id as it appears in tokens: 1–64 of `A–Z a–z 0–9 . _ -`.
 pub(crate) fn validate_id(raw: &str) -> Result<String> {

@@ -24,11 +24,11 @@ use sha2::{Digest, Sha256};
 use url::Url;
 use uuid::Uuid;
 
+use super::consents::Consents;
 use super::crypto::FlowKeys;
+use super::error::Result;
 use super::flows::store;
 use crate::db::now;
-use crate::domain::consents::Consents;
-use crate::domain::error::Result;
 use crate::microsoft::{
     Microsoft, Problem, TenantHint,
     id_token::{ExpectedTenant, IdTokenClaims, IdTokenError},

@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::audit::{self, Actor};
+use super::error::Result;
 use super::tenant_proof::TenantProof;
 use crate::db::now;
-use crate::domain::error::Result;
 use crate::microsoft::Problem;
 
 /// A button a frontend may show on the tile.

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::domain::error::{Error, Result};
+use super::error::{Error, Result};
 
 pub(crate) const MAX_CLIENT_NAME_CHARS: usize = 200;
 

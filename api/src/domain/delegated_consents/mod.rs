@@ -23,11 +23,11 @@ use uuid::Uuid;
 
 use super::access;
 use super::audit::{self, Actor};
+use super::consents::Consents;
 use super::crypto::{self, TokenKeys};
+use super::error::{Error, Result};
 use super::flows::store::{self, NewFlow};
 use super::graph_api::{self, ConsentLink};
-use crate::domain::consents::Consents;
-use crate::domain::error::{Error, Result};
 use crate::{
     auth::Viewer,
     db::begin_write,

@@ -36,9 +36,9 @@ pub(crate) use self::kind::Ending;
 use self::kind::Kind;
 pub(crate) use self::store::FlowOutcome;
 use super::clients::{self};
+use super::error::Result;
 use crate::db::begin_write;
 use crate::db::now;
-use crate::domain::error::Result;
 
 /// How many expired or interrupted flows one sweep takes on.
 const SWEEP_BATCH: u64 = 50;

@@ -27,11 +27,11 @@ use url::Url;
 use uuid::Uuid;
 
 use super::audit::Actor;
+use super::consents::Consents;
+use super::error::{Error, Result};
 use super::flows::store::{self, NewFlow};
 use super::{access, delegated_consents, graph_api};
 use crate::db::now;
-use crate::domain::consents::Consents;
-use crate::domain::error::{Error, Result};
 use crate::{
     auth::Viewer,
     db::begin_write,
@@ -45,7 +45,7 @@ use crate::{
 pub(crate) use self::machine::{RequestEvent, fail, status_name};
 use self::machine::{finish_ready, record, step};
 pub(crate) use self::replication::sweep;
-use crate::domain::repairable::{RepairableApps, not_repairable, parse_app_id};
+use super::repairable::{RepairableApps, not_repairable, parse_app_id};
 
 /// The display name of an application as a request shows it: its well-known name, else
 /// its id (an application an operator allow-listed is not in the table).
