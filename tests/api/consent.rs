@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, time::Duration};
 use crate::support::flows::{
     AUTHORISE, TEAMS, World, admin_consent, audit_actions, authorise, authorised, browser,
     callback, client_view, consent_page, flows, healthy, location, new_client, strings, tile,
-    token_grants, token_requests, world,
+    token_grants, token_requests, with_client, world,
 };
 use consentry_tests::{
     Backend, TestApp, both_backends, eventually, serde_json::Value, spawn_app_with, start,
@@ -57,10 +57,7 @@ fn all_token_requests(sim: &Simulator) -> usize {
 /// Contoso (a healthy tenant) behind a server of its own, with a client of MSP A for it.
 async fn contoso(backend: Backend) -> Option<(World, SimTenant, String)> {
     let contoso = healthy("contoso.onmicrosoft.com");
-    let world = world(backend, vec![contoso.clone()], |_| {}).await?;
-    let caller = world.app.caller("msp-a", &["technician"]).await;
-    let client = new_client(&caller, "Contoso", Some("contoso.onmicrosoft.com"), None).await;
-    drop(caller);
+    let (world, client) = with_client(backend, &contoso, "Contoso", |_| {}).await?;
     Some((world, contoso, client))
 }
 
@@ -1382,13 +1379,6 @@ async fn checklist_92_interrupted_callback_is_failed_by_the_sweep(backend: Backe
             .contains("Authorise again")
     );
     assert_eq!(flows(&app).await[0].status, OAuthFlowStatus::Failed);
-    let html = browser()
-        .get(location(&callback(&app, &back).await))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = result_page(&app, &back).await;
     assert!(html.contains("no longer valid"), "{html}");
 }

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use crate::support::flows::{
     START, TEAMS, World, admin_consent, audit_actions, authorise, callback, consent_as,
-    consents_of, healthy, new_client, rows, start_link, tile, world,
+    consents_of, healthy, new_client, rows, start_link, tile, with_client, world,
 };
 use consentry_tests::{Backend, both_backends, eventually, start};
 use entity::{delegated_consent, enums::DelegatedConsentStatus};
@@ -34,7 +34,7 @@ async fn sim_world(backend: Backend, tenant: &SimTenant) -> Option<World> {
 /// only an admin may grant.
 #[both_backends]
 async fn the_catalogue_names_the_four_permissions_and_which_need_an_admin(backend: Backend) {
-    let Some((world, _, _)) = with_client(backend).await else {
+    let Some((world, _, _)) = contoso(backend).await else {
         return;
     };
     let caller = world.app.caller("msp-a", &["technician"]).await;
@@ -64,7 +64,7 @@ async fn the_catalogue_names_the_four_permissions_and_which_need_an_admin(backen
 /// with PKCE and Microsoft's consent prompt.
 #[both_backends]
 async fn a_delegated_link_asks_for_the_permissions_a_refresh_token_and_pkce(backend: Backend) {
-    let Some((world, _, client)) = with_client(backend).await else {
+    let Some((world, _, client)) = contoso(backend).await else {
         return;
     };
     let caller = world.app.caller("msp-a", &["technician"]).await;
@@ -95,7 +95,7 @@ async fn a_delegated_link_asks_for_the_permissions_a_refresh_token_and_pkce(back
 /// (for Graph) and one refresh (for Azure management), and audited.
 #[both_backends]
 async fn an_admin_grants_all_four_in_one_consent(backend: Backend) {
-    let Some((world, tenant, client)) = with_client(backend).await else {
+    let Some((world, tenant, client)) = contoso(backend).await else {
         return;
     };
     let caller = world.app.caller("msp-a", &["technician"]).await;
@@ -142,7 +142,7 @@ async fn an_admin_grants_all_four_in_one_consent(backend: Backend) {
 /// and the API has no field that could show it.
 #[both_backends]
 async fn checklist_74_80_a_granted_token_is_kept_sealed_and_never_shown(backend: Backend) {
-    let Some((world, tenant, client)) = with_client(backend).await else {
+    let Some((world, tenant, client)) = contoso(backend).await else {
         return;
     };
     let caller = world.app.caller("msp-a", &["technician"]).await;
@@ -174,12 +174,12 @@ async fn checklist_74_80_a_granted_token_is_kept_sealed_and_never_shown(backend:
 }
 
 /// Contoso behind a server of its own, with a client of MSP A for it.
-async fn with_client(backend: Backend) -> Option<(World, SimTenant, String)> {
+async fn contoso(backend: Backend) -> Option<(World, SimTenant, String)> {
     let tenant = healthy("contoso.onmicrosoft.com");
-    let world = sim_world(backend, &tenant).await?;
-    let caller = world.app.caller("msp-a", &["admin"]).await;
-    let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
-    drop(caller);
+    let (world, client) = with_client(backend, &tenant, "Contoso", |s| {
+        s.sweep_interval = Duration::from_millis(100);
+    })
+    .await?;
     Some((world, tenant, client))
 }
 
@@ -187,7 +187,7 @@ async fn with_client(backend: Backend) -> Option<(World, SimTenant, String)> {
 /// and what is missing.
 #[both_backends]
 async fn a_partial_grant_records_what_is_missing(backend: Backend) {
-    let Some((world, tenant, client)) = with_client(backend).await else {
+    let Some((world, tenant, client)) = contoso(backend).await else {
         return;
     };
     let caller = world.app.caller("msp-a", &["admin"]).await;
@@ -215,7 +215,7 @@ async fn a_partial_grant_records_what_is_missing(backend: Backend) {
 /// one, now with every permission.
 #[both_backends]
 async fn consenting_again_updates_the_users_one_consent(backend: Backend) {
-    let Some((world, tenant, client)) = with_client(backend).await else {
+    let Some((world, tenant, client)) = contoso(backend).await else {
         return;
     };
     let caller = world.app.caller("msp-a", &["admin"]).await;
@@ -250,7 +250,7 @@ async fn consenting_again_updates_the_users_one_consent(backend: Backend) {
 /// A delegated consent's link needs at least one permission, each once, and a writer.
 #[both_backends]
 async fn a_delegated_link_needs_permissions_once_each_and_a_writer(backend: Backend) {
-    let Some((world, _, client)) = with_client(backend).await else {
+    let Some((world, _, client)) = contoso(backend).await else {
         return;
     };
     let caller = world.app.caller("msp-a", &["admin"]).await;
@@ -359,10 +359,8 @@ const REVOKE: &str =
 /// Contoso behind a server of its own, a client of MSP A for it, and its admin's consent to
 /// `MAIL_SEND`: the consent's id.
 async fn consented(backend: Backend) -> Option<(World, SimTenant, String, String)> {
-    let tenant = healthy("contoso.onmicrosoft.com");
-    let world = sim_world(backend, &tenant).await?;
+    let (world, tenant, client) = contoso(backend).await?;
     let caller = world.app.caller("msp-a", &["admin"]).await;
-    let client = new_client(&caller, "Contoso", Some(&tenant.domain), None).await;
     consent_as(
         &world.app,
         &start_link(&caller, &client, &["MAIL_SEND"]).await,

@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, time::Duration};
 use crate::support::flows::{
     REQUESTS, TEAMS, World, admin_consent, audit_actions, authorise, browser, callback, consent_as,
     consent_page, healthy, location, new_client, posts, request_status, settled_within, start_link,
-    strings, tile, token_requests, world,
+    strings, tile, token_requests, with_client, world,
 };
 use consentry_tests::{
     Backend, Caller, TestApp, both_backends, eventually, serde_json::Value, start,
@@ -367,10 +367,10 @@ async fn a_restart_during_propagation_resumes_and_finishes(backend: Backend) {
 /// client of MSP A for it.
 async fn fabrikam(backend: Backend) -> Option<(World, SimTenant, String)> {
     let tenant = missing_teams(Faults::default());
-    let world = world_with(backend, &tenant).await?;
-    let caller = world.app.caller("msp-a", &["admin"]).await;
-    let client = new_client(&caller, "Fabrikam", Some(&tenant.domain), None).await;
-    drop(caller);
+    let (world, client) = with_client(backend, &tenant, "Fabrikam", |s| {
+        s.sweep_interval = Duration::from_millis(100);
+    })
+    .await?;
     Some((world, tenant, client))
 }
 

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use crate::support::{
-    flows::{World, admin_consent, authorise, callback, consent_page, healthy, new_client, world},
+    flows::{
+        World, admin_consent, authorise, callback, consent_page, healthy, new_client, with_client,
+        world,
+    },
     websocket::{Ws, connect_port, next_message, open_port, subscribe, token},
 };
 use consentry_tests::{Backend, TestApp, both_backends, serde_json::Value};
@@ -386,13 +389,10 @@ async fn checklist_73_too_many_subscriptions_close_the_connection(app: TestApp) 
 /// client of MSP A for it.
 async fn fabrikam(backend: Backend) -> Option<(World, simulator::SimTenant, String)> {
     let tenant = simulator::SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam");
-    let world = world(backend, vec![tenant.clone()], |s| {
+    let (world, client) = with_client(backend, &tenant, "Fabrikam", |s| {
         s.sweep_interval = Duration::from_millis(100);
     })
     .await?;
-    let caller = world.app.caller("msp-a", &["admin"]).await;
-    let client = new_client(&caller, "Fabrikam", Some(&tenant.domain), None).await;
-    drop(caller);
     Some((world, tenant, client))
 }
 

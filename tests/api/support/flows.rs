@@ -176,6 +176,21 @@ pub(crate) async fn flows(app: &TestApp) -> Vec<oauth_flow::Model> {
     oauth_flow::Entity::find().all(&app.db).await.unwrap()
 }
 
+/// `tenant` behind a server of its own (settings changed by `configure`), with a client of
+/// MSP A for it named `name`: what most flow tests start from. The world, and the client's id.
+pub(crate) async fn with_client(
+    backend: Backend,
+    tenant: &SimTenant,
+    name: &str,
+    configure: impl FnOnce(&mut api::Settings),
+) -> Option<(World, String)> {
+    let world = world(backend, vec![tenant.clone()], configure).await?;
+    let caller = world.app.caller("msp-a", &["admin"]).await;
+    let client = new_client(&caller, name, Some(&tenant.domain), None).await;
+    drop(caller);
+    Some((world, client))
+}
+
 pub(crate) fn healthy(domain: &str) -> SimTenant {
     SimTenant::healthy(domain, domain.split('.').next().unwrap())
 }
