@@ -127,7 +127,8 @@ impl Application {
     }
 
     /// Like [`Application::build`], on a listener bound by the caller.
-    pub async fn build_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+    pub async fn build_on(mut settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        settings.settle_public_url(listener.local_addr()?);
         settings.validate()?;
         let db = db::connect(&settings).await?;
         db::migrate(&db, &settings.database_label()).await?;
@@ -182,7 +183,12 @@ impl Application {
     ) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
         let settings = &self.state.settings;
-        tracing::info!(%addr, database = %settings.database_label(), "consentry is listening");
+        tracing::info!(
+            bound = %addr,
+            database = %settings.database_label(),
+            "consentry is listening at {}",
+            settings.public_url
+        );
         if self.state.graphiql_token.is_none() {
             tracing::info!(
                 "GraphiQL: {} (a token for it: `consentry token --msp demo --role admin`)",

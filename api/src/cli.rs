@@ -7,7 +7,7 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::{Context, bail};
 use chrono::Utc;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::{
     app::Application,
@@ -148,7 +148,11 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = Cli::parse_from(args);
+    let matches = command().get_matches_from(args);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let serving = matches!(cli.command, None | Some(Command::Serve | Command::Demo(_)));
     telemetry::init(
         cli.settings.log_format,
@@ -178,6 +182,100 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+/// The settings each command reads (by option id), for its `--help`; `None`: all of them.
+/// The others still parse, from flags or the environment (one environment serves every
+/// command), but a command's help offers only what it uses: `demo` replaces the database and
+/// Microsoft settings with its own, `token` needs the database and how tokens are signed.
+fn settings_used(command: &str) -> Option<&'static [&'static str]> {
+    const DATABASE: [&str; 3] = ["database_url", "db_max_connections", "log_format"];
+    Some(match command {
+        "serve" => return None,
+        "schema" => &[],
+        "migrate" | "msp" | "add" | "list" | "disable" | "enable" => &DATABASE,
+        "token" => &[
+            "database_url",
+            "db_max_connections",
+            "log_format",
+            "auth_hs256_secret",
+            "auth_jwks_url",
+            "auth_issuer",
+            "auth_audience",
+            "auth_max_token_lifetime",
+            "support_msp",
+        ],
+        "rotate-keys" => &[
+            "database_url",
+            "db_max_connections",
+            "log_format",
+            "token_keys",
+            "kms_vault_addr",
+            "kms_vault_token",
+            "kms_vault_key",
+            "kms_vault_mount",
+            "ms_client_secret",
+        ],
+        // Everything but the database (the demo has its own) and Microsoft (the simulator).
+        "demo" => &[
+            "listen",
+            "public_url",
+            "frontend_url",
+            "cors_origins",
+            "shutdown_timeout",
+            "log_format",
+            "reverify_interval",
+            "sweep_interval",
+            "keepalive_interval",
+            "callback_lease",
+            "auth_hs256_secret",
+            "auth_max_token_lifetime",
+            "msp_mutations_per_minute",
+            "msp_queries_per_minute",
+            "ws_connections_per_caller",
+            "ws_messages_per_minute",
+            "query_timeout",
+            "max_response_bytes",
+            "answer_cache_bytes",
+            "token_keys",
+        ],
+        _ => return None,
+    })
+}
+
+/// The command line, each subcommand's help showing only the settings it uses.
+pub(crate) fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let settings: Vec<clap::Arg> = command
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    hide_unused(command, &settings)
+}
+
+/// Gives each subcommand its own hidden copy of every setting it does not use: clap then
+/// propagates only the others into it (a subcommand's own argument wins), and values given
+/// anyway still reach the settings (the copies stay global).
+fn hide_unused(mut command: clap::Command, settings: &[clap::Arg]) -> clap::Command {
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    for name in names {
+        command = command.mut_subcommand(&name, |mut sub| {
+            if let Some(used) = settings_used(&name) {
+                for setting in settings {
+                    if !used.contains(&setting.get_id().as_str()) {
+                        sub = sub.arg(setting.clone().hide(true));
+                    }
+                }
+            }
+            hide_unused(sub, settings)
+        });
+    }
+    command
 }
 
 /// Runs one parsed command line.
@@ -401,6 +499,70 @@ mod tests {
         for bad in ["", "0", "h", "12w", "31d", "-1h"] {
             assert!(parse_ttl(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    fn help(args: &[&str]) -> String {
+        let mut line = vec!["consentry"];
+        line.extend_from_slice(args);
+        line.push("--help");
+        match command().try_get_matches_from(line) {
+            Err(error) if error.kind() == clap::error::ErrorKind::DisplayHelp => error.to_string(),
+            other => panic!("no help for {args:?}: {other:?}"),
+        }
+    }
+
+    /// Issue 19: the settings are grouped, and each command offers only those it uses — the
+    /// demo none of the database or Microsoft settings it replaces.
+    #[test]
+    fn each_commands_help_offers_only_the_settings_it_uses() {
+        let serve = help(&["serve"]);
+        for shown in [
+            "Microsoft:",
+            "--ms-client-id",
+            "Database:",
+            "--database-url",
+            "Limits:",
+        ] {
+            assert!(serve.contains(shown), "serve lacks {shown}");
+        }
+        let demo = help(&["demo"]);
+        for hidden in [
+            "--ms-client-id",
+            "--ms-authority-url",
+            "--database-url",
+            "--kms-vault-addr",
+        ] {
+            assert!(!demo.contains(hidden), "demo offers {hidden}");
+        }
+        for shown in ["--demo-database-url", "--listen", "--simulator-listen"] {
+            assert!(demo.contains(shown), "demo lacks {shown}");
+        }
+        let migrate = help(&["migrate"]);
+        assert!(migrate.contains("--database-url") && !migrate.contains("--listen"));
+        assert!(!help(&["msp", "add"]).contains("--ms-client-secret"));
+        assert!(help(&["token"]).contains("--auth-hs256-secret"));
+        assert!(!help(&["schema"]).contains("--database-url"));
+    }
+
+    #[test]
+    fn a_hidden_setting_still_parses() {
+        let matches = command()
+            .try_get_matches_from([
+                "consentry",
+                "migrate",
+                "--ms-client-id",
+                "app",
+                "--database-url",
+                "sqlite::memory:",
+            ])
+            .unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        assert_eq!(cli.settings.ms_client_id.as_deref(), Some("app"));
+        let matches = command()
+            .try_get_matches_from(["consentry", "--listen", ":9000", "serve"])
+            .unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        assert_eq!(cli.settings.listen.port(), 9000);
     }
 
     #[test]

@@ -27,12 +27,18 @@ pub enum DatabaseError {
         "cannot open the SQLite database {path}: its directory does not exist; create it or point DATABASE_URL elsewhere"
     )]
     MissingDirectory { path: String },
-    /// The server refused or could not be reached.
-    #[error("cannot connect to the database at {label}: {source}")]
+    /// The SQLite file does not exist, and the URL does not let SQLite create it.
+    #[error(
+        "the SQLite database {path} does not exist, and DATABASE_URL does not let Consentry create it: add ?mode=rwc (sqlite://{path}?mode=rwc), or point DATABASE_URL at an existing file"
+    )]
+    MissingFile { path: String },
+    /// The server refused or could not be reached. `reason` is the innermost cause, said
+    /// once; `advice` what to check.
+    #[error("cannot connect to the database at {label}: {reason}. {advice}")]
     Connect {
         label: String,
-        #[source]
-        source: DbErr,
+        reason: String,
+        advice: &'static str,
     },
     /// A migration failed.
     #[error("database migration failed on {label}: {source}")]
@@ -64,6 +70,19 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, Database
         return Err(DatabaseError::MissingDirectory {
             path: path.display().to_string(),
         });
+    }
+    if let DatabaseKind::SqliteFile(path) = &kind
+        && !path.exists()
+        && !settings.database_url.expose_secret().contains("mode=rwc")
+    {
+        return Err(DatabaseError::MissingFile {
+            path: path.display().to_string(),
+        });
+    }
+    if kind == DatabaseKind::Postgres {
+        // One connection first: the pool would retry a refused or failing connection until
+        // its acquire timeout and then say only "pool timed out".
+        probe_postgres(settings).await?;
     }
     if let DatabaseKind::SqliteFile(path) = &kind {
         private_sqlite_file(
@@ -97,8 +116,61 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, Database
         .await
         .map_err(|source| DatabaseError::Connect {
             label: settings.database_label(),
-            source,
+            reason: innermost(&source),
+            advice: "check DATABASE_URL",
         })
+}
+
+/// How long the first PostgreSQL connection may take before Consentry says it cannot reach it.
+const POSTGRES_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens (and closes) one PostgreSQL connection, to say at once and in one sentence why the
+/// database cannot be used: nothing listening, a wrong password, a missing database.
+async fn probe_postgres(settings: &Settings) -> Result<(), DatabaseError> {
+    use sea_orm::sqlx::{Connection, postgres::PgConnection};
+    let failed = |reason: String, advice: &'static str| DatabaseError::Connect {
+        label: settings.database_label(),
+        reason,
+        advice,
+    };
+    let url = settings.database_url.expose_secret();
+    match tokio::time::timeout(POSTGRES_PROBE_TIMEOUT, PgConnection::connect(url)).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(error)) => {
+            let advice = match &error {
+                sea_orm::sqlx::Error::Io(_) => {
+                    "Is PostgreSQL running, and listening at that host and port?"
+                }
+                sea_orm::sqlx::Error::Database(_) => {
+                    "Check the user, password and database name in DATABASE_URL (the database must exist: createdb NAME)."
+                }
+                sea_orm::sqlx::Error::Tls(_) => "Check the server's TLS settings and sslmode.",
+                _ => "Check DATABASE_URL.",
+            };
+            let reason = match &error {
+                // PostgreSQL's own words, without the server source line sqlx appends.
+                sea_orm::sqlx::Error::Database(database) => database.message().to_owned(),
+                other => innermost(other),
+            };
+            Err(failed(reason, advice))
+        }
+        Err(_) => Err(failed(
+            format!("no answer within {} s", POSTGRES_PROBE_TIMEOUT.as_secs()),
+            "Is the host reachable from here (firewall, VPN, DNS)?",
+        )),
+    }
+}
+
+/// An error's innermost cause, as its own words (the layers above repeat it).
+fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
 
 /// Makes the embedded database readable by its owner only: a file the URL lets SQLite create

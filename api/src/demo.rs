@@ -83,11 +83,7 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
-    let addr = listener.local_addr()?;
-    let default_public = Settings::defaults().public_url;
-    if settings.public_url == default_public || settings.listen.port() == 0 {
-        settings.public_url = url::Url::parse(&format!("http://{}", local_host(addr)))?;
-    }
+    settings.settle_public_url(listener.local_addr()?);
     let secret = auth::resolve_hs256_secret(&settings)?;
     let now = Utc::now().timestamp();
     let token = auth::mint_hs256(
@@ -172,13 +168,4 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
     app.run_until(shutdown_signal()).await?;
     simulator.stop().await;
     Ok(())
-}
-
-/// `127.0.0.1:PORT` becomes `localhost:PORT` (what people type); other addresses stay.
-fn local_host(addr: SocketAddr) -> String {
-    if addr.ip().is_loopback() {
-        format!("localhost:{}", addr.port())
-    } else {
-        addr.to_string()
-    }
 }

@@ -228,6 +228,45 @@ async fn configuration_mistakes_are_explained() {
     );
 }
 
+/// Issue 19: a database that cannot be opened is explained once, at once, with what to do —
+/// an SQLite file the URL does not let SQLite create, nothing listening where PostgreSQL
+/// should be — instead of the same driver error three times, or five silent seconds.
+#[tokio::test]
+async fn a_database_that_cannot_be_opened_is_explained_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("missing.db");
+    let url = format!("sqlite://{}", file.display());
+    let output = consentry(&url, &["migrate"]);
+    assert!(!output.status.success());
+    let said = stderr(&output);
+    assert!(said.contains("?mode=rwc"), "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(!said.contains("unable to open database file"), "{said}");
+    assert!(!file.exists(), "nothing was created");
+
+    // A port where nothing listens: bound, then closed again.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = std::time::Instant::now();
+    let output = consentry(
+        &format!("postgres://consentry:secret@127.0.0.1:{port}/consentry"),
+        &["migrate"],
+    );
+    assert!(!output.status.success());
+    let said = stderr(&output);
+    assert!(said.contains("Is PostgreSQL running"), "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(!said.contains("secret"), "no password: {said}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "said at once, not after the pool's timeout: {:?}",
+        started.elapsed()
+    );
+}
+
 async fn migrate_is_idempotent(backend: Backend) {
     let Some(database) = TestDatabase::create(backend).await else {
         return;

@@ -291,6 +291,148 @@ async fn clients_filter_by_tile_status_and_name(app: TestApp) {
     assert_eq!(count.data()["clients"]["totalCount"], 2);
 }
 
+/// The counts beside a dashboard's status filter: per status (zeros too), narrowed by the
+/// search but not by the status filter, and never counting another MSP's clients — MSP B
+/// asking for MSP A's counts is refused, and support staff see one MSP's when they name it.
+#[both_backends]
+async fn status_counts_are_per_status_and_per_msp(app: TestApp) {
+    const COUNTS: &str = "query($filter: ClientFilterInput) {
+        clients(first: 1, filter: $filter) { totalCount statusCounts { status count } } }";
+    let counts = |response: consentry_tests::GraphQLResponse| -> Vec<(String, u64)> {
+        response.data()["clients"]["statusCounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["status"].as_str().unwrap().to_owned(),
+                    c["count"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let a = app.caller("msp-a", &["viewer"]).await;
+    let admin_a = app.caller("msp-a", &["admin"]).await;
+    let contoso = admin_a.create_client("Contoso").await;
+    let east = admin_a.create_client("Contoso East").await;
+    admin_a.create_client("Northwind").await;
+    set_tile_status(&app, &contoso, GraphApiStatus::Failed).await;
+    set_tile_status(&app, &east, GraphApiStatus::Authorised).await;
+    let b = app.caller("msp-b", &["admin"]).await;
+    let fabrikam = b.create_client("Fabrikam").await;
+    set_tile_status(&app, &fabrikam, GraphApiStatus::Failed).await;
+
+    let all = [
+        "NOT_AUTHORISED",
+        "AWAITING_CONSENT",
+        "VERIFYING",
+        "AUTHORISED",
+        "FAILED",
+        "REVOKED",
+    ];
+    let expect = |pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
+        all.iter()
+            .map(|s| {
+                let n = pairs.iter().find(|(p, _)| p == s).map_or(0, |(_, n)| *n);
+                ((*s).to_owned(), n)
+            })
+            .collect()
+    };
+    assert_eq!(
+        counts(a.run(COUNTS, json!({})).await),
+        expect(&[("NOT_AUTHORISED", 1), ("AUTHORISED", 1), ("FAILED", 1)])
+    );
+    // The search narrows the counts; the status filter narrows only the list.
+    let contosos = a
+        .run(
+            COUNTS,
+            json!({ "filter": { "search": "contoso", "status": ["FAILED"] } }),
+        )
+        .await;
+    assert_eq!(contosos.data()["clients"]["totalCount"], 1);
+    assert_eq!(
+        counts(contosos),
+        expect(&[("AUTHORISED", 1), ("FAILED", 1)])
+    );
+    // MSP B counts its own client only, and cannot ask for MSP A's.
+    assert_eq!(
+        counts(b.run(COUNTS, json!({})).await),
+        expect(&[("FAILED", 1)])
+    );
+    let refused = b
+        .run(COUNTS, json!({ "filter": { "mspId": "msp-a" } }))
+        .await;
+    assert_eq!(refused.error_code(), "BAD_USER_INPUT", "{refused:?}");
+    // Support staff count one MSP when they name it, every MSP otherwise.
+    let support = app.caller(consentry_tests::SUPPORT_MSP, &["support"]).await;
+    assert_eq!(
+        counts(
+            support
+                .run(COUNTS, json!({ "filter": { "mspId": "msp-b" } }))
+                .await
+        ),
+        expect(&[("FAILED", 1)])
+    );
+    assert_eq!(
+        counts(support.run(COUNTS, json!({})).await),
+        expect(&[("NOT_AUTHORISED", 1), ("AUTHORISED", 1), ("FAILED", 2)])
+    );
+}
+
+/// Issue 19: audit entries written before problem codes were stored as the schema spells
+/// them (`LinkExpired`) read as the API spells them (`LINK_EXPIRED`); other details are
+/// read as they were written.
+#[both_backends]
+async fn older_audit_entries_read_with_the_schemas_spelling(app: TestApp) {
+    let admin = app.caller("msp-a", &["admin"]).await;
+    let client = admin.create_client("Contoso").await;
+    let id = api::GlobalId::expect("id", &client, api::IdKind::Client).unwrap();
+    for details in [
+        json!({ "to": "FAILED", "problem": { "code": "LinkExpired", "aadsts": null } }),
+        json!({ "to": "FAILED", "problem": "PermissionsMissing", "note": "KeepMe" }),
+    ] {
+        entity::audit_event::ActiveModel {
+            msp_id: Set("msp-a".to_owned()),
+            client_id: Set(Some(id)),
+            actor_subject: Set("sweeper".to_owned()),
+            actor_roles: Set(entity::StringList(vec![])),
+            actor_msp_id: Set("msp-a".to_owned()),
+            action: Set(entity::enums::AuditAction::GraphApiStatusChanged),
+            details: Set(details),
+            created_at: Set(chrono::Utc::now()),
+            ..Default::default()
+        }
+        .insert(&app.db)
+        .await
+        .unwrap();
+    }
+    let read = admin
+        .run(
+            "query($id: ID!) { client(id: $id) { auditLog(first: 10) { edges { node { details } } } } }",
+            json!({ "id": client }),
+        )
+        .await;
+    let details: Vec<Value> = read.data()["client"]["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["details"].clone())
+        .filter(|d| d["to"] == "FAILED")
+        .collect();
+    assert_eq!(details.len(), 2, "{details:?}");
+    assert!(
+        details
+            .iter()
+            .any(|d| d["problem"]["code"] == "LINK_EXPIRED"),
+        "{details:?}"
+    );
+    let spelled = details
+        .iter()
+        .find(|d| d["problem"] == "PERMISSIONS_MISSING")
+        .unwrap_or_else(|| panic!("{details:?}"));
+    assert_eq!(spelled["note"], "KeepMe");
+}
+
 #[both_backends]
 async fn updating_a_client_changes_only_what_is_given(app: TestApp) {
     let admin = app.caller("msp-a", &["admin"]).await;

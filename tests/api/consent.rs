@@ -10,7 +10,7 @@ use crate::support::flows::{
     token_grants, token_requests, with_client, world,
 };
 use consentry_tests::{
-    Backend, TestApp, both_backends, eventually, serde_json::Value, spawn_app_with, start,
+    Backend, Caller, TestApp, both_backends, eventually, serde_json::Value, spawn_app_with, start,
 };
 use entity::{
     enums::{GraphApiStatus, OAuthFlowStatus},
@@ -690,6 +690,23 @@ async fn checklist_4_expired_link_is_refused_as_link_expired(backend: Backend) {
     assert_eq!(flows(&app).await[0].status, OAuthFlowStatus::Expired);
 }
 
+/// The `details` of a client's audit entries with `action`, newest first.
+async fn audit_details(caller: &Caller<'_>, client: &str, action: &str) -> Vec<Value> {
+    let response = caller
+        .run(
+            "query($id: ID!) { client(id: $id) { auditLog(first: 100) { edges { node { action details } } } } }",
+            json!({ "id": client }),
+        )
+        .await;
+    response.data()["client"]["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"]["action"] == action)
+        .map(|e| e["node"]["details"].clone())
+        .collect()
+}
+
 async fn expire_all_links(app: &TestApp) {
     for flow in flows(app).await {
         let mut active: oauth_flow::ActiveModel = flow.clone().into();
@@ -713,7 +730,10 @@ async fn unused_link_expires_by_itself(backend: Backend) {
     let caller = app.caller("msp-a", &["admin"]).await;
     let client = new_client(&caller, "Contoso", Some(&contoso.domain), None).await;
     let link = authorise(&caller, &client).await;
-    assert_eq!(tile(&caller, &client).await["status"], "AWAITING_CONSENT");
+    let awaiting = tile(&caller, &client).await;
+    assert_eq!(awaiting["status"], "AWAITING_CONSENT");
+    // Issue 19: the tile shows when the link that is out stops working.
+    assert_eq!(awaiting["consentLinkExpiresAt"], link["expiresAt"]);
     expire_all_links(&app).await;
 
     let tile = eventually(Duration::from_secs(10), "the link to expire", || async {
@@ -725,7 +745,15 @@ async fn unused_link_expires_by_itself(backend: Backend) {
     let remediation = tile["problem"]["remediation"].as_str().unwrap();
     assert!(remediation.contains("Accept window never appeared") && remediation.contains(TEAMS));
     assert_eq!(tile["problem"]["appId"], TEAMS);
+    assert!(tile["consentLinkExpiresAt"].is_null(), "{tile}");
     assert_eq!(flows(&app).await[0].status, OAuthFlowStatus::Expired);
+    // Issue 19: the audit trail spells the code as the API does.
+    let failed = audit_details(&caller, &client, "GRAPH_API_STATUS_CHANGED")
+        .await
+        .into_iter()
+        .find(|d| d["to"] == "FAILED")
+        .unwrap();
+    assert_eq!(failed["problem"]["code"], "LINK_EXPIRED", "{failed}");
 
     // Checklist 4: a week later the flow is garbage-collected and its state is unknown.
     let flow = flows(&app).await.remove(0);
@@ -1227,6 +1255,9 @@ async fn a_declined_re_consent_leaves_the_authorisation_standing(backend: Backen
         html.contains("earlier authorisation still stands"),
         "{html}"
     );
+    // Issue 19: the page is not headlined as if the client lost its authorisation.
+    assert!(html.contains("<h1>Still authorised</h1>"), "{html}");
+    assert!(!html.contains("Not authorised"), "{html}");
     assert_eq!(tile(&admin, &client).await["status"], "AUTHORISED");
 }
 

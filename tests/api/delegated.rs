@@ -587,9 +587,14 @@ async fn a_stored_admin_consent_repairs_a_service_principal_without_a_sign_in(ba
     .await;
     assert_eq!(done, "READY");
     assert!(world.sim.has_service_principal(tenant.id, TEAMS));
-    assert_eq!(
-        tile(&caller, &client).await["problem"]["code"],
-        "SERVICE_PRINCIPAL_CREATED"
+    let repaired = tile(&caller, &client).await;
+    assert_eq!(repaired["status"], "NOT_AUTHORISED", "{repaired}");
+    assert!(
+        repaired["headline"]
+            .as_str()
+            .unwrap()
+            .contains("authorise again"),
+        "{repaired}"
     );
     let link = authorise(&caller, &client).await;
     let back = admin_consent(link["url"].as_str().unwrap(), admin, "accept").await;

@@ -304,7 +304,8 @@ async fn checklist_65_every_list_of_objects_takes_a_bounded_first(app: TestApp) 
         json!({}),
     ).await;
     let bounded_by_parent = ["edges", "nodes"];
-    let catalogs = ["delegatedPermissions"];
+    // Fixed catalogs: every delegated permission; one count per tile status.
+    let catalogs = ["delegatedPermissions", "statusCounts"];
     let mut lists = Vec::new();
     for ty in schema.data()["__schema"]["types"].as_array().unwrap() {
         let name = ty["name"].as_str().unwrap();

@@ -355,8 +355,21 @@ async fn fronted_world(backend: Backend, tenants: Vec<SimTenant>) -> Option<(Wor
 }
 
 const TILE: &str = "query($id: ID!) { client(id: $id) { azureTenantId graphApiTile {
-    status availableActions grantedPermissions missingPermissions authorisedAt lastVerifiedAt
-    statusChangedAt version problem { code aadstsCode message remediation appId } } } }";
+    status headline availableActions grantedPermissions missingPermissions authorisedAt
+    lastVerifiedAt statusChangedAt version problem { code aadstsCode message remediation appId } } } }";
+
+/// A tile whose missing principal a repair created: ready to authorise again, not failing.
+fn assert_repaired(tile: &Value) {
+    assert_eq!(tile["status"], "NOT_AUTHORISED", "{tile}");
+    assert!(tile["problem"].is_null(), "{tile}");
+    assert!(
+        tile["headline"]
+            .as_str()
+            .unwrap()
+            .contains("authorise again"),
+        "{tile}"
+    );
+}
 
 async fn full_tile(caller: &Caller<'_>, client: &str) -> Value {
     caller.run(TILE, json!({ "id": client })).await.data()["client"]["graphApiTile"].clone()
@@ -1199,10 +1212,7 @@ async fn checklist_87_repair_with_a_stored_consent_survives_an_outage(backend: B
     assert_eq!(done["status"], "READY", "{done}");
     assert!(sim.has_service_principal(tenant.id, TEAMS));
     assert_eq!(posts(sim), 1, "created once");
-    assert_eq!(
-        full_tile(&caller, &client).await["problem"]["code"],
-        "SERVICE_PRINCIPAL_CREATED"
-    );
+    assert_repaired(&full_tile(&caller, &client).await);
 }
 
 /// Checklist 92 ("service principal creation is idempotent on re-run") after a fault: a
@@ -1386,10 +1396,7 @@ async fn checklist_86_87_92_service_principal_repair_faults_fail_cleanly_and_a_n
     assert_eq!(done["status"], "READY", "{done}");
     assert!(sim.has_service_principal(tenant.id, TEAMS));
     assert_eq!(posts(sim), 1, "created once");
-    assert_eq!(
-        full_tile(&caller, &client).await["problem"]["code"],
-        "SERVICE_PRINCIPAL_CREATED"
-    );
+    assert_repaired(&full_tile(&caller, &client).await);
     let link = authorise(&caller, &client).await;
     let back = admin_consent(link["url"].as_str().unwrap(), admin, "accept").await;
     callback(app, &back).await;

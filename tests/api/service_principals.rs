@@ -185,14 +185,15 @@ async fn missing_principal_is_repaired_then_authorise_succeeds(backend: Backend)
         "the sign-in's tokens are not kept"
     );
 
+    // Issue 19: the repair succeeded, and the tile reads so: nothing is failing any more,
+    // and its headline says what comes next.
     let repaired = tile(&caller, &client).await;
-    assert_eq!(repaired["status"], "FAILED");
-    assert_eq!(repaired["problem"]["code"], "SERVICE_PRINCIPAL_CREATED");
+    assert_eq!(repaired["status"], "NOT_AUTHORISED", "{repaired}");
+    assert!(repaired["problem"].is_null(), "{repaired}");
+    let headline = repaired["headline"].as_str().unwrap();
     assert!(
-        repaired["problem"]["remediation"]
-            .as_str()
-            .unwrap()
-            .contains("authorise again")
+        headline.contains("was created") && headline.contains("authorise again"),
+        "{headline}"
     );
     assert_eq!(strings(&repaired["availableActions"]), ["AUTHORISE"]);
     let steps = audit_actions(&caller, &client)

@@ -81,10 +81,35 @@ async fn a_tile_walks_through_every_state_in_order(backend: Backend) {
     let mut one = connect(&world.app, &token(&caller)).await;
     subscribe(&mut one, "1", TILES, json!({ "id": client })).await;
     let mut all = connect(&world.app, &token(&caller)).await;
-    subscribe(&mut all, "all", TILES, json!({})).await;
+    // Issue 19: an all-clients event says whose tile it is, and when its link expires.
+    subscribe(
+        &mut all,
+        "all",
+        "subscription { graphApiTileChanged { id status version clientId client { name }
+            consentLinkExpiresAt headline } }",
+        json!({}),
+    )
+    .await;
     live(&world.app, 2).await;
 
     let link = authorise(&caller, &client).await;
+    let seen_awaiting = |tile: &Value| {
+        assert_eq!(tile["status"], "AWAITING_CONSENT", "{tile}");
+        tile.clone()
+    };
+    let first = seen_awaiting(&next_data(&mut one, "1").await["graphApiTileChanged"]);
+    assert_eq!(first["version"], 1);
+    let awaiting = seen_awaiting(&next_data(&mut all, "all").await["graphApiTileChanged"]);
+    assert_eq!(awaiting["clientId"], client.as_str(), "{awaiting}");
+    assert_eq!(awaiting["client"]["name"], "Contoso", "{awaiting}");
+    assert_eq!(
+        awaiting["consentLinkExpiresAt"], link["expiresAt"],
+        "the pending link's expiry: {awaiting}"
+    );
+    assert!(
+        awaiting["headline"].as_str().unwrap().contains("Waiting"),
+        "{awaiting}"
+    );
     let back = admin_consent(
         link["url"].as_str().unwrap(),
         tenant.admin().unwrap().id,
@@ -95,18 +120,19 @@ async fn a_tile_walks_through_every_state_in_order(backend: Backend) {
 
     for (ws, id) in [(&mut one, "1"), (&mut all, "all")] {
         let mut seen = Vec::new();
-        let mut versions = Vec::new();
+        let mut versions = vec![1];
+        let mut last = Value::Null;
         while seen.last().map(String::as_str) != Some("AUTHORISED") {
             let data = next_data(ws, id).await;
-            let tile = &data["graphApiTileChanged"];
-            seen.push(tile["status"].as_str().unwrap().to_owned());
-            versions.push(tile["version"].as_i64().unwrap());
+            last = data["graphApiTileChanged"].clone();
+            seen.push(last["status"].as_str().unwrap().to_owned());
+            versions.push(last["version"].as_i64().unwrap());
         }
-        assert_eq!(
-            seen,
-            ["AWAITING_CONSENT", "VERIFYING", "AUTHORISED"],
-            "{id}"
-        );
+        if id == "all" {
+            assert!(last["consentLinkExpiresAt"].is_null(), "used: {last}");
+            assert_eq!(last["client"]["name"], "Contoso");
+        }
+        assert_eq!(seen, ["VERIFYING", "AUTHORISED"], "{id}");
         assert!(
             versions.windows(2).all(|w| w[0] < w[1]),
             "in commit order: {versions:?}"
@@ -318,12 +344,27 @@ async fn a_stalled_subscriber_does_not_stall_another(backend: Backend) {
 /// Checklist 66: a browser's socket connects from a listed origin only.
 #[both_backends]
 async fn checklist_66_only_listed_origins_may_open_a_socket(app: TestApp) {
-    assert!(
-        open(&app, Some("https://evil.example")).await.is_err(),
-        "an unlisted origin is refused"
-    );
+    match open(&app, Some("https://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+            // Issue 19: the refusal says why, and what to do.
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned();
+            assert!(
+                body.contains("https://evil.example") && body.contains("open Consentry at"),
+                "{body}"
+            );
+        }
+        other => panic!("an unlisted origin is refused: {:?}", other.map(|_| ())),
+    }
     let allowed = open(&app, Some("https://app.example.com")).await;
     assert!(allowed.is_ok(), "a listed origin connects");
+    // Issue 19: the server itself under another loopback name (the test server's public URL
+    // is http://127.0.0.1:PORT) is the same origin; another port is not.
+    let alias = format!("http://localhost:{}", app.port);
+    assert!(open(&app, Some(&alias)).await.is_ok(), "{alias}");
+    let other_port = format!("http://localhost:{}", app.port.wrapping_add(1));
+    assert!(open(&app, Some(&other_port)).await.is_err(), "{other_port}");
 }
 
 /// Checklist 67: an expired token cannot start a connection: it is closed with 4403.
@@ -407,8 +448,8 @@ async fn a_repair_pushes_every_step(backend: Backend) {
     subscribe(
         &mut ws,
         "sp",
-        "subscription($id: ID) { servicePrincipalRequestChanged(clientId: $id) { status } }",
-        json!({ "id": client }),
+        "subscription { servicePrincipalRequestChanged { status clientId client { name } } }",
+        json!({}),
     )
     .await;
     live(&world.app, 1).await;
@@ -428,6 +469,10 @@ async fn a_repair_pushes_every_step(backend: Backend) {
     let mut steps = Vec::new();
     while steps.last().map(String::as_str) != Some("READY") {
         let data = next_data(&mut ws, "sp").await;
+        // Issue 19: an all-clients subscriber can place every step.
+        let request = &data["servicePrincipalRequestChanged"];
+        assert_eq!(request["clientId"], client.as_str(), "{request}");
+        assert_eq!(request["client"]["name"], "Fabrikam", "{request}");
         steps.push(
             data["servicePrincipalRequestChanged"]["status"]
                 .as_str()
@@ -452,7 +497,7 @@ async fn a_delegated_consent_pushes_its_grant(backend: Backend) {
     subscribe(
         &mut ws,
         "dc",
-        "subscription { delegatedConsentChanged { status permissions } }",
+        "subscription { delegatedConsentChanged { status permissions clientId client { name } } }",
         json!({}),
     )
     .await;
@@ -475,6 +520,11 @@ async fn a_delegated_consent_pushes_its_grant(backend: Backend) {
     assert_eq!(
         data["delegatedConsentChanged"]["permissions"],
         json!(["MAIL_SEND"])
+    );
+    assert_eq!(data["delegatedConsentChanged"]["clientId"], client.as_str());
+    assert_eq!(
+        data["delegatedConsentChanged"]["client"]["name"],
+        "Fabrikam"
     );
 }
 

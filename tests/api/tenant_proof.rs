@@ -720,3 +720,66 @@ async fn without_directory_roles_in_id_tokens_no_tenant_is_proven(backend: Backe
         stored[0].outcome
     );
 }
+
+/// Issue 19: a client known by its domain, consented to by an admin of a tenant that does
+/// not own that domain, is told so — before Microsoft's consent page, whose own failure in
+/// that tenant (Fabrikam lacks the Teams admin API's principal) would blame a missing
+/// principal and offer to create it in the wrong tenant. A domain Microsoft knows in no
+/// tenant is told so too.
+#[both_backends]
+async fn a_domain_the_signed_in_tenant_does_not_own_is_reported_as_such(backend: Backend) {
+    let contoso = healthy("contoso.onmicrosoft.com");
+    let fabrikam = SimTenant::missing_teams("fabrikam.onmicrosoft.com", "Fabrikam");
+    let Some(world) = world(backend, vec![contoso.clone(), fabrikam.clone()], |_| {}).await else {
+        return;
+    };
+    let a = world.app.caller("msp-a", &["admin"]).await;
+    for (name, domain, admin, says) in [
+        (
+            "Contoso",
+            contoso.domain.as_str(),
+            fabrikam.admin().unwrap().id,
+            "Microsoft places contoso.onmicrosoft.com in another tenant",
+        ),
+        (
+            "Nowhere",
+            "nowhere.example.com",
+            contoso.admin().unwrap().id,
+            "Microsoft knows no tenant with the client's domain nowhere.example.com",
+        ),
+    ] {
+        let client = new_client(&a, name, Some(domain), None).await;
+        let link = authorise(&a, &client).await;
+        let back = admin_consent(link["url"].as_str().unwrap(), admin, "accept").await;
+        callback(&world.app, &back).await;
+        let tile = tile(&a, &client).await;
+        assert_eq!(tile["status"], "FAILED", "{name}: {tile}");
+        assert_eq!(tile["problem"]["code"], "WRONG_TENANT", "{name}: {tile}");
+        let remediation = tile["problem"]["remediation"].as_str().unwrap();
+        assert!(remediation.contains(says), "{name}: {remediation}");
+        assert!(
+            !remediation.contains("service principal"),
+            "{name}: {remediation}"
+        );
+        assert_eq!(
+            tile["availableActions"],
+            json!(["AUTHORISE"]),
+            "{name}: nothing to create"
+        );
+    }
+    // No consent page was ever opened in the wrong tenant.
+    assert!(
+        world
+            .sim
+            .requests()
+            .iter()
+            .all(|r| !r.path.ends_with("/adminconsent")),
+        "{:?}",
+        world
+            .sim
+            .requests()
+            .iter()
+            .map(|r| &r.path)
+            .collect::<Vec<_>>()
+    );
+}

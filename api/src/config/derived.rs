@@ -29,6 +29,53 @@ impl Settings {
         self.ms_graph_url = simulator.base_url().clone();
     }
 
+    /// When `CONSENTRY_PUBLIC_URL` was left unset, this server's own address once bound, so
+    /// that printed links and the OAuth redirect URI name the port it really listens on:
+    /// `http://localhost:PORT` for a loopback or every-interface listener (what a browser on
+    /// this machine opens), else `http://IP:PORT` (which [`Settings::validate`] then asks to
+    /// replace with the https address browsers reach).
+    pub fn settle_public_url(&mut self, bound: std::net::SocketAddr) {
+        if self.public_url.as_str().trim_end_matches('/') != DEFAULT_PUBLIC_URL {
+            return;
+        }
+        let ip = bound.ip();
+        let host = if ip.is_loopback() || ip.is_unspecified() {
+            "localhost".to_owned()
+        } else if ip.is_ipv6() {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
+        if let Ok(url) = Url::parse(&format!("http://{host}:{}", bound.port())) {
+            self.public_url = url;
+        }
+    }
+
+    /// The browser origins that are this server itself: the public URL's, and when it is a
+    /// loopback address, the other spellings of that address on the same port (`localhost`,
+    /// `127.0.0.1`, `[::1]`), which a person may type as well.
+    pub fn own_origins(&self) -> Vec<String> {
+        let own = self.public_url.origin().ascii_serialization();
+        if !is_loopback(&self.public_url) {
+            return vec![own];
+        }
+        let (scheme, port) = (
+            self.public_url.scheme(),
+            self.public_url.port_or_known_default().unwrap_or(80),
+        );
+        let mut origins = vec![own];
+        for host in ["localhost", "127.0.0.1", "[::1]"] {
+            let alias = match Url::parse(&format!("{scheme}://{host}:{port}")) {
+                Ok(url) => url.origin().ascii_serialization(),
+                Err(_) => continue,
+            };
+            if !origins.contains(&alias) {
+                origins.push(alias);
+            }
+        }
+        origins
+    }
+
     /// Checks what can be checked without touching the network or the database.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.database_kind()?;
@@ -43,7 +90,8 @@ impl Settings {
             return Err(invalid(
                 "CONSENTRY_PUBLIC_URL",
                 format!(
-                    "{} must use https (plain http is only allowed for localhost)",
+                    "{} must use https (plain http is only allowed for localhost): set it to \
+                     the https address browsers reach Consentry at",
                     self.public_url
                 ),
             ));

@@ -14,6 +14,9 @@ use crate::domain::repairable::{REPAIRABLE_APP_IDS_SETTING, RepairableApps};
 
 /// The embedded default: one SQLite file in the working directory.
 pub(crate) const DEFAULT_DATABASE_URL: &str = "sqlite://consentry.db?mode=rwc";
+/// `CONSENTRY_PUBLIC_URL` when unset: replaced by the address the server really listens on
+/// ([`Settings::settle_public_url`]).
+pub(crate) const DEFAULT_PUBLIC_URL: &str = "http://localhost:8080";
 /// Issuer and audience of HS256 caller tokens when none are configured.
 pub const DEFAULT_HS256_ISSUER: &str = "consentry";
 pub const DEFAULT_HS256_AUDIENCE: &str = "consentry";
@@ -22,7 +25,7 @@ pub const DEFAULT_HS256_AUDIENCE: &str = "consentry";
 #[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
     /// Database: `sqlite://FILE?mode=rwc` (embedded) or `postgres://USER:PASSWORD@HOST/DB`.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = secret, hide_env_values = true, hide_default_value = true, global = true)]
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = secret, hide_env_values = true, hide_default_value = true, global = true, help_heading = "Database")]
     pub database_url: SecretString,
 
     /// Maximum open database connections of this instance.
@@ -30,39 +33,55 @@ pub struct Settings {
         long,
         env = "CONSENTRY_DB_MAX_CONNECTIONS",
         default_value_t = 10,
-        global = true
+        global = true,
+        help_heading = "Database"
     )]
     pub db_max_connections: u32,
 
-    /// Address and port to listen on (port 0 picks a free port).
+    /// Address and port to listen on (port 0 picks a free port); `:PORT` listens on every
+    /// interface.
     #[arg(
         long,
         env = "CONSENTRY_LISTEN",
         default_value = "127.0.0.1:8080",
-        global = true
+        value_parser = listen_address,
+        global = true,
+        help_heading = "HTTP"
     )]
     pub listen: SocketAddr,
 
     /// Public base URL of this server; the OAuth redirect URI is this + `/oauth/callback`.
+    /// Unset: `http://localhost:PORT` of the port it listens on.
     #[arg(
         long,
         env = "CONSENTRY_PUBLIC_URL",
-        default_value = "http://localhost:8080",
-        global = true
+        default_value = DEFAULT_PUBLIC_URL,
+        global = true,
+        help_heading = "HTTP"
     )]
     pub public_url: Url,
 
     /// Where the callback sends the browser afterwards (`{url}/clients/{id}?graphApi=STATUS`).
     /// Unset: the callback renders its own result page.
-    #[arg(long, env = "CONSENTRY_FRONTEND_URL", global = true)]
+    #[arg(
+        long,
+        env = "CONSENTRY_FRONTEND_URL",
+        global = true,
+        help_heading = "HTTP"
+    )]
     pub frontend_url: Option<Url>,
 
     /// Application (client) id of Consentry's app registration in Microsoft Entra ID.
-    #[arg(long, env = "CONSENTRY_MS_CLIENT_ID", global = true)]
+    #[arg(
+        long,
+        env = "CONSENTRY_MS_CLIENT_ID",
+        global = true,
+        help_heading = "Microsoft"
+    )]
     pub ms_client_id: Option<String>,
 
     /// Client secret of that app registration.
-    #[arg(long, env = "CONSENTRY_MS_CLIENT_SECRET", value_parser = secret, hide_env_values = true, global = true)]
+    #[arg(long, env = "CONSENTRY_MS_CLIENT_SECRET", value_parser = secret, hide_env_values = true, global = true, help_heading = "Microsoft")]
     pub ms_client_secret: Option<SecretString>,
 
     /// Microsoft identity platform base URL.
@@ -70,7 +89,8 @@ pub struct Settings {
         long,
         env = "CONSENTRY_MS_AUTHORITY_URL",
         default_value = "https://login.microsoftonline.com",
-        global = true
+        global = true,
+        help_heading = "Microsoft"
     )]
     pub ms_authority_url: Url,
 
@@ -79,7 +99,8 @@ pub struct Settings {
         long,
         env = "CONSENTRY_MS_GRAPH_URL",
         default_value = "https://graph.microsoft.com",
-        global = true
+        global = true,
+        help_heading = "Microsoft"
     )]
     pub ms_graph_url: Url,
 
@@ -88,7 +109,8 @@ pub struct Settings {
         long,
         env = "CONSENTRY_MS_TIMEOUT_SECONDS",
         default_value_t = 10,
-        global = true
+        global = true,
+        help_heading = "Microsoft"
     )]
     pub ms_timeout_seconds: u64,
 
@@ -97,7 +119,8 @@ pub struct Settings {
         long,
         env = "CONSENTRY_MS_MAX_RETRY_WAIT_SECONDS",
         default_value_t = 30,
-        global = true
+        global = true,
+        help_heading = "Microsoft"
     )]
     pub ms_max_retry_wait_seconds: u64,
 
@@ -107,7 +130,8 @@ pub struct Settings {
         long,
         env = "CONSENTRY_MS_KEY_REFETCH_SECONDS",
         default_value_t = 30,
-        global = true
+        global = true,
+        help_heading = "Microsoft"
     )]
     pub ms_key_refetch_seconds: u64,
 
@@ -118,7 +142,8 @@ pub struct Settings {
         env = "CONSENTRY_MS_REQUIRED_ROLES",
         value_delimiter = ',',
         default_value = "Organization.Read.All,Directory.Read.All,Application.Read.All",
-        global = true
+        global = true,
+        help_heading = "Microsoft"
     )]
     pub ms_required_roles: Vec<String>,
 
@@ -129,7 +154,8 @@ pub struct Settings {
         long,
         env = "CONSENTRY_MS_REPAIRABLE_APP_IDS",
         value_delimiter = ',',
-        global = true
+        global = true,
+        help_heading = "Microsoft"
     )]
     pub ms_repairable_app_ids: Vec<String>,
 
@@ -139,8 +165,7 @@ pub struct Settings {
         env = "CONSENTRY_REVERIFY_INTERVAL",
         default_value = "6h",
         value_parser = humantime::parse_duration,
-        global = true
-    )]
+        global = true, help_heading = "Background work")]
     pub reverify_interval: Duration,
 
     /// How often background sweeps run: expired consent links, interrupted callbacks, due
@@ -150,12 +175,16 @@ pub struct Settings {
         env = "CONSENTRY_SWEEP_INTERVAL",
         default_value = "30s",
         value_parser = humantime::parse_duration,
-        global = true
-    )]
+        global = true, help_heading = "Background work")]
     pub sweep_interval: Duration,
 
     /// JWKS URL of the identity provider that signs callers' tokens (RS256/ES256).
-    #[arg(long, env = "CONSENTRY_AUTH_JWKS_URL", global = true)]
+    #[arg(
+        long,
+        env = "CONSENTRY_AUTH_JWKS_URL",
+        global = true,
+        help_heading = "Caller tokens"
+    )]
     pub auth_jwks_url: Option<Url>,
 
     /// Least time between two JWKS fetches triggered by unknown key ids (seconds).
@@ -163,16 +192,27 @@ pub struct Settings {
         long,
         env = "CONSENTRY_AUTH_JWKS_REFETCH_SECONDS",
         default_value_t = 30,
-        global = true
+        global = true,
+        help_heading = "Caller tokens"
     )]
     pub auth_jwks_refetch_seconds: u64,
 
     /// Required `iss` of callers' tokens (default with HS256: `consentry`).
-    #[arg(long, env = "CONSENTRY_AUTH_ISSUER", global = true)]
+    #[arg(
+        long,
+        env = "CONSENTRY_AUTH_ISSUER",
+        global = true,
+        help_heading = "Caller tokens"
+    )]
     pub auth_issuer: Option<String>,
 
     /// Required `aud` of callers' tokens (default with HS256: `consentry`).
-    #[arg(long, env = "CONSENTRY_AUTH_AUDIENCE", global = true)]
+    #[arg(
+        long,
+        env = "CONSENTRY_AUTH_AUDIENCE",
+        global = true,
+        help_heading = "Caller tokens"
+    )]
     pub auth_audience: Option<String>,
 
     /// Longest lifetime of an accepted caller token, e.g. `24h`: `exp - iat`, or for a token
@@ -182,13 +222,17 @@ pub struct Settings {
         env = "CONSENTRY_AUTH_MAX_TOKEN_LIFETIME",
         default_value = "24h",
         value_parser = humantime::parse_duration,
-        global = true
-    )]
+        global = true, help_heading = "Caller tokens")]
     pub auth_max_token_lifetime: Duration,
 
     /// The platform operator's own MSP tenant: the `support` role counts only in tokens whose
     /// `msp` claim names it. Unset: nobody is support staff.
-    #[arg(long, env = "CONSENTRY_SUPPORT_MSP", global = true)]
+    #[arg(
+        long,
+        env = "CONSENTRY_SUPPORT_MSP",
+        global = true,
+        help_heading = "Caller tokens"
+    )]
     pub support_msp: Option<String>,
 
     /// How often each instance re-reads which MSPs are disabled: an open WebSocket of a
@@ -198,23 +242,27 @@ pub struct Settings {
         env = "CONSENTRY_RIGHTS_RECHECK_INTERVAL",
         default_value = "10s",
         value_parser = humantime::parse_duration,
-        global = true
-    )]
+        global = true, help_heading = "Caller tokens")]
     pub rights_recheck_interval: Duration,
 
     /// Shared secret for HS256 caller tokens (at least 32 bytes). Unset, and without a JWKS
     /// URL, one is generated and kept beside the embedded database.
-    #[arg(long, env = "CONSENTRY_AUTH_HS256_SECRET", value_parser = secret, hide_env_values = true, global = true)]
+    #[arg(long, env = "CONSENTRY_AUTH_HS256_SECRET", value_parser = secret, hide_env_values = true, global = true, help_heading = "Caller tokens")]
     pub auth_hs256_secret: Option<SecretString>,
 
     /// HashiCorp Vault server whose transit engine holds the key-encryption key (a KMS):
     /// Consentry's data keys are stored wrapped by it and unwrapped at start. Unset: the keys
     /// of `CONSENTRY_TOKEN_KEYS` encrypt directly.
-    #[arg(long, env = "CONSENTRY_KMS_VAULT_ADDR", global = true)]
+    #[arg(
+        long,
+        env = "CONSENTRY_KMS_VAULT_ADDR",
+        global = true,
+        help_heading = "Encryption keys"
+    )]
     pub kms_vault_addr: Option<Url>,
 
     /// Vault token allowed to encrypt, decrypt and rewrap with the transit key.
-    #[arg(long, env = "CONSENTRY_KMS_VAULT_TOKEN", value_parser = secret, hide_env_values = true, global = true)]
+    #[arg(long, env = "CONSENTRY_KMS_VAULT_TOKEN", value_parser = secret, hide_env_values = true, global = true, help_heading = "Encryption keys")]
     pub kms_vault_token: Option<SecretString>,
 
     /// Name of the transit key in Vault.
@@ -222,7 +270,8 @@ pub struct Settings {
         long,
         env = "CONSENTRY_KMS_VAULT_KEY",
         default_value = "consentry",
-        global = true
+        global = true,
+        help_heading = "Encryption keys"
     )]
     pub kms_vault_key: String,
 
@@ -231,7 +280,8 @@ pub struct Settings {
         long,
         env = "CONSENTRY_KMS_VAULT_MOUNT",
         default_value = "transit",
-        global = true
+        global = true,
+        help_heading = "Encryption keys"
     )]
     pub kms_vault_mount: String,
 
@@ -239,7 +289,7 @@ pub struct Settings {
     /// `kid:base64key,…` (32-byte keys, e.g. `k2:$(openssl rand -base64 32)`); the first
     /// encrypts, all decrypt. Unset with SQLite, one is generated beside the database file;
     /// unset with PostgreSQL, links use a key derived from the Microsoft client secret.
-    #[arg(long, env = "CONSENTRY_TOKEN_KEYS", value_parser = secret, hide_env_values = true, global = true)]
+    #[arg(long, env = "CONSENTRY_TOKEN_KEYS", value_parser = secret, hide_env_values = true, global = true, help_heading = "Encryption keys")]
     pub token_keys: Option<SecretString>,
 
     /// How often each delegated consent's refresh token is renewed, well within Microsoft's
@@ -249,8 +299,7 @@ pub struct Settings {
         env = "CONSENTRY_KEEPALIVE_INTERVAL",
         default_value = "7d",
         value_parser = humantime::parse_duration,
-        global = true
-    )]
+        global = true, help_heading = "Background work")]
     pub keepalive_interval: Duration,
 
     /// Browser origins allowed to call the API (comma-separated), e.g. `https://app.example.com`.
@@ -258,7 +307,8 @@ pub struct Settings {
         long,
         env = "CONSENTRY_CORS_ORIGINS",
         value_delimiter = ',',
-        global = true
+        global = true,
+        help_heading = "HTTP"
     )]
     pub cors_origins: Vec<String>,
 
@@ -268,7 +318,8 @@ pub struct Settings {
         long,
         env = "CONSENTRY_MSP_MUTATIONS_PER_MINUTE",
         default_value_t = 120,
-        global = true
+        global = true,
+        help_heading = "Limits"
     )]
     pub msp_mutations_per_minute: u32,
 
@@ -279,7 +330,8 @@ pub struct Settings {
         long,
         env = "CONSENTRY_MSP_QUERIES_PER_MINUTE",
         default_value_t = 1200,
-        global = true
+        global = true,
+        help_heading = "Limits"
     )]
     pub msp_queries_per_minute: u32,
 
@@ -289,7 +341,8 @@ pub struct Settings {
         long,
         env = "CONSENTRY_WS_CONNECTIONS_PER_CALLER",
         default_value_t = 16,
-        global = true
+        global = true,
+        help_heading = "Limits"
     )]
     pub ws_connections_per_caller: u32,
 
@@ -300,7 +353,8 @@ pub struct Settings {
         long,
         env = "CONSENTRY_WS_MESSAGES_PER_MINUTE",
         default_value_t = 600,
-        global = true
+        global = true,
+        help_heading = "Limits"
     )]
     pub ws_messages_per_minute: u32,
 
@@ -311,8 +365,7 @@ pub struct Settings {
         env = "CONSENTRY_QUERY_TIMEOUT",
         default_value = "30s",
         value_parser = humantime::parse_duration,
-        global = true
-    )]
+        global = true, help_heading = "Limits")]
     pub query_timeout: Duration,
 
     /// Largest answer one operation may give (its `data` as JSON), in bytes, e.g. `2MiB`; past
@@ -323,8 +376,7 @@ pub struct Settings {
         env = "CONSENTRY_MAX_RESPONSE_BYTES",
         default_value = "2MiB",
         value_parser = parse_bytes,
-        global = true
-    )]
+        global = true, help_heading = "Limits")]
     pub max_response_bytes: usize,
 
     /// Memory for answers kept for reuse, in bytes, e.g. `32MiB`: an MSP caller's query is
@@ -335,8 +387,7 @@ pub struct Settings {
         env = "CONSENTRY_ANSWER_CACHE_BYTES",
         default_value = "32MiB",
         value_parser = parse_bytes,
-        global = true
-    )]
+        global = true, help_heading = "Limits")]
     pub answer_cache_bytes: usize,
 
     /// How long a consent callback may work on its flow before another instance's sweep takes
@@ -346,8 +397,7 @@ pub struct Settings {
         env = "CONSENTRY_CALLBACK_LEASE",
         default_value = "5m",
         value_parser = humantime::parse_duration,
-        global = true
-    )]
+        global = true, help_heading = "Background work")]
     pub callback_lease: Duration,
 
     /// On SIGTERM, how long in-flight requests may take to finish before the process exits
@@ -357,8 +407,7 @@ pub struct Settings {
         env = "CONSENTRY_SHUTDOWN_TIMEOUT",
         default_value = "30s",
         value_parser = humantime::parse_duration,
-        global = true
-    )]
+        global = true, help_heading = "HTTP")]
     pub shutdown_timeout: Duration,
 
     /// Log format: `text` for people, `json` for log collectors. Levels come from `RUST_LOG`.
@@ -366,9 +415,22 @@ pub struct Settings {
         long,
         env = "CONSENTRY_LOG_FORMAT",
         default_value = "text",
-        global = true
+        global = true,
+        help_heading = "Logging"
     )]
     pub log_format: LogFormat,
+}
+
+/// `HOST:PORT`, or `:PORT` for every interface (as many servers spell it).
+fn listen_address(value: &str) -> Result<SocketAddr, String> {
+    let value = value.trim();
+    let full = match value.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => value.to_owned(),
+    };
+    full.parse().map_err(|_| {
+        format!("{value:?} is not an address to listen on: give IP:PORT (127.0.0.1:8080) or :PORT")
+    })
 }
 
 fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
@@ -485,6 +547,74 @@ mod tests {
             DatabaseKind::Postgres
         );
         assert!(database_kind("mysql://h/db").is_err());
+    }
+
+    #[test]
+    fn a_listen_address_may_be_just_a_port() {
+        assert_eq!(
+            listen_address(":9000").unwrap(),
+            "0.0.0.0:9000".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            listen_address("127.0.0.1:0").unwrap(),
+            "127.0.0.1:0".parse::<SocketAddr>().unwrap()
+        );
+        assert!(listen_address("9000").unwrap_err().contains(":PORT"));
+        assert!(listen_address(":http").is_err());
+    }
+
+    /// Issue 19: an unset public URL follows the port the server listens on, as a browser on
+    /// this machine opens it; a set one is kept.
+    #[test]
+    fn an_unset_public_url_names_the_port_really_bound() {
+        let settle = |public: &str, bound: &str| {
+            let mut settings = Settings::defaults();
+            settings.public_url = Url::parse(public).unwrap();
+            settings.settle_public_url(bound.parse().unwrap());
+            settings.public_url.to_string()
+        };
+        assert_eq!(
+            settle(DEFAULT_PUBLIC_URL, "0.0.0.0:9000"),
+            "http://localhost:9000/"
+        );
+        assert_eq!(
+            settle(DEFAULT_PUBLIC_URL, "127.0.0.1:41234"),
+            "http://localhost:41234/"
+        );
+        assert_eq!(
+            settle(DEFAULT_PUBLIC_URL, "[::]:9000"),
+            "http://localhost:9000/"
+        );
+        assert_eq!(
+            settle(DEFAULT_PUBLIC_URL, "10.1.2.3:9000"),
+            "http://10.1.2.3:9000/"
+        );
+        assert_eq!(
+            settle("https://consentry.example.com", "0.0.0.0:9000"),
+            "https://consentry.example.com/"
+        );
+        // 0.0.0.0 no longer ends as a public URL that validation refuses.
+        let mut settings = Settings::defaults();
+        settings.settle_public_url("0.0.0.0:8080".parse().unwrap());
+        settings.validate().unwrap();
+    }
+
+    /// Issue 19: a page opened at `127.0.0.1` of a server whose public URL says `localhost`
+    /// is the same server; any other host or port is not.
+    #[test]
+    fn own_origins_are_the_loopback_spellings_of_a_loopback_public_url() {
+        let mut settings = Settings::defaults();
+        settings.public_url = Url::parse("http://localhost:8080").unwrap();
+        assert_eq!(
+            settings.own_origins(),
+            [
+                "http://localhost:8080",
+                "http://127.0.0.1:8080",
+                "http://[::1]:8080"
+            ]
+        );
+        settings.public_url = Url::parse("https://consentry.example.com/base/").unwrap();
+        assert_eq!(settings.own_origins(), ["https://consentry.example.com"]);
     }
 
     #[test]

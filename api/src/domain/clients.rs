@@ -437,6 +437,38 @@ pub(crate) async fn count(
         .await?)
 }
 
+/// How many of the clients a filter matches are in each tile status, whatever statuses the
+/// filter itself names (a status filter's counts), every status listed, zeros included.
+pub(crate) async fn count_by_status(
+    db: &DatabaseConnection,
+    viewer: &Viewer,
+    filter: &ClientFilter,
+) -> Result<Vec<(GraphApiStatus, u64)>> {
+    let any_status = ClientFilter {
+        statuses: Vec::new(),
+        ..filter.clone()
+    };
+    let found: Vec<(GraphApiStatus, i64)> = client::Entity::find()
+        .select_only()
+        .join(JoinType::InnerJoin, client::Relation::GraphApiTile.def())
+        .column(graph_api_tile::Column::Status)
+        .column_as(client::Column::Id.count(), "count")
+        .filter(scope(viewer, &any_status)?)
+        .group_by(graph_api_tile::Column::Status)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(<GraphApiStatus as sea_orm::Iterable>::iter()
+        .map(|status| {
+            let count = found
+                .iter()
+                .find(|(s, _)| *s == status)
+                .map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0));
+            (status, count)
+        })
+        .collect())
+}
+
 /// The WHERE clause of a list: the viewer's MSP (or, for support, all or one MSP), tile
 /// states, and name search.
 fn scope(viewer: &Viewer, filter: &ClientFilter) -> Result<Condition> {

@@ -170,6 +170,15 @@ pub(crate) async fn prove<'c>(
             ),
         )));
     }
+    // A client known only by its domain: the tenant that signed in must own it. Said now,
+    // before Microsoft's consent page, whose own failure in the wrong tenant (a principal
+    // *that* tenant lacks, say) would send the technician after the wrong problem.
+    if expected.is_none()
+        && let Some(domain) = client.domain.as_deref()
+        && let Some(problem) = domain_not_owned(microsoft, domain, claims.tenant_id, &user).await
+    {
+        return Ok(Err(problem));
+    }
     let roles = match consent_roles(&claims, &user) {
         Ok(roles) => roles,
         Err(problem) => return Ok(Err(problem)),
@@ -187,6 +196,43 @@ pub(crate) async fn prove<'c>(
         },
         code,
     }))
+}
+
+/// Why `tenant` cannot consent for a client whose domain is `domain`: Microsoft places the
+/// domain in another tenant, or in none. `None` when it owns it — or when Microsoft cannot say
+/// now: the verification after the consent checks the tenant's verified domains anyway.
+async fn domain_not_owned(
+    microsoft: &Microsoft,
+    domain: &str,
+    tenant: Uuid,
+    user: &str,
+) -> Option<Problem> {
+    let owner = match microsoft.domain_tenant(domain).await {
+        Ok(owner) => owner,
+        Err(error) => {
+            tracing::warn!(%error, "could not ask Microsoft which tenant owns the client's domain");
+            return None;
+        }
+    };
+    let why = match owner {
+        Some(owner) if owner == tenant => return None,
+        Some(_) => format!(
+            "{user} signed in to tenant {tenant}, which does not own the client's domain {domain}: \
+             Microsoft places {domain} in another tenant."
+        ),
+        None => format!(
+            "{user} signed in to tenant {tenant}, but Microsoft knows no tenant with the client's \
+             domain {domain}."
+        ),
+    };
+    tracing::warn!("the tenant that signed in does not own the client's domain");
+    Some(Problem::new(
+        Code::WrongTenant,
+        format!(
+            "{why} The admin must sign in with an account of the client's own tenant; if the \
+             client's domain is wrong, correct it (or set its azureTenantId) and send a new link."
+        ),
+    ))
 }
 
 /// Redeems the code and validates its id_token: who signed in, in which tenant.

@@ -50,6 +50,62 @@ pub fn available_actions(tile: &graph_api_tile::Model) -> Vec<GraphApiAction> {
     }
 }
 
+/// Whether `status` is one whose `problem` says what went wrong (`FAILED`, `REVOKED`). A
+/// repaired tile keeps its note on the repair while `NOT_AUTHORISED`, but nothing is failing.
+pub(crate) fn is_failing(status: GraphApiStatus) -> bool {
+    matches!(status, GraphApiStatus::Failed | GraphApiStatus::Revoked)
+}
+
+/// One sentence on where the tile stands, for a person (a dashboard's headline, a partner's
+/// status column): a repaired tile reads as ready, not as failed.
+pub(crate) fn headline(tile: &graph_api_tile::Model) -> String {
+    // In a few words: `problem` has Microsoft's and the remedy.
+    let problem = tile.problem_code.map(problem_words);
+    match tile.status {
+        GraphApiStatus::NotAuthorised => match tile.problem_code {
+            Some(GraphApiProblemCode::ServicePrincipalCreated) => {
+                tile.problem_remediation.clone().unwrap_or_else(|| {
+                    "The missing service principal was created: authorise again.".to_owned()
+                })
+            }
+            _ => "Not authorised yet: send the client's admin a consent link.".to_owned(),
+        },
+        GraphApiStatus::AwaitingConsent => {
+            "Waiting for the client's admin to accept the consent link.".to_owned()
+        }
+        GraphApiStatus::Verifying => {
+            "The admin accepted: checking with Microsoft what was granted.".to_owned()
+        }
+        GraphApiStatus::Authorised => "Authorised: Microsoft Graph access works.".to_owned(),
+        GraphApiStatus::Failed => format!(
+            "Not authorised: {}",
+            problem.unwrap_or("the last attempt failed.")
+        ),
+        GraphApiStatus::Revoked => format!(
+            "Authorisation lost: {}",
+            problem.unwrap_or("the consent was withdrawn.")
+        ),
+    }
+}
+
+/// A problem in a few words.
+fn problem_words(code: GraphApiProblemCode) -> &'static str {
+    use GraphApiProblemCode::*;
+    match code {
+        MissingServicePrincipal => "the tenant lacks a service principal the app needs.",
+        ServicePrincipalCreated => "the missing service principal was created.",
+        ConsentDeclined => "the admin declined the consent.",
+        AdminConsentRequired => "the person who signed in cannot consent for the tenant.",
+        WrongTenant => "the consent came from another tenant than the client's.",
+        PermissionsMissing => "required permissions were not granted.",
+        ConsentRevoked => "the consent was withdrawn.",
+        ConditionalAccess => "MFA or a Conditional Access policy blocked the sign-in.",
+        LinkExpired => "the consent link expired before anyone used it.",
+        IdentityProviderUnavailable => "Microsoft's identity platform could not be reached.",
+        Unknown => "Microsoft reported an error.",
+    }
+}
+
 /// What can happen to a tile. [`next`] says what each does from each status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum TileEvent {
@@ -109,9 +165,14 @@ pub(crate) fn next(tile: &graph_api_tile::Model, event: &TileEvent) -> Option<Gr
                 Some(GraphApiProblemCode::LinkExpired) => true,
                 _ => false,
             };
-            (status == Failed && waited_for).then_some(Failed)
+            // Nothing is failing any more: the tile is ready to be authorised again, and its
+            // headline says the repair is done.
+            (status == Failed && waited_for).then_some(NotAuthorised)
         }
-        TileEvent::TenantChanged => (status != NotAuthorised).then_some(NotAuthorised),
+        // A repaired tile's note on its repair belongs to the old tenant too.
+        TileEvent::TenantChanged => {
+            (status != NotAuthorised || tile.problem_code.is_some()).then_some(NotAuthorised)
+        }
     }
 }
 
@@ -311,10 +372,37 @@ pub(crate) async fn lock<C: ConnectionTrait>(
 
 pub(crate) fn problem_json(problem: &Problem) -> Value {
     json!({
-        "code": problem.code,
+        "code": problem_code_name(problem.code),
         "aadsts": problem.aadsts,
         "appId": problem.app_id,
     })
+}
+
+/// A problem code as the schema spells it, e.g. `LINK_EXPIRED` (its stored value too). Audit
+/// entries written before 2026-12-06 spelled it as Rust does (`LinkExpired`); the API reads
+/// those through [`schema_spelling`].
+pub(crate) fn problem_code_name(code: GraphApiProblemCode) -> String {
+    use sea_orm::ActiveEnum;
+    code.to_value()
+}
+
+/// `LinkExpired` → `LINK_EXPIRED`: an older audit entry's problem code as the schema spells it.
+/// Anything not spelled like a Rust variant is returned as it is.
+pub(crate) fn schema_spelling(code: &str) -> std::borrow::Cow<'_, str> {
+    let rust_like = code.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && code.chars().all(|c| c.is_ascii_alphanumeric())
+        && code.chars().any(|c| c.is_ascii_lowercase());
+    if !rust_like {
+        return code.into();
+    }
+    let mut spelled = String::with_capacity(code.len() + 4);
+    for (i, c) in code.chars().enumerate() {
+        if i > 0 && c.is_ascii_uppercase() {
+            spelled.push('_');
+        }
+        spelled.push(c.to_ascii_uppercase());
+    }
+    spelled.into()
 }
 
 /// A status as the schema spells it.
@@ -335,6 +423,20 @@ mod tests {
     use sea_orm::Iterable;
 
     use super::*;
+
+    #[test]
+    fn every_problem_code_spelled_as_rust_once_did_reads_as_the_schema_spells_it() {
+        for code in GraphApiProblemCode::iter() {
+            let old = format!("{code:?}");
+            assert_eq!(schema_spelling(&old), problem_code_name(code), "{old}");
+            assert_eq!(
+                schema_spelling(&problem_code_name(code)),
+                problem_code_name(code)
+            );
+        }
+        assert_eq!(schema_spelling("AADSTS65004"), "AADSTS65004");
+        assert_eq!(schema_spelling(""), "");
+    }
 
     /// The statuses in the order of the table's columns.
     const STATUSES: [GraphApiStatus; 6] = [
@@ -391,9 +493,10 @@ mod tests {
             TileEvent::Reverified => [N, N, N, Some(Authorised), N, N],
             TileEvent::Revoked => [N, N, N, Some(Revoked), N, N],
             // With the tile's problem a missing principal of this very application.
-            TileEvent::ServicePrincipalCreated { .. } => [N, N, N, N, Some(Failed), N],
+            TileEvent::ServicePrincipalCreated { .. } => [N, N, N, N, Some(NotAuthorised), N],
+            // Every tile of the table carries a problem, which a tenant change forgets.
             TileEvent::TenantChanged => [
-                N,
+                Some(NotAuthorised),
                 Some(NotAuthorised),
                 Some(NotAuthorised),
                 Some(NotAuthorised),
@@ -477,14 +580,14 @@ mod tests {
         // An expired link (the Accept window never appeared) waited for any of them; a
         // missing principal that named none, too; application ids compare case-blind.
         let expired = tile(Failed, Some(GraphApiProblemCode::LinkExpired));
-        assert_eq!(next(&expired, &created(other)), Some(Failed));
+        assert_eq!(next(&expired, &created(other)), Some(NotAuthorised));
         let mut unnamed = tile(Failed, Some(missing));
         unnamed.problem_app_id = None;
-        assert_eq!(next(&unnamed, &created(other)), Some(Failed));
+        assert_eq!(next(&unnamed, &created(other)), Some(NotAuthorised));
         let upper = TEAMS.to_ascii_uppercase();
         assert_eq!(
             next(&tile(Failed, Some(missing)), &created(&upper)),
-            Some(Failed)
+            Some(NotAuthorised)
         );
     }
 }

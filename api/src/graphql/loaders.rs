@@ -6,11 +6,12 @@ use std::{
 };
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
+use chrono::{DateTime, Utc};
 use entity::{delegated_consent, service_principal_request};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use crate::domain::{self, delegated_consents, service_principal_requests};
+use crate::domain::{self, delegated_consents, flows, service_principal_requests};
 
 /// The loaders of one request (their caches live as long as the request). Made when first
 /// used: most operations — every subscription among them — never load a per-client list,
@@ -18,6 +19,7 @@ use crate::domain::{self, delegated_consents, service_principal_requests};
 pub(crate) struct Loaders {
     db: DatabaseConnection,
     lists: OnceLock<Lists>,
+    consent_links: OnceLock<DataLoader<ConsentLinkExpiries, HashMapCache>>,
 }
 
 pub(crate) struct Lists {
@@ -52,7 +54,19 @@ impl Loaders {
         Self {
             db: db.clone(),
             lists: OnceLock::new(),
+            consent_links: OnceLock::new(),
         }
+    }
+
+    /// When each tile's pending consent link expires (batched over a page's tiles).
+    pub(crate) fn consent_links(&self) -> &DataLoader<ConsentLinkExpiries, HashMapCache> {
+        self.consent_links.get_or_init(|| {
+            DataLoader::with_cache(
+                ConsentLinkExpiries(self.db.clone()),
+                tokio::spawn,
+                HashMapCache::default(),
+            )
+        })
     }
 
     pub(crate) fn lists(&self) -> &Lists {
@@ -149,6 +163,19 @@ impl Loader<Uuid> for ServicePrincipalRequestsByClient {
         service_principal_requests::for_clients(&self.0, keys)
             .await
             .map_err(|e| Arc::new(e.into()))
+    }
+}
+
+pub(crate) struct ConsentLinkExpiries(DatabaseConnection);
+
+impl Loader<Uuid> for ConsentLinkExpiries {
+    type Value = DateTime<Utc>;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        flows::store::consent_link_expiries(&self.0, keys)
+            .await
+            .map_err(Arc::new)
     }
 }
 

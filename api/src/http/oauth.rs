@@ -236,17 +236,18 @@ pub(crate) async fn result(State(state): State<AppState>, Path(flow): Path<Strin
             escape(message)
         ));
     }
-    let title = if outcome.succeeded {
-        "Done"
-    } else {
-        "Not authorised"
+    let (title, class) = match (outcome.succeeded, outcome.status.as_str()) {
+        (true, _) => ("Done", "ok"),
+        // A re-consent that did not go through leaves the authorisation standing: the page
+        // must not tell the admin that the client lost it.
+        (false, "AUTHORISED") => ("Still authorised", "unchanged"),
+        (false, _) => ("Not authorised", "failed"),
     };
     let mut response = page(
         StatusCode::OK,
         title,
         &format!(
-            "<p class=\"headline {}\">{}</p>{body}",
-            if outcome.succeeded { "ok" } else { "failed" },
+            "<p class=\"headline {class}\">{}</p>{body}",
             escape(&outcome.headline)
         ),
     );

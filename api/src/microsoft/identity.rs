@@ -285,6 +285,71 @@ impl Microsoft {
             .and_then(token_set)
     }
 
+    /// The tenant that owns `domain` (a validated DNS name), as the `issuer` of Microsoft's
+    /// public OpenID configuration for it says; `None` when Microsoft knows no tenant by that
+    /// name (`invalid_tenant`, AADSTS90002). The answer is public and the same for every
+    /// caller, so asking it reveals nothing about who uses Consentry; ask it only once a
+    /// sign-in has proven a tenant (checklist 95).
+    #[tracing::instrument(skip_all)]
+    pub async fn domain_tenant(&self, domain: &str) -> Result<Option<Uuid>, MicrosoftError> {
+        let url = self
+            .config
+            .endpoint(domain, "v2.0/.well-known/openid-configuration");
+        let request = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json");
+        let response = super::clock::waiting(request.send())
+            .await
+            .map_err(|e| transport(e, self.config.timeout))?;
+        let status = response.status().as_u16();
+        if status >= 500 || status == 429 {
+            return Err(MicrosoftError::Unavailable {
+                status,
+                retry_after: retry_after(&response),
+            });
+        }
+        if !matches!(status, 200 | 400) || !is_json(&response) {
+            return Err(MicrosoftError::Malformed(format!(
+                "the OpenID configuration of a domain answered {status}"
+            )));
+        }
+        let body = super::clock::waiting(response.bytes())
+            .await
+            .map_err(|e| MicrosoftError::Unreachable(e.without_url().to_string()))?;
+        let malformed = || {
+            MicrosoftError::Malformed("the OpenID configuration is not the documented JSON".into())
+        };
+        if status == 400 {
+            let error: IdentityErrorBody =
+                serde_json::from_slice(&body).map_err(|_| malformed())?;
+            return if error.error == "invalid_tenant" {
+                Ok(None)
+            } else {
+                Err(MicrosoftError::Identity {
+                    status,
+                    error: super::text::bounded(&error.error, 100),
+                    description: super::text::bounded(
+                        &error.error_description,
+                        4 * super::text::MAX_MESSAGE_CHARS,
+                    ),
+                    codes: error.error_codes,
+                    suberror: error.suberror,
+                })
+            };
+        }
+        #[derive(Deserialize)]
+        struct Configuration {
+            issuer: String,
+        }
+        let configuration: Configuration =
+            serde_json::from_slice(&body).map_err(|_| malformed())?;
+        self.config
+            .issuer_tenant(&configuration.issuer)
+            .map(Some)
+            .ok_or_else(malformed)
+    }
+
     /// An app-only Graph token for a tenant (client credentials, `{graph}/.default`), with the
     /// `roles` it carries: the application permissions the tenant actually granted.
     #[tracing::instrument(skip_all, fields(tenant = %tenant))]

@@ -18,7 +18,7 @@ use uuid::Uuid;
 pub(crate) const TEAMS: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239";
 
 pub(crate) const TILE: &str = "query($id: ID!) { client(id: $id) { azureTenantId graphApiTile {
-    status availableActions grantedPermissions missingPermissions authorisedAt lastVerifiedAt
+    clientId status headline consentLinkExpiresAt availableActions grantedPermissions missingPermissions authorisedAt lastVerifiedAt
     tenantProof { tenantId signedInAs userObjectId roles provenAt }
     problem { code aadstsCode message remediation appId appDisplayName } } } }";
 

@@ -599,6 +599,31 @@ pub(crate) async fn has_other_open<C: ConnectionTrait>(
     Ok(others.one(db).await?.is_some())
 }
 
+/// When each client's admin-consent link that is out stops working (clients without one are
+/// absent). A newer link cancels the older ones, so there is one at most.
+pub(crate) async fn consent_link_expiries<C: ConnectionTrait>(
+    db: &C,
+    client_ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, DateTime<Utc>>> {
+    let rows: Vec<(Uuid, DateTime<Utc>)> = oauth_flow::Entity::find()
+        .select_only()
+        .column(oauth_flow::Column::ClientId)
+        .column(oauth_flow::Column::ExpiresAt)
+        .filter(oauth_flow::Column::ClientId.is_in(client_ids.iter().copied()))
+        .filter(oauth_flow::Column::Kind.eq(OAuthFlowKind::AdminConsent))
+        .filter(oauth_flow::Column::Status.eq(OAuthFlowStatus::Pending))
+        .filter(oauth_flow::Column::ExpiresAt.gt(now()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut latest = std::collections::HashMap::new();
+    for (client, expires_at) in rows {
+        let at = latest.entry(client).or_insert(expires_at);
+        *at = (*at).max(expires_at);
+    }
+    Ok(latest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

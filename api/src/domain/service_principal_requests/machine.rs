@@ -6,8 +6,9 @@ use crate::db::{begin_write, now};
 use crate::domain::audit::{self, Actor};
 use crate::domain::error::Result;
 use crate::domain::graph_api;
+use crate::domain::tile::problem_code_name;
 use crate::microsoft::Problem;
-use entity::enums::{AuditAction, GraphApiProblemCode, ServicePrincipalRequestStatus as Status};
+use entity::enums::{AuditAction, ServicePrincipalRequestStatus as Status};
 use entity::service_principal_request;
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
@@ -168,12 +169,6 @@ pub(crate) fn status_name(status: Status) -> &'static str {
         Status::Ready => "READY",
         Status::Failed => "FAILED",
     }
-}
-
-pub(super) fn problem_code_name(code: GraphApiProblemCode) -> String {
-    use sea_orm::ActiveEnum;
-    // The stored value is the schema's name, e.g. `PERMISSIONS_MISSING`.
-    code.to_value()
 }
 
 #[cfg(test)]

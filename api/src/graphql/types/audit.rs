@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use entity::audit_event;
 
 use super::enums::AuditAction;
+use crate::domain::tile;
 use crate::graphql::types::connection::PageInfo;
 
 /// One entry of a client's audit trail.
@@ -38,10 +39,27 @@ impl AuditEvent {
         &self.0.actor_roles.0
     }
 
-    /// What changed, as recorded.
+    /// What changed, as recorded. Problem codes read as the schema spells them
+    /// (`LINK_EXPIRED`), also in entries written before they were stored that way.
     async fn details(&self) -> Json<serde_json::Value> {
-        Json(self.0.details.clone())
+        Json(schema_spelled(self.0.details.clone()))
     }
+}
+
+/// `details` with a problem code (`problem.code`, or `problem` itself on a service principal
+/// request's step) in the schema's spelling.
+fn schema_spelled(mut details: serde_json::Value) -> serde_json::Value {
+    let code = match details.get_mut("problem") {
+        Some(serde_json::Value::Object(problem)) => problem.get_mut("code"),
+        Some(problem) => Some(problem),
+        None => None,
+    };
+    if let Some(serde_json::Value::String(code)) = code
+        && let std::borrow::Cow::Owned(spelled) = tile::schema_spelling(code)
+    {
+        *code = spelled;
+    }
+    details
 }
 
 /// A page of audit events, newest first.

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use async_graphql::{ID, Object};
+use async_graphql::{Context, ID, Object, Result};
 use chrono::{DateTime, Utc};
 use entity::delegated_consent;
 
+use super::client::{Client, owner};
 use super::enums::{DelegatedConsentStatus, DelegatedPermission};
 use crate::{
     domain::delegated_consents::permissions,
@@ -25,6 +26,16 @@ impl From<delegated_consent::Model> for DelegatedConsent {
 impl DelegatedConsent {
     pub async fn id(&self) -> ID {
         GlobalId::new(IdKind::DelegatedConsent, self.0.id).encode()
+    }
+
+    /// The client whose tenant the user belongs to: its id.
+    async fn client_id(&self) -> ID {
+        GlobalId::new(IdKind::Client, self.0.client_id).encode()
+    }
+
+    /// The client whose tenant the user belongs to; null once the client is deleted.
+    async fn client(&self, ctx: &Context<'_>) -> Result<Option<Client>> {
+        owner(ctx, self.0.client_id).await
     }
 
     async fn user_principal_name(&self) -> &str {

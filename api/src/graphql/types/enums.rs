@@ -8,7 +8,8 @@ use crate::{auth, domain};
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "entity::enums::GraphApiStatus")]
 pub enum GraphApiStatus {
-    /// Nobody has authorised Consentry for this client's tenant yet.
+    /// Not authorised: never yet, or no longer after its tenant changed, or ready again after a
+    /// repair (`headline` says which).
     NotAuthorised,
     /// A consent link is out; waiting for the client's admin to accept it.
     AwaitingConsent,
@@ -28,7 +29,9 @@ pub enum GraphApiStatus {
 pub enum GraphApiProblemCode {
     /// The tenant lacks a service principal the app needs (AADSTS650052); create it, then authorise again.
     MissingServicePrincipal,
-    /// The missing service principal was created; authorise again.
+    /// The missing service principal was created; authorise again. No longer a tile's
+    /// `problem` (a repaired tile reads `NOT_AUTHORISED` and says so in its `headline`); kept
+    /// for older audit entries.
     ServicePrincipalCreated,
     /// The admin declined or cancelled the consent (AADSTS65004).
     ConsentDeclined,

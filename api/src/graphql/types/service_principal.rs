@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use async_graphql::{ID, Object};
+use async_graphql::{Context, ID, Object, Result};
 use chrono::{DateTime, Utc};
 use entity::service_principal_request;
 
+use super::client::{Client, owner};
 use super::enums::ServicePrincipalRequestStatus;
 use crate::graphql::ids::{GlobalId, IdKind};
 
@@ -37,6 +38,16 @@ impl ServicePrincipalRequest {
 impl ServicePrincipalRequest {
     pub async fn id(&self) -> ID {
         GlobalId::new(IdKind::ServicePrincipalRequest, self.0.id).encode()
+    }
+
+    /// The client whose tenant the principal is created in: its id.
+    async fn client_id(&self) -> ID {
+        GlobalId::new(IdKind::Client, self.0.client_id).encode()
+    }
+
+    /// The client whose tenant the principal is created in; null once the client is deleted.
+    async fn client(&self, ctx: &Context<'_>) -> Result<Option<Client>> {
+        owner(ctx, self.0.client_id).await
     }
 
     /// The application whose principal is created.

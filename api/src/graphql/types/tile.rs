@@ -2,14 +2,18 @@
 
 use std::sync::Arc;
 
-use async_graphql::{ID, Object, SimpleObject};
+use async_graphql::{Context, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::graph_api_tile;
 
+use super::client::{Client, owner};
 use super::enums::{GraphApiAction, GraphApiProblemCode, GraphApiStatus};
 use crate::{
     domain::{tenant_proof, tile},
-    graphql::ids::{GlobalId, IdKind},
+    graphql::{
+        ids::{GlobalId, IdKind},
+        loaders::{Loaders, load_error},
+    },
 };
 
 /// The authorisation state of one client's Microsoft Graph API access. Shared: an event's
@@ -28,13 +32,45 @@ impl GraphApiTile {
         GlobalId::new(IdKind::GraphApiTile, self.0.client_id).encode()
     }
 
+    /// The client's id (what an all-clients subscriber needs to place an event).
+    async fn client_id(&self) -> ID {
+        GlobalId::new(IdKind::Client, self.0.client_id).encode()
+    }
+
+    /// The client this tile belongs to; null once the client is deleted.
+    async fn client(&self, ctx: &Context<'_>) -> Result<Option<Client>> {
+        owner(ctx, self.0.client_id).await
+    }
+
     async fn status(&self) -> GraphApiStatus {
         self.0.status.into()
+    }
+
+    /// One sentence on where the tile stands and what comes next, for a person: success
+    /// reads as success (a repaired tile says it is ready to authorise), and a pending
+    /// re-consent does not hide a standing authorisation.
+    async fn headline(&self) -> String {
+        tile::headline(&self.0)
+    }
+
+    /// When the admin-consent link that is out stops working; null when none is pending.
+    /// Also set on an `AUTHORISED` tile while a re-consent link is out.
+    async fn consent_link_expires_at(&self, ctx: &Context<'_>) -> Result<Option<DateTime<Utc>>> {
+        let mut own = None;
+        let loaders = Loaders::of(ctx, &mut own)?;
+        loaders
+            .consent_links()
+            .load_one(self.0.client_id)
+            .await
+            .map_err(load_error)
     }
 
     /// Why the tile is `FAILED` or `REVOKED`, and what to do; null otherwise.
     async fn problem(&self) -> Option<GraphApiProblem> {
         let tile = &self.0;
+        if !tile::is_failing(tile.status) {
+            return None;
+        }
         tile.problem_code.map(|code| GraphApiProblem {
             code: code.into(),
             aadsts_code: tile.problem_aadsts_code,

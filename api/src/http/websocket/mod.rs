@@ -76,9 +76,20 @@ pub(crate) async fn upgrade(
     if let Some(origin) = headers.get(header::ORIGIN)
         && !origin_allowed(&state, origin)
     {
+        // A browser shows the page nothing of this answer: the log says why.
+        let origin = crate::microsoft::bounded(&String::from_utf8_lossy(origin.as_bytes()), 200);
+        let public = state.settings.public_url.origin().ascii_serialization();
+        tracing::warn!(
+            %origin,
+            %public,
+            "refused a WebSocket from a page of another origin: open Consentry at its public              URL (CONSENTRY_PUBLIC_URL), or list the page's origin in CONSENTRY_CORS_ORIGINS"
+        );
         return super::error_response(
             crate::error_code::ErrorCode::Forbidden,
-            "this Origin may not open GraphQL subscriptions: add it to CONSENTRY_CORS_ORIGINS",
+            format!(
+                "the Origin {origin} may not open GraphQL subscriptions: open Consentry at \
+                 {public}, or add the origin to CONSENTRY_CORS_ORIGINS"
+            ),
         );
     }
     let draining = state.draining.clone();
@@ -333,8 +344,8 @@ async fn handshake(
 }
 
 fn origin_allowed(state: &AppState, origin: &HeaderValue) -> bool {
-    let own = state.settings.public_url.origin().ascii_serialization();
-    origin.as_bytes() == own.as_bytes()
+    let own = state.settings.own_origins();
+    own.iter().any(|o| o.as_bytes() == origin.as_bytes())
         || state
             .settings
             .allowed_origins()
