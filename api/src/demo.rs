@@ -8,7 +8,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use chrono::Utc;
 use secrecy::SecretString;
-use simulator::{Simulator, SimulatorConfig, demo_tenants};
+use simulator::{Simulator, SimulatorConfig, SimulatorState, demo_tenants};
 use tokio::net::TcpListener;
 
 use crate::{
@@ -71,7 +71,8 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
     // The simulated app registration requires what Consentry checks for.
     config.required_roles = settings.required_roles();
     let tenants = config.tenants.clone();
-    let simulator = Simulator::start(config, args.simulator_listen).await?;
+    let saved = SavedSimulator::beside(&settings)?;
+    let simulator = saved.start(config, args.simulator_listen).await?;
     settings.use_simulator(&simulator);
     // Background steps (expired links, replication of a created principal) show within a
     // second or two, not the production default of 30 s.
@@ -165,7 +166,119 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
     );
     println!();
     println!("Press Ctrl-C to stop. Data stays in the demo database; delete it to start over.");
-    app.run_until(shutdown_signal()).await?;
+    let keeping = saved.keep(&simulator);
+    let served = app.run_until(shutdown_signal()).await;
+    keeping.abort();
+    saved.save(&simulator);
     simulator.stop().await;
-    Ok(())
+    served
+}
+
+/// The simulator's state (what its tenants consented to, the principals created, the refresh
+/// tokens issued, its port), kept beside an SQLite demo database: a restarted demo's simulator
+/// then agrees with the tiles and consents the database remembers, on the same address, so
+/// Verify keeps them and links already sent still work. An in-memory or PostgreSQL demo
+/// database starts the simulator afresh.
+struct SavedSimulator {
+    file: Option<PathBuf>,
+    state: Option<SimulatorState>,
+}
+
+impl SavedSimulator {
+    /// `consentry-demo.db` → `consentry-demo.simulator.json`, read if it is there.
+    fn beside(settings: &Settings) -> anyhow::Result<Self> {
+        let file = match settings.database_kind()? {
+            crate::config::DatabaseKind::SqliteFile(path) => {
+                Some(path.with_extension("simulator.json"))
+            }
+            _ => None,
+        };
+        let state = file.as_deref().and_then(|file| {
+            let text = std::fs::read_to_string(file).ok()?;
+            match serde_json::from_str(&text) {
+                Ok(state) => Some(state),
+                Err(error) => {
+                    tracing::warn!(file = %file.display(), %error, "the simulator's saved state is unreadable: starting it afresh");
+                    None
+                }
+            }
+        });
+        Ok(Self { file, state })
+    }
+
+    /// Starts the simulator with the saved state, on the saved port unless another was asked
+    /// for (or it is taken).
+    async fn start(
+        &self,
+        config: SimulatorConfig,
+        listen: SocketAddr,
+    ) -> anyhow::Result<Simulator> {
+        let saved_port = self.state.as_ref().map_or(0, |s| s.port);
+        let simulator = if listen.port() == 0 && saved_port != 0 {
+            let again = SocketAddr::new(listen.ip(), saved_port);
+            match Simulator::start(config.clone(), again).await {
+                Ok(simulator) => simulator,
+                Err(error) => {
+                    println!(
+                        "note: the simulator could not listen on its earlier address {again} ({error:#}): links sent before this restart no longer work"
+                    );
+                    Simulator::start(config, listen).await?
+                }
+            }
+        } else {
+            Simulator::start(config, listen).await?
+        };
+        if let Some(state) = &self.state {
+            simulator.restore(state);
+        }
+        Ok(simulator)
+    }
+
+    /// Saves the state every second while it changes, until aborted.
+    fn keep(&self, simulator: &Simulator) -> tokio::task::JoinHandle<()> {
+        let Some(file) = self.file.clone() else {
+            return tokio::spawn(async {});
+        };
+        let simulator = simulator.state_reader();
+        tokio::spawn(async move {
+            let mut written = None;
+            loop {
+                let state = simulator.state();
+                if written.as_ref() != Some(&state) {
+                    write_state(&file, &state);
+                    written = Some(state);
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        })
+    }
+
+    fn save(&self, simulator: &Simulator) {
+        if let Some(file) = &self.file {
+            write_state(file, &simulator.state());
+        }
+    }
+}
+
+/// Writes the state owner-only (it holds the simulated refresh tokens), replacing the file at
+/// once so that a crash never leaves half of it.
+fn write_state(file: &std::path::Path, state: &SimulatorState) {
+    let result = (|| -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(state).map_err(std::io::Error::other)?;
+        let partial = file.with_extension("json.partial");
+        {
+            use std::io::Write;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut out = options.open(&partial)?;
+            out.write_all(text.as_bytes())?;
+            out.sync_all()?;
+        }
+        std::fs::rename(&partial, file)
+    })();
+    if let Err(error) = result {
+        tracing::warn!(file = %file.display(), %error, "could not save the simulator's state");
+    }
 }

@@ -155,6 +155,36 @@ struct TenantState {
     graph_calls: u32,
 }
 
+/// What a simulator has come to know since it started, beyond its configuration: what each
+/// tenant's admins consented to, the service principals created, the refresh tokens issued.
+/// Saved beside a demo's database and given back at its next start, a restarted demo agrees
+/// with the tiles and consents that database remembers.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SimulatorState {
+    /// The port it listened on, to listen on again (so that links already sent still work).
+    pub port: u16,
+    pub tenants: Vec<SavedTenant>,
+    /// Refresh tokens issued and not yet rotated away.
+    pub refresh_tokens: Vec<SavedRefreshToken>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SavedTenant {
+    pub id: Uuid,
+    /// The app's application permissions the tenant's admin granted.
+    pub granted_roles: Option<Vec<String>>,
+    /// appId → object id of each service principal created (visible everywhere by now).
+    pub created: Vec<(String, Uuid)>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SavedRefreshToken {
+    pub token: String,
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub scopes: Vec<String>,
+}
+
 /// An authorization code waiting to be redeemed.
 struct CodeGrant {
     client_id: String,
@@ -223,6 +253,53 @@ impl Drop for Simulator {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// Reads a running simulator's state (see [`Simulator::state_reader`]).
+#[derive(Clone)]
+pub struct StateReader {
+    inner: Shared,
+    port: u16,
+}
+
+impl StateReader {
+    pub fn state(&self) -> SimulatorState {
+        state_of(&self.inner, self.port)
+    }
+}
+
+fn state_of(inner: &Inner, port: u16) -> SimulatorState {
+    let tenants = read(&inner.tenants)
+        .iter()
+        .map(|t| {
+            let mut created: Vec<(String, Uuid)> = t
+                .created
+                .iter()
+                .map(|(app, (id, _))| (app.clone(), *id))
+                .collect();
+            created.sort();
+            SavedTenant {
+                id: t.spec.id,
+                granted_roles: t.granted_roles.clone(),
+                created,
+            }
+        })
+        .collect();
+    let mut refresh_tokens: Vec<SavedRefreshToken> = lock(&inner.refresh_tokens)
+        .iter()
+        .map(|(token, grant)| SavedRefreshToken {
+            token: token.clone(),
+            tenant_id: grant.tenant_id,
+            user_id: grant.user_id,
+            scopes: grant.scopes.clone(),
+        })
+        .collect();
+    refresh_tokens.sort_by(|a, b| a.token.cmp(&b.token));
+    SimulatorState {
+        port,
+        tenants,
+        refresh_tokens,
     }
 }
 
@@ -304,6 +381,49 @@ impl Simulator {
 
     pub fn client_secret(&self) -> String {
         read(&self.inner.config).client_secret.clone()
+    }
+
+    /// What it knows now (see [`SimulatorState`]).
+    pub fn state(&self) -> SimulatorState {
+        state_of(&self.inner, self.addr.port())
+    }
+
+    /// Reads its state from elsewhere (a task that saves it while it runs).
+    pub fn state_reader(&self) -> StateReader {
+        StateReader {
+            inner: self.inner.clone(),
+            port: self.addr.port(),
+        }
+    }
+
+    /// Takes back what an earlier run knew, for the tenants it still simulates.
+    pub fn restore(&self, state: &SimulatorState) {
+        let mut tenants = write(&self.inner.tenants);
+        for saved in &state.tenants {
+            if let Some(tenant) = tenants.iter_mut().find(|t| t.spec.id == saved.id) {
+                tenant.granted_roles = saved.granted_roles.clone();
+                tenant.created = saved
+                    .created
+                    .iter()
+                    .map(|(app, id)| (app.clone(), (*id, 0)))
+                    .collect();
+            }
+        }
+        let known: Vec<Uuid> = tenants.iter().map(|t| t.spec.id).collect();
+        drop(tenants);
+        let mut refresh_tokens = lock(&self.inner.refresh_tokens);
+        for saved in &state.refresh_tokens {
+            if known.contains(&saved.tenant_id) {
+                refresh_tokens.insert(
+                    saved.token.clone(),
+                    RefreshGrant {
+                        tenant_id: saved.tenant_id,
+                        user_id: saved.user_id,
+                        scopes: saved.scopes.clone(),
+                    },
+                );
+            }
+        }
     }
 
     /// Adds a tenant, or replaces the one with the same id.
@@ -486,6 +606,7 @@ fn router(inner: Shared) -> Router {
             "/v1.0/servicePrincipals",
             get(graph::list_service_principals).post(graph::create_service_principal),
         )
+        .route("/", get(index))
         .route("/_simulator/requests", get(control_requests))
         .route("/_simulator/tenants", get(control_tenants))
         .route("/_simulator/tenants/{id}", put(control_put_tenant))
@@ -495,6 +616,10 @@ fn router(inner: Shared) -> Router {
 
 async fn control_requests(State(inner): State<Shared>) -> impl IntoResponse {
     Json(lock(&inner.requests).clone())
+}
+
+async fn index(State(inner): State<Shared>) -> impl IntoResponse {
+    axum::response::Html(pages::index(&all_tenants(&inner)))
 }
 
 async fn control_tenants(State(inner): State<Shared>) -> impl IntoResponse {

@@ -14,7 +14,8 @@ const STYLE: &str = "body{font-family:Segoe UI,system-ui,sans-serif;background:#
 main{max-width:440px;margin:48px auto;background:#fff;padding:32px 40px;box-shadow:0 2px 6px rgba(0,0,0,.2)}\
 h1{font-size:22px;font-weight:600}.muted{color:#666;font-size:13px}ul{padding-left:20px}\
 label{display:block;margin:6px 0}button{padding:8px 24px;margin-right:8px;font-size:15px}\
-button.primary{background:#0067b8;color:#fff;border:0}.banner{background:#fff4ce;padding:8px;font-size:13px}";
+button.primary{background:#0067b8;color:#fff;border:0}.banner{background:#fff4ce;padding:8px;font-size:13px}\
+table{border-collapse:collapse;font-size:13px}td,th{text-align:left;padding:4px 8px 4px 0;vertical-align:top}";
 
 fn page(title: &str, body: &str) -> String {
     format!(
@@ -115,6 +116,45 @@ pub(crate) fn consent(
 
 /// An error shown on the sign-in page itself (no redirect), like Microsoft's for an unknown
 /// app or an unregistered redirect URI.
+/// The page at the simulator's own address: what it is, and who can sign in where.
+pub(crate) fn index(tenants: &[SimTenant]) -> String {
+    let rows: String = tenants
+        .iter()
+        .map(|tenant| {
+            let users: Vec<String> = tenant
+                .users
+                .iter()
+                .map(|u| {
+                    format!(
+                        "{}{}",
+                        escape(&u.user_principal_name),
+                        if u.is_admin { " (admin)" } else { "" }
+                    )
+                })
+                .collect();
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&tenant.display_name),
+                escape(&tenant.domain),
+                users.join("<br>")
+            )
+        })
+        .collect();
+    page(
+        "Microsoft simulator",
+        &format!(
+            "<h1>Microsoft simulator</h1>\
+             <p>This stands in for Microsoft's sign-in pages and Microsoft Graph. You do not use \
+             it directly: Consentry's consent links bring you to its sign-in page, where you \
+             pick one of these accounts (no password).</p>\
+             <table><thead><tr><th>Tenant</th><th>Domain</th><th>Accounts</th></tr></thead>\
+             <tbody>{rows}</tbody></table>\
+             <p class=\"muted\">For scripts: <code>GET /_simulator/tenants</code> lists the tenants \
+             as JSON, <code>GET /_simulator/requests</code> what Consentry asked.</p>"
+        ),
+    )
+}
+
 pub(crate) fn error(code: u64, message: &str) -> String {
     page(
         "Sign in to your account",

@@ -11,6 +11,23 @@ use serde_json::{Value, json};
 
 struct Demo(Child);
 
+impl Demo {
+    /// Stops it as Ctrl-C or SIGTERM would, and waits until it has exited.
+    fn stop(mut self) {
+        let pid = self.0.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.0.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the demo did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Demo {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -18,18 +35,20 @@ impl Drop for Demo {
     }
 }
 
-#[tokio::test]
-async fn the_demo_starts_with_a_simulator_sample_clients_and_a_ready_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}?mode=rwc", dir.path().join("demo.db").display());
+/// A running demo and what its banner said.
+struct Started {
+    demo: Demo,
+    graphiql: String,
+    token: String,
+    simulator: String,
+    /// The server's base URL (GraphiQL's without `/graphiql`).
+    base: String,
+}
+
+/// Starts `consentry demo` on `listen` and the SQLite file `database`, and reads its banner.
+fn start_demo(listen: &str, database: &str) -> Started {
     let mut child = Command::new(env!("CARGO_BIN_EXE_consentry-under-test"))
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--demo-database-url",
-            &database,
-        ])
+        .args(["demo", "--listen", listen, "--demo-database-url", database])
         .env_remove("CONSENTRY_AUTH_HS256_SECRET")
         .env_remove("CONSENTRY_AUTH_JWKS_URL")
         .env("RUST_LOG", "warn")
@@ -38,15 +57,15 @@ async fn the_demo_starts_with_a_simulator_sample_clients_and_a_ready_token() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _demo = Demo(child);
+    let demo = Demo(child);
 
-    // Read the banner (a blocking reader on its own thread, with a deadline).
+    // Read the banner (a blocking reader on its own thread, with a deadline). The thread
+    // drains the output for as long as the demo runs: a closed pipe would end the demo at its
+    // next line.
     let (sender, received) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
-            }
+            let _ = sender.send(line);
         }
     });
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -70,6 +89,26 @@ async fn the_demo_starts_with_a_simulator_sample_clients_and_a_ready_token() {
     }
     let (graphiql, token, simulator) = (graphiql.unwrap(), token.unwrap(), simulator.unwrap());
     let base = graphiql.trim_end_matches("/graphiql").to_owned();
+    Started {
+        demo,
+        graphiql,
+        token,
+        simulator,
+        base,
+    }
+}
+
+#[tokio::test]
+async fn the_demo_starts_with_a_simulator_sample_clients_and_a_ready_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", dir.path().join("demo.db").display());
+    let Started {
+        demo: _demo,
+        graphiql,
+        token,
+        simulator,
+        base,
+    } = start_demo("127.0.0.1:0", &database);
 
     let http = reqwest::Client::new();
     let response: Value = http
@@ -110,6 +149,16 @@ async fn the_demo_starts_with_a_simulator_sample_clients_and_a_ready_token() {
     assert!(
         page.contains(&format!("content=\"{token}\"")),
         "GraphiQL starts with the token"
+    );
+
+    // Issue 19: the simulator's printed address is a page that says what it is and who can
+    // sign in, not a bare 404.
+    let index = http.get(&simulator).send().await.unwrap();
+    assert_eq!(index.status(), reqwest::StatusCode::OK);
+    let index = index.text().await.unwrap();
+    assert!(
+        index.contains("Microsoft simulator") && index.contains("admin@contoso.onmicrosoft.com"),
+        "{index}"
     );
 
     let discovery: Value = http
@@ -206,6 +255,143 @@ async fn open_callback(browser: &reqwest::Client, url: &url::Url) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
+/// Through the pages of an Authorise link: sign in (and, when that proves the tenant, Accept
+/// the consent); returns where Consentry then sends the browser.
+async fn through_the_pages(browser: &reqwest::Client, link: &str, user: uuid::Uuid) -> String {
+    use simulator::browser::consent;
+    let signed_in = consent(browser, link, user, "accept").await.unwrap();
+    let next = open_callback(browser, &signed_in).await;
+    if next.contains("/adminconsent") {
+        let back = consent(browser, &next, user, "accept").await.unwrap();
+        open_callback(browser, &back).await
+    } else {
+        next
+    }
+}
+
+/// Issue 19: the demo survives its own restart. Its simulator comes back on the same address
+/// knowing what it knew (saved beside the demo database), so an authorised tile verifies as
+/// authorised — not REVOKED — and a link handed out before the restart still works.
+#[tokio::test]
+async fn a_restarted_demo_keeps_its_authorisations_and_its_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", dir.path().join("demo.db").display());
+    // One address for both runs, as `consentry demo` has by default (8080).
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let http = reqwest::Client::new();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let first = start_demo(&listen, &database);
+    let (token, simulator) = (first.token.clone(), first.simulator.clone());
+    let ids = graphql(
+        &http,
+        &first.base,
+        &token,
+        "{ clients(first: 50) { nodes { id domain } } }",
+        json!({}),
+    )
+    .await["clients"]["nodes"]
+        .clone();
+    let id_of = |domain: &str| {
+        ids.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["domain"] == domain)
+            .unwrap()["id"]
+            .clone()
+    };
+    let tenants: Value = http
+        .get(format!("{simulator}_simulator/tenants"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let admin_of = |domain: &str| -> uuid::Uuid {
+        let tenant = tenants
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["domain"] == domain)
+            .unwrap();
+        let admin = tenant["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["isAdmin"] == true)
+            .unwrap();
+        admin["id"].as_str().unwrap().parse().unwrap()
+    };
+    let authorise = "mutation($id: ID!) { authoriseGraphApi(clientId: $id) { url } }";
+    let link_for = |domain: &'static str| {
+        let (http, base, token) = (http.clone(), first.base.clone(), token.clone());
+        let id = id_of(domain);
+        async move {
+            graphql(&http, &base, &token, authorise, json!({ "id": id })).await["authoriseGraphApi"]
+                ["url"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let contoso = "contoso.onmicrosoft.com";
+    let litware = "litware.onmicrosoft.com";
+    let result = through_the_pages(&browser, &link_for(contoso).await, admin_of(contoso)).await;
+    assert!(result.contains("/oauth/result/"), "{result}");
+    let waiting = link_for(litware).await;
+    first.demo.stop();
+    assert!(
+        dir.path().join("demo.simulator.json").exists(),
+        "the simulator's state is kept beside the demo database"
+    );
+
+    let second = start_demo(&listen, &database);
+    // Connections kept alive to the first run are gone with it.
+    let http = reqwest::Client::new();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    assert_eq!(
+        second.simulator, simulator,
+        "the simulator's address is kept"
+    );
+    // The first run's token still works (below): the secret is kept beside the database too.
+    let verified = graphql(
+        &http,
+        &second.base,
+        &token,
+        "mutation($id: ID!) { verifyGraphApi(clientId: $id) { status problem { code } } }",
+        json!({ "id": id_of(contoso) }),
+    )
+    .await;
+    assert_eq!(
+        verified["verifyGraphApi"]["status"], "AUTHORISED",
+        "{verified}"
+    );
+    let result = through_the_pages(&browser, &waiting, admin_of(litware)).await;
+    assert!(result.contains("/oauth/result/"), "{result}");
+    let tile = graphql(
+        &http,
+        &second.base,
+        &token,
+        "query($id: ID!) { client(id: $id) { graphApiTile { status } } }",
+        json!({ "id": id_of(litware) }),
+    )
+    .await;
+    assert_eq!(
+        tile["client"]["graphApiTile"]["status"], "AUTHORISED",
+        "the link sent before the restart worked: {tile}"
+    );
+}
+
 /// Every demo scenario, Authorise from the link to the result page; Fabrikam's missing
 /// principal is then repaired and Authorise succeeds.
 async fn walk_every_scenario(http: &reqwest::Client, base: &str, token: &str, simulator: &str) {
@@ -233,19 +419,9 @@ async fn walk_every_scenario(http: &reqwest::Client, base: &str, token: &str, si
         .clone();
     let authorise = "mutation($id: ID!) { authoriseGraphApi(clientId: $id) { url } }";
     let tile = "query($id: ID!) { client(id: $id) { graphApiTile { status problem { code } tenantProof { signedInAs } } } }";
-    // Through the pages: sign in (and, when that proves the tenant, Accept the consent).
     let through_the_pages = |link: String, user: uuid::Uuid| {
         let browser = browser.clone();
-        async move {
-            let signed_in = consent(&browser, &link, user, "accept").await.unwrap();
-            let next = open_callback(&browser, &signed_in).await;
-            if next.contains("/adminconsent") {
-                let back = consent(&browser, &next, user, "accept").await.unwrap();
-                open_callback(&browser, &back).await
-            } else {
-                next
-            }
-        }
+        async move { through_the_pages(&browser, &link, user).await }
     };
     for (domain, status, problem) in EXPECTED {
         let client = clients
