@@ -68,10 +68,21 @@ class ClientRow {
   }
 
   update(client) {
+    const before = this.client;
     this.client = client;
     this.heading.textContent = client.name;
     this.domain.textContent = client.domain || 'no domain yet';
     this.renderTile();
+    this.refreshConsentsForm(before);
+  }
+
+  /** The New consent form depends on the tile offering DELEGATE: redo an open panel when that changes. */
+  refreshConsentsForm(before) {
+    const offers = (c) => c.graphApiTile.availableActions.includes('DELEGATE');
+    if (this.consents && offers(before) !== offers(this.client)) {
+      this.openConsents(false);
+      this.openConsents(true, false);
+    }
   }
 
   /** Puts a newer tile in place; an event that is not newer (`version`) is ignored. */
@@ -79,8 +90,10 @@ class ClientRow {
     const current = this.client.graphApiTile;
     if (!fromOwnAction && tile.version <= current.version) return false;
     if (tile.version < current.version) return false;
+    const before = this.client;
     this.client = { ...this.client, graphApiTile: tile };
     this.renderTile();
+    this.refreshConsentsForm(before);
     if (this.audit) this.audit.reload();
     return true;
   }

@@ -91,7 +91,8 @@ function consentRow(consent, canWrite, replace, errors) {
 
 /**
  * The consents panel of one client. `reload()` re-reads the list; `apply(consent)` puts a
- * pushed consent in place and answers whether it was one of this panel's.
+ * pushed consent in place and answers whether it was one of this panel's. The New consent
+ * form shows when the caller may write and the tile offers `DELEGATE`.
  */
 export function consentsPanel(client, canWrite) {
   const list = h('div', { className: 'consent-list', 'aria-live': 'polite' });
@@ -136,7 +137,11 @@ export function consentsPanel(client, canWrite) {
     },
   };
   list.replaceChildren(h('p', { text: 'Loading…' }));
-  if (canWrite) newConsentForm(client, formSlot).then((form) => formSlot.replaceChildren(form));
+  if (canWrite && client.graphApiTile.availableActions.includes('DELEGATE')) {
+    newConsentForm(client, formSlot).then((form) => formSlot.replaceChildren(form));
+  } else if (canWrite) {
+    formSlot.replaceChildren(h('p', { className: 'hint', text: 'New consents can be asked for once the Graph API tile offers them (when it is authorised).' }));
+  }
   panel.reload();
   return panel;
 }

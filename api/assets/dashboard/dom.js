@@ -1,7 +1,7 @@
 // Small DOM helpers shared by the dashboard's modules. Everything is built with
-// createElement and textContent (never innerHTML), so text from the API cannot become markup,
-// and nothing sets a style attribute: looks come from classes in dashboard.css (the page's
-// policy allows no inline style).
+// createElement and textContent (text is never parsed as HTML), so text from the API cannot
+// become markup, and nothing sets a style attribute: looks come from classes in
+// dashboard.css (the page's policy allows no inline style).
 
 /**
  * Creates an element. `props`: `className`, `text`, `hidden`, `on` (event handlers), and any
