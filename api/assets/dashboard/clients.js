@@ -333,9 +333,9 @@ export class ClientList {
         links.append(h('li', {}, copyableLink(`${name}`, link.url, link.expiresAt)));
       } catch (error) {
         if (error.code === 'RATE_LIMITED') {
-          const wait = error.extensions.retryAfter ? ` Try the rest again in ${error.extensions.retryAfter} s.` : '';
-          summary.textContent = `Authorised ${done} of ${todo.length}: your MSP's mutation budget ran out ` +
-            `(${errorText(error)}).${wait} The ${todo.length - done} not done are still selected.`;
+          const wait = error.extensions.retryAfter ? ` in ${error.extensions.retryAfter} s` : ' later';
+          summary.textContent = `Authorised ${done} of ${todo.length}, then your MSP's mutation budget ran out: ` +
+            `${errorText(error)}. The ${todo.length - done} not done are still selected: press Authorise selected again${wait}.`;
           summary.className = 'error';
           announce(summary.textContent);
           this.updateBulk();

@@ -57,7 +57,7 @@ function problem(p) {
   return h('div', { className: 'problem' },
     h('p', {}, h('strong', { text: humanise(p.code) }), p.aadstsCode ? ` (AADSTS${p.aadstsCode})` : ''),
     p.message ? h('p', { className: 'ms' }, 'Microsoft said: ', h('q', { text: p.message })) : null,
-    p.appId ? h('p', { text: `Missing service principal: ${p.appDisplayName || 'application'} (${p.appId})` }) : null,
+    p.appId ? h('p', { text: `${p.code === 'MISSING_SERVICE_PRINCIPAL' ? 'Missing service principal' : 'Service principal'}: ${p.appDisplayName || 'application'} (${p.appId})` }) : null,
     h('p', {}, h('strong', { text: 'What to do: ' }), p.remediation));
 }
 
