@@ -53,7 +53,9 @@ async function signIn() {
     return;
   }
   const roles = viewer.roles.map((r) => r.toLowerCase()).join(', ');
-  $('who').textContent = `${viewer.subject} · ${viewer.msp.name} (${roles})${viewer.canWrite ? '' : ' · read-only'}`;
+  const until = new Date(viewer.tokenExpiresAt).toLocaleString();
+  $('who').textContent = `${viewer.subject} · ${viewer.msp.name} (${roles})${viewer.canWrite ? '' : ' · read-only'}` +
+    ` · token valid until ${until}`;
   $('sign-out').hidden = false;
   // Sign out when the token expires, rather than failing request by request.
   const left = new Date(viewer.tokenExpiresAt).getTime() - Date.now();

@@ -119,7 +119,10 @@ export function tileView(row) {
 
   const repair = ui.repair || (client.servicePrincipalRequests || [])
     .find((r) => !REPAIR_DONE.includes(r.status));
-  const link = ui.authoriseLink && tile.status === 'AWAITING_CONSENT' ? ui.authoriseLink : null;
+  // A link is shown until the tile moves on from the state the link left it in (the admin
+  // used it, or it expired): then it is spent.
+  const link = ui.authoriseLink && ui.authoriseLink.graphApiTile.version === tile.version
+    && new Date(ui.authoriseLink.expiresAt) > new Date() ? ui.authoriseLink : null;
 
   return h('section', { className: 'tile', 'aria-label': `Graph API for ${client.name}` },
     h('div', { className: 'tile-head' },
