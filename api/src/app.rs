@@ -51,6 +51,11 @@ pub(crate) fn router(state: AppState) -> anyhow::Result<Router> {
         .layer(cors);
     Ok(Router::new()
         .merge(graphql)
+        .route("/", get(http::dashboard::root))
+        .route("/dashboard", get(http::dashboard::page))
+        .route("/dashboard/", get(http::dashboard::trailing_slash))
+        .route("/dashboard/{file}", get(http::dashboard::file))
+        .route("/assets/vendor/{*path}", get(http::assets::vendor))
         .route("/graphiql", get(http::graphiql::page))
         .route("/graphiql/app.js", get(http::graphiql::script))
         .route("/graphiql/app.css", get(http::graphiql::style))
@@ -161,9 +166,10 @@ impl Application {
         Ok(Self { listener, state })
     }
 
-    /// Starts GraphiQL with this token in its headers (`consentry demo`).
-    pub fn with_graphiql_token(mut self, token: String) -> Self {
-        self.state.graphiql_token = Some(token.into());
+    /// Starts GraphiQL (in its headers) and the dashboard (signed in) with this token
+    /// (`consentry demo`).
+    pub fn with_demo_token(mut self, token: String) -> Self {
+        self.state.demo_token = Some(token.into());
         self
     }
 
@@ -189,10 +195,11 @@ impl Application {
             "consentry is listening at {}",
             settings.public_url
         );
-        if self.state.graphiql_token.is_none() {
+        if self.state.demo_token.is_none() {
             tracing::info!(
-                "GraphiQL: {} (a token for it: `consentry token --msp demo --role admin`)",
-                crate::config::join(&settings.public_url, "graphiql")
+                "GraphiQL: {}, dashboard: {} (a token for them: `consentry token --msp demo --role admin`)",
+                crate::config::join(&settings.public_url, "graphiql"),
+                crate::config::join(&settings.public_url, "dashboard")
             );
         }
         let router = router(self.state.clone())?;

@@ -1,6 +1,7 @@
 //! `consentry demo`: Consentry on its embedded database with the built-in Microsoft simulator
-//! in-process, one MSP with a sample client per simulated scenario, and GraphiQL with a ready
-//! admin token — so a newcomer can click through every flow with nothing installed.
+//! in-process, one MSP with a sample client per simulated scenario, and the dashboard and
+//! GraphiQL with a ready admin token — so a newcomer can click through every flow with nothing
+//! installed.
 
 #![allow(clippy::print_stdout)]
 
@@ -104,9 +105,10 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
         },
     )?;
     let graphiql = crate::config::join(&settings.public_url, "graphiql");
+    let dashboard = crate::config::join(&settings.public_url, "dashboard");
     let app = Application::build_on(settings, listener)
         .await?
-        .with_graphiql_token(token.clone());
+        .with_demo_token(token.clone());
 
     let db = &app.state().db;
     let (msp, _) = domain::msp::ensure(db, DEMO_MSP, Some("Demo MSP"))
@@ -133,6 +135,7 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
     println!();
     println!("Consentry demo is running.");
     println!();
+    println!("  Dashboard:  {dashboard}");
     println!("  GraphiQL:   {graphiql}");
     println!("  Token:      {token}");
     println!(
@@ -141,7 +144,7 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
     );
     println!();
     println!(
-        "GraphiQL already sends the token. Demo MSP {DEMO_MSP:?} has one client per scenario:"
+        "The dashboard is signed in and GraphiQL sends the token. Demo MSP {DEMO_MSP:?} has one client per scenario:"
     );
     for tenant in &tenants {
         let description = descriptions
@@ -156,8 +159,9 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
     }
     println!();
     println!(
-        "Authorise a client: in GraphiQL, take an id from `{{ clients {{ nodes {{ id name }} }} }}`,"
+        "Authorise a client: press Authorise on its tile in the dashboard and open the link; or in GraphiQL,"
     );
+    println!("take an id from `{{ clients {{ nodes {{ id name }} }} }}`,");
     println!(
         "run `mutation {{ authoriseGraphApi(clientId: \"ID\") {{ url }} }}` and open the url: sign in as the"
     );

@@ -35,8 +35,8 @@ pub struct AppState {
     pub(crate) consents: Consents,
     /// Change events for this instance's subscribers.
     pub(crate) bus: Bus,
-    /// A token GraphiQL starts with (`consentry demo` only).
-    pub(crate) graphiql_token: Option<Arc<str>>,
+    /// A token GraphiQL and the dashboard start with (`consentry demo` only).
+    pub(crate) demo_token: Option<Arc<str>>,
     /// Tells WebSocket subscribers the server is stopping, and counts them out.
     pub(crate) draining: Draining,
     /// Which MSP tenants are disabled, re-read every `CONSENTRY_RIGHTS_RECHECK_INTERVAL`.
@@ -158,7 +158,7 @@ impl AppState {
             metrics,
             settings: Arc::new(settings),
             microsoft,
-            graphiql_token: None,
+            demo_token: None,
             draining: Draining::default(),
             disabled_msps: DisabledMsps::default(),
             sockets,

@@ -204,6 +204,35 @@ async fn an_accepted_consent_ends_on_a_result_page_that_keeps_nothing(backend: B
     );
 }
 
+/// Without a frontend of its own (`CONSENTRY_FRONTEND_URL` unset), the oauth result page
+/// links back to Consentry's dashboard, under the public URL.
+#[both_backends]
+async fn the_oauth_result_page_links_back_to_the_dashboard(backend: Backend) {
+    let Some((World { app, sim: _sim }, contoso, client)) = contoso(backend).await else {
+        return;
+    };
+    let caller = app.caller("msp-a", &["technician"]).await;
+    let link = authorise(&caller, &client).await;
+
+    let result = location(&accepted(&app, &contoso, &link).await);
+    let html = browser()
+        .get(&result)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    let dashboard = app.url("/dashboard");
+    assert!(
+        html.contains(&format!(
+            "<a href=\"{dashboard}\">Back to the dashboard</a>"
+        )),
+        "{html}"
+    );
+}
+
 /// An accepted consent is verified with one app-only token and one organization read, and
 /// authorises the tile: every required permission granted, the tenant recorded with who
 /// proved it. The finished flow keeps no secret material.

@@ -1,5 +1,6 @@
-//! `consentry demo`, started as a user would start it: a real process, its printed address and
-//! token, GraphiQL with the token filled in, and one sample client per scenario.
+//! `consentry demo`, started as a user would start it: a real process, its printed addresses and
+//! token, the dashboard and GraphiQL with the token filled in, and one sample client per
+//! scenario.
 
 use std::{
     io::{BufRead, BufReader},
@@ -38,6 +39,7 @@ impl Drop for Demo {
 /// A running demo and what its banner said.
 struct Started {
     demo: Demo,
+    dashboard: String,
     graphiql: String,
     token: String,
     simulator: String,
@@ -69,8 +71,9 @@ fn start_demo(listen: &str, database: &str) -> Started {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(60);
-    let (mut graphiql, mut token, mut simulator, mut banner) = (None, None, None, Vec::new());
-    while graphiql.is_none() || token.is_none() || simulator.is_none() {
+    let (mut dashboard, mut graphiql, mut token, mut simulator, mut banner) =
+        (None, None, None, None, Vec::new());
+    while dashboard.is_none() || graphiql.is_none() || token.is_none() || simulator.is_none() {
         let line = received
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .unwrap_or_else(|_| panic!("the demo did not print its banner in time: {banner:?}"));
@@ -83,14 +86,22 @@ fn start_demo(listen: &str, database: &str) -> Started {
                     .to_owned()
             })
         };
+        dashboard = dashboard.or_else(|| field("Dashboard:"));
         graphiql = graphiql.or_else(|| field("GraphiQL:"));
         token = token.or_else(|| field("Token:"));
         simulator = simulator.or_else(|| field("Simulator:"));
     }
-    let (graphiql, token, simulator) = (graphiql.unwrap(), token.unwrap(), simulator.unwrap());
+    let (dashboard, graphiql, token, simulator) = (
+        dashboard.unwrap(),
+        graphiql.unwrap(),
+        token.unwrap(),
+        simulator.unwrap(),
+    );
     let base = graphiql.trim_end_matches("/graphiql").to_owned();
+    assert_eq!(dashboard, format!("{base}/dashboard"), "{banner:?}");
     Started {
         demo,
+        dashboard,
         graphiql,
         token,
         simulator,
@@ -104,6 +115,7 @@ async fn the_demo_starts_with_a_simulator_sample_clients_and_a_ready_token() {
     let database = format!("sqlite://{}?mode=rwc", dir.path().join("demo.db").display());
     let Started {
         demo: _demo,
+        dashboard,
         graphiql,
         token,
         simulator,
@@ -149,6 +161,19 @@ async fn the_demo_starts_with_a_simulator_sample_clients_and_a_ready_token() {
     assert!(
         page.contains(&format!("content=\"{token}\"")),
         "GraphiQL starts with the token"
+    );
+    let dashboard_page = http.get(&dashboard).send().await.unwrap();
+    assert_eq!(dashboard_page.status(), reqwest::StatusCode::OK);
+    assert_eq!(
+        dashboard_page.headers()["cache-control"],
+        "no-store",
+        "a page with a token is never stored"
+    );
+    assert!(
+        dashboard_page.text().await.unwrap().contains(&format!(
+            "<meta name=\"consentry-token\" content=\"{token}\">"
+        )),
+        "the dashboard starts signed in"
     );
 
     // Issue 19: the simulator's printed address is a page that says what it is and who can

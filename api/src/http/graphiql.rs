@@ -1,8 +1,9 @@
-//! GraphiQL at `/graphiql`: a static page (pinned CDN assets with Subresource Integrity) wired
-//! to `/graphql` and `/graphql/ws`, with the header editor open for a caller token. The page
-//! itself can do nothing without a token (checklist 58), and keeps the token in the tab's
-//! `sessionStorage` (GraphiQL's `storage` prop), never in `localStorage`, where any later
-//! visitor of the browser profile would find it.
+//! GraphiQL at `/graphiql`: a static page wired to `/graphql` and `/graphql/ws`, with the
+//! header editor open for a caller token. Its React, GraphiQL and graphql-ws builds are
+//! Consentry's own copies (`http::assets`, `/assets/vendor/…`), so the page needs nothing but
+//! this server. The page itself can do nothing without a token (checklist 58), and keeps the
+//! token in the tab's `sessionStorage` (GraphiQL's `storage` prop), never in `localStorage`,
+//! where any later visitor of the browser profile would find it.
 
 use axum::{
     extract::State,
@@ -12,12 +13,17 @@ use axum::{
 
 use crate::state::AppState;
 
-/// Scripts and styles come only from this server and the pinned CDN files below.
+/// Everything comes from this server. `data:` is for the fonts and icons that GraphiQL's
+/// style sheet embeds as `data:` URLs. `'unsafe-inline'` styles are still needed: GraphiQL's
+/// dialogs (Radix, through react-remove-scroll's react-style-singleton) add a `<style>`
+/// element at run time, which a nonce could only allow if the bundle were told it; inline
+/// styles cannot run script. (Its `style` props and CodeMirror's `style.cssText` go through
+/// the CSSOM, which CSP does not restrict.)
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; \
-    script-src 'self' https://unpkg.com; \
-    style-src 'self' 'unsafe-inline' https://unpkg.com; \
-    img-src 'self' data: https://unpkg.com; \
-    font-src 'self' data: https://unpkg.com; \
+    script-src 'self'; \
+    style-src 'self' 'unsafe-inline'; \
+    img-src 'self' data:; \
+    font-src 'self' data:; \
     connect-src 'self'; \
     frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
@@ -29,20 +35,15 @@ const PAGE: &str = r#"<!doctype html>
   <meta name="referrer" content="no-referrer">
   <title>Consentry GraphiQL</title>
   <!--token-->
-  <link rel="stylesheet" href="https://unpkg.com/graphiql@3.8.3/graphiql.min.css"
-        integrity="sha384-Mq3vbRBY71jfjQAt/DcjxUIYY33ksal4cgdRt9U/hNPvHBCaT2JfJ/PTRiPKf0aM" crossorigin="anonymous">
+  <link rel="stylesheet" href="assets/vendor/graphiql-3.8.3/graphiql.min.css">
   <link rel="stylesheet" href="graphiql/app.css">
 </head>
 <body>
-  <div id="graphiql">Loading GraphiQL… (it needs https://unpkg.com; without it, use any GraphQL client against /graphql)</div>
-  <script src="https://unpkg.com/react@18.3.1/umd/react.production.min.js"
-          integrity="sha384-DGyLxAyjq0f9SPpVevD6IgztCFlnMF6oW/XQGmfe+IsZ8TqEiDrcHkMLKI6fiB/Z" crossorigin="anonymous"></script>
-  <script src="https://unpkg.com/react-dom@18.3.1/umd/react-dom.production.min.js"
-          integrity="sha384-gTGxhz21lVGYNMcdJOyq01Edg0jhn/c22nsx0kyqP0TxaV5WVdsSH1fSDUf5YJj1" crossorigin="anonymous"></script>
-  <script src="https://unpkg.com/graphql-ws@5.16.2/umd/graphql-ws.min.js"
-          integrity="sha384-+EVxFEOpy8LWPRQcpntm0FKN2O+BzrMNSL0G3HIgVWFmeb6xqZqjuLivrQUTXZKi" crossorigin="anonymous"></script>
-  <script src="https://unpkg.com/graphiql@3.8.3/graphiql.min.js"
-          integrity="sha384-HbRVEFG0JGJZeAHCJ9Xm2+tpknBQ7QZmNlO/DgZtkZ0aJSypT96YYGRNod99l9Ie" crossorigin="anonymous"></script>
+  <div id="graphiql">Loading GraphiQL…</div>
+  <script src="assets/vendor/react-18.3.1/react.production.min.js"></script>
+  <script src="assets/vendor/react-dom-18.3.1/react-dom.production.min.js"></script>
+  <script src="assets/vendor/graphql-ws-5.16.2/graphql-ws.min.js"></script>
+  <script src="assets/vendor/graphiql-3.8.3/graphiql.min.js"></script>
   <script src="graphiql/app.js"></script>
 </body>
 </html>
@@ -177,7 +178,7 @@ fn with_policy(mut response: Response) -> Response {
 
 /// `GET /graphiql`. In `consentry demo` the page carries the demo admin token.
 pub(crate) async fn page(State(state): State<AppState>) -> Response {
-    let token = match &state.graphiql_token {
+    let token = match &state.demo_token {
         Some(token) => format!(
             "<meta name=\"consentry-token\" content=\"{}\">",
             super::html::escape(token)

@@ -1,6 +1,8 @@
-//! HTTP endpoints other than GraphQL resolvers: the GraphQL transport, GraphiQL, health,
-//! metrics, and the JSON error shape they share.
+//! HTTP endpoints other than GraphQL resolvers: the GraphQL transport, the dashboard,
+//! GraphiQL and the files they load, health, metrics, and the JSON error shape they share.
 
+pub(crate) mod assets;
+pub(crate) mod dashboard;
 pub(crate) mod graphiql;
 pub(crate) mod graphql;
 pub(crate) mod health;

@@ -236,6 +236,13 @@ pub(crate) async fn result(State(state): State<AppState>, Path(flow): Path<Strin
             escape(message)
         ));
     }
+    // Without a frontend of its own, the MSP's way back is Consentry's dashboard.
+    if state.settings.frontend_url.is_none() {
+        body.push_str(&format!(
+            "<p class=\"back\"><a href=\"{}\">Back to the dashboard</a></p>",
+            escape(join(&state.settings.public_url, "dashboard").as_str())
+        ));
+    }
     let (title, class) = match (outcome.succeeded, outcome.status.as_str()) {
         (true, _) => ("Done", "ok"),
         // A re-consent that did not go through leaves the authorisation standing: the page
@@ -265,7 +272,8 @@ pub(crate) async fn result(State(state): State<AppState>, Path(flow): Path<Strin
 const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f4f5f7;margin:0;color:#1d1d1f}\
 main{max-width:520px;margin:64px auto;background:#fff;padding:32px 40px;border-radius:8px;\
 box-shadow:0 1px 4px rgba(0,0,0,.15)}h1{font-size:22px;margin-top:0}.ok{color:#107c10}\
-.failed{color:#a4262c}.headline{font-size:18px}.client{color:#555}.ms{color:#555;font-size:14px}";
+.failed{color:#a4262c}.headline{font-size:18px}.client{color:#555}.ms{color:#555;font-size:14px}\
+.back{margin-top:24px}a{color:#0b57d0}";
 
 /// A self-contained page: no scripts, no third-party content, no referrer.
 fn page(status: StatusCode, title: &str, body: &str) -> Response {

@@ -2,5 +2,6 @@
 //! test file.
 
 pub(crate) mod flows;
+pub(crate) mod pages;
 pub(crate) mod storage;
 pub(crate) mod websocket;

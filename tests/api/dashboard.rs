@@ -1,0 +1,198 @@
+//! The Client Dashboard as a browser first meets it: `/` sends it there, the page and every
+//! script it loads or imports are served from the binary with their type and a strict policy,
+//! nothing inline, and nothing outside the fixed list of files. (What it does in a browser is
+//! for the browser tests.)
+
+use std::collections::BTreeSet;
+
+use consentry_tests::{Backend, spawn_app};
+use reqwest::StatusCode;
+
+use crate::support::pages::{
+    attributes, imported_modules, loaded_files, no_redirects, resolve, served,
+};
+
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+    img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+#[tokio::test]
+async fn root_redirects_to_the_dashboard() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let response = no_redirects().get(app.url("/")).send().await.unwrap();
+
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()["location"].to_str().unwrap();
+    assert_eq!(
+        resolve(&app.url("/"), location).as_str(),
+        app.url("/dashboard")
+    );
+}
+
+#[tokio::test]
+async fn the_dashboard_page_is_served_with_its_strict_policy() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let response = app.http.get(app.url("/dashboard")).send().await.unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(headers["content-security-policy"], POLICY);
+    assert_eq!(headers["cache-control"], "no-cache");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    let html = response.text().await.unwrap();
+    assert!(
+        !html.contains("consentry-token") && !html.contains("<!--token-->"),
+        "no token outside the demo"
+    );
+}
+
+/// Every file: the page's scripts and style sheet, and every module those scripts import, in
+/// turn.
+#[tokio::test]
+async fn every_dashboard_file_is_served_with_its_type_and_policy() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let page = app.url("/dashboard");
+    let html = app
+        .http
+        .get(&page)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    let mut pending: Vec<_> = loaded_files(&html)
+        .iter()
+        .map(|f| resolve(&page, f))
+        .collect();
+    let mut seen = BTreeSet::new();
+    while let Some(url) = pending.pop() {
+        if !seen.insert(url.clone()) {
+            continue;
+        }
+        let response = served(&app, &url).await;
+        let headers = response.headers().clone();
+        if url.path().starts_with("/assets/vendor/") {
+            assert_eq!(
+                headers["cache-control"], "public, max-age=31536000, immutable",
+                "{url}"
+            );
+            continue;
+        }
+        assert!(url.path().starts_with("/dashboard/"), "{url}");
+        assert_eq!(headers["content-security-policy"], POLICY, "{url}");
+        assert_eq!(headers["cache-control"], "no-cache", "{url}");
+        let text = response.text().await.unwrap();
+        pending.extend(imported_modules(&text).iter().map(|m| url.join(m).unwrap()));
+    }
+    let paths: BTreeSet<_> = seen.iter().map(|u| u.path().to_owned()).collect();
+    for module in ["app", "api", "dom", "clients", "tile", "consents", "audit"] {
+        assert!(
+            paths.contains(&format!("/dashboard/{module}.js")),
+            "{module}.js is loaded: {paths:?}"
+        );
+    }
+    assert!(paths.contains("/assets/vendor/graphql-ws-5.16.2/graphql-ws.min.js"));
+}
+
+/// The policy allows no inline script and no inline style, so the page and its scripts
+/// have none: every `<script>` has a `src`, no element has a `style` attribute, and the
+/// scripts build elements without `innerHTML` or style attributes.
+#[tokio::test]
+async fn the_dashboard_has_no_inline_script_and_no_style_attribute() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let page = app.url("/dashboard");
+    let html = app
+        .http
+        .get(&page)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    let scripts = html.matches("<script").count();
+    assert!(scripts >= 2, "{html}");
+    assert_eq!(attributes(&html, "script", "src").len(), scripts, "{html}");
+    assert!(
+        !html.contains("style=") && !html.contains("<style"),
+        "{html}"
+    );
+    let handlers: Vec<_> = html
+        .match_indices(" on")
+        .map(|(at, _)| &html[at + 1..])
+        .filter(|rest| {
+            let name = rest.split('=').next().unwrap_or_default();
+            rest.contains('=') && name.len() > 2 && name.chars().all(|c| c.is_ascii_lowercase())
+        })
+        .map(|rest| &rest[..rest.find('=').unwrap()])
+        .collect();
+    assert!(handlers.is_empty(), "inline handlers: {handlers:?}");
+    for module in ["app", "api", "dom", "clients", "tile", "consents", "audit"] {
+        let script = app
+            .http
+            .get(app.url(&format!("/dashboard/{module}.js")))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for forbidden in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            ".style",
+            "'style'",
+            "eval(",
+        ] {
+            assert!(!script.contains(forbidden), "{module}.js uses {forbidden}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn unknown_dashboard_and_asset_paths_are_not_found() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    for path in [
+        "/dashboard/nothing.js",
+        "/dashboard/index.html",
+        "/dashboard/..%2f..%2fCargo.toml",
+        "/dashboard/%2e%2e%2fapi%2fsrc%2fmain.rs",
+        "/assets/vendor/graphiql-3.8.3/graphiql.min.js.map",
+        "/assets/vendor/react-18.3.1/LICENSE",
+        "/assets/vendor/react-18.3.1/../../../Cargo.toml",
+        "/assets/vendor/..%2f..%2fsrc%2fmain.rs",
+        "/assets/vendor/README.md",
+        "/assets/dashboard/app.js",
+    ] {
+        let response = no_redirects().get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+/// The dashboard's own files are asked for again every time (cheaply: their ETag answers
+/// 304), so a new server version reaches the browser at once.
+#[tokio::test]
+async fn dashboard_files_are_revalidated_with_their_etag() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let url = app.url("/dashboard/app.js");
+    let first = app.http.get(&url).send().await.unwrap();
+    let etag = first.headers()["etag"].clone();
+
+    let again = app
+        .http
+        .get(&url)
+        .header("if-none-match", etag.clone())
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()["etag"], etag);
+    assert_eq!(again.headers()["cache-control"], "no-cache");
+    assert!(again.bytes().await.unwrap().is_empty());
+}
