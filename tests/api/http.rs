@@ -184,6 +184,39 @@ async fn request_errors_follow_the_negotiated_media_type(app: TestApp) {
     assert_eq!(response.status(), StatusCode::NOT_ACCEPTABLE);
 }
 
+#[both_backends]
+async fn a_subscription_sent_over_post_is_refused_with_a_code_and_the_socket_to_use(app: TestApp) {
+    let token = app.token("msp-a", &["admin"]);
+    let send = |accept: &'static str| {
+        app.http
+            .post(app.url("/graphql"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .header("accept", accept)
+            .body(r#"{"query":"subscription { graphApiTileChanged { status } }"}"#)
+            .send()
+    };
+    let response = send("application/graphql-response+json").await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = json_of(response).await;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/graphql/ws"),
+        "{body}"
+    );
+    assert!(body.get("data").is_none(), "{body}");
+    // application/json: a well-formed request answers 200, with the same error.
+    let response = send("application/json").await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        json_of(response).await["errors"][0]["extensions"]["code"],
+        "BAD_REQUEST"
+    );
+}
+
 /// Checklist 59.
 #[both_backends]
 async fn misspelled_fields_get_no_suggestions(app: TestApp) {

@@ -154,6 +154,9 @@ pub(crate) async fn post(
             );
         }
     };
+    if operation_type(&request) == Some(OperationType::Subscription) {
+        return subscription_over_http(format);
+    }
     execute(&state, &headers, request, format).await
 }
 
@@ -170,30 +173,51 @@ pub(crate) async fn get(State(state): State<AppState>, headers: HeaderMap, uri: 
             "pass the operation as ?query=…[&variables=JSON][&operationName=…][&extensions=JSON]",
         );
     };
-    if let Ok(document) = parse_query(&request.query) {
-        let ty = match (&document.operations, request.operation_name.as_deref()) {
-            (DocumentOperations::Single(op), _) => Some(op.node.ty),
-            (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
-            (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-                ops.values().next().map(|op| op.node.ty)
-            }
-            (DocumentOperations::Multiple(_), None) => None,
-        };
-        if matches!(
-            ty,
-            Some(OperationType::Mutation | OperationType::Subscription)
-        ) {
-            let mut response = error_response(
-                ErrorCode::MethodNotAllowed,
-                "GET runs queries only; send mutations with POST (and subscriptions over /graphql/ws)",
-            );
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST"));
-            return response;
-        }
+    if matches!(
+        operation_type(&request),
+        Some(OperationType::Mutation | OperationType::Subscription)
+    ) {
+        let mut response = error_response(
+            ErrorCode::MethodNotAllowed,
+            "GET runs queries only; send mutations with POST (and subscriptions over /graphql/ws)",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
     }
     execute(&state, &headers, request, format).await
+}
+
+/// The type of the operation a request would run; `None` when the document does not parse
+/// or does not say which operation (execution then reports why).
+fn operation_type(request: &async_graphql::Request) -> Option<OperationType> {
+    let document = parse_query(&request.query).ok()?;
+    match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    }
+}
+
+/// A subscription sent over HTTP: refused before it runs, with a code and the way to the
+/// WebSocket endpoint (async-graphql's own refusal carries no `extensions.code`). A
+/// well-formed request, so `application/json` gets 200 like any request error.
+fn subscription_over_http(format: Format) -> Response {
+    let body = serde_json::json!({
+        "errors": [{
+            "message": "subscriptions run over WebSocket at /graphql/ws (graphql-transport-ws); POST runs queries and mutations",
+            "extensions": { "code": ErrorCode::BadRequest.as_str() },
+        }]
+    });
+    let status = match format {
+        Format::Json => StatusCode::OK,
+        Format::GraphqlResponseJson => StatusCode::BAD_REQUEST,
+    };
+    answer(status, format, Bytes::from(body.to_string()), None)
 }
 
 /// The operation a GET carries in its query string (GraphQL over HTTP: `query`, and
