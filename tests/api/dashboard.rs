@@ -330,3 +330,88 @@ async fn the_dashboard_asks_for_status_counts_headline_link_expiry_and_client_id
         assert!(tile.contains(used), "tile.js does not use {used}");
     }
 }
+
+/// 1,000 clients stay usable: the dashboard's page asks for its page size (25, from
+/// `clients.js`) and gets that many, the next page follows from the cursor, and the counts
+/// come back in one answer that holds no client at all.
+#[tokio::test]
+async fn the_dashboard_reads_a_thousand_clients_a_page_at_a_time() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let (msp, _) = api::ensure_msp(&app.db, "msp-a", None).await.unwrap();
+    let viewer = api::Viewer {
+        subject: "seed@msp.example".to_owned(),
+        msp,
+        roles: vec![api::Role::Admin],
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+    };
+    for i in 0..1000 {
+        let client = api::NewClient {
+            name: format!("Client {i:04}"),
+            domain: None,
+            azure_tenant_id: None,
+        };
+        api::create_client(&app.db, &viewer, client).await.unwrap();
+    }
+    let admin = app.with_token(app.token("msp-a", &["admin"]));
+    let documents = documents(&text_of(&app, QUERIES_JS).await).unwrap();
+    let document = |constant: &str| {
+        documents
+            .iter()
+            .find(|d| d.constant == constant)
+            .unwrap()
+            .text
+            .clone()
+    };
+    let clients_js = text_of(&app, "/dashboard/clients.js").await;
+    let page_size: u64 = clients_js
+        .split("const PAGE_SIZE = ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(page_size <= 25, "clients.js asks for {page_size} a page");
+
+    let first = admin
+        .run(
+            &document("CLIENTS_PAGE"),
+            serde_json::json!({ "first": page_size, "filter": {} }),
+        )
+        .await;
+    let page = &first.data()["clients"];
+    let second = admin
+        .run(
+            &document("CLIENTS_PAGE"),
+            serde_json::json!({ "first": page_size, "after": page["pageInfo"]["endCursor"], "filter": {} }),
+        )
+        .await;
+    let counts = admin
+        .run(
+            &document("CLIENT_COUNTS"),
+            serde_json::json!({ "filter": {} }),
+        )
+        .await;
+
+    assert_eq!(page["totalCount"], 1000);
+    assert_eq!(page["pageInfo"]["hasNextPage"], true);
+    assert_eq!(page["nodes"].as_array().unwrap().len() as u64, page_size);
+    let next = &second.data()["clients"]["nodes"];
+    assert_eq!(next.as_array().unwrap().len() as u64, page_size);
+    assert_ne!(next[0]["id"], page["nodes"][0]["id"]);
+    let counts = &counts.data()["clients"];
+    assert_eq!(counts["totalCount"], 1000);
+    assert!(counts.get("nodes").is_none() && counts.get("edges").is_none());
+    let by_status: Vec<(String, u64)> = counts["statusCounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap().to_owned(),
+                c["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(by_status.len(), 6, "every status, zeros too: {by_status:?}");
+    assert!(by_status.contains(&("NOT_AUTHORISED".to_owned(), 1000)));
+}
