@@ -8,12 +8,35 @@ use std::collections::BTreeSet;
 use consentry_tests::{Backend, spawn_app};
 use reqwest::StatusCode;
 
-use crate::support::pages::{
-    attributes, imported_modules, loaded_files, no_redirects, resolve, served,
+use crate::support::{
+    documents::{Kind, QUERIES_JS, documents},
+    pages::{attributes, imported_modules, loaded_files, no_redirects, resolve, served},
 };
 
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
     img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The dashboard's ES modules, by name under `/dashboard/`.
+const MODULES: [&str; 8] = [
+    "app", "api", "dom", "clients", "tile", "consents", "audit", "queries",
+];
+
+async fn text_of(app: &consentry_tests::TestApp, path: &str) -> String {
+    app.http
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Whether GraphQL `text` names `field` (as a whole word).
+fn names(text: &str, field: &str) -> bool {
+    text.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|word| word == field)
+}
 
 #[tokio::test]
 async fn root_redirects_to_the_dashboard() {
@@ -88,7 +111,7 @@ async fn every_dashboard_file_is_served_with_its_type_and_policy() {
         pending.extend(imported_modules(&text).iter().map(|m| url.join(m).unwrap()));
     }
     let paths: BTreeSet<_> = seen.iter().map(|u| u.path().to_owned()).collect();
-    for module in ["app", "api", "dom", "clients", "tile", "consents", "audit"] {
+    for module in MODULES {
         assert!(
             paths.contains(&format!("/dashboard/{module}.js")),
             "{module}.js is loaded: {paths:?}"
@@ -131,7 +154,7 @@ async fn the_dashboard_has_no_inline_script_and_no_style_attribute() {
         .map(|rest| &rest[..rest.find('=').unwrap()])
         .collect();
     assert!(handlers.is_empty(), "inline handlers: {handlers:?}");
-    for module in ["app", "api", "dom", "clients", "tile", "consents", "audit"] {
+    for module in MODULES {
         let script = app
             .http
             .get(app.url(&format!("/dashboard/{module}.js")))
@@ -195,4 +218,218 @@ async fn dashboard_files_are_revalidated_with_their_etag() {
     assert_eq!(again.headers()["etag"], etag);
     assert_eq!(again.headers()["cache-control"], "no-cache");
     assert!(again.bytes().await.unwrap().is_empty());
+}
+
+/// The module that holds every GraphQL document is one of the page's scripts like the others:
+/// JavaScript, under the page's policy, imported by the modules that send them.
+#[tokio::test]
+async fn the_queries_module_is_served_as_javascript_under_the_policy() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let url = resolve(&app.url("/dashboard"), "dashboard/queries.js");
+    assert_eq!(url.path(), QUERIES_JS);
+
+    let response = served(&app, &url).await;
+
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(headers["content-security-policy"], POLICY);
+    assert_eq!(headers["cache-control"], "no-cache");
+    let script = response.text().await.unwrap();
+    assert!(script.contains("export const CLIENTS_PAGE"), "{script}");
+    for module in ["app", "clients", "tile", "consents", "audit"] {
+        let text = text_of(&app, &format!("/dashboard/{module}.js")).await;
+        assert!(
+            imported_modules(&text).contains(&"./queries.js".to_owned()),
+            "{module}.js imports its documents from queries.js"
+        );
+    }
+}
+
+/// One place for documents: no other module writes GraphQL of its own.
+#[tokio::test]
+async fn no_dashboard_module_but_queries_js_holds_a_graphql_document() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    for module in MODULES.iter().filter(|m| **m != "queries") {
+        let script = text_of(&app, &format!("/dashboard/{module}.js")).await;
+        for start in [
+            "`query ",
+            "`mutation ",
+            "`subscription ",
+            "`fragment ",
+            "'query ",
+            "'subscription ",
+        ] {
+            assert!(
+                !script.contains(start),
+                "{module}.js writes a document ({start}…)"
+            );
+        }
+    }
+}
+
+/// What the API added for the dashboard is asked for, and used: the counts per status, the
+/// tile's words and its pending link's expiry, and the client of every event.
+#[tokio::test]
+async fn the_dashboard_asks_for_status_counts_headline_link_expiry_and_client_ids() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let documents = documents(&text_of(&app, QUERIES_JS).await).unwrap();
+    let document = |constant: &str| {
+        &documents
+            .iter()
+            .find(|d| d.constant == constant)
+            .unwrap_or_else(|| panic!("no {constant} in queries.js"))
+            .text
+    };
+
+    let counts = document("CLIENT_COUNTS");
+    for field in ["statusCounts", "status", "count"] {
+        assert!(
+            names(counts, field),
+            "CLIENT_COUNTS lacks {field}: {counts}"
+        );
+    }
+    for constant in ["CLIENTS_PAGE", "AUTHORISE", "VERIFY", "TILE_CHANGED"] {
+        for field in [
+            "headline",
+            "consentLinkExpiresAt",
+            "clientId",
+            "problem",
+            "version",
+        ] {
+            assert!(names(document(constant), field), "{constant} lacks {field}");
+        }
+    }
+    let subscriptions: Vec<_> = documents
+        .iter()
+        .filter(|d| d.kind == Kind::Subscription)
+        .collect();
+    assert_eq!(subscriptions.len(), 3, "{subscriptions:#?}");
+    for subscription in subscriptions {
+        assert!(
+            names(&subscription.text, "clientId"),
+            "{} does not say which client an event is for",
+            subscription.constant
+        );
+    }
+
+    let clients = text_of(&app, "/dashboard/clients.js").await;
+    for used in [
+        "statusCounts",
+        "tile.clientId",
+        "request.clientId",
+        "consent.clientId",
+    ] {
+        assert!(clients.contains(used), "clients.js does not use {used}");
+    }
+    let tile = text_of(&app, "/dashboard/tile.js").await;
+    for used in [
+        "tile.headline",
+        "tile.consentLinkExpiresAt",
+        "link expires at",
+    ] {
+        assert!(tile.contains(used), "tile.js does not use {used}");
+    }
+}
+
+/// 1,000 clients stay usable: the dashboard's page asks for its page size (25, from
+/// `clients.js`) and gets that many, with about as many SQL statements as a page of one; the next
+/// page follows from the cursor; and the counts come back in one answer that holds no client.
+#[tokio::test]
+async fn the_dashboard_reads_a_thousand_clients_a_page_at_a_time() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let (msp, _) = api::ensure_msp(&app.db, "msp-a", None).await.unwrap();
+    let viewer = api::Viewer {
+        subject: "seed@msp.example".to_owned(),
+        msp,
+        roles: vec![api::Role::Admin],
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+    };
+    for i in 0..1000 {
+        let client = api::NewClient {
+            name: format!("Client {i:04}"),
+            domain: None,
+            azure_tenant_id: None,
+        };
+        api::create_client(&app.db, &viewer, client).await.unwrap();
+    }
+    let admin = app.with_token(app.token("msp-a", &["admin"]));
+    let documents = documents(&text_of(&app, QUERIES_JS).await).unwrap();
+    let document = |constant: &str| {
+        documents
+            .iter()
+            .find(|d| d.constant == constant)
+            .unwrap()
+            .text
+            .clone()
+    };
+    let clients_js = text_of(&app, "/dashboard/clients.js").await;
+    let page_size: u64 = clients_js
+        .split("const PAGE_SIZE = ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(page_size <= 25, "clients.js asks for {page_size} a page");
+
+    let statements =
+        "consentry_graphql_operation_db_statements_sum{operation=\"Clients\",kind=\"query\"}";
+    admin
+        .run(
+            &document("CLIENTS_PAGE"),
+            serde_json::json!({ "first": 1, "filter": {} }),
+        )
+        .await
+        .data();
+    let one_client = app.metric(statements).await.unwrap();
+    let first = admin
+        .run(
+            &document("CLIENTS_PAGE"),
+            serde_json::json!({ "first": page_size, "filter": {} }),
+        )
+        .await;
+    let a_page = app.metric(statements).await.unwrap() - one_client;
+    let page = &first.data()["clients"];
+    let second = admin
+        .run(
+            &document("CLIENTS_PAGE"),
+            serde_json::json!({ "first": page_size, "after": page["pageInfo"]["endCursor"], "filter": {} }),
+        )
+        .await;
+    let counts = admin
+        .run(
+            &document("CLIENT_COUNTS"),
+            serde_json::json!({ "filter": {} }),
+        )
+        .await;
+
+    // Not N+1 (that would add 24 statements a field). The tiles' `consentLinkExpiresAt` is
+    // batched by a DataLoader that `Loaders::prime` does not prime, so its 1 ms window may
+    // split a page's batch in two on a busy machine (5 or 6 statements here): allow a few.
+    assert!(
+        a_page <= one_client + 4.0,
+        "a page of {page_size} runs {a_page} SQL statements, a page of one {one_client}"
+    );
+    assert_eq!(page["totalCount"], 1000);
+    assert_eq!(page["pageInfo"]["hasNextPage"], true);
+    assert_eq!(page["nodes"].as_array().unwrap().len() as u64, page_size);
+    let next = &second.data()["clients"]["nodes"];
+    assert_eq!(next.as_array().unwrap().len() as u64, page_size);
+    assert_ne!(next[0]["id"], page["nodes"][0]["id"]);
+    let counts = &counts.data()["clients"];
+    assert_eq!(counts["totalCount"], 1000);
+    assert!(counts.get("nodes").is_none() && counts.get("edges").is_none());
+    let by_status: Vec<(String, u64)> = counts["statusCounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap().to_owned(),
+                c["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(by_status.len(), 6, "every status, zeros too: {by_status:?}");
+    assert!(by_status.contains(&("NOT_AUTHORISED".to_owned(), 1000)));
 }

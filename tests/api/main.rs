@@ -20,6 +20,7 @@ mod consent;
 mod dashboard;
 mod delegated;
 mod demo;
+mod documents;
 mod faults;
 mod graphiql;
 mod http;

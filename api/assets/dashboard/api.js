@@ -67,6 +67,10 @@ export async function request(query, variables = {}) {
   if (body.errors && body.errors.length) {
     throw toApiError(body.errors[0], response.headers.get('Retry-After'));
   }
+  // Never a blank area: an answer without data and without an error still says something.
+  if (!body.data) {
+    throw new ApiError(`Consentry answered HTTP ${response.status} without data or an error`, 'NO_DATA');
+  }
   return body.data;
 }
 
@@ -108,22 +112,27 @@ export function connectLive(onState) {
   });
   return {
     /**
-     * Subscribes; `onData` gets each event's `data`, `onError` an ApiError when the server
-     * refuses the subscription itself. Returns the unsubscribe function.
+     * Subscribes; `onData` gets each event's `data`, `onError(error, refused)` an ApiError
+     * when the server refuses the subscription itself (`refused`) or an event carries an
+     * error. Returns the unsubscribe function.
      */
     subscribe(query, variables, onData, onError) {
       return client.subscribe({ query, variables }, {
         next: (result) => {
           const errors = result.errors || [];
+          const resync = (e) => e.extensions && e.extensions.code === 'RESYNC';
           // The server tells a lagging subscriber it missed events; the subscription stays.
-          if (errors.some((e) => e.extensions && e.extensions.code === 'RESYNC')) onState('resync');
+          if (errors.some(resync)) onState('resync');
+          // Any other error of an event is shown (message and code), not dropped.
+          const other = errors.find((e) => !resync(e));
+          if (other) onError(toApiError(other), false);
           if (result.data) onData(result.data);
         },
         error: (error) => {
           if (disposed) return;
           // An array is the server's refusal of this subscription; anything else is the
           // socket giving up, which `closed` has already reported.
-          if (Array.isArray(error) && error.length) onError(toApiError(error[0]));
+          if (Array.isArray(error) && error.length) onError(toApiError(error[0]), true);
         },
         complete: () => {},
       });

@@ -5,11 +5,8 @@
 import { request, getToken, setToken, clearToken, connectLive } from './api.js';
 import { announce, showError, clearError, errorText } from './dom.js';
 import { ClientList } from './clients.js';
-import { TILE_FIELDS, REPAIR_FIELDS } from './tile.js';
+import { VIEWER, TILE_CHANGED, REPAIR_CHANGED, CONSENT_CHANGED } from './queries.js';
 
-const VIEWER = 'query Viewer { viewer { subject roles canWrite readsAllMsps msp { id name } tokenExpiresAt } }';
-const CONSENT_FIELDS = `id userPrincipalName displayName permissions missingPermissions status
-  statusReason grantedAt lastRefreshedAt`;
 // Remembered for the tab: after Sign out, the demo's token is not used again.
 const DECLINED_DEMO_TOKEN = 'consentry:demo-token-declined';
 
@@ -84,18 +81,24 @@ function startList(mspId, canWrite) {
   startLive(mspId);
 }
 
-/** One connection, three subscriptions: every change of the MSP's tiles, repairs, consents. */
+/**
+ * One connection, three subscriptions: every change of the MSP's tiles, repairs, consents.
+ * Each event names its client (`clientId`); the list places it, or ignores it when that
+ * client is not on the page.
+ */
 function startLive(mspId) {
   failedConnects = 0;
   live = connectLive(onLiveState);
-  const subscribe = (field, fields, apply) => live.subscribe(
-    `subscription Live($mspId: String) { ${field}(mspId: $mspId) { ${fields} } }`,
+  const subscribe = (document, field, apply) => live.subscribe(
+    document,
     { mspId },
-    (data) => { if (list) apply(data[field]); },
-    (error) => liveBanner(`Live updates for ${field} were refused: ${errorText(error)}`));
-  subscribe('graphApiTileChanged', TILE_FIELDS, (tile) => list.applyTile(tile));
-  subscribe('servicePrincipalRequestChanged', REPAIR_FIELDS, (r) => list.applyRepair(r));
-  subscribe('delegatedConsentChanged', CONSENT_FIELDS, (c) => list.applyConsent(c));
+    (data) => { if (list && data[field]) apply(data[field]); },
+    (error, refused) => liveBanner(refused
+      ? `Live updates for ${field} were refused: ${errorText(error)}`
+      : `A live update (${field}) failed: ${errorText(error)}. Use Refresh if something looks stale.`));
+  subscribe(TILE_CHANGED, 'graphApiTileChanged', (tile) => list.applyTile(tile));
+  subscribe(REPAIR_CHANGED, 'servicePrincipalRequestChanged', (r) => list.applyRepair(r));
+  subscribe(CONSENT_CHANGED, 'delegatedConsentChanged', (c) => list.applyConsent(c));
 }
 
 function liveBanner(text) {

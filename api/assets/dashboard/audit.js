@@ -3,12 +3,9 @@
 
 import { request } from './api.js';
 import { h, showError, clearError, time, humanise } from './dom.js';
+import { AUDIT_LOG as AUDIT } from './queries.js';
 
 const PAGE_SIZE = 10;
-const AUDIT = `query Audit($id: ID!, $first: Int!, $after: String) { client(id: $id) {
-  auditLog(first: $first, after: $after) {
-    edges { node { id action at actorSubject actorMspId actorRoles details } }
-    pageInfo { hasNextPage endCursor } } } }`;
 
 /** `details` (any JSON the server recorded) as one short line. */
 function summarise(details) {

@@ -4,24 +4,14 @@
 
 import { request } from './api.js';
 import { h, announce, showError, clearError, copyableLink, errorText } from './dom.js';
-import { TILE_FIELDS, REPAIR_FIELDS, tileView, authorise } from './tile.js';
+import { tileView, authorise, statusWords } from './tile.js';
 import { consentsPanel } from './consents.js';
 import { auditPanel } from './audit.js';
+import { CLIENTS_PAGE, CLIENT_COUNTS } from './queries.js';
 
+// The server pages the list (at most 100 a request); the dashboard asks for 25 at a time and
+// renders only those, so an MSP with thousands of clients costs one page, not the list.
 const PAGE_SIZE = 25;
-const PAGE = `query Clients($first: Int!, $after: String, $filter: ClientFilterInput) {
-  clients(first: $first, after: $after, filter: $filter) {
-    totalCount
-    pageInfo { hasNextPage endCursor }
-    nodes { id name domain graphApiTile { ${TILE_FIELDS} } servicePrincipalRequests(first: 1) { ${REPAIR_FIELDS} } }
-  } }`;
-
-// One count per status in one request, by aliases (until the API has a summary query).
-const STATUSES = ['NOT_AUTHORISED', 'AWAITING_CONSENT', 'VERIFYING', 'AUTHORISED', 'FAILED', 'REVOKED'];
-const COUNTS = `query Counts($search: String, $mspId: ID) {
-  all: clients(first: 1, filter: { search: $search, mspId: $mspId }) { totalCount }
-  ${STATUSES.map((s) => `${s}: clients(first: 1, filter: { status: [${s}], search: $search, mspId: $mspId }) { totalCount }`).join('\n  ')}
-}`;
 
 const $ = (id) => document.getElementById(id);
 
@@ -98,16 +88,22 @@ class ClientRow {
     return true;
   }
 
-  /** A pushed step of a repair this row shows; false when it is not one of them. */
+  /**
+   * A pushed step of one of this client's repairs: the one shown moves on, and a repair begun
+   * elsewhere (another operator, another tab) takes its place.
+   */
   applyRepair(request) {
     const shown = this.ui.repair || (this.client.servicePrincipalRequests || [])[0];
-    if (!shown || shown.id !== request.id) return false;
-    // Only the mutation's answer carries the sign-in link: keep it while it is still needed.
-    const next = { ...shown, ...request, signInUrl: request.signInUrl || shown.signInUrl };
-    if (this.ui.repair) this.ui.repair = next;
-    else this.client = { ...this.client, servicePrincipalRequests: [next] };
+    if (shown && shown.id === request.id) {
+      // Only the mutation's answer carries the sign-in link: keep it while it is still needed.
+      const next = { ...shown, ...request, signInUrl: request.signInUrl || shown.signInUrl };
+      if (this.ui.repair) this.ui.repair = next;
+      else this.client = { ...this.client, servicePrincipalRequests: [next] };
+    } else {
+      this.ui.repair = null;
+      this.client = { ...this.client, servicePrincipalRequests: [request] };
+    }
     this.renderTile();
-    return true;
   }
 
   /** Re-renders the tile, keeping keyboard focus on the same control. */
@@ -162,7 +158,7 @@ export class ClientList {
     this.status = '';
     this.search = '';
     this.generation = 0; // answers to superseded loads are dropped
-    this.refreshSoon = debounce(() => this.load(), 400);
+    this.countGeneration = 0; // likewise for the counts
     this.countSoon = debounce(() => this.loadCounts(), 1000);
     this.wire();
   }
@@ -177,6 +173,12 @@ export class ClientList {
     if (this.search) filter.search = this.search;
     if (this.status) filter.status = [this.status];
     if (this.mspId) filter.mspId = this.mspId;
+    return filter;
+  }
+
+  /** The filter the counts use: the same search and MSP, any status (so `totalCount` is All). */
+  countFilter() {
+    const { status, ...filter } = this.filter();
     return filter;
   }
 
@@ -204,6 +206,10 @@ export class ClientList {
   destroy() {
     for (const [element, event, handler] of this.listeners) element.removeEventListener(event, handler);
     this.generation++;
+    this.countGeneration++;
+    for (const option of $('status-filter').options) {
+      if (option.dataset.words != null) option.textContent = option.dataset.words;
+    }
     $('client-list').replaceChildren();
     $('counts').replaceChildren();
     $('bulk-result').replaceChildren();
@@ -224,7 +230,7 @@ export class ClientList {
     const errorArea = $('list-error');
     $('client-list').setAttribute('aria-busy', 'true');
     try {
-      const data = await request(PAGE, { first: PAGE_SIZE, after: this.after, filter: this.filter() });
+      const data = await request(CLIENTS_PAGE, { first: PAGE_SIZE, after: this.after, filter: this.filter() });
       if (generation !== this.generation) return;
       clearError(errorArea);
       this.render(data.clients, moveFocus);
@@ -256,43 +262,59 @@ export class ClientList {
     if (moveFocus) $('clients-title').focus();
   }
 
+  /**
+   * The count of clients in each status (`statusCounts`, one request, no client fetched):
+   * beside each status of the filter, and as buttons that filter by it.
+   */
   async loadCounts() {
     const area = $('counts');
+    const generation = ++this.countGeneration;
+    let clients;
     try {
-      const data = await request(COUNTS, { search: this.search || null, mspId: this.mspId });
-      const entries = [['', 'All', data.all.totalCount], ...STATUSES.map((s) => [s, $('status-filter')
-        .querySelector(`option[value="${s}"]`).textContent, data[s].totalCount])];
-      area.replaceChildren(h('ul', {}, entries.map(([status, words, count]) => h('li', {},
-        h('button', {
-          type: 'button', className: `count ${status ? `status-${status.toLowerCase().replace(/_/g, '-')}` : ''}`,
-          'aria-pressed': String(this.status === status),
-          on: { click: () => { $('status-filter').value = status; $('status-filter').dispatchEvent(new Event('change')); } },
-        }, h('span', { className: 'count-number', text: count.toLocaleString() }), ` ${words}`)))));
+      clients = (await request(CLIENT_COUNTS, { filter: this.countFilter() })).clients;
     } catch (error) {
-      showError(area, error, 'Counting the clients: ');
+      if (generation === this.countGeneration) showError(area, error, 'Counting the clients: ');
+      return;
     }
+    if (generation !== this.countGeneration) return;
+    const counts = new Map(clients.statusCounts.map(({ status, count }) => [status, count]));
+    const options = [...$('status-filter').options];
+    for (const option of options) {
+      // The words stay in `data-words`; the option reads "Failed (3)".
+      if (option.dataset.words == null) option.dataset.words = option.textContent;
+      const count = option.value ? counts.get(option.value) ?? 0 : clients.totalCount;
+      option.textContent = `${option.dataset.words} (${count.toLocaleString()})`;
+    }
+    const entries = [['', 'All', clients.totalCount],
+      ...options.filter((o) => o.value).map((o) => [o.value, statusWords(o.value), counts.get(o.value) ?? 0])];
+    area.replaceChildren(h('ul', {}, entries.map(([status, words, count]) => h('li', {},
+      h('button', {
+        type: 'button', className: `count ${status ? `status-${status.toLowerCase().replace(/_/g, '-')}` : ''}`,
+        'aria-pressed': String(this.status === status),
+        on: { click: () => { $('status-filter').value = status; $('status-filter').dispatchEvent(new Event('change')); } },
+      }, h('span', { className: 'count-number', text: count.toLocaleString() }), ` ${words}`)))));
   }
 
-  // Live events. Tiles carry their own id and version; repairs and consents do not (yet) say
-  // which client they belong to, so an unknown one re-reads what could show it.
+  // Live events. Each names its client (`clientId`): it updates that client's row, and is
+  // ignored when the client is not on this page (the counts still follow tile changes).
 
   applyTile(tile) {
-    for (const row of this.rows.values()) {
-      if (row.client.graphApiTile.id === tile.id) {
-        if (row.applyTile(tile)) announce(`${row.client.name}: ${tile.status.replace(/_/g, ' ').toLowerCase()}`);
-      }
-    }
+    const row = this.rows.get(tile.clientId);
+    if (row && row.applyTile(tile)) announce(`${row.client.name}: ${statusWords(tile.status).toLowerCase()}`);
     this.countSoon();
   }
 
   applyRepair(request) {
-    const known = [...this.rows.values()].some((row) => row.applyRepair(request));
-    if (!known) this.refreshSoon();
+    const row = this.rows.get(request.clientId);
+    if (row) row.applyRepair(request);
   }
 
+  /** A consent event updates that client's consents panel when it is open. */
   applyConsent(consent) {
-    const open = [...this.rows.values()].filter((row) => row.consents);
-    if (!open.some((row) => row.consents.apply(consent))) open.forEach((row) => row.consents.reload());
+    const row = this.rows.get(consent.clientId);
+    if (!row || !row.consents) return;
+    // A consent the panel does not list yet (a new one) needs the list read again.
+    if (!row.consents.apply(consent)) row.consents.reload();
   }
 
   // Bulk Authorise.

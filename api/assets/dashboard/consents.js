@@ -4,15 +4,10 @@
 
 import { request } from './api.js';
 import { h, announce, showError, clearError, copyableLink, time, humanise, actionButton } from './dom.js';
-
-const CONSENT_FIELDS = `id userPrincipalName displayName permissions missingPermissions status
-  statusReason grantedAt lastRefreshedAt`;
-const LIST = `query Consents($id: ID!) { client(id: $id) { delegatedConsents(first: 50) { ${CONSENT_FIELDS} } } }`;
-const CATALOG = `query Catalog { delegatedPermissions { permission displayName description adminConsentRequired } }`;
-const START = `mutation StartConsent($clientId: ID!, $permissions: [DelegatedPermission!]!) {
-  startDelegatedConsent(clientId: $clientId, permissions: $permissions) { url expiresAt } }`;
-const VERIFY = `mutation VerifyConsent($id: ID!) { verifyDelegatedConsent(id: $id) { ${CONSENT_FIELDS} } }`;
-const REVOKE = `mutation RevokeConsent($id: ID!) { revokeDelegatedConsent(id: $id) { ${CONSENT_FIELDS} } }`;
+import {
+  CONSENTS as LIST, PERMISSION_CATALOG as CATALOG, START_CONSENT as START,
+  VERIFY_CONSENT as VERIFY, REVOKE_CONSENT as REVOKE,
+} from './queries.js';
 
 let catalog = null; // the permissions never change while the server runs: ask once
 

@@ -5,13 +5,7 @@
 
 import { request } from './api.js';
 import { h, announce, showError, clearError, copyableLink, time, humanise, actionButton } from './dom.js';
-
-export const TILE_FIELDS = `id status version statusChangedAt authorisedAt lastVerifiedAt
-  availableActions grantedPermissions missingPermissions
-  problem { code aadstsCode message remediation appId appDisplayName }
-  tenantProof { signedInAs }`;
-
-export const REPAIR_FIELDS = `id appId appDisplayName status problemCode problemMessage remediation updatedAt`;
+import { AUTHORISE, VERIFY, CREATE_SERVICE_PRINCIPAL } from './queries.js';
 
 /** The badge of each status: a symbol (decorative) and the words, in its colour class. */
 const STATUS = {
@@ -23,6 +17,11 @@ const STATUS = {
   REVOKED: ['⊘', 'Revoked'],
 };
 
+/** A status in words (`Not authorised`), as the badge and the status filter say it. */
+export function statusWords(status) {
+  return (STATUS[status] || [null, humanise(status)])[1];
+}
+
 export function statusBadge(status) {
   const [symbol, words] = STATUS[status] || ['?', humanise(status)];
   return h('span', { className: `badge status-${status.toLowerCase().replace(/_/g, '-')}` },
@@ -31,12 +30,6 @@ export function statusBadge(status) {
 
 // A repair in one of these states is finished; older finished ones are not worth showing.
 const REPAIR_DONE = ['READY', 'ALREADY_EXISTS', 'FAILED'];
-
-const AUTHORISE = `mutation Authorise($clientId: ID!) {
-  authoriseGraphApi(clientId: $clientId) { url expiresAt graphApiTile { ${TILE_FIELDS} } } }`;
-const VERIFY = `mutation Verify($clientId: ID!) { verifyGraphApi(clientId: $clientId) { ${TILE_FIELDS} } }`;
-const REPAIR = `mutation Repair($clientId: ID!, $appId: String) {
-  createServicePrincipal(clientId: $clientId, appId: $appId) { ${REPAIR_FIELDS} signInUrl } }`;
 
 /** Starts an Authorise for one client; resolves with the ConsentLink (used by bulk too). */
 export async function authorise(clientId) {
@@ -52,6 +45,8 @@ function permissions(tile) {
     missing.length ? [h('dt', { text: 'Missing' }), h('dd', { className: 'missing', text: missing.join(', ') })] : null);
 }
 
+/** The problem box: only a `FAILED` or `REVOKED` tile has a problem (null otherwise, so a
+ * repaired tile shows none). */
 function problem(p) {
   if (!p) return null;
   return h('div', { className: 'problem' },
@@ -103,7 +98,7 @@ export function tileView(row) {
     })],
     CREATE_SERVICE_PRINCIPAL: ['Create service principal', run('Create service principal for', async () => {
       const appId = tile.problem && tile.problem.appId;
-      ui.repair = (await request(REPAIR, { clientId: client.id, appId })).createServicePrincipal;
+      ui.repair = (await request(CREATE_SERVICE_PRINCIPAL, { clientId: client.id, appId })).createServicePrincipal;
       row.renderTile();
       announce(`Service principal for ${client.name}: ${humanise(ui.repair.status)}`);
     })],
@@ -128,11 +123,18 @@ export function tileView(row) {
     h('div', { className: 'tile-head' },
       h('h4', { text: 'Graph API' }), statusBadge(tile.status),
       h('span', { className: 'hint' }, 'since ', time(tile.statusChangedAt))),
+    // The tile's words come from the server: success reads as success, and a pending
+    // re-consent says the authorisation still stands.
+    tile.headline ? h('p', { className: 'headline', text: tile.headline }) : null,
     problem(tile.problem),
     permissions(tile),
     tile.tenantProof ? h('p', { className: 'hint', text: `Tenant proven by ${tile.tenantProof.signedInAs}` }) : null,
     tile.lastVerifiedAt ? h('p', { className: 'hint' }, 'Last verified ', time(tile.lastVerifiedAt)) : null,
     link ? copyableLink(`Consent link for ${client.name}'s admin`, link.url, link.expiresAt) : null,
+    // Whoever made the pending link (this tab, another operator, before a reload), the tile
+    // says until when it works.
+    tile.consentLinkExpiresAt ? h('p', { className: 'hint link-expiry' },
+      'Authorise link pending: link expires at ', time(tile.consentLinkExpiresAt), '.') : null,
     repair ? repairView(repair) : null,
     buttons.length ? h('div', { className: 'actions' }, buttons) : null,
     errors);

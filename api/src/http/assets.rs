@@ -64,6 +64,7 @@ pub(crate) const DASHBOARD: &[Asset] = &[
     asset!("dashboard", "tile.js", JAVASCRIPT),
     asset!("dashboard", "consents.js", JAVASCRIPT),
     asset!("dashboard", "audit.js", JAVASCRIPT),
+    asset!("dashboard", "queries.js", JAVASCRIPT),
 ];
 
 /// The dashboard's page, with `<!--token-->` where `consentry demo` puts its token.
