@@ -185,8 +185,10 @@ async fn request_errors_follow_the_negotiated_media_type(app: TestApp) {
 }
 
 #[both_backends]
-async fn a_subscription_sent_over_post_is_refused_with_a_code_and_the_socket_to_use(app: TestApp) {
-    let token = app.token("msp-a", &["admin"]);
+async fn a_valid_subscription_sent_over_post_is_refused_with_a_code_and_the_socket_to_use(
+    app: TestApp,
+) {
+    let token = app.caller("msp-a", &["admin"]).await.token.unwrap();
     let send = |accept: &'static str| {
         app.http
             .post(app.url("/graphql"))
@@ -214,6 +216,20 @@ async fn a_subscription_sent_over_post_is_refused_with_a_code_and_the_socket_to_
     assert_eq!(
         json_of(response).await["errors"][0]["extensions"]["code"],
         "BAD_REQUEST"
+    );
+    // The document is validated first: a wrong one is told what is wrong with it.
+    let invalid = app
+        .http
+        .post(app.url("/graphql"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"query":"subscription { graphApiTileChanged { statusText } }"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json_of(invalid).await["errors"][0]["extensions"]["code"],
+        "GRAPHQL_VALIDATION_FAILED"
     );
 }
 

@@ -39,6 +39,11 @@ use super::{
 };
 use crate::{error_code::ErrorCode, http::metrics::Metrics};
 
+/// Request data of an operation that gets one answer (HTTP), where a subscription cannot
+/// run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OneAnswer;
+
 fn with_code(mut error: ServerError, code: ErrorCode) -> ServerError {
     let has_code = error
         .extensions
@@ -370,6 +375,21 @@ impl Extension for Operation {
     ) -> Response {
         let selected = self.selected();
         self.size.restart();
+        // A subscription over HTTP: refused once valid, with a code (async-graphql's own
+        // refusal has none) and the way to the socket. (A socket's subscription passes here
+        // for each of its events.)
+        if ctx.data_opt::<OneAnswer>().is_some()
+            && selected
+                .as_ref()
+                .is_some_and(|op| op.kind == "subscription")
+        {
+            let error = ServerError::new(
+                "subscriptions run over WebSocket at /graphql/ws (graphql-transport-ws); \
+                 POST runs queries and mutations",
+                None,
+            );
+            return Response::from_errors(vec![with_code(error, ErrorCode::BadRequest)]);
+        }
         if let Some(op) = &selected
             && let Err(refusal) = self.spend(ctx, op)
         {

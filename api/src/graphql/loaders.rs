@@ -58,7 +58,8 @@ impl Loaders {
         }
     }
 
-    /// When each tile's pending consent link expires (batched over a page's tiles).
+    /// When each tile's pending consent link expires (batched over a page's tiles; `None`
+    /// where no link is out, so a primed page asks nothing more).
     pub(crate) fn consent_links(&self) -> &DataLoader<ConsentLinkExpiries, HashMapCache> {
         self.consent_links.get_or_init(|| {
             DataLoader::with_cache(
@@ -86,48 +87,54 @@ impl Loaders {
 }
 
 impl Loaders {
-    /// Loads the per-client lists a page selects in one query each, before its clients
-    /// resolve: a batch that depends on timing (DataLoader's 1 ms window) could split into
-    /// several on a busy machine. `consents` / `requests`: whether the page selects them.
+    /// Loads what a page selects per client in one query each, before its clients resolve:
+    /// a batch that depends on timing (DataLoader's 1 ms window) could split into several on
+    /// a busy machine.
     pub(crate) async fn prime(
         &self,
         ids: &[Uuid],
-        consents: bool,
-        requests: bool,
+        selected: Selected,
     ) -> Result<(), domain::Error> {
-        let lists = self.lists();
-        if consents {
-            let mut found = lists
-                .delegated_consents
-                .loader()
-                .load(ids)
-                .await
-                .map_err(unshare)?;
-            lists
-                .delegated_consents
+        if selected.consents {
+            let loader = &self.lists().delegated_consents;
+            let mut found = loader.loader().load(ids).await.map_err(unshare)?;
+            loader
                 .feed_many(
                     ids.iter()
                         .map(|id| (*id, found.remove(id).unwrap_or_default())),
                 )
                 .await;
         }
-        if requests {
-            let mut found = lists
-                .service_principal_requests
-                .loader()
-                .load(ids)
-                .await
-                .map_err(unshare)?;
-            lists
-                .service_principal_requests
+        if selected.requests {
+            let loader = &self.lists().service_principal_requests;
+            let mut found = loader.loader().load(ids).await.map_err(unshare)?;
+            loader
                 .feed_many(
                     ids.iter()
                         .map(|id| (*id, found.remove(id).unwrap_or_default())),
                 )
+                .await;
+        }
+        if selected.consent_links {
+            let loader = self.consent_links();
+            let mut found = loader.loader().load(ids).await.map_err(unshare)?;
+            loader
+                .feed_many(ids.iter().map(|id| (*id, found.remove(id).flatten())))
                 .await;
         }
         Ok(())
     }
+}
+
+/// What a page of clients selects of each client, to be loaded before the clients resolve.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Selected {
+    /// `delegatedConsents`.
+    pub(crate) consents: bool,
+    /// `servicePrincipalRequests`.
+    pub(crate) requests: bool,
+    /// `graphApiTile { consentLinkExpiresAt }`.
+    pub(crate) consent_links: bool,
 }
 
 fn unshare(error: LoadError) -> domain::Error {
@@ -169,13 +176,17 @@ impl Loader<Uuid> for ServicePrincipalRequestsByClient {
 pub(crate) struct ConsentLinkExpiries(DatabaseConnection);
 
 impl Loader<Uuid> for ConsentLinkExpiries {
-    type Value = DateTime<Utc>;
+    type Value = Option<DateTime<Utc>>;
     type Error = LoadError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        flows::store::consent_link_expiries(&self.0, keys)
+        let found = flows::store::consent_link_expiries(&self.0, keys)
             .await
-            .map_err(Arc::new)
+            .map_err(Arc::new)?;
+        Ok(keys
+            .iter()
+            .map(|key| (*key, found.get(key).copied()))
+            .collect())
     }
 }
 

@@ -24,6 +24,7 @@ use sea_orm::DatabaseConnection;
 pub(crate) use answer_cache::{AnswerCache, Kept, SeenOperation};
 pub(crate) use answer_size::ResponseCap;
 pub(crate) use budgets::Budgets;
+pub(crate) use extensions::OneAnswer;
 pub use ids::{GlobalId, IdKind};
 pub(crate) use loaders::Loaders;
 

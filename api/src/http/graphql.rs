@@ -19,7 +19,7 @@ use super::error_response;
 use crate::{
     auth::AuthError,
     error_code::ErrorCode,
-    graphql::{Kept, Loaders, SeenOperation},
+    graphql::{Kept, Loaders, OneAnswer, SeenOperation},
     state::AppState,
 };
 
@@ -154,9 +154,6 @@ pub(crate) async fn post(
             );
         }
     };
-    if operation_type(&request) == Some(OperationType::Subscription) {
-        return subscription_over_http(format);
-    }
     execute(&state, &headers, request, format).await
 }
 
@@ -201,23 +198,6 @@ fn operation_type(request: &async_graphql::Request) -> Option<OperationType> {
         }
         (DocumentOperations::Multiple(_), None) => None,
     }
-}
-
-/// A subscription sent over HTTP: refused before it runs, with a code and the way to the
-/// WebSocket endpoint (async-graphql's own refusal carries no `extensions.code`). A
-/// well-formed request, so `application/json` gets 200 like any request error.
-fn subscription_over_http(format: Format) -> Response {
-    let body = serde_json::json!({
-        "errors": [{
-            "message": "subscriptions run over WebSocket at /graphql/ws (graphql-transport-ws); POST runs queries and mutations",
-            "extensions": { "code": ErrorCode::BadRequest.as_str() },
-        }]
-    });
-    let status = match format {
-        Format::Json => StatusCode::OK,
-        Format::GraphqlResponseJson => StatusCode::BAD_REQUEST,
-    };
-    answer(status, format, Bytes::from(body.to_string()), None)
 }
 
 /// The operation a GET carries in its query string (GraphQL over HTTP: `query`, and
@@ -290,7 +270,8 @@ async fn execute(
                 .data(Loaders::new(&db))
                 .data(db)
                 .data(statements)
-                .data(seen.clone());
+                .data(seen.clone())
+                .data(OneAnswer);
             if let Some(viewer) = viewer {
                 // Shared, as on WebSockets (see `graphql::query::viewer`).
                 request = request.data(Arc::new(viewer));

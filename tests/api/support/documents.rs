@@ -193,7 +193,10 @@ pub(crate) async fn check(
         .filter(|e| {
             let in_a_field = e["path"].as_array().is_some_and(|p| !p.is_empty());
             let transport_refusal = document.kind == Kind::Subscription
-                && e["message"] == json!(SUBSCRIPTION_OVER_HTTP);
+                && e["extensions"]["code"] == json!("BAD_REQUEST")
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(SUBSCRIPTION_OVER_HTTP));
             !in_a_field && !transport_refusal
         })
         .map(describe)
@@ -210,8 +213,7 @@ pub(crate) async fn check(
     Ok(())
 }
 
-/// async-graphql's refusal of a valid subscription over HTTP (they are served over
-/// `/graphql/ws` only); it validates the document first. The refusal carries no
-/// `extensions.code`, so it is told by its message.
-pub(crate) const SUBSCRIPTION_OVER_HTTP: &str =
-    "Subscriptions are not supported on this transport.";
+/// What Consentry's refusal of a valid subscription over HTTP points to (they are served
+/// over `/graphql/ws` only); the document is validated first, so an invalid one gets
+/// `GRAPHQL_VALIDATION_FAILED` instead.
+pub(crate) const SUBSCRIPTION_OVER_HTTP: &str = "/graphql/ws";

@@ -10,7 +10,7 @@ use crate::domain::{self, Error, audit};
 use crate::graphql::context::{database, page_size, viewer};
 use crate::graphql::ids::{GlobalId, IdKind};
 use crate::graphql::limits::list_cost;
-use crate::graphql::loaders::{Loaders, load_error};
+use crate::graphql::loaders::{Loaders, Selected, load_error};
 use crate::graphql::types::audit::{AuditEvent, AuditEventConnection};
 use crate::graphql::types::connection::PageInfo;
 use crate::graphql::types::consent::DelegatedConsent;
@@ -173,8 +173,14 @@ impl ClientConnection {
         Loaders::of(ctx, &mut own)?
             .prime(
                 &ids,
-                client.field("delegatedConsents").exists(),
-                client.field("servicePrincipalRequests").exists(),
+                Selected {
+                    consents: client.field("delegatedConsents").exists(),
+                    requests: client.field("servicePrincipalRequests").exists(),
+                    consent_links: client
+                        .field("graphApiTile")
+                        .field("consentLinkExpiresAt")
+                        .exists(),
+                },
             )
             .await?;
         Ok(())

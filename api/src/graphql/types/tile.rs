@@ -62,6 +62,7 @@ impl GraphApiTile {
             .consent_links()
             .load_one(self.0.client_id)
             .await
+            .map(Option::flatten)
             .map_err(load_error)
     }
 
