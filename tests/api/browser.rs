@@ -179,6 +179,10 @@ async fn authorise_on_the_tile_turns_it_green_without_a_reload(backend: Backend)
         .await
         .unwrap();
     assert_eq!(colour, GREEN, "an authorised tile is green");
+    // The counts follow (they are re-read a moment after a tile's event).
+    browser
+        .text_with("//div[@id='counts']", "1 Authorised")
+        .await;
     browser.screenshot("authorised").await;
     assert_not_reloaded(&browser).await;
     browser

@@ -127,7 +127,18 @@ impl Browser {
             ))
             .await
             .unwrap();
+        // The window's size includes its frame: grow it until the page itself (and so every
+        // screenshot) is WINDOW.
         client.set_window_size(WINDOW.0, WINDOW.1).await.unwrap();
+        let inner = client
+            .execute("return [window.innerWidth, window.innerHeight]", vec![])
+            .await
+            .unwrap();
+        let inner: (u32, u32) = serde_json::from_value(inner).unwrap();
+        client
+            .set_window_size(2 * WINDOW.0 - inner.0, 2 * WINDOW.1 - inner.1)
+            .await
+            .unwrap();
         let screenshots = screenshot_directory();
         let _ = std::fs::remove_dir_all(&screenshots);
         std::fs::create_dir_all(&screenshots).unwrap();
