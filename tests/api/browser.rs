@@ -341,6 +341,7 @@ async fn a_delegated_consent_is_granted_listed_and_revoked(backend: Backend) {
         .await;
     assert_eq!(switched, [true; 4], "all four are on by default");
     browser.screenshot("new-consent").await;
+    browser.assert_accessible("the New consent form").await;
     browser.click(&button(&form, "Create consent link")).await;
     let dashboard = browser.follow_into_new_tab(&open_link(&form)).await;
     let admin = contoso.admin().unwrap();
@@ -357,6 +358,9 @@ async fn a_delegated_consent_is_granted_listed_and_revoked(backend: Backend) {
         .await;
     assert!(listed.contains("Active"), "{listed}");
     browser.screenshot("granted").await;
+    browser
+        .assert_accessible("the list of delegated consents")
+        .await;
     assert_eq!(consents_of(&caller, &client).await[0]["status"], "ACTIVE");
 
     browser.click(&button(&consents, "Revoke")).await;
@@ -477,6 +481,8 @@ async fn a_viewer_sees_no_write_buttons(backend: Backend) {
     }
     browser.screenshot("admin").await;
     browser.click("//button[@id='sign-out']").await;
+    browser.shown("//textarea[@id='token']").await;
+    browser.assert_accessible("the sign-in form").await;
 
     let viewer = buttons_seen_by(
         &browser,
