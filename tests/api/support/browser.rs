@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 pub(crate) const REQUIRE: &str = "CONSENTRY_TEST_REQUIRE_BROWSER";
 
 /// How long a step may take on a slow, busy 2-core machine before the test gives up.
-pub(crate) const STEP: Duration = Duration::from_secs(60);
+pub(crate) const STEP: Duration = Duration::from_secs(90);
 
 const HOW_TO_INSTALL: &str = "install them with `apt-get install chromium chromium-driver` \
     (Debian) to run the browser tests";
@@ -385,9 +385,12 @@ fn axe_source() -> Option<String> {
                 "{REQUIRE}=1 but axe-core is not installed ({}): run `npm ci` in tests/browser",
                 path.display()
             );
-            eprintln!(
-                "skipped the accessibility checks: axe-core is not installed; run `npm ci` in tests/browser"
-            );
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!(
+                    "skipped the accessibility checks: axe-core is not installed; run `npm ci` in tests/browser"
+                );
+            });
             None
         }
     }
