@@ -386,7 +386,7 @@ async fn visible_buttons(browser: &Browser) -> Vec<String> {
     let found = browser
         .run(
             "return [...document.querySelectorAll('button, input[type=checkbox]')]
-               .filter((b) => b.getClientRects().length > 0 && !b.closest('[hidden]'))
+               .filter((b) => b.checkVisibility())
                .map((b) => b.tagName === 'BUTTON' ? b.textContent.trim() : 'checkbox ' + (b.id || b.getAttribute('role')))",
             vec![],
         )
