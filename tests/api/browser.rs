@@ -245,29 +245,24 @@ async fn a_missing_service_principal_is_repaired_then_authorised(backend: Backen
     };
     let caller = world.app.caller("msp-a", &["admin"]).await;
     let client = new_client(&caller, "Fabrikam", Some(&fabrikam.domain), None).await;
-    let link = authorise(&caller, &client).await;
-    let back = admin_consent(
-        link["url"].as_str().unwrap(),
-        fabrikam.admin().unwrap().id,
-        "accept",
-    )
-    .await;
-    callback(&world.app, &back).await;
-    assert_eq!(
-        tile(&caller, &client).await["problem"]["code"],
-        "MISSING_SERVICE_PRINCIPAL"
-    );
     let Some(browser) = Browser::open().await else {
         return;
     };
     sign_in(&browser, &world.app, &world.app.token("msp-a", &["admin"])).await;
 
+    let dashboard = authorise_through_the_tile(&browser, &client).await;
+    result_page(&browser, "Not authorised", "result-missing").await;
+    browser.back_to(dashboard).await;
     let shown = browser
         .text_with(&tile_of(&client), "Missing service principal")
         .await;
     assert!(
-        shown.contains("Skype and Teams Tenant Admin API"),
+        shown.contains("Skype and Teams Tenant Admin API") && shown.contains("What to do:"),
         "{shown}"
+    );
+    assert_eq!(
+        tile(&caller, &client).await["problem"]["code"],
+        "MISSING_SERVICE_PRINCIPAL"
     );
     browser.screenshot("missing-service-principal").await;
     browser
