@@ -11,6 +11,7 @@ mod answer_cache;
 mod answers;
 mod auth;
 mod bounded;
+mod browser;
 mod callback_security;
 mod canary;
 mod checklist;
