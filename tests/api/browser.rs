@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use consentry_tests::{
-    Backend, ServerProcess, TestApp, TestDatabase, both_backends, eventually, free_port,
+    Backend, ServerProcess, TestApp, TestDatabase, both_backends, eventually, free_port, spawn_app,
     start_simulator,
 };
 use entity::client;
@@ -571,4 +571,70 @@ async fn client_uuid(app: &TestApp, name: &str) -> uuid::Uuid {
         .find(|c| c.name == name)
         .map(|c| c.id)
         .unwrap()
+}
+
+/// Item 5: 1,000 clients stay usable. The dashboard shows them 25 at a time with the total,
+/// pages on in name order, and a search finds one among them; the page passes axe with a full
+/// page of rows.
+#[both_backends]
+async fn a_thousand_clients_are_shown_a_page_at_a_time_and_found_by_name(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (msp, _) = api::ensure_msp(&app.db, "msp-a", None).await.unwrap();
+    let seeder = api::Viewer {
+        subject: "seed@msp.example".to_owned(),
+        msp,
+        roles: vec![api::Role::Admin],
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+    };
+    for i in 0..1000 {
+        let client = api::NewClient {
+            name: format!("Client {i:04}"),
+            domain: None,
+            azure_tenant_id: None,
+        };
+        api::create_client(&app.db, &seeder, client).await.unwrap();
+    }
+    let Some(browser) = Browser::open().await else {
+        return;
+    };
+    let rows = "return document.querySelectorAll('#client-list > li.client').length";
+
+    sign_in(&browser, &app, &app.token("msp-a", &["admin"])).await;
+    let status = browser
+        .text_with("//p[@id='page-status']", "Clients 1–25 of ")
+        .await;
+    let total: String = status
+        .rsplit(" of ")
+        .next()
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    assert_eq!(total, "1000", "{status}");
+    assert_eq!(browser.run(rows, vec![]).await, json!(25));
+    browser.shown("//h3[normalize-space()='Client 0000']").await;
+    browser.screenshot("first-page").await;
+    browser
+        .assert_accessible("a page of 25 of 1,000 clients")
+        .await;
+
+    browser.click("//button[@id='next']").await;
+    browser
+        .text_with("//p[@id='page-status']", "Clients 26–50 of ")
+        .await;
+    browser.shown("//h3[normalize-space()='Client 0025']").await;
+    assert_eq!(browser.run(rows, vec![]).await, json!(25));
+
+    let search = browser.shown("//input[@id='search']").await;
+    search.send_keys("Client 0999").await.unwrap();
+    browser
+        .text_with("//p[@id='page-status']", "Clients 1–1 of 1")
+        .await;
+    browser.shown("//h3[normalize-space()='Client 0999']").await;
+    assert_eq!(browser.run(rows, vec![]).await, json!(1));
+    browser.screenshot("found").await;
+    assert_not_reloaded(&browser).await;
+    browser.close().await;
 }
