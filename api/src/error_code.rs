@@ -134,7 +134,7 @@ impl ErrorCode {
             Self::BadRequest => (
                 "BAD_REQUEST",
                 S::BAD_REQUEST,
-                "the HTTP request is not one GraphQL operation: a body that is not JSON, a batch, no `query`",
+                "the HTTP request is not one GraphQL operation: a body that is not JSON, a batch, no `query`; or a valid subscription sent with POST (it runs over `/graphql/ws`; 200 under `Accept: application/json`, like the two above)",
             ),
             Self::PayloadTooLarge => (
                 "PAYLOAD_TOO_LARGE",
