@@ -289,9 +289,10 @@ async fn signing_in_through_the_identity_provider_shows_the_clients(backend: Bac
     browser.close().await;
 }
 
-/// Checklist 1: a code sent back with a state this tab never issued (here: a real code of
-/// the attacker's, while a sign-in of this tab waits) is refused with a message and never
-/// sent to the token endpoint; the waiting sign-in is used up.
+/// The dashboard's own sign-in, as checklist 1 asks of the consent callback: a code sent back
+/// with a state this tab never issued (here: a real code of the attacker's, while a sign-in
+/// of this tab waits) is refused with a message and never sent to the token endpoint; the
+/// waiting sign-in is used up.
 #[both_backends]
 async fn an_answer_with_a_forged_state_is_refused_and_never_redeemed(backend: Backend) {
     let idp = provider().await;
@@ -341,7 +342,52 @@ async fn an_answer_with_a_forged_state_is_refused_and_never_redeemed(backend: Ba
     browser.close().await;
 }
 
-/// Checklist 13: the provider's refusal is shown as its error code and description, as text
+/// A crafted answer link opened in a tab that is signed in and started no sign-in (the
+/// attacker's own code, say) changes nothing: the tab stays signed in as it was, the address
+/// loses the code, and the code is never redeemed.
+#[both_backends]
+async fn a_crafted_answer_link_neither_signs_a_tab_out_nor_is_redeemed(backend: Backend) {
+    let idp = provider().await;
+    let Some(app) = app_signing_in_at(backend, &idp).await else {
+        return;
+    };
+    let Some(browser) = Browser::open().await else {
+        return;
+    };
+    let token = idp.access_token();
+    browser.client.goto(&app.url("/dashboard")).await.unwrap();
+    browser
+        .shown("//textarea[@id='token']")
+        .await
+        .send_keys(&token)
+        .await
+        .unwrap();
+    browser
+        .click("//form[@id='sign-in-form']//button[@type='submit']")
+        .await;
+    browser.text_with("//span[@id='who']", "(admin)").await;
+    let code = code_of_someone_else(&idp, &app.url("/dashboard")).await;
+
+    browser
+        .client
+        .goto(&format!(
+            "{}?code={code}&state=forged",
+            app.url("/dashboard")
+        ))
+        .await
+        .unwrap();
+
+    browser.text_with("//p[@id='page-status']", " of ").await;
+    let who = browser.text_with("//span[@id='who']", "(admin)").await;
+    assert!(who.contains(SUBJECT), "{who}");
+    let address = browser.client.current_url().await.unwrap();
+    assert!(!address.as_str().contains("code="), "{address}");
+    assert_eq!(idp.token_requests(), 0, "no token request");
+    browser.close().await;
+}
+
+/// As checklist 13 asks of the consent callback: the provider's refusal is shown as its error
+/// code and description, as text
 /// (markup in it stays characters), never a blank area; nothing is redeemed.
 #[both_backends]
 async fn the_providers_refusal_is_shown_as_text(backend: Backend) {

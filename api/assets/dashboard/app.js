@@ -171,7 +171,11 @@ async function start() {
   const answer = takeProviderAnswer();
   oidc = await loadSignInOptions();
   $('oidc-sign-in').hidden = !oidc;
-  if (answer) {
+  if (answer && !answer.pending && getToken()) {
+    // An answer this tab never asked for (a crafted link) changes nothing: the tab stays
+    // signed in as it was, and its code is never sent anywhere.
+    announce('A sign-in answer this tab did not ask for was ignored');
+  } else if (answer) {
     try {
       setToken(await redeem(answer, oidc));
     } catch (error) {
