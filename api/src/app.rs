@@ -26,7 +26,7 @@ use tower_http::{
 
 pub(crate) use crate::state::AppState;
 use crate::{
-    auth::CallerAuth,
+    auth::{CallerAuth, DashboardSignIn},
     config::Settings,
     db,
     domain::crypto::TokenKeys,
@@ -54,6 +54,7 @@ pub(crate) fn router(state: AppState) -> anyhow::Result<Router> {
         .route("/", get(http::dashboard::root))
         .route("/dashboard", get(http::dashboard::page))
         .route("/dashboard/", get(http::dashboard::trailing_slash))
+        .route("/dashboard/sign-in.json", get(http::dashboard::sign_in))
         .route("/dashboard/{file}", get(http::dashboard::file))
         .route("/assets/vendor/{*path}", get(http::assets::vendor))
         .route("/graphiql", get(http::graphiql::page))
@@ -139,6 +140,10 @@ impl Application {
         db::migrate(&db, &settings.database_label()).await?;
         let auth = CallerAuth::from_settings(&settings)?;
         auth.warm_up().await;
+        let dashboard_sign_in = match settings.dashboard_oidc()? {
+            Some(oidc) => Some(Arc::new(DashboardSignIn::discover(&oidc).await?)),
+            None => None,
+        };
         let microsoft = match MicrosoftConfig::from_settings(&settings) {
             Some(config) => Some(Arc::new(Microsoft::new(config)?.with_key_refetch_interval(
                 Duration::from_secs(settings.ms_key_refetch_seconds),
@@ -160,7 +165,8 @@ impl Application {
             );
         }
         let repairable_apps = settings.repairable_apps()?;
-        let state = AppState::new(settings, db, auth, microsoft, token_keys, repairable_apps);
+        let mut state = AppState::new(settings, db, auth, microsoft, token_keys, repairable_apps);
+        state.dashboard_sign_in = dashboard_sign_in;
         // The router's only fallible part: fail at start, not when serving begins.
         state.settings.allowed_origins()?;
         Ok(Self { listener, state })

@@ -7,7 +7,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    auth::{CallerAuth, DisabledMsps},
+    auth::{CallerAuth, DashboardSignIn, DisabledMsps},
     config::Settings,
     domain::{Consents, crypto::TokenKeys, repairable::RepairableApps},
     events::Bus,
@@ -37,6 +37,8 @@ pub struct AppState {
     pub(crate) bus: Bus,
     /// A token GraphiQL and the dashboard start with (`consentry demo` only).
     pub(crate) demo_token: Option<Arc<str>>,
+    /// The dashboard's sign-in at the caller identity provider, when configured.
+    pub(crate) dashboard_sign_in: Option<Arc<DashboardSignIn>>,
     /// Tells WebSocket subscribers the server is stopping, and counts them out.
     pub(crate) draining: Draining,
     /// Which MSP tenants are disabled, re-read every `CONSENTRY_RIGHTS_RECHECK_INTERVAL`.
@@ -159,6 +161,7 @@ impl AppState {
             settings: Arc::new(settings),
             microsoft,
             demo_token: None,
+            dashboard_sign_in: None,
             draining: Draining::default(),
             disabled_msps: DisabledMsps::default(),
             sockets,

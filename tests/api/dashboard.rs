@@ -17,8 +17,8 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; c
     img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The dashboard's ES modules, by name under `/dashboard/`.
-const MODULES: [&str; 8] = [
-    "app", "api", "dom", "clients", "tile", "consents", "audit", "queries",
+const MODULES: [&str; 9] = [
+    "app", "api", "dom", "clients", "tile", "consents", "audit", "queries", "oidc",
 ];
 
 async fn text_of(app: &consentry_tests::TestApp, path: &str) -> String {

@@ -34,6 +34,7 @@ mod limits;
 mod logs;
 mod microsoft;
 mod microsoft_faults;
+mod oidc_sign_in;
 mod schema;
 mod secrets_at_rest;
 mod service_principals;

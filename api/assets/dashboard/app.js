@@ -1,10 +1,12 @@
-// The dashboard's entry point: sign-in with a caller token, the caller's roles (who sees
+// The dashboard's entry point: sign-in with a caller token (pasted, or from the caller
+// identity provider when the server names one), the caller's roles (who sees
 // write buttons, who must pick an MSP first), the clients list, and the live connection that
 // keeps it current without a refresh button.
 
 import { request, getToken, setToken, clearToken, connectLive } from './api.js';
 import { announce, showError, clearError, errorText } from './dom.js';
 import { ClientList } from './clients.js';
+import { loadSignInOptions, startSignIn, takeProviderAnswer, redeem } from './oidc.js';
 import { VIEWER, TILE_CHANGED, REPAIR_CHANGED, CONSENT_CHANGED } from './queries.js';
 
 // Remembered for the tab: after Sign out, the demo's token is not used again.
@@ -15,6 +17,7 @@ let list = null;
 let live = null;
 let expiryTimer = null;
 let failedConnects = 0;
+let oidc = null; // the caller identity provider, when the server names one
 
 function show(...sections) {
   for (const id of ['sign-in', 'msp-picker', 'clients']) $(id).hidden = !sections.includes(id);
@@ -140,6 +143,15 @@ function wire() {
     setToken(token);
     signIn();
   });
+  $('sign-in-oidc').addEventListener('click', async () => {
+    if (!oidc) return;
+    clearError($('sign-in-error'));
+    try {
+      await startSignIn(oidc);
+    } catch (error) {
+      showError($('sign-in-error'), error);
+    }
+  });
   $('sign-out').addEventListener('click', () => {
     clearToken();
     try { window.sessionStorage.setItem(DECLINED_DEMO_TOKEN, '1'); } catch { /* no storage */ }
@@ -153,8 +165,27 @@ function wire() {
   });
 }
 
-function start() {
+async function start() {
   wire();
+  // Before anything else: a code or state in the address leaves it, whatever comes next.
+  const answer = takeProviderAnswer();
+  oidc = await loadSignInOptions();
+  $('oidc-sign-in').hidden = !oidc;
+  if (answer && !answer.pending && getToken()) {
+    // An answer this tab never asked for (a crafted link) changes nothing: the tab stays
+    // signed in as it was, and its code is never sent anywhere.
+    announce('A sign-in answer this tab did not ask for was ignored');
+  } else if (answer) {
+    try {
+      setToken(await redeem(answer, oidc));
+    } catch (error) {
+      clearToken();
+      showSignIn(error);
+      return;
+    }
+    signIn();
+    return;
+  }
   // `consentry demo` hands the page its admin token in a <meta> (there is no inline script).
   const demo = document.querySelector('meta[name="consentry-token"]');
   let declined = false;

@@ -2,6 +2,7 @@
 //! the resulting [`Viewer`], and its roles (docs/design.md §2, "Callers' tokens").
 
 mod claims;
+mod dashboard_sign_in;
 mod disabled;
 mod secret;
 
@@ -18,6 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 pub use claims::{CallerClaims, OneOrMany, mint_hs256};
+pub(crate) use dashboard_sign_in::DashboardSignIn;
 pub(crate) use disabled::DisabledMsps;
 pub(crate) use secret::{existing_token_keys, resolve_hs256_secret, resolve_token_keys};
 

@@ -234,6 +234,7 @@ impl Settings {
             parse_origin(origin)?;
         }
         self.caller_auth()?;
+        self.dashboard_oidc()?;
         Ok(())
     }
 
@@ -341,6 +342,74 @@ impl Settings {
         }
     }
 
+    /// The dashboard's sign-in at the caller identity provider, when
+    /// `CONSENTRY_DASHBOARD_OIDC_CLIENT_ID` is set: only beside a JWKS configuration, whose
+    /// issuer is where the provider's endpoints are discovered.
+    pub fn dashboard_oidc(&self) -> Result<Option<DashboardOidcSettings>, ConfigError> {
+        const VARIABLE: &str = "CONSENTRY_DASHBOARD_OIDC_CLIENT_ID";
+        let Some(client_id) = &self.dashboard_oidc_client_id else {
+            return Ok(None);
+        };
+        let client_id = client_id.trim();
+        if client_id.is_empty() || !client_id.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(invalid(
+                VARIABLE,
+                format!(
+                    "{client_id:?} is not a client id: give the public client's id as the identity provider shows it"
+                ),
+            ));
+        }
+        let CallerAuthSettings::Jwks { issuer, .. } = self.caller_auth()? else {
+            return Err(invalid(
+                VARIABLE,
+                "needs CONSENTRY_AUTH_JWKS_URL, CONSENTRY_AUTH_ISSUER and CONSENTRY_AUTH_AUDIENCE: \
+                 the dashboard signs in at the identity provider that signs callers' tokens; \
+                 with HS256 tokens there is none, so unset it",
+            ));
+        };
+        let issuer_url = Url::parse(&issuer).map_err(|_| {
+            invalid(
+                "CONSENTRY_AUTH_ISSUER",
+                format!(
+                    "{issuer:?} is not a URL, so the identity provider's endpoints cannot be \
+                     discovered for {VARIABLE}: give the issuer URL the provider publishes"
+                ),
+            )
+        })?;
+        check_base_url("CONSENTRY_AUTH_ISSUER", &issuer_url)?;
+        if issuer_url.scheme() != "https" && !is_loopback(&issuer_url) {
+            return Err(invalid(
+                "CONSENTRY_AUTH_ISSUER",
+                format!(
+                    "{issuer} must use https for {VARIABLE} (plain http is only allowed for localhost)"
+                ),
+            ));
+        }
+        let scope = self.dashboard_oidc_scope.trim();
+        // RFC 6749 §3.3: scope tokens of printable characters but `"` and `\`.
+        if scope.is_empty()
+            || !scope.split(' ').all(|t| {
+                !t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+            })
+        {
+            return Err(invalid(
+                "CONSENTRY_DASHBOARD_OIDC_SCOPE",
+                format!(
+                    "{scope:?} is not a list of scopes separated by single spaces, e.g. `openid api://consentry/.default`"
+                ),
+            ));
+        }
+        Ok(Some(DashboardOidcSettings {
+            client_id: client_id.to_owned(),
+            scope: scope.to_owned(),
+            discovery_url: join(&issuer_url, ".well-known/openid-configuration"),
+            issuer,
+            redirect_uri: join(&self.public_url, "dashboard"),
+        }))
+    }
+
     /// Browser origins allowed by CORS, parsed.
     pub fn allowed_origins(&self) -> Result<Vec<axum::http::HeaderValue>, ConfigError> {
         self.cors_origins.iter().map(|o| parse_origin(o)).collect()
@@ -363,7 +432,7 @@ pub(super) fn check_base_url(variable: &'static str, url: &Url) -> Result<(), Co
     Ok(())
 }
 
-pub(super) fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

@@ -5,6 +5,8 @@
 
 mod derived;
 
+pub(crate) use derived::is_loopback;
+
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -244,6 +246,29 @@ pub struct Settings {
         value_parser = humantime::parse_duration,
         global = true, help_heading = "Caller tokens")]
     pub rights_recheck_interval: Duration,
+
+    /// Client id of a public client (no secret) registered at the identity provider of
+    /// `CONSENTRY_AUTH_JWKS_URL`: the dashboard then also signs in there (authorization code
+    /// with PKCE, redirect URI `CONSENTRY_PUBLIC_URL/dashboard`). Needs a JWKS configuration;
+    /// the provider's endpoints are discovered from `CONSENTRY_AUTH_ISSUER` at start.
+    #[arg(
+        long,
+        env = "CONSENTRY_DASHBOARD_OIDC_CLIENT_ID",
+        global = true,
+        help_heading = "Caller tokens"
+    )]
+    pub dashboard_oidc_client_id: Option<String>,
+
+    /// Scopes the dashboard asks the identity provider for (space-separated): whatever makes
+    /// it issue an access token for `CONSENTRY_AUTH_AUDIENCE` with the `msp` and `roles` claims.
+    #[arg(
+        long,
+        env = "CONSENTRY_DASHBOARD_OIDC_SCOPE",
+        default_value = "openid",
+        global = true,
+        help_heading = "Caller tokens"
+    )]
+    pub dashboard_oidc_scope: String,
 
     /// Shared secret for HS256 caller tokens (at least 32 bytes). Unset, and without a JWKS
     /// URL, one is generated and kept beside the embedded database.
@@ -512,6 +537,20 @@ pub enum CallerAuthSettings {
     },
 }
 
+/// The dashboard's sign-in at the caller identity provider (a public client, PKCE).
+#[derive(Clone, Debug)]
+pub struct DashboardOidcSettings {
+    pub client_id: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// `{CONSENTRY_AUTH_ISSUER}/.well-known/openid-configuration`.
+    pub discovery_url: Url,
+    /// `CONSENTRY_AUTH_ISSUER`, exactly: discovery must name the same.
+    pub issuer: String,
+    /// The dashboard's own address, `{CONSENTRY_PUBLIC_URL}/dashboard`.
+    pub redirect_uri: Url,
+}
+
 /// Joins `path` onto a base URL, keeping any path prefix the base has.
 pub(crate) fn join(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
@@ -699,6 +738,44 @@ mod tests {
                 .contains("CONSENTRY_AUTH_AUDIENCE")
         );
         settings.auth_audience = Some("consentry".into());
+        settings.validate().unwrap();
+    }
+
+    /// Issue 19: the dashboard's public client needs the JWKS provider, a URL issuer to
+    /// discover it from (https unless loopback), and scopes in RFC 6749's form.
+    #[test]
+    fn a_dashboard_client_id_needs_a_jwks_provider_to_sign_in_at() {
+        let refusal = |settings: &Settings| settings.validate().unwrap_err().to_string();
+        let mut settings = Settings::defaults();
+        settings.dashboard_oidc_client_id = Some("dashboard".into());
+        let why = refusal(&settings);
+        assert!(
+            why.starts_with("CONSENTRY_DASHBOARD_OIDC_CLIENT_ID: needs CONSENTRY_AUTH_JWKS_URL"),
+            "{why}"
+        );
+
+        settings.auth_jwks_url = Some(Url::parse("https://idp.example.com/jwks").unwrap());
+        settings.auth_audience = Some("consentry".into());
+        settings.auth_issuer = Some("idp".into());
+        assert!(refusal(&settings).contains("is not a URL"));
+        settings.auth_issuer = Some("http://idp.example.com/tenant".into());
+        assert!(refusal(&settings).contains("must use https"));
+        settings.auth_issuer = Some("https://idp.example.com/tenant".into());
+        settings.dashboard_oidc_scope = "openid  api://consentry/x".into();
+        assert!(refusal(&settings).starts_with("CONSENTRY_DASHBOARD_OIDC_SCOPE"));
+        settings.dashboard_oidc_scope = "openid api://consentry/x".into();
+        settings.public_url = Url::parse("https://consentry.example.com/portal/").unwrap();
+
+        let oidc = settings.dashboard_oidc().unwrap().unwrap();
+        assert_eq!(
+            oidc.discovery_url.as_str(),
+            "https://idp.example.com/tenant/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            oidc.redirect_uri.as_str(),
+            "https://consentry.example.com/portal/dashboard"
+        );
+        settings.auth_issuer = Some("http://localhost:9000".into());
         settings.validate().unwrap();
     }
 

@@ -65,6 +65,7 @@ pub(crate) const DASHBOARD: &[Asset] = &[
     asset!("dashboard", "consents.js", JAVASCRIPT),
     asset!("dashboard", "audit.js", JAVASCRIPT),
     asset!("dashboard", "queries.js", JAVASCRIPT),
+    asset!("dashboard", "oidc.js", JAVASCRIPT),
 ];
 
 /// The dashboard's page, with `<!--token-->` where `consentry demo` puts its token.

@@ -4,6 +4,7 @@
 pub(crate) mod browser;
 pub(crate) mod documents;
 pub(crate) mod flows;
+pub(crate) mod idp;
 pub(crate) mod pages;
 pub(crate) mod storage;
 pub(crate) mod websocket;
