@@ -1,8 +1,8 @@
 //! The Client Dashboard at `/dashboard` (docs/design.md §2): one page of plain HTML, CSS and
 //! ES modules embedded in the binary (`api/assets/dashboard/`), working against `/graphql`
 //! and `/graphql/ws` with the caller token a person pastes in or gets from the caller identity
-//! provider (kept in the tab's `sessionStorage`). Nothing is inline, so its policy allows scripts and styles only from
-//! this server.
+//! provider (kept in the tab's `sessionStorage`). Nothing is inline, so its policy allows
+//! scripts and styles only from this server.
 
 use axum::{
     extract::{Path, State},
