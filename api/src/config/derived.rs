@@ -432,15 +432,6 @@ pub(super) fn check_base_url(variable: &'static str, url: &Url) -> Result<(), Co
     Ok(())
 }
 
-pub(crate) fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 pub(super) fn parse_origin(origin: &str) -> Result<axum::http::HeaderValue, ConfigError> {
     let origin = origin.trim();
     let url = Url::parse(origin).map_err(|e| {

@@ -5,8 +5,6 @@
 
 mod derived;
 
-pub(crate) use derived::is_loopback;
-
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -561,6 +559,17 @@ pub(crate) fn join(base: &Url, path: &str) -> Url {
     url.set_query(None);
     url.set_fragment(None);
     url
+}
+
+/// Whether `url` points at this machine (`localhost`, `*.localhost`, a loopback address):
+/// the one place plain `http` is allowed for a URL setting.
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 #[cfg(test)]
