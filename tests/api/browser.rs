@@ -21,7 +21,7 @@ use crate::support::{
     browser::{Browser, STEP},
     flows::{
         World, admin_consent, authorise, authorised, callback, consent_as, consents_of, healthy,
-        new_client, start_link, tile, with_client, world,
+        new_client, numbered_clients, start_link, tile, with_client, world,
     },
 };
 
@@ -581,21 +581,7 @@ async fn a_thousand_clients_are_shown_a_page_at_a_time_and_found_by_name(backend
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let (msp, _) = api::ensure_msp(&app.db, "msp-a", None).await.unwrap();
-    let seeder = api::Viewer {
-        subject: "seed@msp.example".to_owned(),
-        msp,
-        roles: vec![api::Role::Admin],
-        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
-    };
-    for i in 0..1000 {
-        let client = api::NewClient {
-            name: format!("Client {i:04}"),
-            domain: None,
-            azure_tenant_id: None,
-        };
-        api::create_client(&app.db, &seeder, client).await.unwrap();
-    }
+    numbered_clients(&app, "msp-a", 1000).await;
     let Some(browser) = Browser::open().await else {
         return;
     };

@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 
 use crate::support::{
     documents::{Kind, QUERIES_JS, documents},
+    flows::numbered_clients,
     pages::{attributes, imported_modules, loaded_files, no_redirects, resolve, served},
 };
 
@@ -332,26 +333,12 @@ async fn the_dashboard_asks_for_status_counts_headline_link_expiry_and_client_id
 }
 
 /// 1,000 clients stay usable: the dashboard's page asks for its page size (25, from
-/// `clients.js`) and gets that many, with about as many SQL statements as a page of one; the next
+/// `clients.js`) and gets that many, with as many SQL statements as a page of one; the next
 /// page follows from the cursor; and the counts come back in one answer that holds no client.
 #[tokio::test]
 async fn the_dashboard_reads_a_thousand_clients_a_page_at_a_time() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
-    let (msp, _) = api::ensure_msp(&app.db, "msp-a", None).await.unwrap();
-    let viewer = api::Viewer {
-        subject: "seed@msp.example".to_owned(),
-        msp,
-        roles: vec![api::Role::Admin],
-        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
-    };
-    for i in 0..1000 {
-        let client = api::NewClient {
-            name: format!("Client {i:04}"),
-            domain: None,
-            azure_tenant_id: None,
-        };
-        api::create_client(&app.db, &viewer, client).await.unwrap();
-    }
+    numbered_clients(&app, "msp-a", 1000).await;
     let admin = app.with_token(app.token("msp-a", &["admin"]));
     let documents = documents(&text_of(&app, QUERIES_JS).await).unwrap();
     let document = |constant: &str| {

@@ -242,6 +242,22 @@ const WHO: &str = "//span[@id='who']";
 const SIGN_IN_ERROR: &str = "//div[@id='sign-in-error']";
 const PENDING: &str = "return window.sessionStorage.getItem('consentry:oidc-pending')";
 
+/// Opens the dashboard (its identity provider button shown) with a sign-in of this tab
+/// waiting for its answer under `state`, as the button leaves it before going to the provider.
+async fn sign_in_waiting(browser: &Browser, app: &TestApp, state: &str) {
+    browser.client.goto(&app.url("/dashboard")).await.unwrap();
+    browser
+        .shown("//button[normalize-space()='Sign in with your identity provider']")
+        .await;
+    browser
+        .run(
+            "window.sessionStorage.setItem('consentry:oidc-pending', JSON.stringify(
+               { state: arguments[0], nonce: 'n', verifier: 'v'.repeat(43) }))",
+            vec![json!(state)],
+        )
+        .await;
+}
+
 /// Click, the stand-in signs the user in and sends the browser back; the dashboard redeems
 /// the code and shows the MSP's clients, signed in as the provider's user. The code has left
 /// the address bar and the verifier the tab's storage.
@@ -302,17 +318,7 @@ async fn an_answer_with_a_forged_state_is_refused_and_never_redeemed(backend: Ba
     let Some(browser) = Browser::open().await else {
         return;
     };
-    browser.client.goto(&app.url("/dashboard")).await.unwrap();
-    browser
-        .shown("//button[normalize-space()='Sign in with your identity provider']")
-        .await;
-    browser
-        .run(
-            "window.sessionStorage.setItem('consentry:oidc-pending', JSON.stringify(
-               { state: 'the-one-this-tab-issued', nonce: 'n', verifier: 'v'.repeat(43) }))",
-            vec![],
-        )
-        .await;
+    sign_in_waiting(&browser, &app, "the-one-this-tab-issued").await;
     let code = code_of_someone_else(&idp, &app.url("/dashboard")).await;
 
     browser
@@ -390,8 +396,8 @@ async fn a_crafted_answer_link_neither_signs_a_tab_out_nor_is_redeemed(backend: 
 }
 
 /// As checklist 13 asks of the consent callback: the provider's refusal is shown as its error
-/// code and description, as text
-/// (markup in it stays characters), never a blank area; nothing is redeemed.
+/// code and description, as text (markup in it stays characters), never a blank area;
+/// nothing is redeemed.
 #[both_backends]
 async fn the_providers_refusal_is_shown_as_text(backend: Backend) {
     let idp = provider().await;
@@ -401,17 +407,7 @@ async fn the_providers_refusal_is_shown_as_text(backend: Backend) {
     let Some(browser) = Browser::open().await else {
         return;
     };
-    browser.client.goto(&app.url("/dashboard")).await.unwrap();
-    browser
-        .shown("//button[normalize-space()='Sign in with your identity provider']")
-        .await;
-    browser
-        .run(
-            "window.sessionStorage.setItem('consentry:oidc-pending', JSON.stringify(
-               { state: 'issued-here', nonce: 'n', verifier: 'v'.repeat(43) }))",
-            vec![],
-        )
-        .await;
+    sign_in_waiting(&browser, &app, "issued-here").await;
 
     let mut answer = url::Url::parse(&app.url("/dashboard")).unwrap();
     answer

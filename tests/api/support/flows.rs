@@ -293,3 +293,23 @@ pub(crate) fn posts(sim: &simulator::Simulator) -> usize {
         .filter(|r| r.method == "POST" && r.path == "/v1.0/servicePrincipals")
         .count()
 }
+
+/// `count` clients of `msp` named `Client 0000`, `Client 0001`, …, written straight through
+/// the domain (a thousand API round trips would only slow the test).
+pub(crate) async fn numbered_clients(app: &TestApp, msp: &str, count: usize) {
+    let (msp, _) = api::ensure_msp(&app.db, msp, None).await.unwrap();
+    let seeder = api::Viewer {
+        subject: "seed@msp.example".to_owned(),
+        msp,
+        roles: vec![api::Role::Admin],
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+    };
+    for i in 0..count {
+        let client = api::NewClient {
+            name: format!("Client {i:04}"),
+            domain: None,
+            azure_tenant_id: None,
+        };
+        api::create_client(&app.db, &seeder, client).await.unwrap();
+    }
+}
